@@ -1,0 +1,131 @@
+# acrida — one entry point. `make run` and `make test` work on a fresh Debian 12 machine.
+# SAN=address,undefined builds the same tree with sanitizers into build-san/.
+
+CC      ?= cc
+PYTHON  ?= /usr/bin/python3
+SAN     ?=
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0)
+
+ifeq ($(SAN),)
+BUILD   ?= build
+OPT     ?= -O2 -g
+else
+BUILD   ?= build-san
+OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=$(SAN) -fno-sanitize-recover=all
+LDSAN   := -fsanitize=$(SAN)
+endif
+
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+PKGS    := libuv libzmq msgpack openssl luajit jansson
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  += -std=gnu11 $(OPT) $(WARN) -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) \
+           -DACR_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS  += $(LDSAN) $(PKG_LIBS) -lm -lpthread
+
+COMMON_SRC := $(wildcard common/*.c proto/*.c)
+WORKER_SRC := $(wildcard worker/*.c)
+MASTER_SRC := $(wildcard master/*.c)
+TARGET_SRC := $(wildcard tests/target/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIBACR   := $(BUILD)/libacrida.a
+LIBHTTP  := $(BUILD)/libllhttp.a
+BINS     := $(BUILD)/acrida-master $(BUILD)/acrida-worker $(BUILD)/acrida-target
+UNITS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+.PHONY: all deps run test test-unit test-integration test-san fuzz bench install clean format check-format
+
+all: $(BINS)
+
+deps:
+	@bash deploy/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(OPT) -I$(LLHTTP_INC) -w -c $< -o $@
+
+$(LIBHTTP): $(BUILD)/llhttp/llhttp.o $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o
+	$(AR) rcs $@ $^
+
+$(LIBACR): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@; $(AR) rcs $@ $^
+
+$(BUILD)/acrida-worker: $(call obj,$(WORKER_SRC)) $(LIBACR) $(LIBHTTP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/acrida-master: $(call obj,$(MASTER_SRC)) $(LIBACR) $(LIBHTTP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/acrida-target: $(call obj,$(TARGET_SRC)) $(LIBACR) $(LIBHTTP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests link against the daemons' code (minus the mains) as archives, so a test may also
+# #include the .c under test to reach its statics.
+LIBWORKER := $(BUILD)/libworker.a
+LIBMASTER := $(BUILD)/libmaster.a
+$(LIBWORKER): $(filter-out %/main.o,$(call obj,$(WORKER_SRC)))
+	@mkdir -p $(dir $@)
+	rm -f $@; $(AR) rcs $@ $^
+$(LIBMASTER): $(filter-out %/main.o,$(call obj,$(MASTER_SRC)))
+	@mkdir -p $(dir $@)
+	rm -f $@; $(AR) rcs $@ $^
+UNIT_LINK := $(LIBWORKER) $(LIBMASTER) $(LIBACR) $(LIBHTTP)
+$(BUILD)/unit/%: tests/unit/%.c $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LINK) $(LDLIBS) -lcmocka
+
+run: deps all
+	@bash examples/run-demo.sh $(BUILD)
+
+test: deps check-format
+	$(MAKE) test-unit test-integration
+	$(MAKE) SAN=address,undefined test-san
+
+test-unit: $(UNITS)
+	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
+
+test-integration: all
+	ACRIDA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The sanitizer pass: unit tests and the integration suite against the ASan/UBSan binaries.
+test-san: $(UNITS) all
+	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
+	ACRIDA_BUILD=$(abspath $(BUILD)) ACRIDA_SAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz: deps
+	$(MAKE) CC=clang BUILD=build-fuzz OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
+	  LDSAN="-fsanitize=address,undefined" fuzzers
+fuzzers: $(FUZZERS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(UNIT_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer -o $@ $< $(UNIT_LINK) $(LDLIBS)
+
+bench: all
+	bash bench/run.sh $(BUILD)
+
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_SRC)
+check-format:
+	@clang-format --dry-run --Werror $(FORMAT_SRC)
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

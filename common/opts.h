@@ -1,0 +1,63 @@
+/*
+ * Option parsing shared by the daemons: command line, ACRIDA_<NAME> environment variables and a
+ * config file (`--config FILE`, else ./acrida.conf when it exists) with `key = value` lines using
+ * the long option name and `#` comments. Precedence: command line > environment > config file >
+ * default (the defaults are whatever the caller stored in the struct before parsing).
+ *
+ * The table-driven parser writes into a caller struct at each definition's offset.
+ * Error convention: acr_opts_parse returns 0, ACR_OPTS_EXIT (help/version printed: exit 0) or
+ * -EINVAL with a message naming the option in @err (the caller exits 2).
+ */
+#ifndef ACR_OPTS_H
+#define ACR_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum {
+    ACR_OPT_FLAG,     /**< bool; "--x" sets true; env/config accept true/false/1/0/yes/no/on/off */
+    ACR_OPT_STR,      /**< char * (strdup'ed; the caller frees with acr_opts_free) */
+    ACR_OPT_INT,      /**< int; decimal, range-checked by min/max */
+    ACR_OPT_DOUBLE,   /**< double; range-checked by min/max */
+    ACR_OPT_TIMESPAN, /**< double seconds via acr_parse_timespan */
+    ACR_OPT_STRLIST,  /**< char ** NULL-terminated; takes all following non-option words on the
+                           command line, whitespace/comma separated in env/config */
+} acr_opt_kind_t;
+
+typedef struct acr_opt_def {
+    const char *name;    /**< long name without dashes: "spawn-rate" */
+    char short_name;     /**< 'r', or 0 */
+    const char *aliases; /**< comma separated extra long names: "hatch-rate", or NULL */
+    acr_opt_kind_t kind;
+    size_t offset; /**< offsetof(struct, field) */
+    double min, max; /**< bounds for INT/DOUBLE/TIMESPAN when min < max */
+    const char *metavar;
+    const char *help;
+} acr_opt_def_t;
+
+#define ACR_OPTS_EXIT 1
+
+typedef struct acr_opts_spec {
+    const char *prog;      /**< "acrida-master" */
+    const char *usage;     /**< one line after "usage: prog " */
+    const char *env_prefix; /**< "ACRIDA_" */
+    const acr_opt_def_t *defs;
+    size_t ndefs;
+} acr_opts_spec_t;
+
+/**
+ * Parses into @out. Handles --config, -h/--help and -V/--version itself (printing to stdout).
+ * Positional arguments are an error. @err receives e.g. "unknown option '--foo'",
+ * "invalid value 'abc' for --users: expected an integer".
+ */
+int acr_opts_parse(const acr_opts_spec_t *spec, void *out, int argc, char **argv, char *err,
+                   size_t errlen);
+
+/** Frees the STR and STRLIST values parse stored in @out. */
+void acr_opts_free(const acr_opts_spec_t *spec, void *out);
+
+/** Prints the help text built from the definitions. */
+void acr_opts_help(const acr_opts_spec_t *spec, FILE *f);
+
+#endif

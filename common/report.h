@@ -1,0 +1,58 @@
+/*
+ * Writers of aggregated statistics: the headless console tables, Locust-format CSV files and the
+ * /stats/requests JSON document. They only read an acr_stats_t (sorting it may rebuild its sorted
+ * views). Times are printed in ms, keeping sub-ms precision ("0.42").
+ * Error convention: 0 or a negative errno (write errors); JSON builders return NULL on ENOMEM.
+ */
+#ifndef ACR_REPORT_H
+#define ACR_REPORT_H
+
+#include "common/stats.h"
+
+#include <stdio.h>
+
+/** One worker row of the JSON document and the console. */
+typedef struct acr_report_worker {
+    const char *id, *host, *state;
+    long user_count;
+    double cpu_usage;      /**< percent */
+    long long memory_usage; /**< bytes */
+    double heartbeat_age;  /**< seconds since the last heartbeat */
+} acr_report_worker_t;
+
+typedef struct acr_report_meta {
+    const char *state; /**< "ready", "spawning", "running", "stopping", "stopped" */
+    long user_count;
+    double run_time; /**< seconds since the test started (0 before) */
+    const char *test_id;
+    const acr_report_worker_t *workers;
+    size_t nworkers;
+    double now; /**< epoch s, for the current-window values */
+} acr_report_meta_t;
+
+/** The periodic/final request table (Type, Name, # reqs, # fails, Avg, Min, Max, Med, req/s,
+ *  failures/s), one row per entry plus Aggregated. */
+int acr_report_console_stats(FILE *f, acr_stats_t *s, bool current);
+/** Percentile table: 50 66 75 80 90 95 98 99 99.9 99.99 100 %. */
+int acr_report_console_percentiles(FILE *f, acr_stats_t *s);
+/** Failures table ("# occurrences | Error"); prints nothing when there are no failures. */
+int acr_report_console_failures(FILE *f, acr_stats_t *s);
+/** Exceptions table (count, message, traceback); nothing when there are none. */
+int acr_report_console_exceptions(FILE *f, acr_stats_t *s);
+
+/** CSV bodies with Locust's exact headers and row order (reference §8), CRLF line endings. */
+int acr_report_csv_stats(FILE *f, acr_stats_t *s);
+int acr_report_csv_failures(FILE *f, acr_stats_t *s);
+int acr_report_csv_exceptions(FILE *f, acr_stats_t *s);
+int acr_report_csv_history_header(FILE *f);
+/** Appends the history rows for epoch second @ts (Aggregated only, or every entry when @full). */
+int acr_report_csv_history_rows(FILE *f, acr_stats_t *s, long user_count, long ts, bool full);
+
+/**
+ * The GET /stats/requests document (Locust 2.12 shape, keys sorted, 2-space indent) plus
+ * per-row response_time_percentiles and top-level workers/run_time/test_id.
+ * Returns a malloc'ed NUL-terminated string the caller frees, or NULL.
+ */
+char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta);
+
+#endif

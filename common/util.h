@@ -1,0 +1,48 @@
+/*
+ * Small helpers both daemons use: clocks, time spans, a growable byte buffer, container_of.
+ * Error convention: 0 or a negative errno.
+ */
+#ifndef ACR_UTIL_H
+#define ACR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define acr_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define ACR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/** Wall clock, epoch seconds with µs resolution. */
+double acr_now(void);
+/** Monotonic clock in microseconds / seconds. */
+uint64_t acr_mono_us(void);
+double acr_mono_s(void);
+
+/**
+ * Parses a Locust time span: "20" (seconds), "20s", "3m", "2h", "1h20m", "3h30m10s", also with
+ * fractions ("0.5s"). Returns 0 and the seconds in *out, or -EINVAL.
+ */
+int acr_parse_timespan(const char *s, double *out);
+
+/** Growable buffer. Owned memory in .data (NULL until the first append). */
+typedef struct acr_buf {
+    char *data;
+    size_t len, cap;
+} acr_buf_t;
+
+int acr_buf_reserve(acr_buf_t *b, size_t extra);
+int acr_buf_append(acr_buf_t *b, const void *p, size_t n);
+int acr_buf_appendf(acr_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int acr_buf_putc(acr_buf_t *b, char c);
+void acr_buf_reset(acr_buf_t *b); /**< len = 0, keeps memory */
+void acr_buf_free(acr_buf_t *b);
+
+/** Writes @len bytes to @path atomically (temp file + rename). Returns 0 or -errno. */
+int acr_write_file_atomic(const char *path, const void *data, size_t len);
+
+/** strdup that returns NULL for NULL. */
+char *acr_strdup(const char *s);
+
+/** Number of online CPUs (at least 1). */
+int acr_cpu_count(void);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * The master <-> worker messages: Locust 2.x's wire format, one msgpack array
+ * [type: str, data: any, node_id: str] per ZeroMQ payload frame, plus acrida's negotiated
+ * extensions (see proto/PROTOCOL.md). This is the only module that touches msgpack.
+ *
+ * Decoding treats every byte as hostile: the frame size is checked first, a pre-scan rejects
+ * container counts larger than the remaining bytes and nesting deeper than ACR_MSG_MAX_DEPTH,
+ * and every field is type-checked. A frame that fails any check is rejected whole with a reason.
+ *
+ * Error convention: 0 or a negative errno (-EPROTO for malformed input with the reason in @err,
+ * -ENOMEM).
+ */
+#ifndef ACR_PROTO_MSG_H
+#define ACR_PROTO_MSG_H
+
+#include "common/stats.h"
+#include "common/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ACR_MSG_MAX_FRAME (64u << 20) /**< bytes; also set as ZMQ_MAXMSGSIZE */
+#define ACR_MSG_MAX_DEPTH 16
+
+typedef enum {
+    ACR_MSG_CUSTOM = 0, /**< any type we do not know: handed to the custom-message handlers */
+    ACR_MSG_CLIENT_READY,
+    ACR_MSG_ACK,
+    ACR_MSG_HEARTBEAT,
+    ACR_MSG_SPAWN, /**< also "hatch" on receive */
+    ACR_MSG_SPAWNING,
+    ACR_MSG_SPAWNING_COMPLETE, /**< also "hatching_complete" on receive */
+    ACR_MSG_STATS,
+    ACR_MSG_STOP,
+    ACR_MSG_CLIENT_STOPPED,
+    ACR_MSG_QUIT,
+    ACR_MSG_EXCEPTION,
+    ACR_MSG_RECONNECT,
+    ACR_MSG_SCENARIO, /**< acrida extension: master ships the scenario source */
+} acr_msg_type_t;
+
+/** Wire name of a known type ("client_ready", ...). */
+const char *acr_msg_type_name(acr_msg_type_t t);
+
+typedef struct acr_class_count {
+    char *name;
+    int64_t count;
+} acr_class_count_t;
+
+/** A decoded message. Every pointer is owned by the message and freed by acr_msg_free(). */
+typedef struct acr_msg {
+    acr_msg_type_t type;
+    char *type_name; /**< as received */
+    char *node_id;   /**< third element ("" when nil) */
+
+    /* client_ready */
+    char *version; /**< "" for Debian's Locust; "acrida/<v>" for acrida workers */
+    /* ack */
+    int64_t index; /**< -1 when absent */
+    bool acrida;   /**< ack carried acrida capabilities / client_ready came from acrida */
+    /* heartbeat */
+    char *state; /**< "ready" | "spawning" | "running" | "stopped" | ... */
+    double cpu_usage;
+    int64_t memory_usage;
+    /* spawn */
+    double timestamp;
+    char *host;          /**< NULL when nil */
+    double stop_timeout; /**< < 0 when nil */
+    /* spawn, spawning_complete, stats */
+    acr_class_count_t *classes;
+    size_t nclasses;
+    int64_t user_count; /**< spawning_complete, stats; -1 when absent */
+    /* exception; exc_count is acrida's "count" (occurrences aggregated by the worker over one report
+     * interval), 1 when absent (a Locust worker sends one message per occurrence) */
+    char *exc_msg, *exc_traceback;
+    uint64_t exc_count;
+    /* stats: the decoded delta (entries, total, errors) and acrida's sequence number (-1 when the
+     * peer sent none, i.e. a Locust worker). Also "final": true on a worker's last report. */
+    acr_stats_t *stats;
+    int64_t seq;
+    bool final;
+    /* scenario */
+    char *scenario_name, *scenario_source;
+    size_t scenario_len;
+    /* custom: the data element re-encoded as msgpack bytes (for the Lua runtime) */
+    char *raw_data;
+    size_t raw_len;
+} acr_msg_t;
+
+/**
+ * Decodes one payload frame into @out (which the caller provides; it is zeroed first).
+ * @err receives a short reason such as "frame is not a 3-element array" or
+ * "heartbeat: 'state' missing or not a string". On failure @out holds nothing to free.
+ */
+int acr_msg_decode(const void *buf, size_t len, acr_msg_t *out, char *err, size_t errlen);
+void acr_msg_free(acr_msg_t *m);
+
+/* ---- encoders: each appends one complete payload to @b (which the caller resets) ---- */
+
+int acr_msg_encode_client_ready(acr_buf_t *b, const char *version, const char *node_id);
+/** @acrida adds the acrida capabilities map: {"index": i, "acrida": {"version": ...}}. */
+int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *node_id);
+int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
+                             const char *node_id);
+/** @host may be NULL; @stop_timeout < 0 is nil. parsed_options is sent as an empty map. */
+int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+                         size_t n, const char *host, double stop_timeout, const char *node_id);
+/** A message whose data is nil: spawning, stop, client_stopped, quit, reconnect, and a bare
+ *  master heartbeat. */
+int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id);
+int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *classes, size_t n,
+                                     int64_t user_count, const char *node_id);
+/**
+ * The stats report: every entry of @delta with requests or failures since the last report,
+ * stats_total, errors (keys as Locust: sha256 hex of method.name.repr(error)),
+ * user_classes_count, user_count, plus acrida's "acrida_seq" and "acrida_final" and, per entry,
+ * the lossless histogram "acrida_hist" ([index, count, ...] pairs, µs buckets) next to Locust's
+ * rounded response_times buckets.
+ */
+int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
+                         size_t n, int64_t user_count, int64_t seq, bool final,
+                         const char *node_id);
+int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback,
+                             uint64_t count, const char *node_id);
+int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, size_t len,
+                            const char *node_id);
+
+/** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.
+ *  NUL in @out). */
+void acr_msg_error_key(const char *method, const char *name, const char *error, char out[65]);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * The worker's HTTP/1.1 client: plain TCP or TLS (OpenSSL through memory BIOs, libuv owns the
+ * socket), responses parsed by llhttp. One acr_httpc_t per event loop holds what all users share
+ * (DNS cache, TLS contexts and session cache, one read buffer the parser consumes synchronously);
+ * one acr_http_session_t per simulated user holds its keep-alive connections (one per
+ * scheme+host+port) and its cookie jar.
+ *
+ * A session runs one request at a time (a user is one coroutine). The response is handed to the
+ * completion callback and is valid only during that call; the caller copies what it keeps.
+ * Redirects (301/302/303/307/308, at most 5) are followed inside one request; the response is the
+ * last one, its elapsed time covers the whole chain.
+ *
+ * Failures never crash: refused, reset, timeouts, malformed or truncated responses, TLS errors and
+ * oversize headers complete the request with status 0 (or the status seen) and a readable
+ * r->error such as "connection refused", "timeout after 0.5 s", "connection reset by peer",
+ * "malformed response: invalid status line", "TLS handshake failed: certificate verify failed
+ * (self-signed certificate)". The connection is then discarded; the next request reconnects.
+ *
+ * Error convention: 0 or a negative errno (libuv codes pass through); details in r->error.
+ */
+#ifndef ACR_WORKER_HTTPC_H
+#define ACR_WORKER_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define ACR_HTTP_MAX_HEADER_BYTES (64 * 1024)
+#define ACR_HTTP_DEFAULT_TIMEOUT 60.0
+#define ACR_HTTP_DEFAULT_BODY_CAP (16u << 20) /**< bytes stored; more are counted, not kept */
+
+typedef struct acr_httpc acr_httpc_t;
+typedef struct acr_http_session acr_http_session_t;
+
+typedef struct acr_httpc_config {
+    bool insecure;      /**< skip certificate and host name verification (--insecure) */
+    size_t body_cap;    /**< bytes of a body kept for r.body; 0 = ACR_HTTP_DEFAULT_BODY_CAP */
+    const char *ca_file; /**< extra CA bundle (tests); NULL = system store only */
+    const char *user_agent; /**< "acrida/<version>" */
+} acr_httpc_config_t;
+
+typedef struct acr_http_header {
+    const char *name; /**< in responses: lower case */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} acr_http_header_t;
+
+typedef struct acr_http_request {
+    const char *method;  /**< "GET", ... */
+    const char *url;     /**< absolute http:// or https:// URL (the caller resolves paths) */
+    const acr_http_header_t *headers; /**< extra request headers (override defaults by name) */
+    size_t nheaders;
+    const char *body; /**< may be NULL */
+    size_t body_len;
+    double timeout;   /**< seconds for the whole request (connect included); <= 0 = default */
+    bool allow_redirects;
+    bool insecure;    /**< per request (user class `insecure = true`) */
+} acr_http_request_t;
+
+typedef struct acr_http_timings {
+    double dns, connect, tls, ttfb, total; /**< ms; 0 for phases that did not happen */
+} acr_http_timings_t;
+
+typedef struct acr_http_response {
+    int status;            /**< 0 when no response */
+    const char *error;     /**< NULL on a transport success (status may still be >= 400) */
+    const acr_http_header_t *headers; /**< lower-case names, in order */
+    size_t nheaders;
+    const char *body; /**< at most body_cap bytes */
+    size_t body_len;
+    uint64_t content_length; /**< bytes of body received (counted even past the cap) */
+    uint64_t elapsed_us;     /**< request start to last body byte (whole redirect chain) */
+    acr_http_timings_t timings;
+    const char *url;         /**< final URL after redirects */
+} acr_http_response_t;
+
+typedef void (*acr_http_done_cb)(acr_http_session_t *s, const acr_http_response_t *r, void *ud);
+
+/** Creates the per-loop client. Returns NULL on allocation/TLS setup failure (reason in @err). */
+acr_httpc_t *acr_httpc_new(uv_loop_t *loop, const acr_httpc_config_t *cfg, char *err,
+                           size_t errlen);
+/** Frees the client; every session must be closed (their close callbacks run) first. */
+void acr_httpc_free(acr_httpc_t *c);
+
+acr_http_session_t *acr_http_session_new(acr_httpc_t *c);
+
+/**
+ * Starts @req on @s; @cb runs exactly once, later, from the loop (never from inside this call).
+ * Returns -EBUSY when a request is already in flight, -EINVAL for an unusable URL (then @cb is
+ * not called).
+ */
+int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *req,
+                             acr_http_done_cb cb, void *ud);
+
+/** True while a request is in flight. */
+bool acr_http_session_busy(const acr_http_session_t *s);
+
+/**
+ * Closes the session's connections and frees it once they are closed. An in-flight request is
+ * allowed to finish first (its callback still runs) unless @abort, in which case it completes
+ * with error "aborted". @closed_cb (may be NULL) runs after the memory is gone.
+ */
+void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)(void *ud),
+                            void *ud);
+
+#endif
