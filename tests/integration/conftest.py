@@ -1,0 +1,148 @@
+"""Integration-test helpers: start the real binaries on port 0, learn ports from --port-file,
+wait on readiness with a deadline (never a fixed sleep), stop by PID (TERM, then KILL), and fail a
+test when a daemon died of something other than the expected exit (how sanitizer aborts surface).
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+BUILD = os.environ.get("ACRIDA_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SAN = os.environ.get("ACRIDA_SAN") == "1"
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SAN_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def binary(name):
+    return os.path.join(BUILD, name)
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    """Polls @predicate until it returns a true value; fails the test after @timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def read_port_file(path, key):
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, v = line.strip().partition("=")
+                if k == key and v:
+                    return int(v)
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def assert_no_sanitizer_report(text, who):
+    for m in SAN_MARKERS:
+        assert m not in text, "%s: sanitizer report:\n%s" % (who, text[-4000:])
+
+
+class Daemon:
+    """A background process whose stderr goes to a file; stop() returns its exit status."""
+
+    def __init__(self, args, tmp_path, name):
+        self.name = name
+        self.log_path = str(tmp_path / (name + ".log"))
+        self.out_path = str(tmp_path / (name + ".out"))
+        self._log = open(self.log_path, "wb")
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._log, cwd=str(tmp_path))
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.out_path, errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("%s ignored SIGTERM for %d s" % (self.name, timeout))
+        self._log.close()
+        self._out.close()
+        assert_no_sanitizer_report(self.log(), self.name)
+        return self.proc.returncode
+
+
+class Target(Daemon):
+    def __init__(self, tmp_path, extra=()):
+        pf = str(tmp_path / "target.port")
+        super().__init__([binary("acrida-target"), "--port", "0", "--port-file", pf] + list(extra),
+                         tmp_path, "target")
+        self.port = wait_for(lambda: self.alive() and read_port_file(pf, "port") or
+                             (not self.alive() and _died(self)), what="acrida-target port file")
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def counts(self):
+        with urllib.request.urlopen(self.url + "/_count", timeout=5) as r:
+            return json.load(r)
+
+
+def _died(d):
+    raise AssertionError("%s exited early (%s):\n%s" % (d.name, d.proc.returncode, d.log()))
+
+
+@pytest.fixture
+def target(tmp_path):
+    t = Target(tmp_path)
+    yield t
+    rc = t.stop()
+    assert rc == 0, "acrida-target exited with %s:\n%s" % (rc, t.log())
+
+
+def write_scenario(tmp_path, text, name="scenario.lua"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def run_master(tmp_path, args, timeout=120):
+    """Runs acrida-master to completion; returns (returncode, stdout, stderr)."""
+    cmd = [binary("acrida-master")] + args
+    p = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, timeout=timeout)
+    out = p.stdout.decode(errors="replace")
+    err = p.stderr.decode(errors="replace")
+    assert_no_sanitizer_report(err, "acrida-master")
+    assert p.returncode >= 0, "acrida-master killed by signal %d:\n%s" % (-p.returncode, err[-4000:])
+    return p.returncode, out, err
+
+
+def headless(scenario, host, users, rate, run_time, workers=2, extra=()):
+    return ["-f", scenario, "-H", host, "-u", str(users), "-r", str(rate), "-t", run_time,
+            "--headless", "--local-workers", str(workers), "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", "0"] + list(extra)
+
+
+def aggregated(doc):
+    rows = [r for r in doc["stats"] if r["name"] == "Aggregated"]
+    assert len(rows) == 1, doc["stats"]
+    return rows[0]
+
+
+def row(doc, method, name):
+    rows = [r for r in doc["stats"] if r["name"] == name and r["method"] == method]
+    assert len(rows) == 1, "no single row %s %s in %s" % (method, name, [(r["method"], r["name"]) for r in doc["stats"]])
+    return rows[0]

@@ -1,0 +1,103 @@
+"""Issue #2 acceptance: a complete local load test with exact request accounting."""
+import csv
+import json
+
+from conftest import aggregated, headless, row, run_master, write_scenario
+
+TWO_CLASSES = """
+local acrida = require "acrida"
+
+acrida.user {
+  name = "Reader",
+  weight = 3,
+  tasks = {
+    { weight = 3, fn = function(self) self.client:get("/") end },
+    { weight = 1, fn = function(self) self.client:get("/bytes/100", { name = "/bytes/[n]" }) end },
+  },
+}
+
+acrida.user {
+  name = "Breaker",
+  weight = 1,
+  tasks = {
+    function(self) self.client:get("/status/500", { name = "/fail" }) end,
+    function(self) self.client:get("/delay/1") end,
+  },
+}
+"""
+
+ONLY_OK = """
+local acrida = require "acrida"
+acrida.user { name = "Ok", tasks = { function(self) self.client:get("/") end } }
+"""
+
+
+def test_exact_count_two_workers_two_classes_failing_route(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_CLASSES)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 20, 20, "6s",
+                                                 extra=["--json", "--csv", "run"]))
+    doc = json.loads(out)
+    counts = target.counts()
+    total = aggregated(doc)
+    assert total["num_requests"] >= 10000, "only %d requests:\n%s" % (total["num_requests"], err[-3000:])
+    # The master's total equals what the target served: nothing lost, nothing invented.
+    assert total["num_requests"] == counts["served"], (total["num_requests"], counts)
+    fail = row(doc, "GET", "/fail")
+    assert fail["num_failures"] == fail["num_requests"] == counts["by_path_prefix"]["/status"], (fail, counts)
+    assert total["num_failures"] == fail["num_failures"]
+    assert row(doc, "GET", "/")["num_failures"] == 0
+    assert row(doc, "GET", "/bytes/[n]")["avg_content_length"] == 100
+    assert rc == 1, "exit code %d, expected 1 because of failures\n%s" % (rc, err[-3000:])
+    # Both classes ran, on both workers.
+    assert len(doc["workers"]) == 2, doc["workers"]
+    # The CSV written at the end agrees with the JSON, with no lag.
+    with open(tmp_path / "run_stats.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[-1][1] == "Aggregated" and int(rows[-1][2]) == counts["served"], rows[-1]
+
+
+def test_run_without_failures_exits_zero(tmp_path, target):
+    sc = write_scenario(tmp_path, ONLY_OK)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 4, 4, "2s", extra=["--json"]))
+    doc = json.loads(out)
+    assert rc == 0, err[-3000:]
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
+    assert aggregated(doc)["num_failures"] == 0
+
+
+def test_exit_code_on_error_value(tmp_path, target):
+    sc = write_scenario(tmp_path, """
+local acrida = require "acrida"
+acrida.user { name = "F", tasks = { function(self) self.client:get("/status/404") end } }
+""")
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 2, 2, "1s",
+                                                 extra=["--exit-code-on-error", "7"]))
+    assert rc == 7, err[-3000:]
+
+
+def test_console_tables_printed(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_CLASSES)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 4, 4, "3s"))
+    text = out + err
+    for needle in ("Aggregated", "# reqs", "# fails", "req/s", "failures/s", "99.9%", "99.99%",
+                   "# occurrences", "/fail"):
+        assert needle in text, "console output lacks %r:\n%s" % (needle, text[-3000:])
+
+
+def test_csv_headers_are_locusts(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_CLASSES)
+    run_master(tmp_path, headless(sc, target.url, 2, 2, "2s", extra=["--csv", "out"]))
+    def header(name):
+        with open(tmp_path / name, "rb") as f:
+            line = f.readline()
+        assert line.endswith(b"\r\n"), line
+        return line.decode().rstrip("\r\n")
+    assert header("out_stats.csv") == ("Type,Name,Request Count,Failure Count,Median Response Time,"
+        "Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,"
+        "Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%")
+    assert header("out_failures.csv") == "Method,Name,Error,Occurrences"
+    assert header("out_exceptions.csv") == "Count,Message,Traceback,Nodes"
+    assert header("out_stats_history.csv").startswith("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%")
+    with open(tmp_path / "out_failures.csv", newline="") as f:
+        fails = list(csv.reader(f))[1:]
+    assert any(r[0] == "GET" and r[1] == "/fail" and int(r[3]) > 0 for r in fails), fails

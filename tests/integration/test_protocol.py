@@ -1,0 +1,137 @@
+"""Master and worker survive hostile ZeroMQ frames (issue #2 acceptance), and speak Locust's
+wire protocol: a fake master built from pyzmq + msgpack drives a real acrida-worker."""
+import json
+import os
+import subprocess
+import time
+
+import msgpack
+import zmq
+
+from conftest import (Daemon, aggregated, binary, read_port_file, wait_for, write_scenario,
+                      assert_no_sanitizer_report)
+
+OK = """
+local acrida = require "acrida"
+acrida.user { name = "U", tasks = { function(self) self.client:get("/") end } }
+"""
+
+GARBAGE = [
+    b"",
+    b"\xc1",                                   # never-used msgpack byte
+    b"\xdd\x00\xff\xff\xff",                   # array32 claiming 16M elements
+    b"\x93\xa9heartbeat",                      # truncated
+    msgpack.packb(["heartbeat", {"state": 1}, "x"]),       # wrong field type
+    msgpack.packb(["heartbeat", None, "x"]),               # data not a map
+    msgpack.packb(["spawning_complete", {}, "ghost"]),     # unknown node, missing key
+    msgpack.packb(["stats", {"stats": "nope"}, "ghost"]),
+    msgpack.packb([1, 2, 3]),
+    msgpack.packb(["only", "two"]),
+    msgpack.packb({"not": "an array"}),
+    b"\x91" * 5000 + b"\xc0",                  # nesting far too deep
+    msgpack.packb(["client_ready", "v", "x"]) + b"trailing",
+    os.urandom(4096),
+]
+
+
+def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target):
+    sc = write_scenario(tmp_path, OK)
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
+                "-t", "4s", "--headless", "--local-workers", "1", "--master-bind-host",
+                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
+               tmp_path, "master")
+    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.IDENTITY, b"evil_00000000000000000000000000000000")
+    s.connect("tcp://127.0.0.1:%d" % port)
+    for g in GARBAGE:
+        s.send(g)
+    # A multi-frame message, too.
+    s.send_multipart([b"a", b"b", b"c"])
+    m.proc.wait(timeout=60)
+    s.close()
+    ctx.term()
+    rc = m.stop()
+    doc = json.loads(m.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
+    assert rc == 0, m.log()[-3000:]
+    assert "malformed" in m.log(), m.log()[-3000:]
+
+
+class FakeMaster:
+    """A ROUTER that speaks Locust's protocol to one worker."""
+
+    def __init__(self):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+
+    def recv(self, want, timeout=10.0):
+        """Returns the first message of type @want (skipping others), as (ident, [type, data, id])."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.poller.poll(100):
+                ident, payload = self.sock.recv_multipart()[:2]
+                msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+                if msg[0] == want:
+                    return ident, msg
+        raise AssertionError("no %r from the worker within %.0f s" % (want, timeout))
+
+    def send(self, ident, mtype, data):
+        self.sock.send_multipart([ident, msgpack.packb([mtype, data, ident.decode()])])
+
+    def send_raw(self, ident, payload):
+        self.sock.send_multipart([ident, payload])
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+
+
+def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
+    sc = write_scenario(tmp_path, OK)
+    fm = FakeMaster()
+    w = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
+                str(fm.port), "-f", sc], tmp_path, "worker")
+    try:
+        ident, msg = fm.recv("client_ready")
+        assert msg[1].startswith("acrida/") and msg[2] == ident.decode(), msg
+        assert "_" in msg[2] and len(msg[2].rsplit("_", 1)[1]) == 32, msg[2]
+        fm.send(ident, "ack", {"index": 0})
+        _, hb = fm.recv("heartbeat")
+        assert hb[1]["state"] == "ready" and "current_cpu_usage" in hb[1], hb
+        for g in GARBAGE:
+            fm.send_raw(ident, g)
+        fm.send(ident, "spawn", {"timestamp": time.time(), "user_classes_count": {"U": 3},
+                                 "host": target.url, "stop_timeout": None, "parsed_options": {}})
+        fm.recv("spawning")
+        _, done = fm.recv("spawning_complete")
+        assert done[1]["user_count"] == 3 and done[1]["user_classes_count"] == {"U": 3}, done
+        _, st = fm.recv("stats", timeout=8)
+        assert set(st[1]) >= {"stats", "stats_total", "errors", "user_classes_count", "user_count"}, st[1].keys()
+        fm.send(ident, "stop", None)
+        total = st[1]["stats_total"]["num_requests"]
+        finals = []
+        while True:
+            _, m2 = fm.recv("stats", timeout=15)
+            total += m2[1]["stats_total"]["num_requests"]
+            if m2[1].get("acrida_final"):
+                break
+        fm.recv("client_stopped")
+        _, again = fm.recv("client_ready")
+        assert total == target.counts()["served"] > 0, (total, target.counts())
+        fm.send(ident, "quit", None)
+        fm.recv("quit")
+        w.proc.wait(timeout=15)
+        assert w.stop() == 0, w.log()[-3000:]
+        assert "malformed" in w.log(), w.log()[-2000:]
+    finally:
+        if w.alive():
+            w.stop()
+        fm.close()
