@@ -64,6 +64,7 @@ void acr_hist_merge(acr_hist_t *dst, const acr_hist_t *src);
 uint64_t acr_hist_percentile(const acr_hist_t *h, double p);
 
 /** Calls @fn for every non-empty bucket in ascending order. */
-void acr_hist_foreach(const acr_hist_t *h, void (*fn)(unsigned idx, uint64_t n, void *ud), void *ud);
+void acr_hist_foreach(const acr_hist_t *h, void (*fn)(unsigned idx, uint64_t n, void *ud),
+                      void *ud);
 
 #endif

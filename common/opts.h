@@ -30,7 +30,7 @@ typedef struct acr_opt_def {
     char short_name;     /**< 'r', or 0 */
     const char *aliases; /**< comma separated extra long names: "hatch-rate", or NULL */
     acr_opt_kind_t kind;
-    size_t offset; /**< offsetof(struct, field) */
+    size_t offset;   /**< offsetof(struct, field) */
     double min, max; /**< bounds for INT/DOUBLE/TIMESPAN when min < max */
     const char *metavar;
     const char *help;
@@ -39,17 +39,30 @@ typedef struct acr_opt_def {
 #define ACR_OPTS_EXIT 1
 
 typedef struct acr_opts_spec {
-    const char *prog;      /**< "acrida-master" */
-    const char *usage;     /**< one line after "usage: prog " */
+    const char *prog;       /**< "acrida-master" */
+    const char *usage;      /**< one line after "usage: prog " */
     const char *env_prefix; /**< "ACRIDA_" */
     const acr_opt_def_t *defs;
     size_t ndefs;
+    /** Optional: comma separated long names another acrida program accepts (e.g. the worker's
+     *  options in the master's spec), skipped instead of rejected in a shared config file. */
+    const char *foreign_keys;
+    /** Optional: do not read ./acrida.conf by default (only --config / ACRIDA_CONFIG files). */
+    bool no_default_config;
 } acr_opts_spec_t;
 
 /**
- * Parses into @out. Handles --config, -h/--help and -V/--version itself (printing to stdout).
- * Positional arguments are an error. @err receives e.g. "unknown option '--foo'",
- * "invalid value 'abc' for --users: expected an integer".
+ * Parses into @out. Handles --config, -h/--help and -V/--version itself (printing to stdout);
+ * the short names 'h' and 'V' are reserved. Positional arguments are an error. @err receives e.g.
+ * "unknown option '--foo'", "invalid value 'abc' for --users: expected an integer",
+ * "unknown key 'foo' in acrida.conf:3", "option --users needs a value".
+ *
+ * Call once per @out. On entry the STR/STRLIST fields may hold borrowed defaults (literals);
+ * whatever it returns, they are owned copies afterwards: free them with acr_opts_free.
+ * Config files also accept `[section]` lines: `[acrida]`/`[common]`/`[*]` apply to every
+ * program, `[acrida-worker]` or `[worker]` only to that @prog. Empty ACRIDA_* variables count
+ * as unset; ACRIDA_* variables that match no option are ignored. ACRIDA_CONFIG names the config
+ * file when --config is absent.
  */
 int acr_opts_parse(const acr_opts_spec_t *spec, void *out, int argc, char **argv, char *err,
                    size_t errlen);

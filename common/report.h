@@ -15,9 +15,9 @@
 typedef struct acr_report_worker {
     const char *id, *host, *state;
     long user_count;
-    double cpu_usage;      /**< percent */
+    double cpu_usage;       /**< percent */
     long long memory_usage; /**< bytes */
-    double heartbeat_age;  /**< seconds since the last heartbeat */
+    double heartbeat_age;   /**< seconds since the last heartbeat */
 } acr_report_worker_t;
 
 typedef struct acr_report_meta {
@@ -29,6 +29,14 @@ typedef struct acr_report_meta {
     size_t nworkers;
     double now; /**< epoch s, for the current-window values */
 } acr_report_meta_t;
+
+/** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below
+ *  1 ms ("0.42"), a rounded integer from 1 ms up ("1235"). Writes at most @size bytes to @buf. */
+void acr_report_fmt_ms(char *buf, size_t size, double ms);
+/** Formats @v like Python's repr(float): the shortest string that reads back as @v, with ".0" for
+ *  integral values ("70.0", "3.7807597755311115", "1e-05", "1e+16", "nan", "inf"). 32 bytes
+ *  always suffice. */
+void acr_report_fmt_float(char *buf, size_t size, double v);
 
 /** The periodic/final request table (Type, Name, # reqs, # fails, Avg, Min, Max, Med, req/s,
  *  failures/s), one row per entry plus Aggregated. */

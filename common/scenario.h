@@ -10,13 +10,14 @@
 #ifndef ACR_SCENARIO_H
 #define ACR_SCENARIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct acr_user_class {
-    char *name;      /**< unique class name */
-    double weight;   /**< >= 0; ignored when fixed_count > 0 */
+    char *name;       /**< unique class name */
+    double weight;    /**< >= 0; ignored when fixed_count > 0 */
     long fixed_count; /**< 0 = weighted */
-    char *host;      /**< the class's host, or NULL */
+    char *host;       /**< the class's host, or NULL */
 } acr_user_class_t;
 
 /**
@@ -28,5 +29,43 @@ typedef struct acr_user_class {
 int acr_scenario_classes(const char *path, acr_user_class_t **out, size_t *n, char *err,
                          size_t errlen);
 void acr_scenario_classes_free(acr_user_class_t *classes, size_t n);
+
+/* ---- lower level, for the worker's runtime (worker/runtime*.c) ---- */
+
+struct lua_State;
+
+/**
+ * Opens LuaJIT's standard libraries in @L and installs the `acrida` module (package.loaded and the
+ * global) for @role ("master" or "worker"): acrida.user, the wait_time helpers, acrida.time,
+ * acrida.runner.role, and role defaults for acrida.sleep (an error outside a worker's user) and
+ * acrida.report (a no-op). The worker's runtime then replaces those two. Seeds math.random from the
+ * pid and the clock. Returns 0 or -EINVAL (message in @err).
+ */
+int acr_scenario_open(struct lua_State *L, const char *role, char *err, size_t errlen);
+
+/**
+ * Runs the scenario file @path (or the in-memory @src of @len bytes named @chunkname) in a state
+ * prepared by acr_scenario_open(). `require` then also finds modules next to the file. Errors:
+ * "<file>:<line>: <message>" in @err, -EINVAL.
+ */
+int acr_scenario_exec_file(struct lua_State *L, const char *path, char *err, size_t errlen);
+int acr_scenario_exec_string(struct lua_State *L, const char *chunkname, const char *src,
+                             size_t len, char *err, size_t errlen);
+
+/** Number of classes declared so far (acrida.user calls), including weight-0 ones. */
+size_t acr_scenario_nclasses(struct lua_State *L);
+
+/**
+ * Pushes the validated class table @i (0-based, declaration order) on @L's stack. Its fields:
+ * name, weight, fixed_count, host (nil or without a trailing '/'), wait_time (nil or function),
+ * on_start, on_stop, ntasks, task_fns, task_cum (cumulative weights), task_names, task_tags,
+ * total (sum of weights) and proto (the extra fields, the instances' __index).
+ */
+void acr_scenario_push_class(struct lua_State *L, size_t i);
+
+/** Reads every declared class into *@out (malloc'ed, free with acr_scenario_classes_free()).
+ *  @drop_zero drops classes with weight 0 and fixed_count 0; none left is an error. */
+int acr_scenario_read_classes(struct lua_State *L, bool drop_zero, acr_user_class_t **out,
+                              size_t *n, char *err, size_t errlen);
 
 #endif

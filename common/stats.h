@@ -102,7 +102,8 @@ size_t acr_stats_count(const acr_stats_t *s);
 /** Entries sorted by (name, method), not counting the total. The array is owned by @s and valid
  *  until the next change to the table. *@n receives its length. */
 acr_stats_entry_t *const *acr_stats_sorted(acr_stats_t *s, size_t *n);
-/** Failures sorted by (method, name, error); exceptions by count descending. Same lifetime rules. */
+/** Failures sorted by (method, name, error); exceptions by count descending. Same lifetime rules.
+ */
 acr_stats_error_t *const *acr_stats_errors(acr_stats_t *s, size_t *n);
 acr_stats_exception_t *const *acr_stats_exceptions(acr_stats_t *s, size_t *n);
 
@@ -125,5 +126,15 @@ double acr_stats_avg_content_length(const acr_stats_entry_t *e);
 /** Adds @n requests/@f failures to the per-second ring at second @sec (ignored when older than
  *  the ring). */
 void acr_persec_add(acr_persec_t *p, int64_t sec, uint32_t n, uint32_t f);
+/** Empties the ring (every slot unused). A zero-filled ring must be reset before use. */
+void acr_persec_reset(acr_persec_t *p);
+/** Counts of second @sec into *@reqs and *@fails (either may be NULL); 0 when the ring lacks
+ *  that second. Returns whether it holds it. */
+bool acr_persec_get(const acr_persec_t *p, int64_t sec, uint32_t *reqs, uint32_t *fails);
+
+/** Zeroes the counters, histogram and ring of @e (names untouched) with start_time = @now. Use it
+ *  to initialise a stand-alone entry (e.g. one being decoded from the wire) after setting its
+ *  names. */
+void acr_stats_entry_zero(acr_stats_entry_t *e, double now);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define acr_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define acr_container_of(ptr, type, member) ((type *)(((char *)(ptr)) - offsetof(type, member)))
 #define ACR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /** Wall clock, epoch seconds with µs resolution. */

@@ -22,6 +22,9 @@
 
 #define ACR_MSG_MAX_FRAME (64u << 20) /**< bytes; also set as ZMQ_MAXMSGSIZE */
 #define ACR_MSG_MAX_DEPTH 16
+/** Entries per stats report accepted on receive: each decoded entry holds a ~16 KB histogram, so
+ *  this bounds a report's memory (~160 MB) whatever the frame holds. */
+#define ACR_MSG_MAX_ENTRIES 10000
 
 typedef enum {
     ACR_MSG_CUSTOM = 0, /**< any type we do not know: handed to the custom-message handlers */
@@ -55,12 +58,14 @@ typedef struct acr_msg {
     char *node_id;   /**< third element ("" when nil) */
 
     /* client_ready */
-    char *version; /**< "" for Debian's Locust; "acrida/<v>" for acrida workers */
+    char *version; /**< "" for Debian's Locust; "acrida/<v>" for acrida workers. For an ack:
+                    *   the acrida master's version from its capabilities map, else NULL */
     /* ack */
     int64_t index; /**< -1 when absent */
     bool acrida;   /**< ack carried acrida capabilities / client_ready came from acrida */
     /* heartbeat */
-    char *state; /**< "ready" | "spawning" | "running" | "stopped" | ... */
+    char *state; /**< "ready" | "spawning" | "running" | "stopped" | ...; NULL for the acrida
+                  *   master's heartbeat (nil data) */
     double cpu_usage;
     int64_t memory_usage;
     /* spawn */
@@ -71,8 +76,8 @@ typedef struct acr_msg {
     acr_class_count_t *classes;
     size_t nclasses;
     int64_t user_count; /**< spawning_complete, stats; -1 when absent */
-    /* exception; exc_count is acrida's "count" (occurrences aggregated by the worker over one report
-     * interval), 1 when absent (a Locust worker sends one message per occurrence) */
+    /* exception; exc_count is acrida's "count" (occurrences aggregated by the worker over one
+     * report interval), 1 when absent (a Locust worker sends one message per occurrence) */
     char *exc_msg, *exc_traceback;
     uint64_t exc_count;
     /* stats: the decoded delta (entries, total, errors) and acrida's sequence number (-1 when the
@@ -104,8 +109,8 @@ int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *nod
 int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
                              const char *node_id);
 /** @host may be NULL; @stop_timeout < 0 is nil. parsed_options is sent as an empty map. */
-int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
-                         size_t n, const char *host, double stop_timeout, const char *node_id);
+int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
+                         const char *host, double stop_timeout, const char *node_id);
 /** A message whose data is nil: spawning, stop, client_stopped, quit, reconnect, and a bare
  *  master heartbeat. */
 int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id);
@@ -121,13 +126,15 @@ int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *clas
 int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
                          size_t n, int64_t user_count, int64_t seq, bool final,
                          const char *node_id);
-int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback,
-                             uint64_t count, const char *node_id);
+int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback, uint64_t count,
+                             const char *node_id);
 int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, size_t len,
                             const char *node_id);
 
 /** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.
- *  NUL in @out). */
+ *  NUL in @out; "" only if OpenSSL cannot allocate). Python's repr quoting is reproduced exactly
+ *  for ASCII and for the common non-printable code points (C1 controls, Unicode spaces, format
+ *  characters, separators, private use); unassigned code points are passed through. */
 void acr_msg_error_key(const char *method, const char *name, const char *error, char out[65]);
 
 #endif

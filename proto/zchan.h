@@ -23,19 +23,19 @@ typedef struct acr_zchan acr_zchan_t;
 typedef void (*acr_zchan_recv_cb)(acr_zchan_t *ch, const char *peer, size_t peer_len,
                                   const void *data, size_t len, void *ud);
 
-/** Binds a ROUTER to tcp://@host:@port (@host "*" for all; @port 0 = ephemeral). The real port is
- *  stored in *@bound_port. @err receives a message such as "bind tcp://*:5557: Address already in
- *  use". */
+/** Binds a ROUTER to tcp://@host:@port (@host "*" for all, an IPv6 literal enables IPv6; @port 0 =
+ *  ephemeral). The real port is stored in *@bound_port. On failure *@out is NULL and @err holds
+ *  e.g. "bind tcp://127.0.0.1:5557: Address already in use" (-EADDRINUSE). */
 int acr_zchan_bind(uv_loop_t *loop, const char *host, int port, acr_zchan_recv_cb cb, void *ud,
                    acr_zchan_t **out, int *bound_port, char *err, size_t errlen);
 
 /** Connects a DEALER with routing id @identity to tcp://@host:@port (retried forever by zmq). */
 int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *identity,
-                      acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, char *err,
-                      size_t errlen);
+                      acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, char *err, size_t errlen);
 
-/** Sends one payload (to @peer on a ROUTER; @peer NULL on a DEALER). Never blocks: returns
- *  -EAGAIN when the peer's queue is full, -EHOSTUNREACH for an unknown ROUTER peer. */
+/** Sends one payload (to @peer on a ROUTER; @peer NULL on a DEALER); the data is copied. Never
+ *  blocks: returns -EAGAIN when the peer's queue is full, -EHOSTUNREACH for an unknown ROUTER peer,
+ *  -EINVAL for a ROUTER send without a peer, -ECANCELED once acr_zchan_close() was called. */
 int acr_zchan_send(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
                    size_t len);
 

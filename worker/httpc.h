@@ -12,9 +12,19 @@
  *
  * Failures never crash: refused, reset, timeouts, malformed or truncated responses, TLS errors and
  * oversize headers complete the request with status 0 (or the status seen) and a readable
- * r->error such as "connection refused", "timeout after 0.5 s", "connection reset by peer",
- * "malformed response: invalid status line", "TLS handshake failed: certificate verify failed
- * (self-signed certificate)". The connection is then discarded; the next request reconnects.
+ * r->error (no headers or body then). The exact texts:
+ *   "connection refused", "connection reset by peer",
+ *   "connection closed before the response completed" (EOF before the end of the response),
+ *   "timeout after %g s" (the request's timeout), "aborted", "too many redirects (5)",
+ *   "malformed response: <llhttp reason>" (e.g. "malformed response: Expected HTTP/"),
+ *   "malformed response: headers exceed 64 KiB", "malformed response: more than 1000 headers",
+ *   "DNS lookup failed for <host>: <uv_strerror>", "invalid redirect location",
+ *   "TLS handshake failed: <OpenSSL reason>[ (<X509 verify reason>)]", e.g.
+ *   "TLS handshake failed: certificate verify failed (self-signed certificate)" or
+ *   "... (hostname mismatch)", "TLS error: <OpenSSL reason>" after the handshake, and
+ *   uv_strerror() text for other socket errors.
+ * The connection is then discarded; the next request reconnects. A keep-alive connection that
+ * the peer closed (EOF/reset before any response byte) is retried once on a fresh connection.
  *
  * Error convention: 0 or a negative errno (libuv codes pass through); details in r->error.
  */
@@ -34,9 +44,9 @@ typedef struct acr_httpc acr_httpc_t;
 typedef struct acr_http_session acr_http_session_t;
 
 typedef struct acr_httpc_config {
-    bool insecure;      /**< skip certificate and host name verification (--insecure) */
-    size_t body_cap;    /**< bytes of a body kept for r.body; 0 = ACR_HTTP_DEFAULT_BODY_CAP */
-    const char *ca_file; /**< extra CA bundle (tests); NULL = system store only */
+    bool insecure;          /**< skip certificate and host name verification (--insecure) */
+    size_t body_cap;        /**< bytes of a body kept for r.body; 0 = ACR_HTTP_DEFAULT_BODY_CAP */
+    const char *ca_file;    /**< extra CA bundle (tests); NULL = system store only */
     const char *user_agent; /**< "acrida/<version>" */
 } acr_httpc_config_t;
 
@@ -48,15 +58,15 @@ typedef struct acr_http_header {
 } acr_http_header_t;
 
 typedef struct acr_http_request {
-    const char *method;  /**< "GET", ... */
-    const char *url;     /**< absolute http:// or https:// URL (the caller resolves paths) */
+    const char *method; /**< "GET", ... */
+    const char *url;    /**< absolute http:// or https:// URL (the caller resolves paths) */
     const acr_http_header_t *headers; /**< extra request headers (override defaults by name) */
     size_t nheaders;
     const char *body; /**< may be NULL */
     size_t body_len;
-    double timeout;   /**< seconds for the whole request (connect included); <= 0 = default */
+    double timeout; /**< seconds for the whole request (connect included); <= 0 = default */
     bool allow_redirects;
-    bool insecure;    /**< per request (user class `insecure = true`) */
+    bool insecure; /**< per request (user class `insecure = true`) */
 } acr_http_request_t;
 
 typedef struct acr_http_timings {
@@ -64,8 +74,8 @@ typedef struct acr_http_timings {
 } acr_http_timings_t;
 
 typedef struct acr_http_response {
-    int status;            /**< 0 when no response */
-    const char *error;     /**< NULL on a transport success (status may still be >= 400) */
+    int status;        /**< 0 when no response */
+    const char *error; /**< NULL on a transport success (status may still be >= 400) */
     const acr_http_header_t *headers; /**< lower-case names, in order */
     size_t nheaders;
     const char *body; /**< at most body_cap bytes */
@@ -73,23 +83,48 @@ typedef struct acr_http_response {
     uint64_t content_length; /**< bytes of body received (counted even past the cap) */
     uint64_t elapsed_us;     /**< request start to last body byte (whole redirect chain) */
     acr_http_timings_t timings;
-    const char *url;         /**< final URL after redirects */
+    const char *url; /**< final URL after redirects */
 } acr_http_response_t;
 
+/** Counters of one client (tests, the cost budget of issue #3). */
+typedef struct acr_httpc_stats {
+    uint64_t buf_grows;      /**< heap growth events of the client's own buffers */
+    uint64_t conns_opened;   /**< connections created (TCP connects started) */
+    uint64_t conns_reused;   /**< requests sent on an already used keep-alive connection */
+    uint64_t retries;        /**< requests retried once after a stale keep-alive connection */
+    uint64_t dns_lookups;    /**< getaddrinfo calls (cache misses) */
+    uint64_t tls_handshakes; /**< completed TLS handshakes */
+    uint64_t tls_resumed;    /**< ... of which resumed a cached session */
+} acr_httpc_stats_t;
+
+/** Completion callback. @r and everything it points to are valid only during the call and only
+ *  until the callback starts another request on @s (which it may do). It may also close @s. */
 typedef void (*acr_http_done_cb)(acr_http_session_t *s, const acr_http_response_t *r, void *ud);
 
-/** Creates the per-loop client. Returns NULL on allocation/TLS setup failure (reason in @err). */
+/** Creates the per-loop client. @cfg is copied (NULL user_agent = "acrida/" ACR_VERSION).
+ *  Returns NULL on allocation/TLS setup failure (reason in @err, e.g. "cannot load CA file
+ *  <path>: <reason>"). */
 acr_httpc_t *acr_httpc_new(uv_loop_t *loop, const acr_httpc_config_t *cfg, char *err,
                            size_t errlen);
 /** Frees the client; every session must be closed (their close callbacks run) first. */
 void acr_httpc_free(acr_httpc_t *c);
 
+/** Copies the client's counters into @out. */
+void acr_httpc_get_stats(const acr_httpc_t *c, acr_httpc_stats_t *out);
+
+/** Bytes of one session and of one connection struct (memory budget reporting). */
+size_t acr_http_session_size(void);
+size_t acr_http_conn_size(void);
+
+/** Creates a session (a user's keep-alive connections + cookie jar). NULL on ENOMEM. Owned by
+ *  the caller until acr_http_session_close(). */
 acr_http_session_t *acr_http_session_new(acr_httpc_t *c);
 
 /**
  * Starts @req on @s; @cb runs exactly once, later, from the loop (never from inside this call).
- * Returns -EBUSY when a request is already in flight, -EINVAL for an unusable URL (then @cb is
- * not called).
+ * @req and everything it points to are copied. Returns -EBUSY when a request is already in
+ * flight, -EINVAL for an unusable URL, method or header (CR/LF in a value), -ECANCELED after
+ * acr_http_session_close(), -ENOMEM (then @cb is not called).
  */
 int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *req,
                              acr_http_done_cb cb, void *ud);
@@ -100,7 +135,8 @@ bool acr_http_session_busy(const acr_http_session_t *s);
 /**
  * Closes the session's connections and frees it once they are closed. An in-flight request is
  * allowed to finish first (its callback still runs) unless @abort, in which case it completes
- * with error "aborted". @closed_cb (may be NULL) runs after the memory is gone.
+ * with error "aborted" (from the loop, before @closed_cb). @closed_cb (may be NULL) runs after
+ * the memory is gone. May be called from the completion callback; a second call is ignored.
  */
 void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)(void *ud),
                             void *ud);

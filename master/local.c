@@ -1,0 +1,193 @@
+/*
+ * --local-workers: acrida-worker processes started with uv_spawn next to the master's own
+ * executable, connected over loopback. The master keeps their handles: a worker that exits while
+ * the master is not shutting down is logged; at shutdown the live ones get SIGTERM and, after a
+ * grace period, SIGKILL. Workers that were sent `quit` get 2 s to exit on their own first. Handles
+ * are closed from the exit callback; the array is freed at exit.
+ */
+#include "master/master.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QUIT_EXIT_MS 2000
+
+typedef struct lproc {
+    uv_process_t proc;
+    acr_local_t *owner;
+    bool alive;
+    int pid;
+} lproc_t;
+
+struct acr_local {
+    acr_master_t *m;
+    lproc_t *procs;
+    size_t n;
+    uv_timer_t kill_timer;
+    bool timer_init;
+    int stage; /* 0: waiting for workers that got `quit` to exit, 1: after SIGTERM */
+    double term_grace_s;
+};
+
+size_t acr__local_alive(const acr_master_t *m)
+{
+    size_t n = 0;
+    if (!m->local) return 0;
+    for (size_t i = 0; i < m->local->n; i++) n += m->local->procs[i].alive;
+    return n;
+}
+
+static void exit_cb(uv_process_t *h, int64_t status, int sig)
+{
+    lproc_t *p = acr_container_of(h, lproc_t, proc);
+    acr_master_t *m = p->owner->m;
+    p->alive = false;
+    if (!m->shutting_down) {
+        if (sig)
+            ACR_WARN("local worker pid %d exited with status %lld (signal %d)", p->pid,
+                     (long long)status, sig);
+        else
+            ACR_WARN("local worker pid %d exited with status %lld", p->pid, (long long)status);
+    } else {
+        ACR_DEBUG("local worker pid %d exited with status %lld (signal %d)", p->pid,
+                  (long long)status, sig);
+    }
+    uv_close((uv_handle_t *)h, NULL);
+    acr_local_t *l = p->owner;
+    if (acr__local_alive(m) == 0 && l->timer_init && !uv_is_closing((uv_handle_t *)&l->kill_timer))
+        uv_close((uv_handle_t *)&l->kill_timer, NULL);
+}
+
+static int worker_path(char *out, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -errno;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -ENOENT;
+    *slash = 0;
+    if ((size_t)snprintf(out, len, "%s/acrida-worker", exe) >= len) return -ENAMETOOLONG;
+    return 0;
+}
+
+int acr__local_start(acr_master_t *m, int n, const char *argv0)
+{
+    (void)argv0;
+    char path[PATH_MAX + 32];
+    int rc = worker_path(path, sizeof path);
+    if (rc == 0 && access(path, X_OK) != 0) rc = -errno;
+    if (rc < 0) {
+        ACR_ERROR("cannot start local workers: %s: %s", rc == -ENOENT ? path : "acrida-worker",
+                  strerror(-rc));
+        return rc;
+    }
+    acr_local_t *l = calloc(1, sizeof(*l));
+    if (!l) return -ENOMEM;
+    l->procs = calloc((size_t)n, sizeof(*l->procs));
+    if (!l->procs) {
+        free(l);
+        return -ENOMEM;
+    }
+    l->m = m;
+    m->local = l;
+    rc = uv_timer_init(m->loop, &l->kill_timer);
+    if (rc < 0) return rc;
+    l->timer_init = true;
+
+    char port[16];
+    snprintf(port, sizeof port, "%d", m->bound_port);
+    char *args[16];
+    size_t k = 0;
+    args[k++] = path;
+    args[k++] = "--master-host";
+    args[k++] = "127.0.0.1";
+    args[k++] = "--master-port";
+    args[k++] = port;
+    args[k++] = "-f";
+    args[k++] = m->opts->scenario;
+    args[k++] = "-L";
+    args[k++] = m->opts->loglevel;
+    if (m->opts->insecure) args[k++] = "--insecure";
+    args[k] = NULL;
+
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = 2}, /* keep the master's stdout for --json */
+        {.flags = UV_INHERIT_FD, .data.fd = 2},
+    };
+    uv_process_options_t po = {
+        .exit_cb = exit_cb,
+        .file = path,
+        .args = args,
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    for (int i = 0; i < n; i++) {
+        lproc_t *p = &l->procs[i];
+        p->owner = l;
+        rc = uv_spawn(m->loop, &p->proc, &po);
+        if (rc < 0) {
+            ACR_ERROR("cannot start local worker %s: %s", path, uv_strerror(rc));
+            return rc;
+        }
+        l->n = (size_t)i + 1;
+        p->alive = true;
+        p->pid = p->proc.pid;
+        ACR_INFO("started local worker pid %d", p->pid);
+    }
+    return 0;
+}
+
+static void kill_cb(uv_timer_t *t)
+{
+    acr_local_t *l = acr_container_of(t, acr_local_t, kill_timer);
+    if (l->stage == 0) {
+        l->stage = 1;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->procs[i].alive) uv_process_kill(&l->procs[i].proc, SIGTERM);
+        uv_timer_start(t, kill_cb, (uint64_t)(l->term_grace_s * 1000.0), 0);
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        if (l->procs[i].alive) {
+            ACR_WARN("local worker pid %d did not exit after SIGTERM: sending SIGKILL",
+                     l->procs[i].pid);
+            uv_process_kill(&l->procs[i].proc, SIGKILL);
+        }
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Workers normally exit on their own after `quit`: give them QUIT_EXIT_MS before SIGTERM. */
+void acr__local_stop(acr_master_t *m, double grace_s)
+{
+    m->shutting_down = true;
+    acr_local_t *l = m->local;
+    if (!l) return;
+    if (!l->timer_init || uv_is_closing((uv_handle_t *)&l->kill_timer)) return;
+    if (acr__local_alive(m) == 0) {
+        uv_close((uv_handle_t *)&l->kill_timer, NULL);
+        return;
+    }
+    if (uv_is_active((uv_handle_t *)&l->kill_timer)) return;
+    l->stage = 0;
+    l->term_grace_s = grace_s;
+    uv_timer_start(&l->kill_timer, kill_cb, QUIT_EXIT_MS, 0);
+}
+
+void acr__local_free(acr_master_t *m)
+{
+    acr_local_t *l = m->local;
+    if (!l) return;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->procs[i].alive) kill(l->procs[i].pid, SIGKILL);
+    free(l->procs);
+    free(l);
+    m->local = NULL;
+}

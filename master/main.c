@@ -1,0 +1,148 @@
+/*
+ * acrida-master's entry point: options, logging, scenario validation, the ZeroMQ ROUTER, the port
+ * file, local workers, headless mode, one libuv loop, and an orderly exit where every handle is
+ * closed before the memory goes. Exit codes (SPEC §2): 0, --exit-code-on-error when a request
+ * failed or a task raised, 1 when the workers never came / the scenario or the port failed,
+ * 2 for bad usage.
+ */
+#include "master/master.h"
+
+#include "common/log.h"
+#include "common/opts.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static bool loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
+}
+
+static int write_port_file(const acr_master_t *m)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "master=%d\nweb=0\n", m->bound_port);
+    int rc = acr_write_file_atomic(m->opts->port_file, buf, (size_t)n);
+    if (rc < 0) ACR_ERROR("cannot write --port-file %s: %s", m->opts->port_file, strerror(-rc));
+    return rc;
+}
+
+/* Runs the master until the loop ends; returns the exit code. */
+static int run(acr_master_opts_t *opts, acr_user_class_t *classes, size_t nclasses,
+               const char *argv0)
+{
+    uv_loop_t loop;
+    acr_master_t *m = NULL;
+    int code = 1;
+    char err[512];
+    if (uv_loop_init(&loop) < 0) {
+        ACR_ERROR("cannot create the event loop");
+        return 1;
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) goto out;
+    m->loop = &loop;
+    m->opts = opts;
+    m->classes = classes;
+    m->nclasses = nclasses;
+    m->stats = acr_stats_new(acr_now());
+    if (!m->stats || acr__run_init(m) < 0) goto fail;
+
+    int rc = acr_zchan_bind(&loop, opts->master_bind_host, opts->master_bind_port,
+                            acr__registry_on_frame, m, &m->chan, &m->bound_port, err, sizeof err);
+    if (rc < 0) {
+        ACR_ERROR("The acrida master port (%s:%d) is not available: %s", opts->master_bind_host,
+                  opts->master_bind_port, err);
+        goto fail;
+    }
+    ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
+    if (!loopback(opts->master_bind_host))
+        ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
+                 "authentication: any host that can reach it can join as a worker ***",
+                 opts->master_bind_host, m->bound_port);
+    if (opts->html) ACR_WARN("--html is not supported yet: no HTML report will be written");
+    if (opts->port_file && write_port_file(m) < 0) goto fail;
+    if (acr__registry_start(m) < 0) goto fail;
+    if (opts->nlocal > 0 && acr__local_start(m, opts->nlocal, argv0) < 0) goto fail;
+    if (acr__headless_start(m) < 0) goto fail;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    code = m->exit_code;
+    goto out;
+fail:
+    code = 1;
+    if (m) acr__master_shutdown(m);
+out:
+    if (m && m->chan) {
+        acr_zchan_close(m->chan, NULL, NULL);
+        m->chan = NULL;
+    }
+    uv_walk(&loop, close_walk_cb, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) ACR_WARN("event loop closed with open handles");
+    if (m) {
+        acr__local_free(m);
+        acr__run_free(m);
+        acr__registry_free(m);
+        acr__headless_free_snapshot(m);
+        if (m->history_csv) fclose(m->history_csv);
+        acr_stats_free(m->stats);
+        acr_buf_free(&m->sendbuf);
+        free(m);
+    }
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    acr_master_opts_t opts;
+    char err[1024];
+    int code;
+    int rc = acr_master_opts_parse(&opts, argc, argv, err, sizeof err);
+    if (rc == ACR_OPTS_EXIT) {
+        acr_master_opts_free(&opts);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "acrida-master: error: %s\n", err);
+        acr_master_opts_free(&opts);
+        return 2;
+    }
+    acr_log_level_t level = ACR_LOG_INFO;
+    acr_log_parse_level(opts.loglevel, &level);
+    rc = acr_log_setup(level, "master", opts.logfile);
+    if (rc < 0) {
+        fprintf(stderr, "acrida-master: error: --logfile: cannot open '%s': %s\n", opts.logfile,
+                strerror(-rc));
+        acr_master_opts_free(&opts);
+        return 2;
+    }
+    if (!opts.headless) {
+        fprintf(stderr, "acrida-master: the web UI is not available yet; use --headless\n");
+        code = 2;
+        goto out;
+    }
+    acr_user_class_t *classes = NULL;
+    size_t nclasses = 0;
+    rc = acr_scenario_classes(opts.scenario, &classes, &nclasses, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "acrida-master: %s\n", err);
+        code = 1;
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    code = run(&opts, classes, nclasses, argv[0]);
+    acr_scenario_classes_free(classes, nclasses);
+out:
+    acr_log_close();
+    acr_master_opts_free(&opts);
+    return code;
+}

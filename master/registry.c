@@ -1,0 +1,468 @@
+/*
+ * The worker registry: every frame from the ROUTER comes in here (decoded by proto/msg, routed by
+ * type), workers are registered/replaced/removed, indexes are handed out (stable per node id for
+ * the master's lifetime), and a 250 ms liveness tick sends the master's heartbeat to acrida workers
+ * every second and marks workers silent for 3 s as missing (SPEC §8): their users are rebalanced
+ * over the others at once. Messages from unknown nodes never crash anything: stats are merged
+ * (as Locust), the rest is logged and ignored.
+ */
+#include "master/master.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIVENESS_TICK_MS 250
+#define HEARTBEAT_EVERY_TICKS 4
+#define MISSING_AFTER_S 3.0
+#define REMOVE_MISSING_AFTER_S 63.0
+#define MAX_NODE_ID 256
+
+const char *acr_worker_state_name(acr_worker_state_t s)
+{
+    static const char *const names[] = {"ready", "spawning", "running", "stopped", "missing"};
+    return (unsigned)s < ACR_ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+/* A printable copy of a peer id for log lines. */
+static void printable(const char *p, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c != 0x7f) {
+            out[o++] = (char)c;
+        } else {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+        }
+    }
+    out[o] = 0;
+}
+
+static bool valid_id(const char *p, size_t n)
+{
+    if (n == 0 || n >= MAX_NODE_ID) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c == 0x7f) return false;
+    }
+    return true;
+}
+
+acr_mworker_t *acr__registry_find(acr_master_t *m, const char *id)
+{
+    if (!id) return NULL;
+    for (size_t i = 0; i < m->nworkers; i++)
+        if (strcmp(m->workers[i]->id, id) == 0) return m->workers[i];
+    return NULL;
+}
+
+size_t acr__registry_live(const acr_master_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nworkers; i++)
+        if (m->workers[i]->state != ACR_WORKER_MISSING) n++;
+    return n;
+}
+
+size_t acr__registry_ready(const acr_master_t *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nworkers; i++)
+        if (m->workers[i]->state == ACR_WORKER_READY) n++;
+    return n;
+}
+
+long acr__registry_user_count(const acr_master_t *m)
+{
+    long n = 0;
+    for (size_t i = 0; i < m->nworkers; i++) {
+        const acr_mworker_t *w = m->workers[i];
+        if (w->state == ACR_WORKER_MISSING) continue;
+        for (size_t c = 0; c < w->nclasses; c++) n += (long)w->classes[c].count;
+    }
+    return n;
+}
+
+static void classes_free(acr_mworker_t *w)
+{
+    for (size_t i = 0; i < w->nclasses; i++) free(w->classes[i].name);
+    free(w->classes);
+    w->classes = NULL;
+    w->nclasses = 0;
+}
+
+void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *c, size_t n)
+{
+    classes_free(w);
+    if (n == 0) return;
+    w->classes = calloc(n, sizeof(*w->classes));
+    if (!w->classes) return;
+    for (size_t i = 0; i < n; i++) {
+        w->classes[i].name = strdup(c[i].name ? c[i].name : "");
+        if (!w->classes[i].name) {
+            w->nclasses = i;
+            return;
+        }
+        w->classes[i].count = c[i].count < 0 ? 0 : c[i].count;
+    }
+    w->nclasses = n;
+}
+
+static void worker_free(acr_mworker_t *w)
+{
+    if (!w) return;
+    classes_free(w);
+    free(w->id);
+    free(w->host);
+    free(w->version);
+    free(w);
+}
+
+static void registry_remove(acr_master_t *m, acr_mworker_t *w)
+{
+    for (size_t i = 0; i < m->nworkers; i++)
+        if (m->workers[i] == w) {
+            memmove(&m->workers[i], &m->workers[i + 1],
+                    (m->nworkers - i - 1) * sizeof(*m->workers));
+            m->nworkers--;
+            break;
+        }
+    worker_free(w);
+}
+
+static int64_t index_of(acr_master_t *m, const char *id)
+{
+    for (size_t i = 0; i < m->nindexes; i++)
+        if (strcmp(m->indexes[i].id, id) == 0) return m->indexes[i].index;
+    if (m->nindexes == m->capindexes) {
+        size_t nc = m->capindexes ? m->capindexes * 2 : 16;
+        void *p = realloc(m->indexes, nc * sizeof(*m->indexes));
+        if (!p) return -1;
+        m->indexes = p;
+        m->capindexes = nc;
+    }
+    char *dup = strdup(id);
+    if (!dup) return -1;
+    int64_t idx = (int64_t)m->nindexes;
+    m->indexes[m->nindexes++] = (struct acr_index_entry){dup, idx};
+    return idx;
+}
+
+void acr__registry_send_buf(acr_master_t *m, const char *id)
+{
+    if (!m->chan) return;
+    int rc = acr_zchan_send(m->chan, id, strlen(id), m->sendbuf.data, m->sendbuf.len);
+    if (rc < 0 && rc != -EHOSTUNREACH) ACR_DEBUG("send to worker %s failed: %s", id, strerror(-rc));
+}
+
+void acr__registry_send_nil(acr_master_t *m, const char *type, const char *id)
+{
+    acr_buf_reset(&m->sendbuf);
+    if (acr_msg_encode_nil(&m->sendbuf, type, id) < 0) {
+        ACR_ERROR("out of memory encoding '%s'", type);
+        return;
+    }
+    acr__registry_send_buf(m, id);
+}
+
+void acr__registry_send_all(acr_master_t *m, const char *type)
+{
+    for (size_t i = 0; i < m->nworkers; i++) acr__registry_send_nil(m, type, m->workers[i]->id);
+}
+
+/* ---- message handlers ---- */
+
+static bool test_active(const acr_master_t *m)
+{
+    return m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING ||
+           m->state == ACR_RUN_STOPPING;
+}
+
+static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
+{
+    int64_t idx = index_of(m, id);
+    if (idx < 0) {
+        ACR_ERROR("out of memory registering worker %s", id);
+        return;
+    }
+    const char *version = msg->version ? msg->version : "";
+    bool acrida = strncmp(version, "acrida/", 7) == 0;
+    acr_buf_reset(&m->sendbuf);
+    if (acr_msg_encode_ack(&m->sendbuf, idx, acrida, id) < 0) {
+        ACR_ERROR("out of memory encoding ack");
+        return;
+    }
+    acr__registry_send_buf(m, id);
+
+    acr_mworker_t *w = acr__registry_find(m, id);
+    bool replaced = w != NULL;
+    if (w) {
+        if (test_active(m)) acr__agg_close_gap(m, w, "re-registered");
+        classes_free(w);
+        free(w->version);
+        w->version = NULL;
+    } else {
+        if (m->nworkers == m->capworkers) {
+            size_t nc = m->capworkers ? m->capworkers * 2 : 16;
+            void *p = realloc(m->workers, nc * sizeof(*m->workers));
+            if (!p) goto nomem;
+            m->workers = p;
+            m->capworkers = nc;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) goto nomem;
+        w->id = strdup(id);
+        const char *u = strchr(id, '_');
+        w->host = u ? strndup(id, (size_t)(u - id)) : strdup(id);
+        if (!w->id || !w->host) {
+            worker_free(w);
+            goto nomem;
+        }
+        m->workers[m->nworkers++] = w;
+    }
+    w->version = strdup(version);
+    w->index = idx;
+    w->acrida = acrida;
+    w->state = ACR_WORKER_READY;
+    w->last_seen = acr_mono_s();
+    w->last_seq = -1;
+    w->gap_open = false;
+    w->spawns_sent = w->spawns_done = 0;
+    /* a worker that re-registers during a stop has stopped; one during quit gets quit again */
+    w->stop_pending = false;
+    if (w->quit_pending) acr__registry_send_nil(m, "quit", id);
+    ACR_INFO("worker %s (index %lld, version '%s') %s. %zu workers connected.", id, (long long)idx,
+             version, replaced ? "re-registered" : "reported as ready", acr__registry_live(m));
+    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING)
+        acr__run_workers_changed(m, w, NULL);
+    return;
+nomem:
+    ACR_ERROR("out of memory registering worker %s", id);
+}
+
+static bool parse_state(const char *s, acr_worker_state_t *out)
+{
+    static const struct {
+        const char *name;
+        acr_worker_state_t st;
+    } map[] = {{"ready", ACR_WORKER_READY},       {"spawning", ACR_WORKER_SPAWNING},
+               {"hatching", ACR_WORKER_SPAWNING}, {"running", ACR_WORKER_RUNNING},
+               {"stopped", ACR_WORKER_STOPPED},   {"stopping", ACR_WORKER_RUNNING},
+               {"cleanup", ACR_WORKER_STOPPED}};
+    if (!s) return false;
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(map); i++)
+        if (strcmp(map[i].name, s) == 0) {
+            *out = map[i].st;
+            return true;
+        }
+    return false;
+}
+
+static void on_heartbeat(acr_master_t *m, acr_mworker_t *w, acr_msg_t *msg)
+{
+    if (!w) {
+        ACR_DEBUG("heartbeat from unknown worker %s ignored", msg->node_id);
+        return;
+    }
+    acr_worker_state_t st;
+    if (!parse_state(msg->state, &st)) {
+        ACR_DEBUG("worker %s: unknown state '%s' in heartbeat", w->id,
+                  msg->state ? msg->state : "");
+        st = w->state == ACR_WORKER_MISSING ? ACR_WORKER_READY : w->state;
+    }
+    w->cpu = msg->cpu_usage;
+    w->mem = msg->memory_usage;
+    if (w->state == ACR_WORKER_MISSING) {
+        w->state = st;
+        ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", w->id,
+                 acr_worker_state_name(st));
+        if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING)
+            acr__run_workers_changed(m, w, NULL);
+        return;
+    }
+    w->state = st;
+}
+
+static void on_client_stopped(acr_master_t *m, acr_mworker_t *w, const char *node_id)
+{
+    if (!w) {
+        ACR_WARN("client_stopped from unknown worker %s ignored", node_id);
+        return;
+    }
+    w->state = ACR_WORKER_READY;
+    classes_free(w);
+    w->stopped_msg = true;
+    w->stopped_at = acr_mono_s();
+    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
+        ACR_WARN("worker %s stopped its users during the test", w->id);
+        acr__run_workers_changed(m, NULL, w->id);
+    }
+}
+
+static void on_quit(acr_master_t *m, acr_mworker_t *w, const char *node_id)
+{
+    if (!w) {
+        ACR_DEBUG("quit from unknown worker %s ignored", node_id);
+        return;
+    }
+    bool was_live = w->state != ACR_WORKER_MISSING;
+    if (test_active(m)) acr__agg_close_gap(m, w, "quit without a final report");
+    char *id = strdup(w->id);
+    ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(m) - was_live);
+    registry_remove(m, w);
+    if (!id) return;
+    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
+        acr__run_workers_changed(m, NULL, id);
+        if (acr__registry_live(m) == 0) {
+            ACR_INFO("The last worker quit, stopping test.");
+            acr__headless_last_worker_quit(m);
+        }
+    }
+    free(id);
+}
+
+static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t *msg)
+{
+    char pid[MAX_NODE_ID * 4 + 8];
+    acr_mworker_t *w = NULL;
+    if (msg->type == ACR_MSG_CLIENT_READY) {
+        /* as Locust: client_ready registers the routing id, not the payload's node_id */
+        char id[MAX_NODE_ID];
+        memcpy(id, peer, peer_len);
+        id[peer_len] = 0;
+        on_client_ready(m, id, msg);
+        return;
+    }
+    const char *nid = msg->node_id ? msg->node_id : "";
+    w = acr__registry_find(m, nid);
+    if (w && w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
+    switch (msg->type) {
+    case ACR_MSG_HEARTBEAT:
+        if (w) w->last_seen = acr_mono_s();
+        on_heartbeat(m, w, msg);
+        break;
+    case ACR_MSG_STATS:
+        acr__agg_on_stats(m, w, nid, msg);
+        break;
+    case ACR_MSG_SPAWNING:
+        if (!w) {
+            ACR_INFO("spawning from unknown worker %s ignored", nid);
+            break;
+        }
+        if (w->state != ACR_WORKER_MISSING) w->state = ACR_WORKER_SPAWNING;
+        break;
+    case ACR_MSG_SPAWNING_COMPLETE:
+        if (!w) {
+            ACR_INFO("spawning_complete from unknown worker %s ignored", nid);
+            break;
+        }
+        if (w->state != ACR_WORKER_MISSING) w->state = ACR_WORKER_RUNNING;
+        acr__worker_set_classes(w, msg->classes, msg->nclasses);
+        w->spawns_done++;
+        break;
+    case ACR_MSG_CLIENT_STOPPED:
+        on_client_stopped(m, w, nid);
+        break;
+    case ACR_MSG_QUIT:
+        on_quit(m, w, nid);
+        break;
+    case ACR_MSG_EXCEPTION:
+        acr__agg_on_exception(m, nid, msg);
+        break;
+    case ACR_MSG_CUSTOM:
+        printable(nid, strlen(nid), pid, sizeof pid);
+        ACR_WARN("Unknown message type received from worker %s: %s", pid,
+                 msg->type_name ? msg->type_name : "?");
+        break;
+    default:
+        printable(nid, strlen(nid), pid, sizeof pid);
+        ACR_WARN("unexpected '%s' message from worker %s ignored", acr_msg_type_name(msg->type),
+                 pid);
+        break;
+    }
+}
+
+void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
+                            size_t len, void *ud)
+{
+    (void)ch;
+    acr_master_t *m = ud;
+    char pid[MAX_NODE_ID * 4 + 8];
+    char err[256];
+    acr_msg_t msg;
+    if (!peer || !valid_id(peer, peer_len)) {
+        printable(peer ? peer : "", peer ? (peer_len > 64 ? 64 : peer_len) : 0, pid, sizeof pid);
+        m->malformed++;
+        ACR_WARN("dropped malformed frame from %s: routing id is not a printable node id", pid);
+        return;
+    }
+    int rc = acr_msg_decode(data, len, &msg, err, sizeof err);
+    if (rc < 0) {
+        printable(peer, peer_len, pid, sizeof pid);
+        m->malformed++;
+        ACR_WARN("dropped malformed frame from %s: %s", pid, rc == -ENOMEM ? "out of memory" : err);
+        return;
+    }
+    handle(m, peer, peer_len, &msg);
+    acr_msg_free(&msg);
+    acr__run_check(m);
+    acr__headless_check(m);
+}
+
+/* ---- liveness ---- */
+
+static void liveness_tick(uv_timer_t *t)
+{
+    acr_master_t *m = acr_container_of(t, acr_master_t, liveness_timer);
+    bool beat = (m->liveness_ticks++ % HEARTBEAT_EVERY_TICKS) == 0;
+    double now = acr_mono_s();
+    for (size_t i = 0; i < m->nworkers;) {
+        acr_mworker_t *w = m->workers[i];
+        if (beat && w->acrida && w->state != ACR_WORKER_MISSING)
+            acr__registry_send_nil(m, "heartbeat", w->id);
+        if (w->state != ACR_WORKER_MISSING && now - w->last_seen > MISSING_AFTER_S) {
+            ACR_INFO("Worker %s failed to send heartbeat, setting state to missing.", w->id);
+            w->state = ACR_WORKER_MISSING;
+            classes_free(w);
+            if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
+            w->stop_pending = false;
+            w->quit_pending = false;
+            if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
+                acr__run_workers_changed(m, NULL, w->id);
+                if (acr__registry_live(m) == 0)
+                    ACR_WARN("The last worker went missing; the test goes on when workers "
+                             "reconnect");
+            }
+        } else if (w->state == ACR_WORKER_MISSING && now - w->last_seen > REMOVE_MISSING_AFTER_S) {
+            ACR_INFO("worker %s removed after being missing for 60 s", w->id);
+            if (test_active(m)) acr__agg_close_gap(m, w, "removed while missing");
+            registry_remove(m, w);
+            continue;
+        }
+        i++;
+    }
+    acr__run_check(m);
+    acr__headless_check(m);
+}
+
+int acr__registry_start(acr_master_t *m)
+{
+    int rc = uv_timer_init(m->loop, &m->liveness_timer);
+    if (rc < 0) return rc;
+    return uv_timer_start(&m->liveness_timer, liveness_tick, LIVENESS_TICK_MS, LIVENESS_TICK_MS);
+}
+
+void acr__registry_free(acr_master_t *m)
+{
+    for (size_t i = 0; i < m->nworkers; i++) worker_free(m->workers[i]);
+    free(m->workers);
+    m->workers = NULL;
+    m->nworkers = m->capworkers = 0;
+    for (size_t i = 0; i < m->nindexes; i++) free(m->indexes[i].id);
+    free(m->indexes);
+    m->indexes = NULL;
+    m->nindexes = m->capindexes = 0;
+}

@@ -1,0 +1,467 @@
+/*
+ * Unit tests for common/opts.c: command line forms, aliases, lists, config file, environment,
+ * precedence, every error message, help and version.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/opts.h"
+
+#define assert_dbl(a, b)                                                                           \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (fabs(a_ - b_) > 1e-9) fail_msg("%s = %.17g, expected %.17g", #a, a_, b_);              \
+    } while (0)
+
+typedef struct cfg {
+    char *host;
+    int users;
+    double spawn_rate;
+    double run_time;
+    bool headless;
+    bool verbose;
+    char **tags;
+    char **exclude;
+    int port;
+} cfg_t;
+
+static const acr_opt_def_t defs[] = {
+    {"host", 'H', NULL, ACR_OPT_STR, offsetof(cfg_t, host), 0, 0, "URL", "target host"},
+    {"users", 'u', NULL, ACR_OPT_INT, offsetof(cfg_t, users), 0, 1e9, "N", "peak users"},
+    {"spawn-rate", 'r', "hatch-rate", ACR_OPT_DOUBLE, offsetof(cfg_t, spawn_rate), 0, 1e9, "R",
+     "users per second"},
+    {"run-time", 't', NULL, ACR_OPT_TIMESPAN, offsetof(cfg_t, run_time), 0, 0, NULL, "run time"},
+    {"headless", 0, NULL, ACR_OPT_FLAG, offsetof(cfg_t, headless), 0, 0, NULL, "no web UI"},
+    {"verbose", 'v', NULL, ACR_OPT_FLAG, offsetof(cfg_t, verbose), 0, 0, NULL, "more output"},
+    {"tags", 'T', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, tags), 0, 0, "TAG", "only these tags"},
+    {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, exclude), 0, 0, "TAG", "skip"},
+    {"web-port", 'P', NULL, ACR_OPT_INT, offsetof(cfg_t, port), 0, 65535, "P", "web port"},
+};
+
+static const acr_opts_spec_t spec = {
+    .prog = "acrida-test",
+    .usage = "[options]",
+    .env_prefix = "ACRIDA_",
+    .defs = defs,
+    .ndefs = sizeof(defs) / sizeof(defs[0]),
+    .foreign_keys = "master-host",
+};
+
+static const char *const env_vars[] = {
+    "ACRIDA_HOST",     "ACRIDA_USERS",    "ACRIDA_SPAWN_RATE", "ACRIDA_HATCH_RATE",
+    "ACRIDA_RUN_TIME", "ACRIDA_HEADLESS", "ACRIDA_TAGS",       "ACRIDA_EXCLUDE_TAGS",
+    "ACRIDA_CONFIG",   "ACRIDA_WEB_PORT", "ACRIDA_BOGUS",      "ACRIDA_VERBOSE"};
+
+static char tmpdir[256], oldcwd[1024];
+
+static int setup(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(env_vars) / sizeof(env_vars[0]); i++) unsetenv(env_vars[i]);
+    if (!getcwd(oldcwd, sizeof(oldcwd))) return -1;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/acrida-test-opts-XXXXXX");
+    if (!mkdtemp(tmpdir)) return -1;
+    return chdir(tmpdir);
+}
+
+static int teardown(void **state)
+{
+    char cmd[512];
+    (void)state;
+    if (chdir(oldcwd) < 0) return -1;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void cfg_init(cfg_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->host = "http://default";
+    c->users = 1;
+    c->spawn_rate = 1.0;
+    c->port = 8089;
+}
+
+/* Parses a NULL-terminated argument list (program name added); returns the parse result. */
+static int parse(cfg_t *c, char *err, size_t errlen, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+
+    argv[argc++] = "acrida-test";
+    va_start(ap, errlen);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 31;) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return acr_opts_parse(&spec, c, argc, argv, err, errlen);
+}
+
+static void assert_list(char **l, const char *const *want, size_t n)
+{
+    size_t i = 0;
+    assert_non_null(l);
+    for (; l[i]; i++) {
+        if (i >= n) fail_msg("extra list item '%s' at %zu", l[i], i);
+        assert_string_equal(l[i], want[i]);
+    }
+    assert_int_equal(i, n);
+}
+
+static void test_defaults_kept(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_string_equal(c.host, "http://default");
+    assert_int_equal(c.users, 1);
+    assert_dbl(c.spawn_rate, 1.0);
+    assert_false(c.headless);
+    assert_null(c.tags);
+    acr_opts_free(&spec, &c);
+    assert_null(c.host);
+}
+
+static void test_long_and_short_forms(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--users", "10", "--host=http://h:1", "-r", "2.5",
+                           "--headless", "-t1h20m", NULL),
+                     0);
+    assert_int_equal(c.users, 10);
+    assert_string_equal(c.host, "http://h:1");
+    assert_dbl(c.spawn_rate, 2.5);
+    assert_true(c.headless);
+    assert_dbl(c.run_time, 4800.0);
+    acr_opts_free(&spec, &c);
+
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "-u10", "--users=20", "-H", "x", NULL), 0);
+    assert_int_equal(c.users, 20); /* last one wins */
+    assert_string_equal(c.host, "x");
+    acr_opts_free(&spec, &c);
+
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "-u", "7", "--headless=false", "-vu3", NULL), 0);
+    assert_int_equal(c.users, 3); /* bundled: -v then -u3 */
+    assert_true(c.verbose);
+    assert_false(c.headless);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_alias(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--hatch-rate", "4", NULL), 0);
+    assert_dbl(c.spawn_rate, 4.0);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_strlist(void **state)
+{
+    static const char *const abc[] = {"a", "b", "c"};
+    static const char *const xy[] = {"x", "y"};
+    cfg_t c;
+    char err[256];
+    (void)state;
+
+    cfg_init(&c);
+    assert_int_equal(
+        parse(&c, err, sizeof(err), "-T", "a", "b", "c", "--headless", "-E", "x", "y", NULL), 0);
+    assert_list(c.tags, abc, 3);
+    assert_list(c.exclude, xy, 2);
+    assert_true(c.headless);
+    acr_opts_free(&spec, &c);
+
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--tags", "-u", "2", NULL), 0);
+    assert_list(c.tags, abc, 0); /* present but empty */
+    assert_int_equal(c.users, 2);
+    acr_opts_free(&spec, &c);
+
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--tags=a,b c", NULL), 0);
+    assert_list(c.tags, abc, 3);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_config_file(void **state)
+{
+    static const char *const ab[] = {"a", "b"};
+    cfg_t c;
+    char err[256];
+    (void)state;
+
+    write_file("x.conf", "# a comment\n"
+                         "\n"
+                         "users = 5\n"
+                         "spawn_rate = 0.5   # inline comment\n"
+                         "  run-time=3m  \n"
+                         "headless = true\n"
+                         "tags = [a, b]\n"
+                         "host = \"http://conf#1\"\n"
+                         "; another comment\n"
+                         "master-host = elsewhere\n"
+                         "[acrida-other]\n"
+                         "not-ours = 1\n"
+                         "[test]\n"
+                         "web-port = 9000\n");
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--config", "x.conf", NULL), 0);
+    assert_int_equal(c.users, 5);
+    assert_dbl(c.spawn_rate, 0.5);
+    assert_dbl(c.run_time, 180.0);
+    assert_true(c.headless);
+    assert_list(c.tags, ab, 2);
+    assert_string_equal(c.host, "http://conf#1");
+    assert_int_equal(c.port, 9000);
+    acr_opts_free(&spec, &c);
+
+    /* ./acrida.conf is read when no --config is given; flags accept false */
+    write_file("acrida.conf", "users = 6\nheadless = false\n");
+    cfg_init(&c);
+    c.headless = true;
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_int_equal(c.users, 6);
+    assert_false(c.headless);
+    acr_opts_free(&spec, &c);
+
+    /* --config overrides ./acrida.conf (which is then not read) */
+    write_file("y.conf", "spawn-rate = 3\n");
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--config=y.conf", NULL), 0);
+    assert_int_equal(c.users, 1);
+    assert_dbl(c.spawn_rate, 3.0);
+    acr_opts_free(&spec, &c);
+
+    /* ACRIDA_CONFIG names the file too */
+    setenv("ACRIDA_CONFIG", "y.conf", 1);
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_dbl(c.spawn_rate, 3.0);
+    assert_int_equal(c.users, 1);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_env(void **state)
+{
+    static const char *const tags[] = {"t1", "t2"};
+    cfg_t c;
+    char err[256];
+    (void)state;
+
+    setenv("ACRIDA_USERS", "42", 1);
+    setenv("ACRIDA_HATCH_RATE", "7", 1);
+    setenv("ACRIDA_HEADLESS", "yes", 1);
+    setenv("ACRIDA_TAGS", "t1, t2", 1);
+    setenv("ACRIDA_RUN_TIME", "90s", 1);
+    setenv("ACRIDA_BOGUS", "whatever", 1); /* unknown: ignored */
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_int_equal(c.users, 42);
+    assert_dbl(c.spawn_rate, 7.0);
+    assert_true(c.headless);
+    assert_list(c.tags, tags, 2);
+    assert_dbl(c.run_time, 90.0);
+    acr_opts_free(&spec, &c);
+
+    /* the canonical name beats the alias */
+    setenv("ACRIDA_SPAWN_RATE", "8", 1);
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_dbl(c.spawn_rate, 8.0);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_precedence(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+
+    write_file("acrida.conf", "users = 1001\nweb-port = 1001\nspawn-rate = 1001\n");
+    setenv("ACRIDA_USERS", "2002", 1);
+    setenv("ACRIDA_WEB_PORT", "2002", 1);
+    cfg_init(&c);
+    c.run_time = 5;
+    assert_int_equal(parse(&c, err, sizeof(err), "--users", "3003", NULL), 0);
+    assert_int_equal(c.users, 3003);  /* cmd > env */
+    assert_int_equal(c.port, 2002);   /* env > config */
+    assert_dbl(c.spawn_rate, 1001.0); /* config > default */
+    assert_dbl(c.run_time, 5.0);      /* default */
+    acr_opts_free(&spec, &c);
+}
+
+static void expect_error(const char *want, ...)
+{
+    char *argv[16], err[256] = "";
+    int argc = 0;
+    va_list ap;
+    cfg_t c;
+
+    argv[argc++] = "acrida-test";
+    va_start(ap, want);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 15;) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    cfg_init(&c);
+    assert_int_equal(acr_opts_parse(&spec, &c, argc, argv, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, want);
+    acr_opts_free(&spec, &c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error("unknown option '--foo'", "--foo", NULL);
+    expect_error("unknown option '--foo'", "--foo=1", NULL);
+    expect_error("unknown option '-x'", "-x", NULL);
+    expect_error("option --users needs a value", "--users", NULL);
+    expect_error("option --users needs a value", "--users", "--headless", NULL);
+    expect_error("option --users needs a value", "-u", NULL);
+    expect_error("invalid value 'abc' for --users: expected an integer", "--users", "abc", NULL);
+    expect_error("invalid value '10x' for --users: expected an integer", "-u10x", NULL);
+    expect_error("invalid value '-1' for --users: must be >= 0", "--users", "-1", NULL);
+    expect_error("invalid value '70000' for --web-port: must be <= 65535", "-P", "70000", NULL);
+    expect_error("invalid value '99999999999' for --users: out of range", "-u", "99999999999",
+                 NULL);
+    expect_error("invalid value 'fast' for --spawn-rate: expected a number", "--hatch-rate", "fast",
+                 NULL);
+    expect_error("invalid value '5x' for --run-time: expected a time span like 20, 20s, 3m, 2h, "
+                 "1h20m, 3h30m10s",
+                 "--run-time", "5x", NULL);
+    expect_error("invalid value 'maybe' for --headless: expected true or false", "--headless=maybe",
+                 NULL);
+    expect_error("unexpected argument 'stray'", "stray", NULL);
+    expect_error("cannot read config file 'missing.conf': No such file or directory", "--config",
+                 "missing.conf", NULL);
+    expect_error("option --config needs a value", "--config", NULL);
+
+    write_file("acrida.conf", "# comment\nusers = 3\nfoo = 1\n");
+    expect_error("unknown key 'foo' in acrida.conf:3", NULL);
+    write_file("acrida.conf", "\nusers = many\n");
+    expect_error("invalid value 'many' for --users in acrida.conf:2: expected an integer", NULL);
+    write_file("acrida.conf", "users\n");
+    expect_error("expected 'key = value' in acrida.conf:1", NULL);
+    unlink("acrida.conf");
+
+    setenv("ACRIDA_USERS", "-5", 1);
+    expect_error("invalid value '-5' for --users in ACRIDA_USERS: must be >= 0", NULL);
+    unsetenv("ACRIDA_USERS");
+    setenv("ACRIDA_HEADLESS", "perhaps", 1);
+    expect_error(
+        "invalid value 'perhaps' for --headless in ACRIDA_HEADLESS: expected true or false", NULL);
+    unsetenv("ACRIDA_HEADLESS");
+}
+
+static void test_no_default_config(void **state)
+{
+    acr_opts_spec_t own = spec;
+    char *argv[] = {"acrida-test", NULL};
+    char err[256];
+    cfg_t c;
+    (void)state;
+
+    own.no_default_config = true;
+    write_file("acrida.conf", "foo = 1\nusers = 9\n");
+    cfg_init(&c);
+    assert_int_equal(acr_opts_parse(&own, &c, 1, argv, err, sizeof(err)), 0);
+    assert_int_equal(c.users, 1); /* ./acrida.conf not read */
+    acr_opts_free(&own, &c);
+    cfg_init(&c);
+    assert_int_equal(acr_opts_parse(&spec, &c, 1, argv, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "unknown key 'foo' in acrida.conf:1");
+    acr_opts_free(&spec, &c);
+}
+
+/* Runs parse with stdout redirected to a file; returns the result and the captured text. */
+static int parse_capture(char *out, size_t outlen, const char *arg)
+{
+    char *argv[] = {"acrida-test", (char *)arg, NULL};
+    char err[256];
+    cfg_t c;
+    int saved, fd, rc;
+    ssize_t n;
+
+    fflush(stdout);
+    saved = dup(1);
+    fd = open("stdout.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 1);
+    cfg_init(&c);
+    rc = acr_opts_parse(&spec, &c, 2, argv, err, sizeof(err));
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    n = pread(fd, out, outlen - 1, 0);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+    acr_opts_free(&spec, &c);
+    return rc;
+}
+
+static void test_help_version(void **state)
+{
+    char out[8192], want[128];
+    (void)state;
+
+    assert_int_equal(parse_capture(out, sizeof(out), "--help"), ACR_OPTS_EXIT);
+    assert_non_null(strstr(out, "usage: acrida-test [options]"));
+    assert_non_null(strstr(out, "  -u, --users N"));
+    assert_non_null(strstr(out, "      --headless"));
+    assert_non_null(strstr(out, "users per second"));
+    assert_non_null(strstr(out, "ACRIDA_<NAME>"));
+    assert_int_equal(parse_capture(out, sizeof(out), "-h"), ACR_OPTS_EXIT);
+    assert_non_null(strstr(out, "  -T, --tags TAG"));
+
+    snprintf(want, sizeof(want), "acrida-test %s\n", ACR_VERSION);
+    assert_int_equal(parse_capture(out, sizeof(out), "--version"), ACR_OPTS_EXIT);
+    assert_string_equal(out, want);
+    assert_int_equal(parse_capture(out, sizeof(out), "-V"), ACR_OPTS_EXIT);
+    assert_string_equal(out, want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_defaults_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_and_short_forms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alias, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strlist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_default_config, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,480 @@
+/*
+ * The worker's Lua runtime: the LuaJIT state, the running side of the `acrida` module on top of
+ * common/scenario.c's declarations (acrida.sleep, acrida.report, self:stop(), the user loop
+ * prelude), exception capture with file:line tracebacks, and the class table the scheduler
+ * (users.c) and the HTTP binding (runtime_http.c) use.
+ *
+ * The user loop is a Lua prelude (chunk "=[acrida]") run in each user's coroutine: on_start, then
+ * pick a task by weight, run it under xpcall, end the task, wait. Every call into Lua is protected:
+ * tasks by xpcall inside the coroutine, the coroutine itself by lua_resume, everything else by
+ * lua_pcall. Frames of the prelude are left out of tracebacks so each scenario error groups by
+ * its own stack.
+ */
+#include "worker/runtime_int.h"
+
+#include "common/log.h"
+#include "common/scenario.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char user_prelude[] =
+    "local C = ...\n"
+    "local xpcall, random = xpcall, math.random\n"
+    "local on_error, task_end, wait = C.on_error, C.task_end, C.wait\n"
+    "local function pick(cls)\n"
+    "  local fns, n = cls.task_fns, cls.ntasks\n"
+    "  if n == 1 then return fns[1] end\n"
+    "  local r, cum = random() * cls.total, cls.task_cum\n"
+    "  for i = 1, n - 1 do\n"
+    "    if r < cum[i] then return fns[i] end\n"
+    "  end\n"
+    "  return fns[n]\n"
+    "end\n"
+    "local function user_main(self, cls)\n"
+    "  local f = cls.on_start\n"
+    "  if f then\n"
+    "    local ok = xpcall(f, on_error, self)\n"
+    "    task_end(ok)\n"
+    "    if not ok then return end\n"
+    "  else\n"
+    "    task_end(true)\n"
+    "  end\n"
+    "  local wt = cls.wait_time\n"
+    "  while true do\n"
+    "    xpcall(pick(cls), on_error, self)\n"
+    "    task_end(true)\n"
+    "    local s = 0\n"
+    "    if wt then\n"
+    "      local ok, v = xpcall(wt, on_error, self)\n"
+    "      if ok then s = v end\n"
+    "    end\n"
+    "    wait(s)\n"
+    "  end\n"
+    "end\n"
+    "local function user_stop(self, cls)\n"
+    "  local f = cls.on_stop\n"
+    "  if f then xpcall(f, on_error, self) end\n"
+    "  task_end(true)\n"
+    "end\n"
+    "return user_main, user_stop\n";
+
+acr__user_t *acr__rt_check_user(lua_State *L, const char *what)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    acr__user_t *u = rt ? rt->current : NULL;
+    if (!u || u->co != L) {
+        luaL_error(L,
+                   "%s can only be called from a user's own tasks (not at load time, nor from "
+                   "another coroutine)",
+                   what);
+        return NULL;
+    }
+    return u;
+}
+
+/* Appends the traceback of @co (from @level) without the prelude's frames, one "  frame" line
+ * each, to @b. */
+static void format_traceback(lua_State *L, lua_State *co, int level, luaL_Buffer *b)
+{
+    lua_Debug ar;
+    bool first = true;
+    for (int lv = level; lua_getstack(co, lv, &ar); lv++) {
+        if (!lua_getinfo(co, "Snl", &ar)) continue;
+        if (strcmp(ar.short_src, "[acrida]") == 0) continue;
+        if (ar.what && strcmp(ar.what, "C") == 0 && ar.name &&
+            (strcmp(ar.name, "xpcall") == 0 || strcmp(ar.name, "pcall") == 0))
+            continue;
+        if (!first) luaL_addchar(b, '\n');
+        first = false;
+        char line[600];
+        if (ar.currentline > 0) {
+            snprintf(line, sizeof(line), "  %s:%d: in ", ar.short_src, ar.currentline);
+        } else {
+            snprintf(line, sizeof(line), "  %s: in ", ar.short_src);
+        }
+        luaL_addstring(b, line);
+        if (ar.name && *ar.namewhat) {
+            snprintf(line, sizeof(line), "function '%s'", ar.name);
+        } else if (ar.what && *ar.what == 'm') {
+            snprintf(line, sizeof(line), "main chunk");
+        } else if (ar.what && *ar.what == 'C') {
+            snprintf(line, sizeof(line), "a C function");
+        } else {
+            snprintf(line, sizeof(line), "function <%s:%d>", ar.short_src, ar.linedefined);
+        }
+        luaL_addstring(b, line);
+    }
+    (void)L;
+}
+
+void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level)
+{
+    lua_State *L = co;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    format_traceback(L, co, level, &b);
+    luaL_pushresult(&b);
+    const char *tb = lua_tostring(L, -1);
+    ACR_DEBUG("exception in user code: %s\n%s", msg, tb);
+    if (rt->stats && acr_stats_add_exception(rt->stats, msg, tb, rt->node_id, 1) < 0) {
+        ACR_ERROR("out of memory recording an exception");
+    }
+    lua_pop(L, 1);
+}
+
+/* xpcall message handler: records the exception row and returns the message. */
+int acr__rt_onerror(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!lua_isstring(L, 1)) {
+        const char *t = luaL_typename(L, 1);
+        if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1)) {
+            lua_replace(L, 1);
+        } else {
+            lua_settop(L, 0);
+            lua_pushfstring(L, "error object is a %s value", t);
+        }
+    }
+    lua_settop(L, 1);
+    if (rt) acr__rt_exception(rt, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+/* C.task_end(ok): the end of on_start, a task or on_stop. Resolves catch_response verdicts; a
+ * user asked to stop leaves here. */
+static int l_task_end(lua_State *L)
+{
+    acr__user_t *u = acr__rt_check_user(L, "task_end");
+    acr__http_resolve_pending(u);
+    if (u->state == ACR_USER_STARTING && lua_toboolean(L, 1)) u->state = ACR_USER_RUNNING;
+    if (u->stop_req && u->state != ACR_USER_STOPPING) {
+        u->abandon = true;
+        return lua_yield(L, 0);
+    }
+    return 0;
+}
+
+static int wait_common(lua_State *L, acr__wait_t why, const char *what)
+{
+    acr__user_t *u = acr__rt_check_user(L, what);
+    double s = 0;
+    if (lua_type(L, 1) == LUA_TNUMBER) {
+        s = lua_tonumber(L, 1);
+    } else if (why == ACR_WAIT_SLEEP) {
+        return luaL_error(L, "acrida.sleep expects a number of seconds");
+    } else if (!lua_isnil(L, 1)) {
+        ACR_WARN("user class '%s': wait_time returned a %s, not seconds; not waiting", u->cls->name,
+                 luaL_typename(L, 1));
+    }
+    if (!(s >= 0) || isinf(s)) {
+        if (why == ACR_WAIT_SLEEP) return luaL_error(L, "acrida.sleep: invalid duration");
+        s = 0;
+    }
+    if (u->hard || (why == ACR_WAIT_BETWEEN && u->stop_req)) {
+        u->abandon = true;
+        return lua_yield(L, 0);
+    }
+    acr__user_wait(u, s, why);
+    return lua_yield(L, 0);
+}
+
+static int l_wait(lua_State *L)
+{
+    return wait_common(L, ACR_WAIT_BETWEEN, "wait");
+}
+
+static int l_sleep(lua_State *L)
+{
+    return wait_common(L, ACR_WAIT_SLEEP, "acrida.sleep");
+}
+
+/* self:stop() */
+static int l_self_stop(lua_State *L)
+{
+    acr__user_t *u = acr__rt_check_user(L, "self:stop()");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->self_ref);
+    if (!lua_rawequal(L, 1, -1)) {
+        return luaL_error(L, "self:stop() stops the calling user only");
+    }
+    lua_pop(L, 1);
+    u->stop_req = true;
+    if (u->state == ACR_USER_STOPPING) u->hard = true;
+    u->abandon = true;
+    return lua_yield(L, 0);
+}
+
+/* acrida.report{ request_type, name, response_time (ms), response_length, exception } */
+static int l_report(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "request_type");
+    lua_getfield(L, 1, "name");
+    lua_getfield(L, 1, "response_time");
+    lua_getfield(L, 1, "response_length");
+    lua_getfield(L, 1, "exception");
+    const char *type = lua_isnil(L, 2) ? "CUSTOM" : lua_tostring(L, 2);
+    const char *name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : NULL;
+    if (!type || !*type) return luaL_error(L, "acrida.report: 'request_type' must be a string");
+    if (!name) return luaL_error(L, "acrida.report: 'name' is required (a string)");
+    bool has_rt = !lua_isnil(L, 4);
+    double ms = 0;
+    if (has_rt) {
+        if (lua_type(L, 4) != LUA_TNUMBER || !(lua_tonumber(L, 4) >= 0))
+            return luaL_error(L, "acrida.report: 'response_time' must be a number of ms >= 0");
+        ms = lua_tonumber(L, 4);
+    }
+    double len = 0;
+    if (!lua_isnil(L, 5)) {
+        if (lua_type(L, 5) != LUA_TNUMBER || !(lua_tonumber(L, 5) >= 0))
+            return luaL_error(L, "acrida.report: 'response_length' must be a number >= 0");
+        len = lua_tonumber(L, 5);
+    }
+    const char *exc = NULL;
+    if (lua_toboolean(L, 6)) {
+        if (!lua_isstring(L, 6)) {
+            lua_getglobal(L, "tostring");
+            lua_pushvalue(L, 6);
+            lua_call(L, 1, 1);
+            lua_replace(L, 6);
+        }
+        exc = lua_tostring(L, 6);
+    }
+    if (!rt || !rt->stats) return 0;
+    acr_stats_entry_t *e = acr_stats_get(rt->stats, type, name);
+    if (!e) return luaL_error(L, "acrida.report: out of memory");
+    acr_stats_log(rt->stats, e, has_rt, (uint64_t)llround(ms * 1000.0), (uint64_t)len, exc,
+                  acr_now());
+    return 0;
+}
+
+acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
+{
+    acr_rt_t *rt = calloc(1, sizeof(*rt));
+    if (!rt) goto nomem;
+    rt->loop = cfg->loop;
+    rt->stats = cfg->stats;
+    rt->httpc = cfg->httpc;
+    rt->worker_index = -1;
+    rt->main_ref = rt->stop_ref = rt->onerror_ref = LUA_NOREF;
+    rt->json_encode_ref = rt->json_decode_ref = LUA_NOREF;
+    rt->node_id = strdup(cfg->node_id ? cfg->node_id : "local");
+    if (!rt->node_id) goto nomem;
+    rt->L = luaL_newstate();
+    if (!rt->L) goto nomem;
+    lua_State *L = rt->L;
+    if (acr_scenario_open(L, "worker", err, errlen) < 0) goto fail;
+    lua_pushlightuserdata(L, rt);
+    lua_setfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+
+    lua_getglobal(L, "acrida");
+    lua_pushcfunction(L, l_sleep);
+    lua_setfield(L, -2, "sleep");
+    lua_pushcfunction(L, l_report);
+    lua_setfield(L, -2, "report");
+    lua_pop(L, 1);
+
+    /* The prelude's C helpers; the methods every user instance inherits. */
+    if (luaL_loadbuffer(L, user_prelude, sizeof(user_prelude) - 1, "=[acrida]") != 0) {
+        snprintf(err, errlen, "prelude: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, acr__rt_onerror);
+    lua_setfield(L, -2, "on_error");
+    lua_pushcfunction(L, l_task_end);
+    lua_setfield(L, -2, "task_end");
+    lua_pushcfunction(L, l_wait);
+    lua_setfield(L, -2, "wait");
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        snprintf(err, errlen, "prelude: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    rt->stop_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, acr__rt_onerror);
+    rt->onerror_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    lua_createtable(L, 0, 1); /* methods, behind every class's proto */
+    lua_pushcfunction(L, l_self_stop);
+    lua_setfield(L, -2, "stop");
+    lua_setfield(L, LUA_REGISTRYINDEX, "acrida.methods");
+
+    /* lua-cjson for opts.json and r:json() */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "cannot load lua-cjson: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_getfield(L, -1, "encode");
+    rt->json_encode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "decode");
+    rt->json_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+
+    acr__http_open(rt);
+    if (acr__users_init(rt) < 0) {
+        snprintf(err, errlen, "cannot initialise the scheduler");
+        goto fail_noclose;
+    }
+    return rt;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (!rt) return NULL;
+fail_noclose:
+    if (rt->L) lua_close(rt->L);
+    free(rt->node_id);
+    free(rt);
+    return NULL;
+}
+
+/* Reads the declared classes into rt->classes and prepares their instance metatables. */
+static int prepare_classes(acr_rt_t *rt, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    size_t n = acr_scenario_nclasses(L);
+    if (n == 0) {
+        snprintf(err, errlen, "scenario declares no user class (use acrida.user { ... })");
+        return -EINVAL;
+    }
+    rt->classes = calloc(n, sizeof(*rt->classes));
+    if (!rt->classes) goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        acr__class_t *c = &rt->classes[i];
+        c->ref = c->mt_ref = LUA_NOREF;
+        rt->nclasses = i + 1;
+        acr_scenario_push_class(L, i);
+        lua_getfield(L, -1, "name");
+        c->name = strdup(lua_tostring(L, -1));
+        lua_getfield(L, -2, "host");
+        if (lua_isstring(L, -1)) {
+            c->host = strdup(lua_tostring(L, -1));
+            if (!c->host) goto nomem_pop;
+        }
+        lua_pop(L, 2);
+        if (!c->name) goto nomem_pop;
+        lua_getfield(L, -1, "proto");
+        lua_getfield(L, -1, "insecure");
+        c->insecure = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1); /* proto's metatable: the methods */
+        lua_getfield(L, LUA_REGISTRYINDEX, "acrida.methods");
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_createtable(L, 0, 1); /* the instances' metatable */
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "__index");
+        c->mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_pop(L, 1);
+        c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    rt->loaded = true;
+    return 0;
+nomem_pop:
+    lua_pop(L, 1);
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+}
+
+int acr_rt_load_file(acr_rt_t *rt, const char *path, char *err, size_t errlen)
+{
+    if (rt->loaded) {
+        snprintf(err, errlen, "a scenario is already loaded");
+        return -EBUSY;
+    }
+    int rc = acr_scenario_exec_file(rt->L, path, err, errlen);
+    return rc < 0 ? rc : prepare_classes(rt, err, errlen);
+}
+
+int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t len, char *err,
+                       size_t errlen)
+{
+    if (rt->loaded) {
+        snprintf(err, errlen, "a scenario is already loaded");
+        return -EBUSY;
+    }
+    int rc = acr_scenario_exec_string(rt->L, name, src, len, err, errlen);
+    return rc < 0 ? rc : prepare_classes(rt, err, errlen);
+}
+
+size_t acr_rt_nclasses(const acr_rt_t *rt)
+{
+    return rt->nclasses;
+}
+
+const char *acr_rt_class_name(const acr_rt_t *rt, size_t i)
+{
+    return i < rt->nclasses ? rt->classes[i].name : NULL;
+}
+
+size_t acr_rt_class_users(const acr_rt_t *rt, size_t i)
+{
+    return i < rt->nclasses ? rt->classes[i].running : 0;
+}
+
+size_t acr_rt_user_count(const acr_rt_t *rt)
+{
+    return rt->nrunning;
+}
+
+size_t acr_rt_users_alive(const acr_rt_t *rt)
+{
+    return rt->nrunning + rt->nstopping;
+}
+
+void acr_rt_class_counts(const acr_rt_t *rt, acr_class_count_t *out)
+{
+    for (size_t i = 0; i < rt->nclasses; i++) {
+        out[i].name = rt->classes[i].name;
+        out[i].count = (int64_t)rt->classes[i].running;
+    }
+}
+
+int acr_rt_set_host(acr_rt_t *rt, const char *host)
+{
+    char *h = NULL;
+    if (host && *host) {
+        size_t n = strlen(host);
+        while (n > 0 && host[n - 1] == '/') n--;
+        h = strndup(host, n);
+        if (!h) return -ENOMEM;
+    }
+    free(rt->host);
+    rt->host = h;
+    return 0;
+}
+
+void acr_rt_set_worker_index(acr_rt_t *rt, int64_t index)
+{
+    rt->worker_index = index;
+    lua_getglobal(rt->L, "acrida");
+    lua_getfield(rt->L, -1, "runner");
+    lua_pushinteger(rt->L, (lua_Integer)index);
+    lua_setfield(rt->L, -2, "worker_index");
+    lua_pop(rt->L, 2);
+}
+
+void acr_rt_set_stop_timeout(acr_rt_t *rt, double seconds)
+{
+    rt->stop_timeout = seconds > 0 ? seconds : 0;
+}
+
+struct lua_State *acr_rt_lua(acr_rt_t *rt)
+{
+    return rt->L;
+}

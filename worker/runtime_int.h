@@ -1,0 +1,147 @@
+/*
+ * Internals shared by the runtime's files: runtime.c (Lua state, acrida module, exceptions),
+ * runtime_http.c (self.client and the response object) and users.c (the scheduler: user
+ * structs, coroutines, waits, graceful stop). Nothing outside worker/runtime*.c and
+ * worker/users*.c includes this.
+ */
+#ifndef ACR_WORKER_RUNTIME_INT_H
+#define ACR_WORKER_RUNTIME_INT_H
+
+#include "common/util.h"
+#include "worker/runtime.h"
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define ACR__ONSTOP_CAP_S 5.0 /**< on_stop bound when no stop timeout is set */
+#define ACR__CLIENT_MT "acrida.client"
+#define ACR__RESP_MT "acrida.response"
+
+typedef enum {
+    ACR_USER_STARTING = 0, /**< on_start running (or not yet resumed) */
+    ACR_USER_RUNNING,      /**< in the task loop */
+    ACR_USER_STOPPING,     /**< on_stop running */
+    ACR_USER_DONE,         /**< gone; memory freed once its handles close */
+} acr__user_state_t;
+
+typedef enum {
+    ACR_WAIT_NONE = 0, /**< running right now, or no coroutine */
+    ACR_WAIT_START,    /**< a fresh coroutine queued for its first resume */
+    ACR_WAIT_BETWEEN,  /**< wait_time between tasks (timer or ready queue) */
+    ACR_WAIT_SLEEP,    /**< acrida.sleep inside a task (timer or ready queue) */
+    ACR_WAIT_HTTP,     /**< a request in flight */
+} acr__wait_t;
+
+typedef struct acr__user acr__user_t;
+
+typedef struct acr__class {
+    char *name;
+    char *host;    /**< the class's host without trailing '/', or NULL */
+    bool insecure; /**< class field insecure = true */
+    int ref;       /**< registry ref of the class table */
+    int mt_ref;    /**< registry ref of the instances' metatable */
+    size_t running;
+    acr__user_t *head, *tail; /**< running users, oldest first */
+} acr__class_t;
+
+/** The request being built / in flight; allocated on a user's first request and reused. */
+typedef struct acr__req {
+    acr_buf_t buf; /**< method \0 name \0 url \0 body, header names/values */
+    acr_http_header_t *hdrs;
+    size_t nhdrs, hdrcap;
+    size_t method_off, name_off, url_off;
+    int check_ref; /**< LUA_NOREF or the check function */
+    bool catch_resp;
+} acr__req_t;
+
+/** The self.client userdata. */
+typedef struct acr__client {
+    acr__user_t *u; /**< NULL once the user is gone */
+} acr__client_t;
+
+struct acr__user {
+    acr_rt_t *rt;
+    acr__class_t *cls;
+    acr__user_t *prev, *next;   /**< class running list, or the runtime's stopping list */
+    acr__user_t *rprev, *rnext; /**< ready queue */
+    lua_State *co;
+    int co_ref, self_ref;
+    acr__client_t *client;
+    acr_http_session_t *session; /**< created on the first request */
+    acr__req_t *rq;
+    int *pend; /**< registry refs of catch_response responses awaiting a verdict */
+    uint32_t npend, cappend;
+    uint64_t rgen; /**< ready-queue generation */
+    int64_t id;
+    double deadline; /**< monotonic s: graceful-stop or on_stop bound; 0 = none */
+    uv_timer_t timer;
+    uint8_t state, wait;
+    uint8_t closes; /**< handles still closing */
+    bool co_alive;  /**< the coroutine is suspended and may be resumed */
+    bool in_ready, timer_on;
+    bool stopping_list; /**< linked in the runtime's stopping list */
+    bool stop_req;      /**< stop asked: no new task */
+    bool hard;          /**< stop at the next yield */
+    bool abandon;       /**< set by a yielding C function: leave the coroutine */
+};
+
+struct acr_rt {
+    uv_loop_t *loop;
+    lua_State *L;
+    acr_stats_t *stats;
+    acr_httpc_t *httpc;
+    char *node_id;
+    char *host;
+    int64_t worker_index;
+    double stop_timeout;
+    acr__class_t *classes;
+    size_t nclasses;
+    bool loaded;
+    int main_ref, stop_ref, onerror_ref, json_encode_ref, json_decode_ref;
+    acr__user_t *current; /**< the user whose coroutine runs now */
+    /* ready queue */
+    acr__user_t *rhead, *rtail;
+    uint64_t rgen;
+    acr__user_t *dead; /**< users whose handles are to be closed (linked by next) */
+    uv_idle_t idle;
+    uv_timer_t reaper;
+    bool reaper_on;
+    acr__user_t *stopping; /**< users stopping (graceful pending or on_stop), linked by next */
+    size_t nrunning, nstopping;
+    uint64_t next_seq;
+    void (*stop_done)(acr_rt_t *rt, void *ud);
+    void *stop_ud;
+    bool closing;
+    int closes;
+    void (*closed_cb)(void *ud);
+    void *closed_ud;
+};
+
+/* runtime.c */
+/** Records an exception row (message + traceback of @co at @level) and logs it. */
+void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level);
+/** The user whose coroutine is @L, or raises a Lua error naming @what. */
+acr__user_t *acr__rt_check_user(lua_State *L, const char *what);
+int acr__rt_onerror(lua_State *L);
+
+/* runtime_http.c */
+/** Registers the client and response metatables. */
+void acr__http_open(acr_rt_t *rt);
+/** Pushes a new self.client userdata for @u (stored in u->client). */
+void acr__http_push_client(lua_State *L, acr__user_t *u);
+/** Records the default verdict of every unresolved catch_response response of @u. */
+void acr__http_resolve_pending(acr__user_t *u);
+void acr__http_free_req(acr__user_t *u);
+
+/* users.c */
+int acr__users_init(acr_rt_t *rt);
+/** Schedules @u to be resumed after @seconds (0: at the next loop turn). */
+void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why);
+/** Resumes the coroutine with @nargs values already pushed on it. */
+void acr__user_resume(acr__user_t *u, int nargs);
+/** Leaves the current coroutine: on to on_stop, or gone when on_stop already ran. */
+void acr__user_leave(acr__user_t *u);
+
+#endif

@@ -1,0 +1,583 @@
+/*
+ * acrida-worker's protocol side (Locust 2.x worker role, reference/locust-2.12.md §3-§5, plus
+ * acrida's extensions): the DEALER to the master, the worker state machine, the heartbeat, stats
+ * and client_ready timers, and the glue between spawn/stop/quit and the runtime's users.
+ *
+ * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on quit/SIGTERM.
+ * A stop (or quit) is graceful: acr_rt_stop_all() lets in-flight requests complete and be
+ * recorded; only when every user is gone is the final report (acrida_final) sent, so the master's
+ * total equals what the target served.
+ */
+#include "worker/worker.h"
+
+#include "common/log.h"
+#include "common/stats.h"
+#include "common/util.h"
+#include "proto/msg.h"
+#include "proto/zchan.h"
+#include "worker/httpc.h"
+#include "worker/runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define HEARTBEAT_MS 1000
+#define REPORT_MS 3000
+#define READY_RETRY_MS 5000
+#define QUIT_FLUSH_MS 300 /* lets the final frames leave before the LINGER-0 close */
+
+typedef enum {
+    WS_READY = 0,
+    WS_SPAWNING,
+    WS_RUNNING,
+    WS_STOPPING,
+    WS_QUITTING,
+    WS_DONE,
+} ws_t;
+
+static const char *const ws_names[] = {"ready",    "spawning", "running",
+                                       "stopping", "quitting", "done"};
+
+typedef struct worker {
+    uv_loop_t *loop;
+    const acr_worker_config_t *cfg;
+    char node_id[300];
+    acr_zchan_t *ch;
+    acr_stats_t *stats;
+    acr_httpc_t *httpc;
+    acr_rt_t *rt;
+    bool rt_loaded;
+    char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
+    size_t scenario_len;
+    acr_class_count_t *counts;
+    ws_t state;
+    bool acked, timers_on, fatal, signals_on;
+    int64_t index;
+    double last_spawn_ts;
+    int64_t seq;
+    acr_buf_t out;
+    double last_cpu_s, last_wall_s, cpu_pct;
+    uint64_t malformed;
+    double master_seen;
+    int exit_code;
+    int closing; /**< handles and objects still closing */
+    uv_timer_t ready_timer, hb_timer, stats_timer, exit_timer;
+    uv_signal_t sigterm, sigint;
+} worker_t;
+
+static void set_state(worker_t *w, ws_t to)
+{
+    if (w->state == to) return;
+    ACR_DEBUG("worker state: %s -> %s", ws_names[w->state], ws_names[to]);
+    w->state = to;
+}
+
+static const char *hb_state(const worker_t *w)
+{
+    switch (w->state) {
+    case WS_READY:
+        return "ready";
+    case WS_SPAWNING:
+        return "spawning";
+    case WS_RUNNING:
+        return "running";
+    default:
+        return "stopping";
+    }
+}
+
+static void send_out(worker_t *w, const char *what)
+{
+    if (!w->ch) return;
+    int rc = acr_zchan_send(w->ch, NULL, 0, w->out.data, w->out.len);
+    if (rc < 0) ACR_WARN("cannot send %s to the master: %s", what, strerror(-rc));
+}
+
+static void send_nil(worker_t *w, const char *type)
+{
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_nil(&w->out, type, w->node_id) == 0) send_out(w, type);
+}
+
+static void send_client_ready(worker_t *w)
+{
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_client_ready(&w->out, "acrida/" ACR_VERSION, w->node_id) == 0)
+        send_out(w, "client_ready");
+}
+
+static void send_exception(worker_t *w, const char *msg, const char *tb, uint64_t count)
+{
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_exception(&w->out, msg, tb, count, w->node_id) == 0)
+        send_out(w, "exception");
+}
+
+static size_t fill_counts(worker_t *w, int64_t *users)
+{
+    *users = 0;
+    if (!w->rt_loaded) return 0;
+    acr_rt_class_counts(w->rt, w->counts);
+    *users = (int64_t)acr_rt_user_count(w->rt);
+    return acr_rt_nclasses(w->rt);
+}
+
+/* Exceptions of the interval, then the stats delta; then the delta is reset. */
+static void send_report(worker_t *w, bool final)
+{
+    size_t nexc;
+    acr_stats_exception_t *const *ex = acr_stats_exceptions(w->stats, &nexc);
+    for (size_t i = 0; i < nexc; i++) send_exception(w, ex[i]->msg, ex[i]->traceback, ex[i]->count);
+    int64_t users;
+    size_t n = fill_counts(w, &users);
+    acr_buf_reset(&w->out);
+    int rc =
+        acr_msg_encode_stats(&w->out, w->stats, w->counts, n, users, ++w->seq, final, w->node_id);
+    if (rc == 0) {
+        send_out(w, "stats");
+    } else {
+        ACR_ERROR("cannot encode the stats report: %s", strerror(-rc));
+    }
+    acr_stats_reset(w->stats, acr_now());
+}
+
+static void send_spawning_complete(worker_t *w)
+{
+    int64_t users;
+    size_t n = fill_counts(w, &users);
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_spawning_complete(&w->out, w->counts, n, users, w->node_id) == 0)
+        send_out(w, "spawning_complete");
+}
+
+/* ---- resource usage for heartbeats ---- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return (int64_t)resident * (int64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void hb_cb(uv_timer_t *t)
+{
+    worker_t *w = acr_container_of(t, worker_t, hb_timer);
+    double cpu = cpu_seconds(), wall = acr_mono_s();
+    if (wall > w->last_wall_s) w->cpu_pct = (cpu - w->last_cpu_s) / (wall - w->last_wall_s) * 100;
+    w->last_cpu_s = cpu;
+    w->last_wall_s = wall;
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_heartbeat(&w->out, hb_state(w), w->cpu_pct, rss_bytes(), w->node_id) == 0)
+        send_out(w, "heartbeat");
+}
+
+static void stats_cb(uv_timer_t *t)
+{
+    worker_t *w = acr_container_of(t, worker_t, stats_timer);
+    send_report(w, false);
+}
+
+static void ready_cb(uv_timer_t *t)
+{
+    worker_t *w = acr_container_of(t, worker_t, ready_timer);
+    if (w->acked) {
+        uv_timer_stop(t);
+        return;
+    }
+    ACR_INFO("no ack from the master yet; sending client_ready again");
+    send_client_ready(w);
+}
+
+/* ---- shutdown ---- */
+
+static void closed_one(worker_t *w)
+{
+    if (--w->closing == 0) ACR_DEBUG("worker closed");
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void chan_closed(void *ud)
+{
+    closed_one(ud);
+}
+
+static void rt_closed(void *ud)
+{
+    worker_t *w = ud;
+    w->rt = NULL;
+    if (w->httpc) acr_httpc_free(w->httpc);
+    w->httpc = NULL;
+    closed_one(w);
+}
+
+static void close_all(worker_t *w)
+{
+    uv_handle_t *hs[] = {(uv_handle_t *)&w->ready_timer, (uv_handle_t *)&w->hb_timer,
+                         (uv_handle_t *)&w->stats_timer, (uv_handle_t *)&w->exit_timer,
+                         (uv_handle_t *)&w->sigterm,     (uv_handle_t *)&w->sigint};
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(hs); i++) {
+        if (uv_is_closing(hs[i])) continue;
+        hs[i]->data = w;
+        w->closing++;
+        uv_close(hs[i], handle_closed);
+    }
+    if (w->ch) {
+        w->closing++;
+        acr_zchan_close(w->ch, chan_closed, w);
+        w->ch = NULL;
+    }
+    if (w->rt) {
+        w->closing++;
+        acr_rt_close(w->rt, rt_closed, w);
+    } else if (w->httpc) {
+        acr_httpc_free(w->httpc);
+        w->httpc = NULL;
+    }
+    set_state(w, WS_DONE);
+}
+
+static void exit_cb(uv_timer_t *t)
+{
+    close_all(acr_container_of(t, worker_t, exit_timer));
+}
+
+/* The final report and `quit` are out; close once they had time to leave. */
+static void finish_quit(worker_t *w)
+{
+    if (w->state == WS_DONE || uv_is_active((uv_handle_t *)&w->exit_timer)) return;
+    send_report(w, true);
+    send_nil(w, "quit");
+    uv_timer_stop(&w->hb_timer);
+    uv_timer_stop(&w->stats_timer);
+    uv_timer_stop(&w->ready_timer);
+    uv_timer_start(&w->exit_timer, exit_cb, QUIT_FLUSH_MS, 0);
+}
+
+static void quit_users_stopped(acr_rt_t *rt, void *ud)
+{
+    (void)rt;
+    finish_quit(ud);
+}
+
+static void begin_quit(worker_t *w, const char *why)
+{
+    if (w->state == WS_QUITTING || w->state == WS_DONE) {
+        ACR_DEBUG("%s while quitting: ignored", why);
+        return;
+    }
+    ACR_INFO("%s: stopping users and quitting", why);
+    set_state(w, WS_QUITTING);
+    if (w->rt_loaded && acr_rt_users_alive(w->rt) > 0) {
+        acr_rt_stop_all(w->rt, quit_users_stopped, w);
+    } else {
+        finish_quit(w);
+    }
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    worker_t *w = s->data;
+    if (w->state == WS_QUITTING) { /* a second signal: do not wait for the users */
+        ACR_WARN("second %s: quitting without waiting for users", strsignal(signum));
+        finish_quit(w); /* the users left are dropped when the runtime closes */
+        return;
+    }
+    begin_quit(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- protocol ---- */
+
+static void users_stopped(acr_rt_t *rt, void *ud)
+{
+    worker_t *w = ud;
+    (void)rt;
+    if (w->state != WS_STOPPING) return;
+    send_report(w, true);
+    send_nil(w, "client_stopped");
+    send_client_ready(w);
+    set_state(w, WS_READY);
+    ACR_INFO("users stopped; ready");
+}
+
+static int load_scenario(worker_t *w, const char *path, const char *name, const char *src,
+                         size_t len, char *err, size_t errlen)
+{
+    acr_rt_config_t rc = {
+        .loop = w->loop, .stats = w->stats, .httpc = w->httpc, .node_id = w->node_id};
+    acr_rt_t *rt = acr_rt_new(&rc, err, errlen);
+    if (!rt) return -ENOMEM;
+    int r = path ? acr_rt_load_file(rt, path, err, errlen)
+                 : acr_rt_load_string(rt, name, src, len, err, errlen);
+    acr_class_count_t *counts = NULL;
+    if (r == 0) {
+        counts = calloc(acr_rt_nclasses(rt) + 1, sizeof(*counts));
+        if (!counts) r = -ENOMEM;
+    }
+    if (r < 0) {
+        w->closing++;
+        acr_rt_close(rt, chan_closed, w);
+        return r;
+    }
+    if (w->rt) {
+        w->closing++;
+        acr_rt_close(w->rt, chan_closed, w);
+    }
+    free(w->counts);
+    w->counts = counts;
+    w->rt = rt;
+    w->rt_loaded = true;
+    if (w->index >= 0) acr_rt_set_worker_index(rt, w->index);
+    return 0;
+}
+
+static void on_scenario(worker_t *w, const acr_msg_t *m)
+{
+    char err[1024];
+    if (w->scenario_src && m->scenario_len == w->scenario_len &&
+        memcmp(m->scenario_source, w->scenario_src, m->scenario_len) == 0)
+        return;
+    if (w->state != WS_READY) {
+        ACR_WARN("the master sent a new scenario during a test; ignored until the test stops");
+        return;
+    }
+    const char *name = m->scenario_name && *m->scenario_name ? m->scenario_name : "scenario.lua";
+    if (load_scenario(w, NULL, name, m->scenario_source, m->scenario_len, err, sizeof err) < 0) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
+        ACR_ERROR("%s", msg);
+        send_exception(w, msg, "", 1);
+        w->exit_code = 1;
+        w->fatal = true;
+        finish_quit(w);
+        return;
+    }
+    free(w->scenario_src);
+    w->scenario_src = malloc(m->scenario_len + 1);
+    if (w->scenario_src) {
+        memcpy(w->scenario_src, m->scenario_source, m->scenario_len);
+        w->scenario_len = m->scenario_len;
+    }
+    ACR_INFO("loaded the scenario '%s' sent by the master (%zu classes)", name,
+             acr_rt_nclasses(w->rt));
+}
+
+static void on_spawn(worker_t *w, const acr_msg_t *m)
+{
+    send_nil(w, "spawning");
+    if (!w->rt_loaded) {
+        ACR_ERROR("spawn received before any scenario was loaded; ignored");
+        return;
+    }
+    if (w->state == WS_STOPPING || w->state == WS_QUITTING || w->state == WS_DONE) {
+        ACR_WARN("spawn received while %s; ignored", ws_names[w->state]);
+        return;
+    }
+    if (m->timestamp <= w->last_spawn_ts) {
+        ACR_INFO("spawn with an old timestamp (%.6f <= %.6f) discarded", m->timestamp,
+                 w->last_spawn_ts);
+        return;
+    }
+    w->last_spawn_ts = m->timestamp;
+    if (acr_rt_set_host(w->rt, m->host) < 0) ACR_ERROR("out of memory setting the host");
+    acr_rt_set_stop_timeout(w->rt, m->stop_timeout > 0 ? m->stop_timeout : 0);
+    if (w->state == WS_READY) acr_stats_clear(w->stats, acr_now()); /* a new test */
+    set_state(w, WS_SPAWNING);
+    if (acr_rt_set_users(w->rt, m->classes, m->nclasses) < 0)
+        ACR_ERROR("could not start every user (out of memory)");
+    send_spawning_complete(w);
+    set_state(w, WS_RUNNING);
+    ACR_INFO("running %zu users", acr_rt_user_count(w->rt));
+}
+
+static void on_stop(worker_t *w)
+{
+    switch (w->state) {
+    case WS_SPAWNING:
+    case WS_RUNNING:
+        set_state(w, WS_STOPPING);
+        ACR_INFO("stop: stopping %zu users gracefully", acr_rt_user_count(w->rt));
+        acr_rt_stop_all(w->rt, users_stopped, w);
+        break;
+    case WS_READY: /* as Locust: acknowledge and re-register */
+        send_nil(w, "client_stopped");
+        send_client_ready(w);
+        break;
+    default:
+        ACR_DEBUG("stop while %s: ignored", ws_names[w->state]);
+        break;
+    }
+}
+
+static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
+                    size_t len, void *ud)
+{
+    worker_t *w = ud;
+    acr_msg_t m;
+    char err[256];
+    (void)ch;
+    (void)peer;
+    (void)peer_len;
+    if (w->state == WS_DONE) return;
+    int rc = acr_msg_decode(data, len, &m, err, sizeof err);
+    if (rc < 0) {
+        w->malformed++;
+        ACR_WARN("malformed frame from the master dropped (%zu bytes, %llu so far): %s", len,
+                 (unsigned long long)w->malformed, err);
+        return;
+    }
+    w->master_seen = acr_mono_s();
+    switch (m.type) {
+    case ACR_MSG_ACK:
+        w->index = m.index;
+        if (!w->acked) ACR_INFO("connected to the master (worker index %lld)", (long long)m.index);
+        w->acked = true;
+        uv_timer_stop(&w->ready_timer);
+        if (w->rt_loaded && m.index >= 0) acr_rt_set_worker_index(w->rt, m.index);
+        if (!w->timers_on && w->state != WS_QUITTING) {
+            w->timers_on = true;
+            w->last_cpu_s = cpu_seconds();
+            w->last_wall_s = acr_mono_s();
+            uv_timer_start(&w->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);
+            uv_timer_start(&w->stats_timer, stats_cb, REPORT_MS, REPORT_MS);
+        }
+        break;
+    case ACR_MSG_SPAWN:
+        on_spawn(w, &m);
+        break;
+    case ACR_MSG_STOP:
+        on_stop(w);
+        break;
+    case ACR_MSG_QUIT:
+        begin_quit(w, "quit from the master");
+        break;
+    case ACR_MSG_HEARTBEAT:
+        break; /* master_seen updated above */
+    case ACR_MSG_SCENARIO:
+        on_scenario(w, &m);
+        break;
+    case ACR_MSG_RECONNECT:
+        ACR_INFO("the master asked for a reconnect; the DEALER reconnects by itself");
+        break;
+    default:
+        ACR_DEBUG("unexpected message '%s' from the master ignored", m.type_name);
+        break;
+    }
+    acr_msg_free(&m);
+}
+
+int acr_worker_make_node_id(char *out, size_t len)
+{
+    char host[256] = "localhost";
+    unsigned char rnd[16];
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t n = read(fd, rnd, sizeof rnd);
+    close(fd);
+    if (n != (ssize_t)sizeof rnd) return -EIO;
+    char hex[33];
+    for (size_t i = 0; i < sizeof rnd; i++) snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    if ((size_t)snprintf(out, len, "%s_%s", host, hex) >= len) return -ENAMETOOLONG;
+    return 0;
+}
+
+int acr_worker_run(const acr_worker_config_t *cfg)
+{
+    worker_t w = {.cfg = cfg, .index = -1, .exit_code = 0};
+    char err[1024];
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop);
+    if (rc < 0) {
+        ACR_ERROR("cannot create the event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+    w.loop = &loop;
+    if (cfg->node_id && *cfg->node_id) {
+        snprintf(w.node_id, sizeof w.node_id, "%s", cfg->node_id);
+    } else if ((rc = acr_worker_make_node_id(w.node_id, sizeof w.node_id)) < 0) {
+        ACR_ERROR("cannot make a node id: %s", strerror(-rc));
+        uv_loop_close(&loop);
+        return 1;
+    }
+    uv_timer_init(&loop, &w.ready_timer);
+    uv_timer_init(&loop, &w.hb_timer);
+    uv_timer_init(&loop, &w.stats_timer);
+    uv_timer_init(&loop, &w.exit_timer);
+    uv_signal_init(&loop, &w.sigterm);
+    uv_signal_init(&loop, &w.sigint);
+    w.sigterm.data = w.sigint.data = &w;
+    uv_signal_start(&w.sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&w.sigint, signal_cb, SIGINT);
+
+    w.stats = acr_stats_new(acr_now());
+    acr_httpc_config_t hc = {.insecure = cfg->insecure, .user_agent = "acrida/" ACR_VERSION};
+    if (w.stats) w.httpc = acr_httpc_new(&loop, &hc, err, sizeof err);
+    if (!w.stats || !w.httpc) {
+        ACR_ERROR("cannot start the HTTP client: %s", w.stats ? err : "out of memory");
+        w.exit_code = 1;
+        close_all(&w);
+        goto run;
+    }
+
+    const char *host = cfg->master_host ? cfg->master_host : "127.0.0.1";
+    int port = cfg->master_port > 0 ? cfg->master_port : 5557;
+    rc = acr_zchan_connect(&loop, host, port, w.node_id, recv_cb, &w, &w.ch, err, sizeof err);
+    if (rc < 0) {
+        ACR_ERROR("cannot connect to the master: %s", err);
+        w.exit_code = 1;
+        close_all(&w);
+        goto run;
+    }
+    ACR_INFO("worker %s connecting to tcp://%s:%d", w.node_id, host, port);
+
+    if (cfg->scenario) {
+        if (load_scenario(&w, cfg->scenario, NULL, NULL, 0, err, sizeof err) < 0) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
+            ACR_ERROR("%s", msg);
+            send_exception(&w, msg, "", 1);
+            w.exit_code = 1;
+            w.fatal = true;
+            set_state(&w, WS_QUITTING);
+            uv_timer_start(&w.exit_timer, exit_cb, QUIT_FLUSH_MS, 0);
+            goto run;
+        }
+        ACR_INFO("scenario %s: %zu user classes", cfg->scenario, acr_rt_nclasses(w.rt));
+    }
+    send_client_ready(&w);
+    uv_timer_start(&w.ready_timer, ready_cb, READY_RETRY_MS, READY_RETRY_MS);
+
+run:
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Everything is closed; anything libuv still lists is a bug, but must not hang exit. */
+    rc = uv_loop_close(&loop);
+    if (rc < 0) ACR_WARN("event loop closed with handles left: %s", uv_strerror(rc));
+    acr_stats_free(w.stats);
+    acr_buf_free(&w.out);
+    free(w.counts);
+    free(w.scenario_src);
+    return w.exit_code;
+}

@@ -1,0 +1,33 @@
+/*
+ * The worker daemon's protocol side: a DEALER to the master speaking Locust 2.x's worker role
+ * (client_ready/ack, heartbeat every 1 s, stats deltas every 3 s with exceptions before them,
+ * spawn -> spawning / spawning_complete, stop -> graceful stop, final stats, client_stopped,
+ * client_ready, quit) plus acrida's extensions (report sequence numbers, final flag, the
+ * master's heartbeat, the shipped scenario). It owns the loop's runtime (worker/runtime.h), HTTP
+ * client and stats.
+ */
+#ifndef ACR_WORKER_WORKER_H
+#define ACR_WORKER_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct acr_worker_config {
+    const char *master_host; /**< default "127.0.0.1" */
+    int master_port;         /**< default 5557 */
+    const char *scenario;    /**< local scenario file, or NULL to wait for the master's */
+    const char *node_id;     /**< routing id; NULL = <hostname>_<32 hex> */
+    bool insecure;           /**< no TLS verification for targets */
+} acr_worker_config_t;
+
+/**
+ * Runs one worker process until a quit from the master or SIGTERM/SIGINT (returns 0) or a fatal
+ * error such as a scenario that fails to load (the reason is logged and sent to the master as an
+ * exception; returns 1).
+ */
+int acr_worker_run(const acr_worker_config_t *cfg);
+
+/** Writes "<hostname>_<32 lowercase hex from /dev/urandom>" into @out. Returns 0 or -errno. */
+int acr_worker_make_node_id(char *out, size_t len);
+
+#endif
