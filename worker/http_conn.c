@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -457,8 +458,22 @@ static bool feed(acr__conn_t *c, const char *data, size_t len)
     return false;
 }
 
+/* libuv reports UV_EOF without reading again when a partial read coincides with EPOLLHUP, so a
+ * reset that arrives together with the last data looks like an orderly close. The socket's
+ * pending error tells them apart. */
+static int pending_socket_error(acr__conn_t *c, int status)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (status != UV_EOF || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return status;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) return status;
+    return -err;
+}
+
 static void on_eof(acr__conn_t *c, int status)
 {
+    status = pending_socket_error(c, status);
     if (c->state == ACR__CONN_ACTIVE && status == UV_EOF && c->got_bytes && !c->msg_done) {
         llhttp_errno_t err = llhttp_finish(&c->parser);
         if (err == HPE_PAUSED && c->msg_done) {
