@@ -37,6 +37,43 @@ static int write_port_file(const acr_master_t *m)
 }
 
 /* Runs the master until the loop ends; returns the exit code. */
+/* Reads the scenario source that acr__registry ships to workers. Returns 0 or -errno (logged). */
+static int read_scenario(acr_master_t *m)
+{
+    const char *path = m->opts->scenario;
+    const char *slash = strrchr(path, '/');
+    m->scenario_name = slash ? slash + 1 : path;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ACR_ERROR("cannot read the scenario %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    acr_buf_t b = {0};
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > ACR_MSG_MAX_FRAME / 2) {
+            ACR_ERROR("the scenario %s is too large to send to workers", path);
+            rc = -EFBIG;
+            break;
+        }
+        if (acr_buf_append(&b, chunk, n) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f)) rc = -EIO;
+    fclose(f);
+    if (rc < 0) {
+        acr_buf_free(&b);
+        return rc;
+    }
+    m->scenario_src = b.data;
+    m->scenario_len = b.len;
+    return 0;
+}
+
 static int run(acr_master_opts_t *opts, acr_user_class_t *classes, size_t nclasses,
                const char *argv0)
 {
@@ -56,6 +93,7 @@ static int run(acr_master_opts_t *opts, acr_user_class_t *classes, size_t nclass
     m->nclasses = nclasses;
     m->stats = acr_stats_new(acr_now());
     if (!m->stats || acr__run_init(m) < 0) goto fail;
+    if (read_scenario(m) < 0) goto fail;
 
     int rc = acr_zchan_bind(&loop, opts->master_bind_host, opts->master_bind_port,
                             acr__registry_on_frame, m, &m->chan, &m->bound_port, err, sizeof err);
@@ -95,6 +133,7 @@ out:
         acr__headless_free_snapshot(m);
         if (m->history_csv) fclose(m->history_csv);
         acr_stats_free(m->stats);
+        free(m->scenario_src);
         acr_buf_free(&m->sendbuf);
         free(m);
     }

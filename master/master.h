@@ -165,6 +165,11 @@ typedef struct acr_master {
     /** Called when the run state reaches stopped (headless.c sets it; NULL in tests). */
     void (*on_stopped)(struct acr_master *m);
 
+    /* the scenario shipped to acrida workers after their ack (workers without -f load it) */
+    char *scenario_src;
+    size_t scenario_len;
+    const char *scenario_name; /**< base name of opts->scenario */
+
     /* aggregate */
     acr_stats_t *stats;
     uint64_t lost_reports;

@@ -196,6 +196,15 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
         return;
     }
     acr__registry_send_buf(m, id);
+    if (acrida && m->scenario_src) {
+        acr_buf_reset(&m->sendbuf);
+        if (acr_msg_encode_scenario(&m->sendbuf, m->scenario_name, m->scenario_src, m->scenario_len,
+                                    id) < 0) {
+            ACR_ERROR("out of memory encoding the scenario");
+            return;
+        }
+        acr__registry_send_buf(m, id);
+    }
 
     acr_mworker_t *w = acr__registry_find(m, id);
     bool replaced = w != NULL;

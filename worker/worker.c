@@ -355,6 +355,11 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
 static void on_scenario(worker_t *w, const acr_msg_t *m)
 {
     char err[1024];
+    if (w->cfg->scenario) {
+        ACR_DEBUG("keeping the local scenario %s; the master's '%s' is not loaded",
+                  w->cfg->scenario, m->scenario_name ? m->scenario_name : "");
+        return;
+    }
     if (w->scenario_src && m->scenario_len == w->scenario_len &&
         memcmp(m->scenario_source, w->scenario_src, m->scenario_len) == 0)
         return;

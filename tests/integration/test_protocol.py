@@ -135,3 +135,25 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
         if w.alive():
             w.stop()
         fm.close()
+
+
+def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target):
+    sc = write_scenario(tmp_path, OK, "shipped.lua")
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "3", "-r", "3",
+                "-t", "2s", "--headless", "--expect-workers", "1", "--master-bind-host",
+                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
+               tmp_path, "master")
+    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    # The worker runs elsewhere: no -f, another working directory.
+    wdir = tmp_path / "elsewhere"
+    wdir.mkdir()
+    w = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port", str(port)],
+               wdir, "worker")
+    m.proc.wait(timeout=60)
+    w.proc.wait(timeout=30)
+    assert m.stop() == 0, m.log()[-3000:]
+    assert w.stop() == 0, w.log()[-3000:]
+    doc = json.loads(m.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
+    assert "loaded the scenario 'shipped.lua' sent by the master" in w.log(), w.log()[-2000:]
