@@ -224,26 +224,22 @@ def idle_memory(args, tmp, users):
     os.makedirs(sub)
     nginx = Nginx(sub, nports)
     build = os.path.abspath(args.build)
-    pf = os.path.join(tmp, "idle%d.ports" % users)
+    scenario = os.path.join(HERE, "acrida_idle.lua")
     env = dict(os.environ, BENCH_PORTS=",".join(map(str, nginx.ports)),
                BENCH_CONNECT="1" if connect else "0")
-    master = subprocess.Popen(
-        [os.path.join(build, "acrida-master"), "-f", os.path.join(HERE, "acrida_idle.lua"), "-H",
-         nginx.url, "-u", str(users), "-r", str(max(1000, users // 10)), "--headless",
-         "--only-summary", "--expect-workers", "1", "--master-bind-host", "127.0.0.1",
-         "--master-bind-port", "0", "--port-file", pf], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, cwd=tmp, env=env)
-    port = None
-    while port is None:
-        try:
-            port = int(dict(l.split("=") for l in open(pf).read().split())["master"])
-        except (FileNotFoundError, KeyError, ValueError):
-            time.sleep(0.02)
+    # The worker starts first, with the scenario loaded, and waits for a master that does not
+    # exist yet: its RSS then is the baseline with zero users.
+    port = free_port()
     worker = subprocess.Popen([os.path.join(build, "acrida-worker"), "--master-host", "127.0.0.1",
-                               "--master-port", str(port)], stderr=subprocess.DEVNULL, cwd=tmp,
-                              env=env, preexec_fn=raise_nofile)
+                               "--master-port", str(port), "-f", scenario],
+                              stderr=subprocess.DEVNULL, cwd=tmp, env=env, preexec_fn=raise_nofile)
     time.sleep(1.5)
     base = rss_bytes(worker.pid)
+    master = subprocess.Popen(
+        [os.path.join(build, "acrida-master"), "-f", scenario, "-H", nginx.url, "-u", str(users),
+         "-r", str(max(1000, users // 10)), "--headless", "--only-summary", "--expect-workers", "1",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, env=env)
     # Wait until every user runs (and, with connections, nginx served one request per user).
     deadline = time.time() + 180
     if connect:
