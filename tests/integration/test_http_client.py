@@ -217,3 +217,30 @@ def test_tls_self_signed_rejected_by_default(tmp_path):
     errs = errors_of(doc, "verified")
     assert errs == ["TLS handshake failed: certificate verify failed (self-signed certificate)"], errs
     assert entry(doc, "insecure")["num_failures"] == 0 and entry(doc, "insecure")["num_requests"] > 0
+
+
+@pytest.mark.skipif(os.environ.get("ACRIDA_SAN") == "1", reason="valgrind cannot run ASan binaries")
+def test_hostile_targets_under_valgrind(tmp_path):
+    """The worker that runs the probe above runs under valgrind: no memory error, no leak."""
+    from conftest import Daemon, binary, read_port_file, wait_for
+    t = Target(tmp_path)
+    try:
+        sc = write_scenario(tmp_path, PROBE, "probe.lua")
+        pf = str(tmp_path / "m.ports")
+        m = Daemon([binary("acrida-master"), "-f", sc, "-H", t.url, "-u", "1", "-r", "1", "-t", "4s",
+                    "--headless", "--json", "--expect-workers", "1", "--master-bind-host",
+                    "127.0.0.1", "--master-bind-port", "0", "--port-file", pf], tmp_path, "master")
+        port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+        w = Daemon(["valgrind", "--error-exitcode=99", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite,indirect", "--quiet", binary("acrida-worker"),
+                    "--master-host", "127.0.0.1", "--master-port", str(port)], tmp_path, "worker")
+        m.proc.wait(timeout=120)
+        w.proc.wait(timeout=60)
+        assert w.stop() == 0, "valgrind found errors:\n" + w.log()[-4000:]
+        assert m.stop() == 1, m.log()[-2000:]
+        doc = json.loads(m.stdout())
+    finally:
+        t.stop()
+    for name, msg in FAILURES.items():
+        errs = errors_of(doc, name)
+        assert errs and all(x.startswith(msg) for x in errs), (name, errs)
