@@ -308,11 +308,20 @@ void acr__conn_discard(acr__conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
+/* True while request bytes are still queued. A write whose bytes all went out but whose callback
+ * libuv has not run yet (it runs on the next loop iteration, often after the response was read
+ * on loopback) does not count: the connection can take the next request. */
+static bool write_busy(acr__conn_t *c)
+{
+    if (c->send_pending || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) return true;
+    return c->tls && c->wq[c->wq_fill].len > 0;
+}
+
 void acr__conn_release(acr__conn_t *c)
 {
     if (c->state != ACR__CONN_ACTIVE) return;
     c->requests++;
-    if (!c->reusable || c->writing) {
+    if (!c->reusable || write_busy(c)) {
         acr__conn_discard(c);
         return;
     }
@@ -354,6 +363,18 @@ static void on_write(uv_write_t *req, int status)
     if (status == UV_ECANCELED || c->state == ACR__CONN_CLOSING) return;
     if (status < 0) {
         report_error(c, status, NULL);
+        return;
+    }
+    if (c->send_pending) {
+        acr_http_session_t *s = c->s;
+        uv_buf_t buf = uv_buf_init(s->out.data + c->send_off, (unsigned)(s->out.len - c->send_off));
+        c->send_pending = false;
+        int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+        if (rc < 0) {
+            report_error(c, rc, NULL);
+            return;
+        }
+        c->writing = true;
         return;
     }
     if (c->tls && c->wq[c->wq_fill].len > 0) {
@@ -401,7 +422,18 @@ int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen)
         if (rc < 0) return rc;
         return flush(c);
     }
+    /* Most requests go out in one synchronous write, with no write request to track. Errors are
+     * left to uv_write below, so they arrive through the callback like any other. */
     uv_buf_t buf = uv_buf_init(s->out.data, (unsigned)s->out.len);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    if (w >= 0 && (size_t)w == s->out.len) return 0;
+    size_t off = w > 0 ? (size_t)w : 0;
+    if (c->writing) { /* the previous request's callback is pending: continue from it */
+        c->send_off = (uint32_t)off;
+        c->send_pending = true;
+        return 0;
+    }
+    buf = uv_buf_init(s->out.data + off, (unsigned)(s->out.len - off));
     int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
     if (rc < 0) return rc;
     c->writing = true;

@@ -188,15 +188,17 @@ struct acr__conn {
     acr__conn_t *next; /* session's connection list */
     acr__conn_state_t state;
     bool tls, insecure;
-    bool writing;   /* a uv_write is in flight */
-    bool reusable;  /* the last response allows keep-alive */
-    bool msg_done;  /* on_message_complete seen for the current request */
-    bool got_bytes; /* response bytes seen for the current request */
-    bool head_req;  /* current request is HEAD */
-    bool tls_done;  /* handshake completed */
+    bool writing;      /* a uv_write is in flight (or its callback has not run yet) */
+    bool send_pending; /* plain: the rest of the request waits for that callback */
+    bool reusable;     /* the last response allows keep-alive */
+    bool msg_done;     /* on_message_complete seen for the current request */
+    bool got_bytes;    /* response bytes seen for the current request */
+    bool head_req;     /* current request is HEAD */
+    bool tls_done;     /* handshake completed */
     uint16_t port;
     uint8_t hstate;    /* header parsing: 0 between headers, 1 in a name, 2 in a value */
     uint32_t requests; /* requests completed on this connection */
+    uint32_t send_off; /* plain: bytes of the request already written when send_pending */
     /* TLS */
     void *ssl;          /* SSL *, NULL for plain */
     const char *tls_in; /* unread ciphertext of the current read callback */
