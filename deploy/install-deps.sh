@@ -6,9 +6,10 @@ set -euo pipefail
 
 pkgs=(build-essential pkg-config libuv1-dev libzmq3-dev libmsgpack-dev node-llhttp libssl-dev
       libluajit2-5.1-dev lua-cjson libjansson-dev libcmocka-dev python3 python3-pytest python3-zmq
-      python3-msgpack openssl ca-certificates clang-format clang libclang-rt-14-dev valgrind)
+      python3-msgpack python3-locust openssl ca-certificates clang-format clang libclang-rt-14-dev
+      valgrind)
 if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(nginx-light wrk python3-locust procps util-linux)
+  pkgs+=(nginx-light wrk procps util-linux linux-perf)
 fi
 
 missing=()

@@ -1,0 +1,69 @@
+"""Locust 2.x wire compatibility, against the real thing (Debian's python3-locust 2.12): an
+acrida-worker runs Lua users under a stock Locust master, and a stock Locust worker runs Python
+users under an acrida-master. The request counts stay exact across the mix."""
+import csv
+import json
+import socket
+import subprocess
+
+from conftest import Daemon, aggregated, binary, read_port_file, wait_for, write_scenario
+
+LUA = """
+local acrida = require "acrida"
+acrida.user { name = "U", tasks = { function(self) self.client:get("/") end } }
+"""
+LOCUSTFILE = """
+from locust import FastHttpUser, task
+class U(FastHttpUser):
+    @task
+    def t(self):
+        self.client.get("/")
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def test_acrida_worker_under_a_locust_master(tmp_path, target):
+    sc = write_scenario(tmp_path, LUA, "u.lua")
+    (tmp_path / "lf.py").write_text(LOCUSTFILE)
+    port = free_port()
+    master = Daemon(["locust", "-f", "lf.py", "--master", "--headless", "-u", "3", "-r", "3", "-t",
+                     "3s", "-H", target.url, "--expect-workers", "1", "--master-bind-host",
+                     "127.0.0.1", "--master-bind-port", str(port), "--csv", "lc"],
+                    tmp_path, "locust-master")
+    worker = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
+                     str(port), "-f", sc], tmp_path, "worker")
+    master.proc.wait(timeout=90)
+    worker.proc.wait(timeout=30)
+    assert worker.stop() == 0, worker.log()[-3000:]
+    master.stop()
+    with open(tmp_path / "lc_stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    total = [r for r in rows if r["Name"] == "Aggregated"][0]
+    assert int(total["Request Count"]) == target.counts()["served"] > 0, (total, master.log()[-2000:])
+
+
+def test_locust_worker_under_an_acrida_master(tmp_path, target):
+    sc = write_scenario(tmp_path, LUA, "u.lua")
+    (tmp_path / "lf.py").write_text(LOCUSTFILE)
+    pf = str(tmp_path / "m.ports")
+    master = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "3", "-r", "3",
+                     "-t", "3s", "--headless", "--json", "--expect-workers", "1",
+                     "--master-bind-host", "127.0.0.1", "--master-bind-port", "0", "--port-file", pf],
+                    tmp_path, "master")
+    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    worker = Daemon(["locust", "-f", "lf.py", "--worker", "--master-host", "127.0.0.1",
+                     "--master-port", str(port)], tmp_path, "locust-worker")
+    master.proc.wait(timeout=90)
+    worker.proc.wait(timeout=30)
+    assert master.stop() == 0, master.log()[-3000:]
+    assert worker.stop() == 0, worker.log()[-3000:]
+    doc = json.loads(master.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0, doc["stats"]
+    assert doc["workers"] and doc["workers"][0]["id"].count("_") >= 1
