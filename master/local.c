@@ -115,6 +115,12 @@ int acr__local_start(acr_master_t *m, int n, const char *argv0)
     args[k++] = "-L";
     args[k++] = m->opts->loglevel;
     if (m->opts->insecure) args[k++] = "--insecure";
+    char cap[24];
+    if (m->opts->max_body_size > 0) {
+        snprintf(cap, sizeof cap, "%d", m->opts->max_body_size);
+        args[k++] = "--max-body-size";
+        args[k++] = cap;
+    }
     args[k] = NULL;
 
     uv_stdio_container_t stdio[3] = {

@@ -52,6 +52,7 @@ typedef struct acr_master_opts {
     char **tags, **exclude_tags;
     char *loglevel, *logfile, *port_file;
     bool insecure;
+    int max_body_size; /**< passed to local workers; 0 = not given */
     char **check;
     /* resolved by acr_master_opts_parse */
     int nlocal; /**< local workers to start */

@@ -73,6 +73,8 @@ static const acr_opt_def_t defs[] = {
      "write the bound ports (master=N, web=N) to FILE atomically"},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
      "local workers do not verify the targets' TLS certificates"},
+    {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, 1 << 30, "BYTES",
+     "local workers keep at most BYTES of a response body for r.body (default 16 MiB)"},
     {"check", 0, NULL, ACR_OPT_STRLIST, O(check), 0, 0, "EXPR",
      "CI threshold, e.g. p95<300ms (repeatable)"},
 };

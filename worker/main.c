@@ -26,6 +26,7 @@ typedef struct worker_opts {
     char *processes;
     char *node_id;
     bool insecure;
+    int max_body_size;
     char *loglevel;
     char *logfile;
 } worker_opts_t;
@@ -45,6 +46,8 @@ static const acr_opt_def_t defs[] = {
      "routing id (default <hostname>_<32 hex chars>)"},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
      "do not verify the targets' TLS certificates"},
+    {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, 1 << 30, "BYTES",
+     "bytes of a response body kept for r.body (default 16 MiB); more is read and counted"},
     {"loglevel", 'L', NULL, ACR_OPT_STR, O(loglevel), 0, 0, "LEVEL",
      "DEBUG, INFO (default), WARNING, ERROR"},
     {"logfile", 0, NULL, ACR_OPT_STR, O(logfile), 0, 0, "FILE", "also log to FILE"},
@@ -190,6 +193,7 @@ int main(int argc, char **argv)
         .scenario = o.scenario,
         .node_id = o.node_id,
         .insecure = o.insecure,
+        .body_cap = o.max_body_size > 0 ? (size_t)o.max_body_size : 0,
     };
     code = nproc > 0 ? run_processes(&cfg, nproc, level, o.logfile) : acr_worker_run(&cfg);
     acr_log_close();

@@ -538,7 +538,8 @@ int acr_worker_run(const acr_worker_config_t *cfg)
     uv_signal_start(&w.sigint, signal_cb, SIGINT);
 
     w.stats = acr_stats_new(acr_now());
-    acr_httpc_config_t hc = {.insecure = cfg->insecure, .user_agent = "acrida/" ACR_VERSION};
+    acr_httpc_config_t hc = {
+        .insecure = cfg->insecure, .body_cap = cfg->body_cap, .user_agent = "acrida/" ACR_VERSION};
     if (w.stats) w.httpc = acr_httpc_new(&loop, &hc, err, sizeof err);
     if (!w.stats || !w.httpc) {
         ACR_ERROR("cannot start the HTTP client: %s", w.stats ? err : "out of memory");

@@ -18,6 +18,7 @@ typedef struct acr_worker_config {
     const char *scenario;    /**< local scenario file, or NULL to wait for the master's */
     const char *node_id;     /**< routing id; NULL = <hostname>_<32 hex> */
     bool insecure;           /**< no TLS verification for targets */
+    size_t body_cap;         /**< bytes of a body kept for r.body; 0 = the client's default */
 } acr_worker_config_t;
 
 /**

@@ -244,3 +244,22 @@ def test_hostile_targets_under_valgrind(tmp_path):
     for name, msg in FAILURES.items():
         errs = errors_of(doc, name)
         assert errs and all(x.startswith(msg) for x in errs), (name, errs)
+
+
+def test_body_cap_keeps_counting(tmp_path, target):
+    """--max-body-size bounds what r.body keeps; the bytes beyond it are still read and counted."""
+    sc = write_scenario(tmp_path, r"""
+local acrida = require "acrida"
+acrida.user { name = "Big", tasks = { function(self)
+  self.client:get("/bytes/100000", { name = "big", check = function(r)
+    return #r.body == 1000 and r.content_length == 100000, "kept " .. #r.body .. " of " .. r.content_length
+  end })
+end } }
+""", "cap.lua")
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 1, 1, "1s", workers=1,
+                                                 extra=["--json", "--max-body-size", "1000"]))
+    doc = json.loads(out)
+    e = entry(doc, "big")
+    assert e["num_requests"] > 0 and e["num_failures"] == 0, (e, errors_of(doc, "big"))
+    assert e["avg_content_length"] == 100000, e
+    assert rc == 0, err[-2000:]
