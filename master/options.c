@@ -134,6 +134,8 @@ int acr_master_opts_parse(acr_master_opts_t *o, int argc, char **argv, char *err
 
     acr_log_level_t lvl;
     if (o->check && o->check[0]) return fail(err, errlen, "--check is not supported yet");
+    if ((o->tags && o->tags[0]) || (o->exclude_tags && o->exclude_tags[0]))
+        return fail(err, errlen, "--tags/--exclude-tags are not supported yet");
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
     if (o->users < 0) return fail(err, errlen, "--users must be >= 0");
     if (!(o->spawn_rate > 0)) return fail(err, errlen, "--spawn-rate must be > 0");
