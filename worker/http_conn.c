@@ -3,7 +3,8 @@
  * session's serialized request in one uv_write; TLS: ciphertext double-buffered in c->wq), the
  * read path (the client's shared 64 KiB buffer, consumed synchronously; TLS decrypts into the
  * client's 16 KiB record buffer) and llhttp response parsing into per-connection header and body
- * buffers that keep their capacity across requests (up to ACR__HTTP_KEEP_BUF).
+ * buffers that keep their capacity across requests (up to ACR__HTTP_KEEP_BUF; all released by
+ * acr_http_session_trim before a long wait).
  *
  * State machine: CONNECTING -> [HANDSHAKE ->] ACTIVE <-> IDLE, any -> CLOSING (see
  * acr__conn_transition_ok). One request is in flight at a time, so the method of the current
@@ -287,6 +288,7 @@ static void on_close(uv_handle_t *h)
     acr__buf_free(&c->wq[0]);
     acr__buf_free(&c->wq[1]);
     free(c->harr);
+    free(c->req);
     free(c);
     acr__session_handle_closed(s);
 }
@@ -328,18 +330,24 @@ void acr__conn_release(acr__conn_t *c)
     acr__conn_set_state(c, ACR__CONN_IDLE);
 }
 
-void acr__conn_trim(acr__conn_t *c)
+void acr__conn_trim(acr__conn_t *c, size_t keep)
 {
     if (c->state != ACR__CONN_IDLE) return;
-    acr__buf_trim(&c->hdrs, ACR__HTTP_KEEP_BUF);
-    acr__buf_trim(&c->body, ACR__HTTP_KEEP_BUF);
-    acr__buf_trim(&c->wq[0], ACR__HTTP_KEEP_BUF);
-    acr__buf_trim(&c->wq[1], ACR__HTTP_KEEP_BUF);
+    /* An idle connection has no request bytes queued (acr__conn_release), so no pending write
+     * still reads these buffers even when its callback has not run yet. */
+    acr__buf_trim(&c->hdrs, keep);
+    acr__buf_trim(&c->body, keep);
+    acr__buf_trim(&c->wq[0], keep);
+    acr__buf_trim(&c->wq[1], keep);
     c->nharr = 0;
-    if (c->harr_cap > 64) {
+    if (keep == 0 || c->harr_cap > 64) {
         free(c->harr);
         c->harr = NULL;
         c->harr_cap = 0;
+    }
+    if (keep == 0 && !c->writing) { /* the request struct is in use until on_write */
+        free(c->req);
+        c->req = NULL;
     }
 }
 
@@ -355,9 +363,11 @@ static void report_error(acr__conn_t *c, int status, const char *err)
 
 /* ---- writing ---- */
 
+static int write_buf(acr__conn_t *c, const uv_buf_t *buf);
+
 static void on_write(uv_write_t *req, int status)
 {
-    acr__conn_t *c = acr_container_of(req, acr__conn_t, req.write);
+    acr__conn_t *c = req->data;
     c->writing = false;
     if (c->tls) c->wq[c->wq_fill ^ 1].len = 0;
     if (status == UV_ECANCELED || c->state == ACR__CONN_CLOSING) return;
@@ -369,12 +379,11 @@ static void on_write(uv_write_t *req, int status)
         acr_http_session_t *s = c->s;
         uv_buf_t buf = uv_buf_init(s->out.data + c->send_off, (unsigned)(s->out.len - c->send_off));
         c->send_pending = false;
-        int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+        int rc = write_buf(c, &buf);
         if (rc < 0) {
             report_error(c, rc, NULL);
             return;
         }
-        c->writing = true;
         return;
     }
     if (c->tls && c->wq[c->wq_fill].len > 0) {
@@ -382,13 +391,25 @@ static void on_write(uv_write_t *req, int status)
         acr__buf_t *b = &c->wq[c->wq_fill];
         uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
         c->wq_fill ^= 1;
-        rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-        if (rc < 0) {
-            report_error(c, rc, NULL);
-            return;
-        }
-        c->writing = true;
+        rc = write_buf(c, &buf);
+        if (rc < 0) report_error(c, rc, NULL);
     }
+}
+
+/* Starts one uv_write of @buf with the connection's request struct (allocated at connect, kept
+ * until acr__conn_trim), setting c->writing. 0 or a negative libuv error. */
+static int write_buf(acr__conn_t *c, const uv_buf_t *buf)
+{
+    if (!c->req) {
+        c->req = malloc(sizeof *c->req);
+        if (!c->req) return UV_ENOMEM;
+        (*grows(c))++;
+    }
+    c->req->write.data = c;
+    int rc = uv_write(&c->req->write, (uv_stream_t *)&c->tcp, buf, 1, on_write);
+    if (rc < 0) return rc;
+    c->writing = true;
+    return 0;
 }
 
 /* Sends what the TLS layer queued, unless a write is in flight (its callback continues). */
@@ -397,10 +418,9 @@ static int flush(acr__conn_t *c)
     if (c->writing || c->wq[c->wq_fill].len == 0) return 0;
     acr__buf_t *b = &c->wq[c->wq_fill];
     uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
-    int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    int rc = write_buf(c, &buf);
     if (rc < 0) return rc;
     c->wq_fill ^= 1;
-    c->writing = true;
     return 0;
 }
 
@@ -434,10 +454,7 @@ int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen)
         return 0;
     }
     buf = uv_buf_init(s->out.data + off, (unsigned)(s->out.len - off));
-    int rc = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc < 0) return rc;
-    c->writing = true;
-    return 0;
+    return write_buf(c, &buf);
 }
 
 /* ---- reading ---- */
@@ -604,7 +621,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    acr__conn_t *c = acr_container_of(req, acr__conn_t, req.connect);
+    acr__conn_t *c = req->data;
     if (status == UV_ECANCELED || c->state == ACR__CONN_CLOSING) return;
     if (status < 0) {
         report_error(c, status, NULL);
@@ -628,6 +645,11 @@ static void on_connect(uv_connect_t *req, int status)
 int acr__conn_connect(acr__conn_t *c, const struct sockaddr *addr)
 {
     c->t_start = uv_hrtime();
+    if (!c->req) {
+        c->req = malloc(sizeof *c->req);
+        if (!c->req) return UV_ENOMEM;
+    }
+    c->req->connect.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
-    return uv_tcp_connect(&c->req.connect, &c->tcp, addr, on_connect);
+    return uv_tcp_connect(&c->req->connect, &c->tcp, addr, on_connect);
 }

@@ -54,13 +54,13 @@ void acr__buf_free(acr__buf_t *b);
 
 /* ---- URL ---- */
 
+/** Offsets into the parsed string; 32 bits, so URLs are under 4 GiB (callers check). */
 typedef struct acr__url {
-    bool tls;
+    bool tls, ipv6;
     uint16_t port;
-    size_t host_off, host_len; /* lower-cased in place, without IPv6 brackets */
-    size_t auth_off, auth_len; /* "host[:port]" as written in the URL (Host header source) */
-    size_t path_off, path_len; /* "/path?query", "" when absent (send "/"), no fragment */
-    bool ipv6;
+    uint32_t host_off, host_len; /* lower-cased in place, without IPv6 brackets */
+    uint32_t auth_off, auth_len; /* "host[:port]" as written in the URL (Host header source) */
+    uint32_t path_off, path_len; /* "/path?query", "" when absent (send "/"), no fragment */
 } acr__url_t;
 
 /** Parses the NUL-terminated absolute URL @s (modified: scheme and host lower-cased).
@@ -177,16 +177,20 @@ extern const char *const acr__conn_state_names[ACR__CONN_NSTATES];
 /** Whether @from -> @to is a legal connection transition. */
 bool acr__conn_transition_ok(acr__conn_state_t from, acr__conn_state_t to);
 
+/** The connection's one libuv request: connect, then writes (one in flight at a time). */
+typedef union acr__conn_req {
+    uv_connect_t connect;
+    uv_write_t write;
+} acr__conn_req_t;
+
 struct acr__conn {
     uv_tcp_t tcp;
-    union {
-        uv_connect_t connect;
-        uv_write_t write;
-    } req;
+    acr__conn_req_t *req; /* allocated at connect, kept for writes; freed by a full trim */
     llhttp_t parser;
     acr_http_session_t *s;
     acr__conn_t *next; /* session's connection list */
     acr__conn_state_t state;
+    int status;
     bool tls, insecure;
     bool writing;      /* a uv_write is in flight (or its callback has not run yet) */
     bool send_pending; /* plain: the rest of the request waits for that callback */
@@ -195,25 +199,24 @@ struct acr__conn {
     bool got_bytes;    /* response bytes seen for the current request */
     bool head_req;     /* current request is HEAD */
     bool tls_done;     /* handshake completed */
-    uint16_t port;
+    bool tls_eof;      /* TLS: the peer's EOF arrived, decrypt what is left */
     uint8_t hstate;    /* header parsing: 0 between headers, 1 in a name, 2 in a value */
-    uint32_t requests; /* requests completed on this connection */
-    uint32_t send_off; /* plain: bytes of the request already written when send_pending */
+    uint8_t wq_fill;   /* TLS: index of the write queue buffer that collects */
+    uint16_t port;
+    uint32_t requests;        /* requests completed on this connection */
+    uint32_t send_off;        /* plain: bytes of the request already written when send_pending */
+    uint32_t nharr, harr_cap; /* response headers parsed, entries allocated */
+    uint32_t hdr_bytes;       /* raw status + header bytes seen (limit) */
     /* TLS */
     void *ssl;          /* SSL *, NULL for plain */
     const char *tls_in; /* unread ciphertext of the current read callback */
     size_t tls_in_len;
-    bool tls_eof;
     acr__buf_t wq[2]; /* ciphertext write queue: [wq_fill] collects, other is in flight */
-    int wq_fill;
     /* response */
     acr__buf_t hdrs;         /* header bytes: "name\0value\0"... */
     acr_http_header_t *harr; /* while parsing: offsets into hdrs (cast); pointers when done */
-    size_t nharr, harr_cap;
-    size_t hdr_bytes; /* raw status + header bytes seen (limit) */
     acr__buf_t body;
     uint64_t body_seen;
-    int status;
     uint64_t t_start, t_connected, t_ready; /* uv_hrtime: connect start, TCP up, TLS up */
     uint64_t t_sent;                        /* the request was handed to the socket */
     uint64_t t_first;                       /* first response byte */
@@ -235,30 +238,30 @@ struct acr_http_session {
     acr__dns_waiter_t dns_wait;
     uint64_t t_dns;
     acr__addr_t addrs[ACR__DNS_MAX_ADDRS]; /* resolved; tried in order */
-    int naddrs, addr_idx;
     acr__jar_t jar;
-    bool busy, closing, timer_closing, timer_closed;
-    bool retried; /* the current hop has used its one keep-alive retry */
-    bool redirects_ok, insecure, head;
-    uint8_t redirects;
-    unsigned pending_closes; /* handles whose close_cb has not run */
     acr_http_done_cb cb;
     void *ud;
     void (*closed_cb)(void *ud);
     void *closed_ud;
     double timeout;
-    uint64_t t_start, t_hop; /* uv_hrtime */
+    uint64_t t_start; /* uv_hrtime */
     acr_http_timings_t tm;
     const char *pending_error; /* deferred completion (timer with 0 ms) */
-    int pending_status;
-    char method[32];
-    acr__buf_t url; /* current URL (NUL-terminated), parsed into u */
+    acr__buf_t url;            /* current URL (NUL-terminated), parsed into u */
     acr__url_t u;
     acr__buf_t args; /* caller header lines "Name: value\r\n" then the body */
+    acr__buf_t out;  /* serialized request (plain: written as is; TLS: fed to SSL_write) */
     size_t args_hdr_len, body_len;
-    unsigned args_has; /* ACR__H_* bits: defaults overridden by caller headers */
-    acr__buf_t out;    /* serialized request (plain: written as is; TLS: fed to SSL_write) */
-    char *err;         /* ACR__HTTP_ERR_LEN, allocated at the first failure, kept */
+    char *err; /* ACR__HTTP_ERR_LEN, allocated at the first failure, kept until a trim */
+    int pending_status;
+    unsigned pending_closes; /* handles whose close_cb has not run */
+    int naddrs, addr_idx;
+    uint8_t args_has; /* ACR__H_* bits: defaults overridden by caller headers */
+    uint8_t redirects;
+    bool busy, closing, timer_closing, timer_closed;
+    bool retried; /* the current hop has used its one keep-alive retry */
+    bool redirects_ok, insecure, head;
+    char method[32];
 };
 
 enum {
@@ -281,8 +284,9 @@ int acr__conn_connect(acr__conn_t *c, const struct sockaddr *addr);
 int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen);
 /** Response handed over: back to idle (buffers kept until acr__conn_trim) or closed. */
 void acr__conn_release(acr__conn_t *c);
-/** Shrinks the buffers of an idle connection to the keep-alive budget. */
-void acr__conn_trim(acr__conn_t *c);
+/** Shrinks the buffers of an idle connection: those over @keep bytes are freed (@keep 0: all of
+ *  them, and the libuv request struct unless a write callback is pending). No-op unless idle. */
+void acr__conn_trim(acr__conn_t *c, size_t keep);
 /** Closes and unlinks the connection; freed in its close_cb. Safe to call twice. */
 void acr__conn_discard(acr__conn_t *c);
 void acr__conn_set_state(acr__conn_t *c, acr__conn_state_t to);

@@ -151,6 +151,17 @@ void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)
     uv_timer_start(&s->timer, on_timer, 0, 0);
 }
 
+void acr_http_session_trim(acr_http_session_t *s)
+{
+    if (s->busy || s->closing) return;
+    acr__buf_free(&s->url);
+    acr__buf_free(&s->args);
+    acr__buf_free(&s->out);
+    free(s->err);
+    s->err = NULL;
+    for (acr__conn_t *k = s->conns; k; k = k->next) acr__conn_trim(k, 0);
+}
+
 /* ---- completion ---- */
 
 static double ms(uint64_t from, uint64_t to)
@@ -189,7 +200,7 @@ static void complete(acr_http_session_t *s, acr__conn_t *c, int status, const ch
     s->busy = false;
     cb(s, &r, ud);
     /* the session is still allocated: it is freed only from close callbacks */
-    if (c) acr__conn_trim(c);
+    if (c) acr__conn_trim(c, ACR__HTTP_KEEP_BUF);
     if (!s->busy) {
         acr__buf_trim(&s->args, ACR__HTTP_KEEP_BUF);
         acr__buf_trim(&s->out, ACR__HTTP_KEEP_BUF);
@@ -351,7 +362,6 @@ static void start_hop(acr_http_session_t *s)
 {
     const acr__url_t *u = &s->u;
     const char *host = s->url.data + u->host_off;
-    s->t_hop = uv_hrtime();
     for (acr__conn_t *c = s->conns; c; c = c->next) {
         if (c->state == ACR__CONN_IDLE && c->tls == u->tls && c->port == u->port &&
             c->insecure == s->insecure && strlen(c->host) == u->host_len &&
@@ -431,7 +441,7 @@ static bool redirect(acr_http_session_t *s, acr__conn_t *c)
     int rc = acr__url_resolve(s->url.data, &s->u, loc->value, loc->value_len, &s->out,
                               &s->c->stats.buf_grows);
     acr__conn_release(c);
-    acr__conn_trim(c);
+    acr__conn_trim(c, ACR__HTTP_KEEP_BUF);
     s->cur = NULL;
     acr__url_t nu;
     if (rc == 0) rc = acr__url_parse(s->out.data, &nu);
@@ -456,7 +466,7 @@ static bool redirect(acr_http_session_t *s, acr__conn_t *c)
         drop_arg_header(s, "content-type");
         drop_arg_header(s, "content-length");
         drop_arg_header(s, "transfer-encoding");
-        s->args_has &= ~(unsigned)(ACR__H_CLEN | ACR__H_TE);
+        s->args_has &= (uint8_t) ~(ACR__H_CLEN | ACR__H_TE);
     }
     s->redirects++;
     s->retried = false;
@@ -559,8 +569,10 @@ static int load_request(acr_http_session_t *s, const acr_http_request_t *req)
     if (ml == 0 || ml >= sizeof s->method || !req->url) return -EINVAL;
     for (size_t i = 0; i < ml; i++)
         if (!token_char((unsigned char)req->method[i])) return -EINVAL;
+    size_t ul = strlen(req->url);
+    if (ul >= UINT32_MAX / 2) return -EINVAL; /* acr__url_t offsets are 32 bits */
     s->url.len = 0;
-    if (acr__buf_append(&s->url, req->url, strlen(req->url) + 1, g) < 0) return -ENOMEM;
+    if (acr__buf_append(&s->url, req->url, ul + 1, g) < 0) return -ENOMEM;
     s->url.len--;
     if (acr__url_parse(s->url.data, &s->u) < 0) return -EINVAL;
     s->args.len = 0;

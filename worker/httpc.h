@@ -133,6 +133,17 @@ int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *re
 bool acr_http_session_busy(const acr_http_session_t *s);
 
 /**
+ * Releases the memory an idle session keeps for its next request: the URL, request and
+ * serialization buffers, the error text, and each idle connection's response header, body and
+ * TLS write buffers and libuv request struct. Keep-alive connections (sockets, TLS sessions) and
+ * the cookie jar stay, so the next request reuses them; it only regrows what it needs (counted in
+ * buf_grows). For users about to wait long; a busy user should not call it, since the hot path
+ * relies on the kept buffers. No-op while a request is in flight or after close. Allocates
+ * nothing.
+ */
+void acr_http_session_trim(acr_http_session_t *s);
+
+/**
  * Closes the session's connections and frees it once they are closed. An in-flight request is
  * allowed to finish first (its callback still runs) unless @abort, in which case it completes
  * with error "aborted" (from the loop, before @closed_cb). @closed_cb (may be NULL) runs after

@@ -793,6 +793,22 @@ void acr__http_push_client(lua_State *L, acr__user_t *u)
     lua_setmetatable(L, -2);
 }
 
+void acr__http_trim(acr__user_t *u)
+{
+    if (u->rq && u->rq->check_ref == LUA_NOREF) {
+        acr_buf_free(&u->rq->buf);
+        free(u->rq->hdrs);
+        free(u->rq);
+        u->rq = NULL;
+    }
+    if (u->npend == 0) {
+        free(u->pend);
+        u->pend = NULL;
+        u->cappend = 0;
+    }
+    if (u->session) acr_http_session_trim(u->session);
+}
+
 void acr__http_free_req(acr__user_t *u)
 {
     if (u->rq) {

@@ -16,6 +16,9 @@
 #include <uv.h>
 
 #define ACR__ONSTOP_CAP_S 5.0 /**< on_stop bound when no stop timeout is set */
+/** A user entering a wait or sleep this long releases its request buffers (issue #3); shorter
+ *  waits keep them, so busy users allocate nothing per request. */
+#define ACR__IDLE_TRIM_S 1.0
 #define ACR__CLIENT_MT "acrida.client"
 #define ACR__RESP_MT "acrida.response"
 
@@ -134,6 +137,9 @@ void acr__http_push_client(lua_State *L, acr__user_t *u);
 /** Records the default verdict of every unresolved catch_response response of @u. */
 void acr__http_resolve_pending(acr__user_t *u);
 void acr__http_free_req(acr__user_t *u);
+/** Releases what @u keeps for its next request (request buffers, the session's buffers); the
+ *  keep-alive connections and cookies stay. Called when the user starts a long wait. */
+void acr__http_trim(acr__user_t *u);
 
 /* users.c */
 int acr__users_init(acr_rt_t *rt);

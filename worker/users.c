@@ -165,6 +165,7 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
         ready_push(u);
         return;
     }
+    if (seconds >= ACR__IDLE_TRIM_S) acr__http_trim(u);
     double ms = ceil(seconds * 1000.0);
     if (ms > 1e12) ms = 1e12;
     uv_timer_start(&u->timer, timer_cb, (uint64_t)ms, 0);

@@ -678,6 +678,57 @@ static void test_http_verdicts_and_exact_count(void **state)
     fx_free(&f);
 }
 
+/* A user's sleep of >= ACR__IDLE_TRIM_S (1 s) releases its request buffers (they regrow on the
+ * next request) but keeps the keep-alive connection; a shorter sleep keeps the buffers. */
+static void run_sleeper(double sleep_s, acr_httpc_stats_t *first, acr_httpc_stats_t *second)
+{
+    fx_t f;
+    char src[512];
+    fx_init(&f, true);
+    snprintf(src, sizeof src,
+             "local acrida = require 'acrida'\n"
+             "acrida.user { name = 'Sleeper', wait_time = acrida.constant(3600), tasks = {\n"
+             "  function(self)\n"
+             "    self.client:get('/a')\n"
+             "    acrida.sleep(%g)\n"
+             "    self.client:get('/b')\n"
+             "  end } }\n",
+             sleep_s);
+    fx_load_ok(&f, src);
+    char host[64];
+    snprintf(host, sizeof host, "http://127.0.0.1:%d", f.sv.port);
+    assert_int_equal(acr_rt_set_host(f.rt, host), 0);
+    acr_rt_set_class_users(f.rt, 0, 1);
+    fx_run(&f, 150);
+    assert_int_equal(reqs(&f, "GET", "/a"), 1);
+    assert_int_equal(reqs(&f, "GET", "/b"), 0);
+    acr_httpc_get_stats(f.httpc, first);
+    fx_run(&f, (unsigned)(sleep_s * 1000) + 250);
+    assert_int_equal(reqs(&f, "GET", "/b"), 1);
+    assert_int_equal(fails(&f, "GET", "/b"), 0);
+    acr_httpc_get_stats(f.httpc, second);
+    fx_free(&f);
+}
+
+static void test_long_sleep_trims_buffers_keeps_connection(void **state)
+{
+    (void)state;
+    acr_httpc_stats_t a, b;
+    run_sleeper(0.3, &a, &b); /* short: nothing released, nothing allocated */
+    assert_int_equal(b.conns_opened, 1);
+    assert_int_equal(b.conns_reused, 1);
+    if (b.buf_grows != a.buf_grows)
+        fail_msg("short sleep: buffers regrew %llu -> %llu", (unsigned long long)a.buf_grows,
+                 (unsigned long long)b.buf_grows);
+    run_sleeper(1.0, &a, &b); /* long: trimmed, same connection */
+    assert_int_equal(b.conns_opened, 1);
+    assert_int_equal(b.conns_reused, 1);
+    assert_int_equal(b.retries, 0);
+    if (b.buf_grows < a.buf_grows + 5)
+        fail_msg("long sleep: want >= 5 buffers regrown after the trim, got %llu -> %llu",
+                 (unsigned long long)a.buf_grows, (unsigned long long)b.buf_grows);
+}
+
 static void test_graceful_stop_records_in_flight_requests(void **state)
 {
     (void)state;
@@ -742,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_self_stop),
         cmocka_unit_test(test_report_fields),
         cmocka_unit_test(test_http_verdicts_and_exact_count),
+        cmocka_unit_test(test_long_sleep_trims_buffers_keeps_connection),
         cmocka_unit_test(test_graceful_stop_records_in_flight_requests),
         cmocka_unit_test(test_stop_timeout_lets_the_task_finish),
     };
