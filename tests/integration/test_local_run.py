@@ -105,3 +105,35 @@ def test_csv_headers_are_locusts(tmp_path, target):
     with open(tmp_path / "out_failures.csv", newline="") as f:
         fails = list(csv.reader(f))[1:]
     assert any(r[0] == "GET" and r[1] == "/fail" and int(r[3]) > 0 for r in fails), fails
+
+
+TWO_STEP = """
+local acrida = require "acrida"
+acrida.user { name = "Steps", tasks = { function(self)
+  self.client:get("/status/201", { name = "first" })
+  acrida.sleep(0.3)
+  self.client:get("/status/202", { name = "second" })
+end } }
+"""
+
+
+def test_stop_timeout_lets_tasks_finish(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_STEP)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 10, 10, "2s",
+                                                 extra=["--json", "-s", "5"]))
+    doc = json.loads(out)
+    first, second = row(doc, "GET", "first"), row(doc, "GET", "second")
+    # Every task that started also finished: no user was stopped between its two requests.
+    assert first["num_requests"] == second["num_requests"] > 0, (first, second)
+    assert aggregated(doc)["num_requests"] == target.counts()["served"]
+    assert rc == 0, err[-2000:]
+
+
+def test_without_stop_timeout_sleeping_users_stop_at_once(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_STEP)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 10, 10, "2s", extra=["--json"]))
+    doc = json.loads(out)
+    first, second = row(doc, "GET", "first"), row(doc, "GET", "second")
+    # Users caught in their sleep stop without the second request; the count stays exact.
+    assert first["num_requests"] > second["num_requests"], (first, second)
+    assert aggregated(doc)["num_requests"] == target.counts()["served"]
