@@ -137,3 +137,23 @@ def test_without_stop_timeout_sleeping_users_stop_at_once(tmp_path, target):
     # Users caught in their sleep stop without the second request; the count stays exact.
     assert first["num_requests"] > second["num_requests"], (first, second)
     assert aggregated(doc)["num_requests"] == target.counts()["served"]
+
+
+def test_sigterm_on_the_master_stops_gracefully_with_exact_count(tmp_path, target):
+    import signal
+    from conftest import Daemon, binary, read_port_file, wait_for
+    sc = write_scenario(tmp_path, ONLY_OK)
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
+                "--headless", "--json", "--local-workers", "2", "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", "0", "--port-file", pf, "--logfile", str(tmp_path / "m.log")],
+               tmp_path, "master")
+    wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
+    m.proc.send_signal(signal.SIGTERM)
+    m.proc.wait(timeout=60)
+    assert m.stop() == 0, m.log()[-3000:]
+    doc = json.loads(m.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"]
+    # --logfile gets the same lines as stderr.
+    assert "Got SIGTERM signal" in (tmp_path / "m.log").read_text()
