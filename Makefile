@@ -38,7 +38,7 @@ LIBHTTP  := $(BUILD)/libllhttp.a
 BINS     := $(BUILD)/acrida-master $(BUILD)/acrida-worker $(BUILD)/acrida-target
 UNITS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all deps run test test-unit test-integration test-san fuzz bench install clean format check-format
+.PHONY: FORCE all deps run test test-unit test-integration test-san fuzz bench install clean format check-format
 
 all: $(BINS)
 
@@ -48,6 +48,17 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The version string is baked in with -D; the files that use it are rebuilt when it changes (the
+# stamp is rewritten only then), so objects of different commits never mix.
+VERSION_STAMP := $(BUILD)/version.stamp
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+FORCE:
+VERSION_USERS := $(shell grep -l ACR_VERSION $(COMMON_SRC) $(WORKER_SRC) $(MASTER_SRC) $(TARGET_SRC) 2>/dev/null)
+$(call obj,$(VERSION_USERS)): $(VERSION_STAMP)
+$(UNITS): $(VERSION_STAMP)
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
