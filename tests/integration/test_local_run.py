@@ -157,3 +157,27 @@ def test_sigterm_on_the_master_stops_gracefully_with_exact_count(tmp_path, targe
     assert aggregated(doc)["num_requests"] == target.counts()["served"]
     # --logfile gets the same lines as stderr.
     assert "Got SIGTERM signal" in (tmp_path / "m.log").read_text()
+
+
+def test_killed_worker_is_replaced_and_its_lost_interval_reported(tmp_path, target):
+    import os
+    import signal
+    from conftest import Daemon, binary, read_port_file, wait_for
+    sc = write_scenario(tmp_path, ONLY_OK)
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t", "6s",
+                "--headless", "--json", "--local-workers", "2", "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", "0", "--port-file", pf], tmp_path, "master")
+    wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
+    with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
+        victim = int(f.read().split()[0])
+    os.kill(victim, signal.SIGKILL)
+    m.proc.wait(timeout=60)
+    assert m.stop() == 0, m.log()[-3000:]
+    log = m.log()
+    assert "setting state to missing" in log and "Rebalancing 4 users over 1 workers" in log, log[-3000:]
+    assert "lost interval" in log, log[-3000:]
+    doc = json.loads(m.stdout())
+    # The lost interval is reported, never silently: what the target served beyond the master's
+    # count is what the killed worker had not reported yet.
+    assert 0 < aggregated(doc)["num_requests"] < target.counts()["served"]
