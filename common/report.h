@@ -27,7 +27,8 @@ typedef struct acr_report_meta {
     const char *test_id;
     const acr_report_worker_t *workers;
     size_t nworkers;
-    double now; /**< epoch s, for the current-window values */
+    double now;                      /**< epoch s, for the current-window values */
+    unsigned long long lost_reports; /**< worker report intervals lost (killed/missing workers) */
 } acr_report_meta_t;
 
 /** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below

@@ -63,7 +63,10 @@ void acr__agg_close_gap(acr_master_t *m, acr_mworker_t *w, const char *why)
     if (!w->gap_open) return;
     w->gap_open = false;
     ACR_INFO("worker %s ended without a final report (%s)", w->id, why);
-    ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, w->last_seq + 1);
+    if (w->last_seq >= 0)
+        ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, w->last_seq + 1);
+    else
+        ACR_WARN("worker %s: its first report is missing (lost interval)", w->id);
     m->lost_reports++;
 }
 

@@ -272,6 +272,7 @@ static void print_json(acr_master_t *m)
         .workers = rows,
         .nworkers = n,
         .now = acr_now(),
+        .lost_reports = m->lost_reports,
     };
     char *doc = acr_report_json(m->stats, &meta);
     if (own) free_rows(rows, n);

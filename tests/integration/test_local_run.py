@@ -64,6 +64,7 @@ def test_run_without_failures_exits_zero(tmp_path, target):
     counts = target.counts()
     assert aggregated(doc)["num_requests"] == counts["served"] > 0
     assert aggregated(doc)["num_failures"] == 0
+    assert doc["lost_reports"] == 0
     # Keep-alive: each of the 4 users keeps one connection for thousands of requests (the
     # counter also includes the connection of the /_count request itself).
     assert counts["connections"] <= 4 + 1, counts
@@ -181,3 +182,4 @@ def test_killed_worker_is_replaced_and_its_lost_interval_reported(tmp_path, targ
     # The lost interval is reported, never silently: what the target served beyond the master's
     # count is what the killed worker had not reported yet.
     assert 0 < aggregated(doc)["num_requests"] < target.counts()["served"]
+    assert doc["lost_reports"] >= 1, doc["lost_reports"]

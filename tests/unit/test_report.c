@@ -320,7 +320,8 @@ static const char *const TOP_KEYS[] = {"current_response_time_percentile_50",
                                        "user_count",
                                        "workers",
                                        "run_time",
-                                       "test_id"};
+                                       "test_id",
+                                       "lost_reports"};
 
 static void test_json(void **state)
 {
@@ -330,7 +331,7 @@ static void test_json(void **state)
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
     acr_report_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
                                {"w2", NULL, "missing", 0, 0, 0, 4.0}};
-    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10};
+    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     size_t len = strlen(txt);
@@ -351,6 +352,7 @@ static void test_json(void **state)
     assert_string_equal(json_string_value(json_object_get(doc, "test_id")), "t-1");
     assert_int_equal(json_integer_value(json_object_get(doc, "user_count")), 5);
     assert_true(jnum(doc, "run_time") == 30.25);
+    assert_int_equal(json_integer_value(json_object_get(doc, "lost_reports")), 3);
     assert_true(jnum(doc, "fail_ratio") == 2.0 / 5.0);
     /* window [T0, T0+8): 3 requests over 8 s */
     assert_true(jnum(doc, "total_rps") == 0.375);
@@ -423,7 +425,7 @@ static void test_json_empty_and_limits(void **state)
     (void)state;
     acr_stats_t *s = acr_stats_new(T0);
     assert_non_null(s);
-    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0};
+    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
