@@ -706,10 +706,18 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     bool have = total->hist.count > 0;
     json_t *doc = json_object();
 
+    const acr_hist_t *cur = meta && meta->current ? meta->current : NULL;
+    bool have_cur = cur ? cur->count > 0 : have;
     jset(doc, "current_response_time_percentile_50",
-         have ? jreal(acr_stats_percentile_ms(total, 0.5)) : json_null(), &err);
+         have_cur ? jreal(cur ? acr_hist_percentile(cur, 0.5) / 1000.0
+                              : acr_stats_percentile_ms(total, 0.5))
+                  : json_null(),
+         &err);
     jset(doc, "current_response_time_percentile_95",
-         have ? jreal(acr_stats_percentile_ms(total, 0.95)) : json_null(), &err);
+         have_cur ? jreal(cur ? acr_hist_percentile(cur, 0.95) / 1000.0
+                              : acr_stats_percentile_ms(total, 0.95))
+                  : json_null(),
+         &err);
     jset(doc, "errors", json_errors(s), &err);
     jset(doc, "fail_ratio", jreal(acr_stats_fail_ratio(total)), &err);
     jset(doc, "state", jstr_or_null(meta ? meta->state : NULL), &err);

@@ -29,6 +29,9 @@ typedef struct acr_report_meta {
     size_t nworkers;
     double now;                      /**< epoch s, for the current-window values */
     unsigned long long lost_reports; /**< worker report intervals lost (killed/missing workers) */
+    /** The Aggregated response times of the last 10 s for current_response_time_percentile_*;
+     *  NULL = use the whole run's. An empty histogram gives null, as Locust before data. */
+    const acr_hist_t *current;
 } acr_report_meta_t;
 
 /** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below

@@ -10,8 +10,55 @@
 #include "common/log.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 
 #define MAX_GAP_LINES 5
+#define WINDOW_SLOTS 12 /* seconds kept; the window read is the last 10 */
+#define WINDOW_SECONDS 10
+
+/* Adds a report's Aggregated histogram to the slot of the current second. */
+static void window_add(acr_master_t *m, const acr_stats_t *delta)
+{
+    if (!m->window) {
+        m->window = calloc(WINDOW_SLOTS, sizeof(*m->window));
+        m->window_sum = malloc(sizeof(*m->window_sum));
+        if (!m->window || !m->window_sum) {
+            ACR_ERROR("out of memory for the current-percentile window");
+            acr__agg_free(m);
+            return;
+        }
+        for (size_t i = 0; i < WINDOW_SLOTS; i++) {
+            m->window[i].sec = INT64_MIN;
+            acr_hist_reset(&m->window[i].hist);
+        }
+    }
+    int64_t sec = (int64_t)acr_now();
+    struct acr_agg_slot *slot = &m->window[(uint64_t)sec % WINDOW_SLOTS];
+    if (slot->sec != sec) {
+        slot->sec = sec;
+        acr_hist_reset(&slot->hist);
+    }
+    acr_hist_merge(&slot->hist, &acr_stats_total((acr_stats_t *)delta)->hist);
+}
+
+const acr_hist_t *acr__agg_current(acr_master_t *m)
+{
+    if (!m->window) return NULL;
+    int64_t now = (int64_t)acr_now();
+    acr_hist_reset(m->window_sum);
+    for (size_t i = 0; i < WINDOW_SLOTS; i++)
+        if (m->window[i].sec > now - WINDOW_SECONDS && m->window[i].sec <= now)
+            acr_hist_merge(m->window_sum, &m->window[i].hist);
+    return m->window_sum;
+}
+
+void acr__agg_free(acr_master_t *m)
+{
+    free(m->window);
+    free(m->window_sum);
+    m->window = NULL;
+    m->window_sum = NULL;
+}
 
 static bool test_active(const acr_master_t *m)
 {
@@ -23,6 +70,7 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
 {
     if (msg->stats && acr_stats_merge(m->stats, msg->stats) < 0)
         ACR_ERROR("out of memory merging the report of worker %s", node_id);
+    if (msg->stats) window_add(m, msg->stats);
     if (!w) {
         ACR_INFO("Discarded report from unrecognized worker %s", node_id);
         return;
@@ -75,6 +123,8 @@ void acr__agg_test_start(acr_master_t *m)
     double now = acr_now();
     acr_stats_clear(m->stats, now);
     m->lost_reports = 0;
+    if (m->window)
+        for (size_t i = 0; i < WINDOW_SLOTS; i++) m->window[i].sec = INT64_MIN;
     for (size_t i = 0; i < m->nworkers; i++) {
         m->workers[i]->gap_open = false;
         m->workers[i]->final_seen = false;

@@ -131,6 +131,7 @@ out:
         acr__run_free(m);
         acr__registry_free(m);
         acr__headless_free_snapshot(m);
+        acr__agg_free(m);
         if (m->history_csv) fclose(m->history_csv);
         acr_stats_free(m->stats);
         free(m->scenario_src);

@@ -174,6 +174,13 @@ typedef struct acr_master {
     /* aggregate */
     acr_stats_t *stats;
     uint64_t lost_reports;
+    /** The Aggregated histogram per second of arrival, for the "current" (10 s) percentiles:
+     *  ACR_AGG_WINDOW slots plus one scratch histogram, allocated on the first report. */
+    struct acr_agg_slot {
+        int64_t sec;
+        acr_hist_t hist;
+    } * window;
+    acr_hist_t *window_sum;
 
     /* headless */
     acr_hl_phase_t phase;
@@ -237,6 +244,10 @@ void acr__agg_on_exception(acr_master_t *m, const char *node_id, const acr_msg_t
 void acr__agg_close_gap(acr_master_t *m, acr_mworker_t *w, const char *why);
 /** Test start: clears the stats and the per-worker sequence state. */
 void acr__agg_test_start(acr_master_t *m);
+/** The Aggregated histogram of the reports that arrived in the last 10 s (owned by @m, valid
+ *  until the next call), or NULL before any report. */
+const acr_hist_t *acr__agg_current(acr_master_t *m);
+void acr__agg_free(acr_master_t *m);
 
 /* headless.c */
 int acr__headless_start(acr_master_t *m);

@@ -47,6 +47,8 @@ def test_exact_count_two_workers_two_classes_failing_route(tmp_path, target):
     assert total["num_failures"] == fail["num_failures"]
     assert row(doc, "GET", "/")["num_failures"] == 0
     assert row(doc, "GET", "/bytes/[n]")["avg_content_length"] == 100
+    # The "current" percentiles cover the last 10 s of reports, which the final reports are in.
+    assert 0 < doc["current_response_time_percentile_50"] <= doc["current_response_time_percentile_95"]
     assert rc == 1, "exit code %d, expected 1 because of failures\n%s" % (rc, err[-3000:])
     # Both classes ran, on both workers.
     assert len(doc["workers"]) == 2, doc["workers"]

@@ -331,7 +331,7 @@ static void test_json(void **state)
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
     acr_report_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
                                {"w2", NULL, "missing", 0, 0, 0, 4.0}};
-    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3};
+    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3, NULL};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     size_t len = strlen(txt);
@@ -420,12 +420,40 @@ static void test_json(void **state)
     acr_stats_free(s);
 }
 
+/* current_response_time_percentile_* come from the window the caller passes, not the run. */
+static void test_json_current_window(void **state)
+{
+    (void)state;
+    acr_stats_t *s = known_stats();
+    acr_hist_t *win = malloc(sizeof(*win));
+    assert_non_null(win);
+    acr_hist_reset(win);
+    for (int i = 0; i < 100; i++) acr_hist_record(win, 50000); /* 50 ms, unlike the run's */
+    acr_report_meta_t m = {"running", 1, 1, "t", NULL, 0, T0 + 10, 0, win};
+    char *txt = acr_report_json(s, &m);
+    assert_non_null(txt);
+    json_t *doc = json_loads(txt, 0, NULL);
+    assert_non_null(doc);
+    assert_true(jnum(doc, "current_response_time_percentile_50") == 50.0);
+    assert_true(jnum(doc, "current_response_time_percentile_95") == 50.0);
+    json_decref(doc);
+    free(txt);
+    acr_hist_reset(win); /* nothing in the last 10 s: null, as Locust before data */
+    txt = acr_report_json(s, &m);
+    doc = json_loads(txt, 0, NULL);
+    assert_true(json_is_null(json_object_get(doc, "current_response_time_percentile_50")));
+    json_decref(doc);
+    free(txt);
+    free(win);
+    acr_stats_free(s);
+}
+
 static void test_json_empty_and_limits(void **state)
 {
     (void)state;
     acr_stats_t *s = acr_stats_new(T0);
     assert_non_null(s);
-    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0};
+    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0, NULL};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
@@ -488,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_csv_failures_and_exceptions),
         cmocka_unit_test(test_console_tables),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_json_current_window),
         cmocka_unit_test(test_json_empty_and_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
