@@ -337,15 +337,24 @@ static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t
 {
     char pid[MAX_NODE_ID * 4 + 8];
     acr_mworker_t *w = NULL;
+    /* Every message is the connection's: client_ready registers the routing id, and any other
+     * message whose payload names another worker is dropped, so no peer can speak for (quit,
+     * heartbeat, report as) a worker it is not. acrida and Locust workers send their own id. */
+    char id[MAX_NODE_ID];
+    memcpy(id, peer, peer_len);
+    id[peer_len] = 0;
     if (msg->type == ACR_MSG_CLIENT_READY) {
-        /* as Locust: client_ready registers the routing id, not the payload's node_id */
-        char id[MAX_NODE_ID];
-        memcpy(id, peer, peer_len);
-        id[peer_len] = 0;
         on_client_ready(m, id, msg);
         return;
     }
-    const char *nid = msg->node_id ? msg->node_id : "";
+    if (msg->node_id && *msg->node_id && strcmp(msg->node_id, id) != 0) {
+        m->malformed++;
+        printable(peer, peer_len, pid, sizeof pid);
+        ACR_WARN("dropped malformed frame from %s: %s names another node id", pid,
+                 msg->type_name ? msg->type_name : "message");
+        return;
+    }
+    const char *nid = id;
     w = acr__registry_find(m, nid);
     if (w && w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
     switch (msg->type) {

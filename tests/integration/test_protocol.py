@@ -157,3 +157,31 @@ def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target)
     doc = json.loads(m.stdout())
     assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
     assert "loaded the scenario 'shipped.lua' sent by the master" in w.log(), w.log()[-2000:]
+
+
+def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
+    import re
+    sc = write_scenario(tmp_path, OK)
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "2", "-r", "2",
+                "-t", "3s", "--headless", "--local-workers", "1", "--master-bind-host",
+                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
+               tmp_path, "master")
+    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    victim = wait_for(lambda: re.search(r"worker (\S+) \(index 0", m.log()), what="worker").group(1)
+    wait_for(lambda: target.counts()["served"] > 100, what="load")
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.IDENTITY, b"spoofer_00000000000000000000000000000000")
+    s.connect("tcp://127.0.0.1:%d" % port)
+    s.send(msgpack.packb(["quit", None, victim]))
+    s.send(msgpack.packb(["client_stopped", None, victim]))
+    m.proc.wait(timeout=60)
+    s.close()
+    ctx.term()
+    assert m.stop() == 0, m.log()[-3000:]
+    assert "names another node id" in m.log()
+    assert "quit. 0 workers" not in m.log().split("--run-time limit reached")[0]
+    doc = json.loads(m.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
