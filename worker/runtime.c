@@ -232,13 +232,16 @@ static int l_report(lua_State *L)
     bool has_rt = !lua_isnil(L, 4);
     double ms = 0;
     if (has_rt) {
-        if (lua_type(L, 4) != LUA_TNUMBER || !(lua_tonumber(L, 4) >= 0))
+        /* finite and below ~292 years of µs, so the conversion to integer µs is defined */
+        if (lua_type(L, 4) != LUA_TNUMBER || !(lua_tonumber(L, 4) >= 0) ||
+            !(lua_tonumber(L, 4) < 9e15))
             return luaL_error(L, "acrida.report: 'response_time' must be a number of ms >= 0");
         ms = lua_tonumber(L, 4);
     }
     double len = 0;
     if (!lua_isnil(L, 5)) {
-        if (lua_type(L, 5) != LUA_TNUMBER || !(lua_tonumber(L, 5) >= 0))
+        if (lua_type(L, 5) != LUA_TNUMBER || !(lua_tonumber(L, 5) >= 0) ||
+            !(lua_tonumber(L, 5) < 9e18))
             return luaL_error(L, "acrida.report: 'response_length' must be a number >= 0");
         len = lua_tonumber(L, 5);
     }

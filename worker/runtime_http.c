@@ -468,6 +468,7 @@ static void http_done(acr_http_session_t *s, const acr_http_response_t *hr, void
     acr_rt_t *rt = u->rt;
     (void)s;
     if (u->state == ACR_USER_DONE) return; /* aborted by acr_rt_close: nothing to record */
+    if (!u->rq) return; /* the request's yield failed (a C-call boundary) and the user moved on */
     finish(u, rt->L, hr, u->rq->buf.data + u->rq->url_off);
     u->wait = ACR_WAIT_NONE;
     bool stop_now =
@@ -753,6 +754,15 @@ static int client_tostring(lua_State *L)
     return 1;
 }
 
+/* A scenario may drop self.client; the user must then stop pointing at the collected object. */
+static int client_gc(lua_State *L)
+{
+    acr__client_t *c = luaL_checkudata(L, 1, ACR__CLIENT_MT);
+    if (c->u && c->u->client == c) c->u->client = NULL;
+    c->u = NULL;
+    return 0;
+}
+
 void acr__http_open(acr_rt_t *rt)
 {
     lua_State *L = rt->L;
@@ -772,6 +782,8 @@ void acr__http_open(acr_rt_t *rt)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, client_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, client_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
 
     luaL_newmetatable(L, ACR__RESP_MT);

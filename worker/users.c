@@ -84,6 +84,11 @@ static void stopping_push(acr__user_t *u)
     rt->stopping = u;
     u->stopping_list = true;
     rt->nstopping++;
+    /* the reaper enforces the stop deadlines, also of users that stopped themselves */
+    if (!rt->reaper_on && !rt->closing) {
+        uv_timer_start(&rt->reaper, reaper_cb, 50, 50);
+        rt->reaper_on = true;
+    }
 }
 
 static void stopping_unlink(acr__user_t *u)
@@ -121,6 +126,7 @@ static void ready_remove(acr__user_t *u)
 static void ready_push(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
+    if (u->in_ready) return; /* already queued (a wait whose yield failed left it there) */
     u->rgen = rt->rgen;
     u->rnext = NULL;
     u->rprev = rt->rtail;
