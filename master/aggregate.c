@@ -75,7 +75,10 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
         ACR_INFO("Discarded report from unrecognized worker %s", node_id);
         return;
     }
-    if (msg->seq >= 0) {
+    if (msg->seq >= 0 && msg->seq > INT64_MAX / 2) {
+        ACR_WARN("worker %s: report sequence number %" PRId64 " out of range; ignored", w->id,
+                 msg->seq);
+    } else if (msg->seq >= 0) {
         if (w->last_seq >= 0 && msg->seq > w->last_seq + 1) {
             int64_t missing = msg->seq - w->last_seq - 1;
             for (int64_t k = w->last_seq + 1; k < msg->seq && k <= w->last_seq + MAX_GAP_LINES; k++)

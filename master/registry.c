@@ -106,7 +106,8 @@ void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *c, size_
             w->nclasses = i;
             return;
         }
-        w->classes[i].count = c[i].count < 0 ? 0 : c[i].count;
+        /* a worker's counts are untrusted: bounded so that sums over workers cannot overflow */
+        w->classes[i].count = c[i].count < 0 ? 0 : c[i].count > INT32_MAX ? INT32_MAX : c[i].count;
     }
     w->nclasses = n;
 }

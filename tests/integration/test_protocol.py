@@ -185,3 +185,44 @@ def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
     assert "quit. 0 workers" not in m.log().split("--run-time limit reached")[0]
     doc = json.loads(m.stdout())
     assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
+
+
+def zero_entry(name, method):
+    return {"name": name, "method": method, "last_request_timestamp": None, "start_time": time.time(),
+            "num_requests": 0, "num_none_requests": 0, "num_failures": 0, "total_response_time": 0,
+            "max_response_time": 0, "min_response_time": None, "total_content_length": 0,
+            "response_times": {}, "num_reqs_per_sec": {}, "num_fail_per_sec": {}}
+
+
+def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
+    """Counts and sequence numbers at the int64 limit must not overflow the master's sums (the
+    sanitizer pass aborts on signed overflow)."""
+    sc = write_scenario(tmp_path, OK)
+    pf = str(tmp_path / "m.ports")
+    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "2", "-r", "2",
+                "-t", "3s", "--headless", "--local-workers", "1", "--master-bind-host",
+                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
+               tmp_path, "master")
+    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    wait_for(lambda: target.counts()["served"] > 100, what="load")
+    node = "huge_00000000000000000000000000000000"
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.IDENTITY, node.encode())
+    s.connect("tcp://127.0.0.1:%d" % port)
+    s.send(msgpack.packb(["client_ready", "acrida/evil", node]))
+    big = 2**63 - 1
+    report = {"stats": [], "stats_total": zero_entry("Aggregated", ""), "errors": {},
+              "user_classes_count": {"U": big, "V": big}, "user_count": big, "acrida_seq": big}
+    for _ in range(2):
+        s.send(msgpack.packb(["stats", report, node]))
+    s.send(msgpack.packb(["heartbeat", {"state": "running", "current_cpu_usage": 1.0}, node]))
+    time.sleep(0.5)
+    s.send(msgpack.packb(["quit", None, node]))
+    m.proc.wait(timeout=60)
+    s.close()
+    ctx.term()
+    assert m.stop() == 0, m.log()[-3000:]
+    doc = json.loads(m.stdout())
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
