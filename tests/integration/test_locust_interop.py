@@ -1,6 +1,6 @@
 """Locust 2.x wire compatibility, against the real thing (Debian's python3-locust 2.12): an
-acrida-worker runs Lua users under a stock Locust master, and a stock Locust worker runs Python
-users under an acrida-master. The request counts stay exact across the mix."""
+acrida-worker runs Lua users under a stock Locust master (its count stays exact), and a stock
+Locust worker runs Python users under an acrida-master (everything it reports is merged)."""
 import csv
 import json
 import socket
@@ -65,5 +65,10 @@ def test_locust_worker_under_an_acrida_master(tmp_path, target):
     assert master.stop() == 0, master.log()[-3000:]
     assert worker.stop() == 0, worker.log()[-3000:]
     doc = json.loads(master.stdout())
-    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0, doc["stats"]
+    # Everything the Locust worker reports is merged. A stock Locust worker kills its users at
+    # stop, so each of its 3 users may lose the one request it had in flight (served by the
+    # target, never reported): that is Locust's behaviour, which acrida workers do not share.
+    served = target.counts()["served"]
+    assert served - 3 <= aggregated(doc)["num_requests"] <= served and served > 0, (
+        aggregated(doc)["num_requests"], served)
     assert doc["workers"] and doc["workers"][0]["id"].count("_") >= 1
