@@ -105,6 +105,17 @@ def _died(d):
     raise AssertionError("%s exited early (%s):\n%s" % (d.name, d.proc.returncode, d.log()))
 
 
+def start_master(tmp_path, args, name="master"):
+    """Starts acrida-master in the background with @args, its ZeroMQ port bound to an ephemeral
+    loopback port; returns (daemon, port) once the port file says the port is bound."""
+    pf = str(tmp_path / (name + ".ports"))
+    d = Daemon([binary("acrida-master")] + list(args) + ["--master-bind-host", "127.0.0.1",
+               "--master-bind-port", "0", "--port-file", pf], tmp_path, name)
+    port = wait_for(lambda: read_port_file(pf, "master") or (not d.alive() and _died(d)),
+                    what="master port file")
+    return d, port
+
+
 @pytest.fixture
 def target(tmp_path):
     t = Target(tmp_path)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import Target, aggregated, headless, run_master, write_scenario
+from conftest import start_master, Target, aggregated, headless, run_master, write_scenario
 
 PROBE = r"""
 local acrida = require "acrida"
@@ -222,15 +222,12 @@ def test_tls_self_signed_rejected_by_default(tmp_path):
 @pytest.mark.skipif(os.environ.get("ACRIDA_SAN") == "1", reason="valgrind cannot run ASan binaries")
 def test_hostile_targets_under_valgrind(tmp_path):
     """The worker that runs the probe above runs under valgrind: no memory error, no leak."""
-    from conftest import Daemon, binary, read_port_file, wait_for
+    from conftest import Daemon, binary
     t = Target(tmp_path)
     try:
         sc = write_scenario(tmp_path, PROBE, "probe.lua")
-        pf = str(tmp_path / "m.ports")
-        m = Daemon([binary("acrida-master"), "-f", sc, "-H", t.url, "-u", "1", "-r", "1", "-t", "4s",
-                    "--headless", "--json", "--expect-workers", "1", "--master-bind-host",
-                    "127.0.0.1", "--master-bind-port", "0", "--port-file", pf], tmp_path, "master")
-        port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+        m, port = start_master(tmp_path, ["-f", sc, "-H", t.url, "-u", "1", "-r", "1", "-t",
+            "4s", "--headless", "--json", "--expect-workers", "1"])
         w = Daemon(["valgrind", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite,indirect", "--quiet", binary("acrida-worker"),
                     "--master-host", "127.0.0.1", "--master-port", str(port)], tmp_path, "worker")

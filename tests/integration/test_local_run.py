@@ -2,7 +2,7 @@
 import csv
 import json
 
-from conftest import aggregated, headless, row, run_master, write_scenario
+from conftest import start_master, aggregated, headless, row, run_master, write_scenario
 
 TWO_CLASSES = """
 local acrida = require "acrida"
@@ -144,14 +144,10 @@ def test_without_stop_timeout_sleeping_users_stop_at_once(tmp_path, target):
 
 def test_sigterm_on_the_master_stops_gracefully_with_exact_count(tmp_path, target):
     import signal
-    from conftest import Daemon, binary, read_port_file, wait_for
+    from conftest import wait_for
     sc = write_scenario(tmp_path, ONLY_OK)
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
-                "--headless", "--json", "--local-workers", "2", "--master-bind-host", "127.0.0.1",
-                "--master-bind-port", "0", "--port-file", pf, "--logfile", str(tmp_path / "m.log")],
-               tmp_path, "master")
-    wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4",
+        "--headless", "--json", "--local-workers", "2", "--logfile", str(tmp_path / "m.log")])
     wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
     m.proc.send_signal(signal.SIGTERM)
     m.proc.wait(timeout=60)
@@ -165,12 +161,10 @@ def test_sigterm_on_the_master_stops_gracefully_with_exact_count(tmp_path, targe
 def test_killed_worker_is_replaced_and_its_lost_interval_reported(tmp_path, target):
     import os
     import signal
-    from conftest import Daemon, binary, read_port_file, wait_for
+    from conftest import wait_for
     sc = write_scenario(tmp_path, ONLY_OK)
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t", "6s",
-                "--headless", "--json", "--local-workers", "2", "--master-bind-host", "127.0.0.1",
-                "--master-bind-port", "0", "--port-file", pf], tmp_path, "master")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t",
+        "6s", "--headless", "--json", "--local-workers", "2"])
     wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
     with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
         victim = int(f.read().split()[0])

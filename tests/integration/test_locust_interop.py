@@ -4,9 +4,8 @@ Locust worker runs Python users under an acrida-master (everything it reports is
 import csv
 import json
 import socket
-import subprocess
 
-from conftest import Daemon, aggregated, binary, read_port_file, wait_for, write_scenario
+from conftest import start_master, Daemon, aggregated, binary, write_scenario
 
 LUA = """
 local acrida = require "acrida"
@@ -52,12 +51,8 @@ def test_acrida_worker_under_a_locust_master(tmp_path, target):
 def test_locust_worker_under_an_acrida_master(tmp_path, target):
     sc = write_scenario(tmp_path, LUA, "u.lua")
     (tmp_path / "lf.py").write_text(LOCUSTFILE)
-    pf = str(tmp_path / "m.ports")
-    master = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "3", "-r", "3",
-                     "-t", "3s", "--headless", "--json", "--expect-workers", "1",
-                     "--master-bind-host", "127.0.0.1", "--master-bind-port", "0", "--port-file", pf],
-                    tmp_path, "master")
-    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    master, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "3", "-r", "3",
+        "-t", "3s", "--headless", "--json", "--expect-workers", "1"])
     worker = Daemon(["locust", "-f", "lf.py", "--worker", "--master-host", "127.0.0.1",
                      "--master-port", str(port)], tmp_path, "locust-worker")
     master.proc.wait(timeout=90)

@@ -2,14 +2,12 @@
 wire protocol: a fake master built from pyzmq + msgpack drives a real acrida-worker."""
 import json
 import os
-import subprocess
 import time
 
 import msgpack
 import zmq
 
-from conftest import (Daemon, aggregated, binary, read_port_file, wait_for, write_scenario,
-                      assert_no_sanitizer_report)
+from conftest import Daemon, aggregated, binary, start_master, wait_for, write_scenario
 
 OK = """
 local acrida = require "acrida"
@@ -36,12 +34,8 @@ GARBAGE = [
 
 def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target):
     sc = write_scenario(tmp_path, OK)
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
-                "-t", "4s", "--headless", "--local-workers", "1", "--master-bind-host",
-                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
-               tmp_path, "master")
-    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t",
+        "4s", "--headless", "--local-workers", "1", "--json"])
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
@@ -117,7 +111,6 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
         assert set(st[1]) >= {"stats", "stats_total", "errors", "user_classes_count", "user_count"}, st[1].keys()
         fm.send(ident, "stop", None)
         total = st[1]["stats_total"]["num_requests"]
-        finals = []
         while True:
             _, m2 = fm.recv("stats", timeout=15)
             total += m2[1]["stats_total"]["num_requests"]
@@ -139,12 +132,8 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
 
 def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target):
     sc = write_scenario(tmp_path, OK, "shipped.lua")
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "3", "-r", "3",
-                "-t", "2s", "--headless", "--expect-workers", "1", "--master-bind-host",
-                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
-               tmp_path, "master")
-    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "3", "-r", "3", "-t",
+        "2s", "--headless", "--expect-workers", "1", "--json"])
     # The worker runs elsewhere: no -f, another working directory.
     wdir = tmp_path / "elsewhere"
     wdir.mkdir()
@@ -162,12 +151,8 @@ def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target)
 def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
     import re
     sc = write_scenario(tmp_path, OK)
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "2", "-r", "2",
-                "-t", "3s", "--headless", "--local-workers", "1", "--master-bind-host",
-                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
-               tmp_path, "master")
-    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2", "-t",
+        "3s", "--headless", "--local-workers", "1", "--json"])
     victim = wait_for(lambda: re.search(r"worker (\S+) \(index 0", m.log()), what="worker").group(1)
     wait_for(lambda: target.counts()["served"] > 100, what="load")
     ctx = zmq.Context()
@@ -198,12 +183,8 @@ def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
     """Counts and sequence numbers at the int64 limit must not overflow the master's sums (the
     sanitizer pass aborts on signed overflow)."""
     sc = write_scenario(tmp_path, OK)
-    pf = str(tmp_path / "m.ports")
-    m = Daemon([binary("acrida-master"), "-f", sc, "-H", target.url, "-u", "2", "-r", "2",
-                "-t", "3s", "--headless", "--local-workers", "1", "--master-bind-host",
-                "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "--json"],
-               tmp_path, "master")
-    port = wait_for(lambda: read_port_file(pf, "master"), what="master port file")
+    m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2", "-t",
+        "3s", "--headless", "--local-workers", "1", "--json"])
     wait_for(lambda: target.counts()["served"] > 100, what="load")
     node = "huge_00000000000000000000000000000000"
     ctx = zmq.Context()
