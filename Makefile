@@ -95,10 +95,17 @@ $(BUILD)/unit/%: tests/unit/%.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LINK) $(LDLIBS) -lcmocka
 
-run: deps all
+# The entry points install first and build in a fresh make: make caches what it saw of the file
+# system when it started, so a rule whose sources `deps` has just installed (llhttp's, in
+# /usr/share/llhttp) would not match in the same invocation.
+run:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	@bash examples/run-demo.sh $(BUILD)
 
-test: deps check-format
+test:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory check-format
 	$(MAKE) test-unit test-integration
 	$(MAKE) SAN=address,undefined test-san
 
@@ -114,7 +121,8 @@ test-san: $(UNITS) all
 	ACRIDA_BUILD=$(abspath $(BUILD)) ACRIDA_SAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-fuzz: deps
+fuzz:
+	@$(MAKE) --no-print-directory deps
 	$(MAKE) CC=clang BUILD=build-fuzz OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 	  LDSAN="-fsanitize=address,undefined" fuzzers
 fuzzers: $(FUZZERS)
@@ -122,7 +130,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer -o $@ $< $(UNIT_LINK) $(LDLIBS)
 
-bench: all
+bench:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	bash bench/run.sh $(BUILD)
 
 PREFIX ?= /usr/local
