@@ -32,6 +32,7 @@ typedef struct acr_report_meta {
     /** The Aggregated response times of the last 10 s for current_response_time_percentile_*;
      *  NULL = use the whole run's. An empty histogram gives null, as Locust before data. */
     const acr_hist_t *current;
+    unsigned long long reports_merged; /**< worker stats reports merged into the run's stats */
 } acr_report_meta_t;
 
 /** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below

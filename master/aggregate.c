@@ -70,6 +70,8 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
 {
     if (msg->stats && acr_stats_merge(m->stats, msg->stats) < 0)
         ACR_ERROR("out of memory merging the report of worker %s", node_id);
+    else if (msg->stats)
+        m->reports_merged++;
     if (msg->stats) window_add(m, msg->stats);
     if (!w) {
         ACR_INFO("Discarded report from unrecognized worker %s", node_id);
@@ -126,6 +128,7 @@ void acr__agg_test_start(acr_master_t *m)
     double now = acr_now();
     acr_stats_clear(m->stats, now);
     m->lost_reports = 0;
+    m->reports_merged = 0;
     if (m->window)
         for (size_t i = 0; i < WINDOW_SLOTS; i++) m->window[i].sec = INT64_MIN;
     for (size_t i = 0; i < m->nworkers; i++) {

@@ -273,6 +273,7 @@ static void print_json(acr_master_t *m)
         .nworkers = n,
         .now = acr_now(),
         .lost_reports = m->lost_reports,
+        .reports_merged = m->reports_merged,
         .current = acr__agg_current(m),
     };
     char *doc = acr_report_json(m->stats, &meta);

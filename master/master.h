@@ -174,6 +174,7 @@ typedef struct acr_master {
     /* aggregate */
     acr_stats_t *stats;
     uint64_t lost_reports;
+    uint64_t reports_merged; /**< stats reports merged since the test started */
     /** The Aggregated histogram per second of arrival, for the "current" (10 s) percentiles:
      *  ACR_AGG_WINDOW slots plus one scratch histogram, allocated on the first report. */
     struct acr_agg_slot {
