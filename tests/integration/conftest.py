@@ -130,10 +130,11 @@ def write_scenario(tmp_path, text, name="scenario.lua"):
     return str(p)
 
 
-def run_master(tmp_path, args, timeout=120):
-    """Runs acrida-master to completion; returns (returncode, stdout, stderr)."""
+def run_master(tmp_path, args, timeout=120, env=None):
+    """Runs acrida-master to completion (with @env as its whole environment if given); returns
+    (returncode, stdout, stderr) after checking stderr for sanitizer reports."""
     cmd = [binary("acrida-master")] + args
-    p = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, timeout=timeout)
+    p = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, timeout=timeout, env=env)
     out = p.stdout.decode(errors="replace")
     err = p.stderr.decode(errors="replace")
     assert_no_sanitizer_report(err, "acrida-master")

@@ -191,12 +191,11 @@ def run_tls(tmp_path, cert, key, env_extra):
     try:
         sc = write_scenario(tmp_path, TLS, "tls.lua")
         env = dict(os.environ, TLS_PORT=str(t.port), **env_extra)
-        p = subprocess.run([os.path.join(os.environ.get("ACRIDA_BUILD", "build"), "acrida-master")]
-                           + headless(sc, "https://localhost", 2, 2, "2s", workers=1, extra=["--json"]),
-                           cwd=str(tmp_path), env=env, capture_output=True, timeout=60)
+        rc, out, err = run_master(tmp_path, headless(sc, "https://localhost", 2, 2, "2s", workers=1,
+                                                     extra=["--json"]), timeout=60, env=env)
     finally:
         assert t.stop() == 0, t.log()
-    return p.returncode, json.loads(p.stdout), p.stderr.decode(errors="replace")
+    return rc, json.loads(out), err
 
 
 def test_tls_verification_against_trusted_ca(tmp_path):
@@ -209,6 +208,7 @@ def test_tls_verification_against_trusted_ca(tmp_path):
     assert wrong and wrong[0].startswith("TLS handshake failed: certificate verify failed"), wrong
     # The certificate names localhost only, so 127.0.0.1 does not match it.
     assert wrong[0] == "TLS handshake failed: certificate verify failed (IP address mismatch)", wrong
+    assert rc == 1, "exit code %d, expected 1 because of the wrong-name failures\n%s" % (rc, err[-3000:])
 
 
 def test_tls_self_signed_rejected_by_default(tmp_path):
@@ -217,6 +217,7 @@ def test_tls_self_signed_rejected_by_default(tmp_path):
     errs = errors_of(doc, "verified")
     assert errs == ["TLS handshake failed: certificate verify failed (self-signed certificate)"], errs
     assert entry(doc, "insecure")["num_failures"] == 0 and entry(doc, "insecure")["num_requests"] > 0
+    assert rc == 1, "exit code %d, expected 1 because of the verification failures\n%s" % (rc, err[-3000:])
 
 
 @pytest.mark.skipif(os.environ.get("ACRIDA_SAN") == "1", reason="valgrind cannot run ASan binaries")
