@@ -51,7 +51,7 @@ def test_scenario_syntax_error_exits_1_with_file_line(tmp_path):
 def test_scenario_without_users_exits_1(tmp_path):
     sc = write_scenario(tmp_path, "local acrida = require 'acrida'\n", "empty.lua")
     rc, out, err = run_master(tmp_path, ["-f", sc, "--headless", "-t", "1s"])
-    assert rc == 1 and "user" in err.lower(), (rc, err)
+    assert rc == 1 and "scenario declares no user class (use acrida.user { ... })" in err, (rc, err)
 
 
 def test_task_that_raises_becomes_exception_row_and_run_continues(tmp_path, target):
