@@ -23,7 +23,7 @@ port=$(sed -n 's/^port=//p' "$tmp/target.port")
 [ -n "$port" ] || { echo "acrida-target did not start:" >&2; cat "$tmp/target.log" >&2; exit 1; }
 
 echo "acrida-target listening on 127.0.0.1:$port"
-echo "running: acrida-master -f examples/quickstart.lua -H http://127.0.0.1:$port -u 20 -r 10 -t 10s --headless --local-workers 2 --master-bind-port 0"
+echo "running: acrida-master -f examples/quickstart.lua -H http://127.0.0.1:$port -u 20 -r 10 -t 10s --headless --local-workers 2 --master-bind-host 127.0.0.1 --master-bind-port 0"
 status=0
 "$build/acrida-master" -f "$here/quickstart.lua" -H "http://127.0.0.1:$port" -u 20 -r 10 -t 10s \
   --headless --local-workers 2 --master-bind-host 127.0.0.1 --master-bind-port 0 || status=$?
