@@ -64,7 +64,8 @@ def render(users_on_workers):
     parts = []
     for wid in sorted(users_on_workers):
         counts = users_on_workers[wid]
-        parts.append("%s:{%s}" % (wid, ",".join("%s%d" % (c[0], counts[c]) for c in sorted(counts))))
+        cells = ",".join("%s%d" % (cls[0], counts[cls]) for cls in sorted(counts))
+        parts.append("%s:{%s}" % (wid, cells))
     return " ".join(parts)
 
 
