@@ -180,7 +180,7 @@ static int wait_common(lua_State *L, acr__wait_t why, const char *what)
         if (why == ACR_WAIT_SLEEP) return luaL_error(L, "acrida.sleep: invalid duration");
         s = 0;
     }
-    if (u->hard || (why == ACR_WAIT_BETWEEN && u->stop_req)) {
+    if (acr__user_stop_due(u) || (why == ACR_WAIT_BETWEEN && u->stop_req)) {
         u->abandon = true;
         return lua_yield(L, 0);
     }

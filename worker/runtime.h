@@ -78,9 +78,10 @@ int acr_rt_set_class_users(acr_rt_t *rt, size_t i, size_t count);
 
 /**
  * Gracefully stops every user: no new task starts; users waiting or sleeping stop at once; a
- * request in flight completes and is recorded, then the user stops (with a stop timeout the
- * user may first finish its task within that time); then on_stop runs (bounded by the stop
- * timeout, else 5 s). @done runs once every user is gone — possibly before this returns when
+ * request in flight completes, its task resumes to decide the verdict and run the code after the
+ * request, and the user stops at its next request or wait, which sends nothing (with a stop
+ * timeout the user may first finish its task within that time); then on_stop runs (bounded by the
+ * stop timeout, else 5 s). @done runs once every user is gone — possibly before this returns when
  * there is nothing to wait for. A later call replaces a pending @done.
  */
 void acr_rt_stop_all(acr_rt_t *rt, void (*done)(acr_rt_t *rt, void *ud), void *ud);

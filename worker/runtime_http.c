@@ -471,13 +471,13 @@ static void http_done(acr_http_session_t *s, const acr_http_response_t *hr, void
     if (!u->rq) return; /* the request's yield failed (a C-call boundary) and the user moved on */
     finish(u, rt->L, hr, u->rq->buf.data + u->rq->url_off);
     u->wait = ACR_WAIT_NONE;
-    bool stop_now =
-        u->hard || rt->closing || (u->stop_req && u->deadline > 0 && acr_mono_s() >= u->deadline);
-    if (stop_now || !u->co_alive) {
+    if (rt->closing || !u->co_alive) {
         lua_pop(rt->L, 1);
         acr__user_leave(u);
         return;
     }
+    /* Even when the user must stop now the task resumes: its own code decides a catch_response
+     * verdict and runs what follows the request; its next request or wait ends it. */
     lua_xmove(rt->L, u->co, 1);
     acr__user_resume(u, 1);
 }
@@ -514,6 +514,10 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
     if (!c->u) return luaL_error(L, "self.client: this user has stopped");
     acr__user_t *u = acr__rt_check_user(L, "self.client");
     if (u != c->u) return luaL_error(L, "self.client belongs to another user");
+    if (acr__user_stop_due(u)) { /* the user ends here, nothing is sent */
+        u->abandon = true;
+        return lua_yield(L, 0);
+    }
     acr_rt_t *rt = u->rt;
     size_t ulen;
     const char *url = luaL_checklstring(L, url_idx, &ulen);

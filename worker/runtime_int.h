@@ -86,7 +86,7 @@ struct acr__user {
     bool in_ready, timer_on;
     bool stopping_list; /**< linked in the runtime's stopping list */
     bool stop_req;      /**< stop asked: no new task */
-    bool hard;          /**< stop at the next yield */
+    bool hard;          /**< stop at the next request, wait or yield */
     bool abandon;       /**< set by a yielding C function: leave the coroutine */
 };
 
@@ -149,5 +149,8 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why);
 void acr__user_resume(acr__user_t *u, int nargs);
 /** Leaves the current coroutine: on to on_stop, or gone when on_stop already ran. */
 void acr__user_leave(acr__user_t *u);
+/** True when @u must stop at its next request, wait or yield: stopped without a stop timeout,
+ *  or past its deadline (then marked hard). */
+bool acr__user_stop_due(acr__user_t *u);
 
 #endif

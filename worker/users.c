@@ -11,9 +11,11 @@
  *
  * Stopping (acr_rt_stop_all, or fewer users asked): the user leaves the class's running list for
  * the stopping list and starts no new task. Waiting between tasks, queued, or (without a stop
- * timeout) sleeping: it leaves at once. A request in flight completes and is recorded first. With
- * a stop timeout the user may finish its current task until the deadline. on_stop then runs,
- * bounded by the stop timeout or ACR__ONSTOP_CAP_S. A reaper timer enforces the deadlines.
+ * timeout) sleeping: it leaves at once. A request in flight completes first and the task resumes
+ * with its response, so the task's own code decides the verdict and runs what follows; its next
+ * request, wait or yield then ends it (acr__user_stop_due), sending nothing more. With a stop
+ * timeout the user may finish its current task until the deadline. on_stop then runs, bounded by
+ * the stop timeout or ACR__ONSTOP_CAP_S. A reaper timer enforces the deadlines of waiting users.
  */
 #include "worker/runtime_int.h"
 
@@ -306,6 +308,12 @@ void acr__user_leave(acr__user_t *u)
     if (!has_on_stop || begin_phase(u, rt->stop_ref) < 0) user_done(u);
 }
 
+bool acr__user_stop_due(acr__user_t *u)
+{
+    if (!u->hard && u->stop_req && u->deadline > 0 && acr_mono_s() >= u->deadline) u->hard = true;
+    return u->hard;
+}
+
 void acr__user_resume(acr__user_t *u, int nargs)
 {
     acr_rt_t *rt = u->rt;
@@ -318,6 +326,8 @@ void acr__user_resume(acr__user_t *u, int nargs)
         if (u->abandon) {
             u->abandon = false;
             acr__user_leave(u);
+        } else if (u->wait == ACR_WAIT_NONE && acr__user_stop_due(u)) {
+            acr__user_leave(u); /* a plain coroutine.yield() ends a user told to stop now */
         } else if (u->wait == ACR_WAIT_NONE) {
             /* a plain coroutine.yield() from the task: treat as a zero wait */
             acr__user_wait(u, 0, ACR_WAIT_SLEEP);

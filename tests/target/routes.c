@@ -479,6 +479,37 @@ static tgt_action_t route_counters(tgt_conn_t *c)
     return json_response(c, TGT_R_OTHER, doc, false);
 }
 
+/* /delay/<ms>[?status=<code>]: that status (default 200) after <ms> milliseconds. */
+static tgt_action_t route_delay(tgt_conn_t *c, const char *rest, size_t rlen, const char *query)
+{
+    acr_buf_t k = {0}, v = {0};
+    long long ms = 0, status = 200;
+    bool ok = parse_num(rest, rlen, 6, &ms) && ms <= 600000;
+    int rc;
+
+    while ((rc = next_param(&query, &k, &v)) > 0) {
+        if (strcmp(k.data, "status") == 0 &&
+            (!parse_num(v.data, v.len, 3, &status) || status < 200 || status > 599))
+            ok = false;
+    }
+    acr_buf_free(&k);
+    acr_buf_free(&v);
+    if (rc < 0) {
+        c->failed = true;
+        return TGT_A_CLOSE;
+    }
+    if (!ok)
+        return text(c, TGT_R_DELAY, 400, "delay must be 0..600000 ms, status 200..599\n", NULL,
+                    false);
+    c->delay_status = (int)status;
+    if (acr__tgt_start_delay(c, (uint64_t)ms) < 0) {
+        c->failed = true;
+        return TGT_A_CLOSE;
+    }
+    count(c, TGT_R_DELAY, (int)status);
+    return TGT_A_WAIT;
+}
+
 tgt_action_t acr__tgt_route(tgt_conn_t *c)
 {
     char *url = c->url.data ? c->url.data : "", *frag = strchr(url, '#');
@@ -504,16 +535,7 @@ tgt_action_t acr__tgt_route(tgt_conn_t *c)
         snprintf(msg, sizeof(msg), "status %lld\n", n);
         return text(c, TGT_R_STATUS, (int)n, msg, NULL, false);
     }
-    if (prefixed(path, plen, "/delay/", &rest, &rlen)) {
-        if (!parse_num(rest, rlen, 6, &n) || n > 600000)
-            return text(c, TGT_R_DELAY, 400, "delay must be 0..600000 ms\n", NULL, false);
-        if (acr__tgt_start_delay(c, (uint64_t)n) < 0) {
-            c->failed = true;
-            return TGT_A_CLOSE;
-        }
-        count(c, TGT_R_DELAY, 200);
-        return TGT_A_WAIT;
-    }
+    if (prefixed(path, plen, "/delay/", &rest, &rlen)) return route_delay(c, rest, rlen, query);
     if (prefixed(path, plen, "/bytes/", &rest, &rlen)) {
         if (!parse_num(rest, rlen, 9, &n) || n > (long long)TGT_MAX_BYTES)
             return text(c, TGT_R_BYTES, 400, "bytes must be 0..67108864\n", NULL, false);
@@ -576,7 +598,7 @@ void acr__tgt_route_delayed(tgt_conn_t *c)
 {
     char msg[48];
     int n = snprintf(msg, sizeof(msg), "delayed %llu ms\n", (unsigned long long)c->delay_ms);
-    head(c, 200, "text/plain", n, NULL, false);
+    head(c, c->delay_status, "text/plain", n, NULL, false);
     body(c, msg, (size_t)n);
 }
 

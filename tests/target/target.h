@@ -139,6 +139,7 @@ struct tgt_conn {
     uint8_t method;
     bool keep_alive, http10, upgrade, head;
     uint64_t delay_ms;
+    int delay_status; /**< status of the pending /delay response */
 
     /* unparsed input: a view into srv->rbuf/pbuf or into the stash */
     acr_buf_t stash;
