@@ -247,6 +247,16 @@ int acr_report_console_exceptions(FILE *f, acr_stats_t *s)
     return check_file(f);
 }
 
+int acr_report_console_lost(FILE *f, unsigned long long lost)
+{
+    if (lost == 0) return 0;
+    fprintf(f,
+            "Lost report intervals: %llu (reports of killed or vanished workers never arrived: the "
+            "totals above are incomplete)\n\n",
+            lost);
+    return check_file(f);
+}
+
 /* ---- CSV ---- */
 
 /* Writes one field with Python csv's minimal quoting, preceded by a comma unless @first. */
@@ -372,6 +382,22 @@ int acr_report_csv_exceptions(FILE *f, acr_stats_t *s)
         const char *row[] = {count, ex[i]->msg, ex[i]->traceback, ex[i]->nodes};
         csv_row(f, row, 4);
     }
+    return check_file(f);
+}
+
+int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsigned long long total)
+{
+    static const char *const hdr[] = {"Worker", "Lost Report Intervals"};
+    char count[NUM_W];
+    csv_row(f, hdr, 2);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(count, sizeof count, "%llu", rows[i].lost);
+        const char *row[] = {rows[i].worker, count};
+        csv_row(f, row, 2);
+    }
+    snprintf(count, sizeof count, "%llu", total);
+    const char *row[] = {"Aggregated", count};
+    csv_row(f, row, 2);
     return check_file(f);
 }
 

@@ -53,6 +53,10 @@ int acr_report_console_failures(FILE *f, acr_stats_t *s);
 /** Exceptions table (count, message, traceback); nothing when there are none. */
 int acr_report_console_exceptions(FILE *f, acr_stats_t *s);
 
+/** The final summary's line for lost report intervals: "Lost report intervals: N (...)" when
+ *  @lost > 0 (the totals above it are incomplete); prints nothing when @lost is 0. */
+int acr_report_console_lost(FILE *f, unsigned long long lost);
+
 /** CSV bodies with Locust's exact headers and row order (reference §8), CRLF line endings. */
 int acr_report_csv_stats(FILE *f, acr_stats_t *s);
 int acr_report_csv_failures(FILE *f, acr_stats_t *s);
@@ -60,6 +64,16 @@ int acr_report_csv_exceptions(FILE *f, acr_stats_t *s);
 int acr_report_csv_history_header(FILE *f);
 /** Appends the history rows for epoch second @ts (Aggregated only, or every entry when @full). */
 int acr_report_csv_history_rows(FILE *f, acr_stats_t *s, long user_count, long ts, bool full);
+
+/** One row of the lost-reports CSV: a worker's node id and the report intervals it lost. */
+typedef struct acr_report_lost {
+    const char *worker;
+    unsigned long long lost;
+} acr_report_lost_t;
+
+/** acrida's PREFIX_lost_reports.csv (not a Locust file): header "Worker,Lost Report Intervals",
+ *  the @n rows, then "Aggregated" with @total. CRLF line endings like the Locust files. */
+int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsigned long long total);
 
 /**
  * The GET /stats/requests document (Locust 2.12 shape, keys sorted, 2-space indent) plus

@@ -60,6 +60,14 @@ void acr__agg_free(acr_master_t *m)
     m->window_sum = NULL;
 }
 
+/* Adds @n lost intervals to the run's total and to the worker's node id (m->indexes outlives the
+ * registry entry, so a worker that quit or was removed still has its row in the CSV). */
+static void count_lost(acr_master_t *m, const acr_mworker_t *w, uint64_t n)
+{
+    m->lost_reports += n;
+    if (w->index >= 0 && (size_t)w->index < m->nindexes) m->indexes[w->index].lost += n;
+}
+
 static bool test_active(const acr_master_t *m)
 {
     return m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING ||
@@ -88,7 +96,7 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
             if (missing > MAX_GAP_LINES)
                 ACR_WARN("worker %s: %" PRId64 " more reports missing", w->id,
                          missing - MAX_GAP_LINES);
-            m->lost_reports += (uint64_t)missing;
+            count_lost(m, w, (uint64_t)missing);
         } else if (w->last_seq >= 0 && msg->seq <= w->last_seq) {
             ACR_WARN("worker %s: report %" PRId64 " arrived out of order (last was %" PRId64 ")",
                      w->id, msg->seq, w->last_seq);
@@ -120,7 +128,7 @@ void acr__agg_close_gap(acr_master_t *m, acr_mworker_t *w, const char *why)
         ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, w->last_seq + 1);
     else
         ACR_WARN("worker %s: its first report is missing (lost interval)", w->id);
-    m->lost_reports++;
+    count_lost(m, w, 1);
 }
 
 void acr__agg_test_start(acr_master_t *m)
@@ -128,6 +136,7 @@ void acr__agg_test_start(acr_master_t *m)
     double now = acr_now();
     acr_stats_clear(m->stats, now);
     m->lost_reports = 0;
+    for (size_t i = 0; i < m->nindexes; i++) m->indexes[i].lost = 0;
     m->reports_merged = 0;
     if (m->window)
         for (size_t i = 0; i < WINDOW_SLOTS; i++) m->window[i].sec = INT64_MIN;

@@ -87,7 +87,7 @@ static void begin_test(acr_master_t *m)
     uv_timer_stop(&m->wait_timer);
     m->phase = ACR_HL_TEST;
     if (acr__run_start(m, o->users, o->spawn_rate) < 0) {
-        m->exit_code = 1;
+        m->exit_code = ACR_EXIT_FATAL;
         begin_quit(m);
         return;
     }
@@ -289,6 +289,38 @@ static void print_json(acr_master_t *m)
     free(doc);
 }
 
+/* PREFIX_lost_reports.csv: every node id that lost report intervals in this test, then the total.
+ * The Locust-format files keep Locust's exact columns; this one is acrida's own. */
+static void csv_lost(acr_master_t *m)
+{
+    FILE *f = csv_open(m, "lost_reports", "w");
+    if (!f) return;
+    acr_report_lost_t *rows = calloc(m->nindexes ? m->nindexes : 1, sizeof(*rows));
+    size_t n = 0;
+    int rc = -ENOMEM;
+    if (rows) {
+        for (size_t i = 0; i < m->nindexes; i++)
+            if (m->indexes[i].lost)
+                rows[n++] = (acr_report_lost_t){m->indexes[i].id, m->indexes[i].lost};
+        rc = acr_report_csv_lost(f, rows, n, m->lost_reports);
+    }
+    free(rows);
+    if (fclose(f) != 0 || rc < 0) ACR_ERROR("error writing %s_lost_reports.csv", m->opts->csv);
+}
+
+/* The exit code of a run that reached its end, in the precedence of acr_master_exit_t. */
+static int final_exit_code(const acr_master_t *m)
+{
+    size_t nerr = 0, nexc = 0;
+    if (m->gave_up) return ACR_EXIT_FATAL;
+    if (m->exit_code != ACR_EXIT_OK) return m->exit_code; /* the test could not start */
+    if (m->lost_reports && !m->opts->allow_lost_reports) return ACR_EXIT_INCOMPLETE;
+    acr_stats_errors(m->stats, &nerr);
+    acr_stats_exceptions(m->stats, &nexc);
+    if (nerr || nexc) return m->opts->exit_code_on_error;
+    return ACR_EXIT_OK;
+}
+
 static void finish(acr_master_t *m)
 {
     if (m->phase == ACR_HL_DONE) return;
@@ -298,22 +330,18 @@ static void finish(acr_master_t *m)
     uv_timer_stop(&m->history_timer);
     uv_timer_stop(&m->runtime_timer);
     uv_timer_stop(&m->quit_timer);
+    /* a worker that still owes reports now never sends them: missing, or silent since the stop */
     for (size_t i = 0; i < m->nworkers; i++)
-        if (m->workers[i]->state == ACR_WORKER_MISSING)
-            acr__agg_close_gap(m, m->workers[i], "missing at the end of the test");
+        acr__agg_close_gap(m, m->workers[i],
+                           m->workers[i]->state == ACR_WORKER_MISSING
+                               ? "missing at the end of the test"
+                               : "no final report by the end of the test");
     if (m->lost_reports)
         ACR_WARN("%llu worker report interval(s) were lost during the test",
                  (unsigned long long)m->lost_reports);
     if (m->malformed)
         ACR_WARN("%llu malformed frame(s) were dropped", (unsigned long long)m->malformed);
-    size_t nerr = 0, nexc = 0;
-    acr_stats_errors(m->stats, &nerr);
-    acr_stats_exceptions(m->stats, &nexc);
-    if (m->gave_up) {
-        m->exit_code = 1;
-    } else if (m->exit_code == 0 && (nerr || nexc)) {
-        m->exit_code = m->opts->exit_code_on_error;
-    }
+    m->exit_code = final_exit_code(m);
     ACR_INFO("Shutting down (exit code %d)", m->exit_code);
     if (!m->gave_up) {
         FILE *f = console(m);
@@ -323,6 +351,7 @@ static void finish(acr_master_t *m)
         fputc('\n', f);
         acr_report_console_failures(f, m->stats);
         acr_report_console_exceptions(f, m->stats);
+        acr_report_console_lost(f, m->lost_reports);
         fflush(f);
     }
     if (m->opts->csv) {
@@ -330,6 +359,7 @@ static void finish(acr_master_t *m)
         csv_write(m, "stats", acr_report_csv_stats);
         csv_write(m, "failures", acr_report_csv_failures);
         csv_write(m, "exceptions", acr_report_csv_exceptions);
+        csv_lost(m);
     }
     if (m->history_csv) {
         fclose(m->history_csv);

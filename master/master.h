@@ -25,6 +25,15 @@
 #include <stdio.h>
 #include <uv.h>
 
+/** acrida-master's exit codes (docs/cli.md). When several apply, the first in this order wins:
+ *  USAGE, FATAL, INCOMPLETE, then --exit-code-on-error for failures, then OK. */
+typedef enum {
+    ACR_EXIT_OK = 0,
+    ACR_EXIT_FATAL = 1,      /**< no usable run: workers never came, scenario or port failed */
+    ACR_EXIT_USAGE = 2,      /**< bad option or config value */
+    ACR_EXIT_INCOMPLETE = 4, /**< report intervals lost with dead workers (--allow-lost-reports) */
+} acr_master_exit_t;
+
 /* ---- options (options.c) ---- */
 
 typedef struct acr_master_opts {
@@ -54,6 +63,7 @@ typedef struct acr_master_opts {
     bool insecure;
     int max_body_size; /**< passed to local workers; 0 = not given */
     char **check;
+    bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
     /* resolved by acr_master_opts_parse */
     int nlocal; /**< local workers to start */
 } acr_master_opts_t;
@@ -144,6 +154,7 @@ typedef struct acr_master {
     struct acr_index_entry {
         char *id;
         int64_t index;
+        uint64_t lost; /**< report intervals this node id lost in the current test */
     } * indexes;
     size_t nindexes, capindexes;
     uv_timer_t liveness_timer;

@@ -77,6 +77,8 @@ static const acr_opt_def_t defs[] = {
      "local workers keep at most BYTES of a response body for r.body (default 16 MiB)"},
     {"check", 0, NULL, ACR_OPT_STRLIST, O(check), 0, 0, "EXPR",
      "CI threshold, e.g. p95<300ms (repeatable)"},
+    {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
+     "exit as if complete (not 4) when report intervals were lost with dead workers"},
 };
 
 static const acr_opts_spec_t spec = {

@@ -75,13 +75,18 @@ size_t acr__registry_ready(const acr_master_t *m)
     return n;
 }
 
+static long worker_users(const acr_mworker_t *w)
+{
+    long n = 0;
+    for (size_t c = 0; c < w->nclasses; c++) n += (long)w->classes[c].count;
+    return n;
+}
+
 long acr__registry_user_count(const acr_master_t *m)
 {
     long n = 0;
     for (size_t i = 0; i < m->nworkers; i++) {
-        const acr_mworker_t *w = m->workers[i];
-        if (w->state == ACR_WORKER_MISSING) continue;
-        for (size_t c = 0; c < w->nclasses; c++) n += (long)w->classes[c].count;
+        if (m->workers[i]->state != ACR_WORKER_MISSING) n += worker_users(m->workers[i]);
     }
     return n;
 }
@@ -148,7 +153,7 @@ static int64_t index_of(acr_master_t *m, const char *id)
     char *dup = strdup(id);
     if (!dup) return -1;
     int64_t idx = (int64_t)m->nindexes;
-    m->indexes[m->nindexes++] = (struct acr_index_entry){dup, idx};
+    m->indexes[m->nindexes++] = (struct acr_index_entry){dup, idx, 0};
     return idx;
 }
 
@@ -381,6 +386,10 @@ static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t
         if (w->state != ACR_WORKER_MISSING) w->state = ACR_WORKER_RUNNING;
         acr__worker_set_classes(w, msg->classes, msg->nclasses);
         w->spawns_done++;
+        /* From here the worker runs users, so it owes reports until a final one. Not from the
+         * spawn on: a worker that re-registers before it took the spawn (a client_ready queued
+         * while the master was not up yet) had no users and lost nothing. */
+        if (w->acrida && test_active(m) && worker_users(w) > 0) w->gap_open = true;
         break;
     case ACR_MSG_CLIENT_STOPPED:
         on_client_stopped(m, w, nid);

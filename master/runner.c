@@ -92,7 +92,6 @@ static void send_spawns(acr_master_t *m)
         }
         acr__registry_send_buf(m, id);
         w->spawns_sent++;
-        if (w->acrida) w->gap_open = true; /* it has users: reports are owed until a final one */
         sent++;
     }
     ACR_DEBUG("Sending spawn messages for %ld total users to %zu worker(s)", total, sent);

@@ -214,6 +214,32 @@ static void test_csv_failures_and_exceptions(void **state)
     acr_stats_free(s);
 }
 
+static void test_lost_reports_outputs(void **state)
+{
+    (void)state;
+    cap_t c;
+    /* nothing in the summary when nothing was lost */
+    assert_int_equal(acr_report_console_lost(cap_open(&c), 0), 0);
+    char *txt = cap_close(&c);
+    assert_string_equal(txt, "");
+    free(txt);
+    assert_int_equal(acr_report_console_lost(cap_open(&c), 3), 0);
+    txt = cap_close(&c);
+    assert_non_null(strstr(txt, "Lost report intervals: 3 ("));
+    free(txt);
+    /* acrida's own CSV: per node id (quoted like every CSV field), then the total */
+    const acr_report_lost_t rows[] = {{"host_a", 2}, {"odd,\"id\"", 1}};
+    assert_int_equal(acr_report_csv_lost(cap_open(&c), rows, 2, 3), 0);
+    txt = cap_close(&c);
+    assert_string_equal(txt, "Worker,Lost Report Intervals\r\nhost_a,2\r\n\"odd,\"\"id\"\"\",1\r\n"
+                             "Aggregated,3\r\n");
+    free(txt);
+    assert_int_equal(acr_report_csv_lost(cap_open(&c), NULL, 0, 0), 0);
+    txt = cap_close(&c);
+    assert_string_equal(txt, "Worker,Lost Report Intervals\r\nAggregated,0\r\n");
+    free(txt);
+}
+
 static void test_console_tables(void **state)
 {
     (void)state;
@@ -517,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_csv_history),
         cmocka_unit_test(test_csv_failures_and_exceptions),
         cmocka_unit_test(test_console_tables),
+        cmocka_unit_test(test_lost_reports_outputs),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_current_window),
         cmocka_unit_test(test_json_empty_and_limits),

@@ -1,0 +1,45 @@
+"""A worker started before its master: its queued client_ready messages must not count as a lost
+report interval (no false `lost_reports`, no exit 4) and the count stays exact."""
+import json
+import socket
+
+from conftest import Daemon, aggregated, binary, run_master, wait_for, write_scenario
+
+ONLY_OK = """
+local acrida = require "acrida"
+acrida.user { name = "Ok", tasks = { function(self) self.client:get("/") end } }
+"""
+
+
+def free_port():
+    # The worker must know the port before the master exists, so it cannot come from a port file;
+    # another process taking it in between makes the master exit 1 saying so, never a false pass.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_worker_started_before_its_master_loses_nothing(tmp_path, target):
+    sc = write_scenario(tmp_path, ONLY_OK)
+    port = free_port()
+    w = Daemon([binary("acrida-worker"), "--master-port", str(port), "-f", sc], tmp_path, "worker")
+    try:
+        # Without a master the worker's first client_ready stays queued and it sends another one:
+        # the master receives both at once and starts the test between them.
+        wait_for(lambda: "sending client_ready again" in w.log(), timeout=60,
+                 what="the worker to repeat its client_ready")
+        rc, out, err = run_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2",
+                                             "-t", "3s", "--headless", "--json",
+                                             "--master-bind-host", "127.0.0.1",
+                                             "--master-bind-port", str(port)])
+    finally:
+        wrc = w.stop()
+    assert "re-registered" in err, err[-3000:]  # the duplicate did arrive during the test
+    doc = json.loads(out)
+    assert doc["lost_reports"] == 0, err[-3000:]
+    assert "lost interval" not in err, err[-3000:]
+    assert rc == 0, err[-3000:]
+    assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
+    assert wrc == 0, w.log()[-3000:]
