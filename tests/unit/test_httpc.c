@@ -1,5 +1,5 @@
 /*
- * Unit tests for the worker's HTTP client over plain TCP (worker/httpc.c, http_conn.c, dns.c,
+ * Unit tests for the worker's HTTP client over plain TCP (worker/http/session.c, conn.c, dns.c,
  * cookies.c, url.c) against scripted loopback servers: request format, keep-alive and its cost,
  * body framings, HEAD/204/304, redirects, cookies, every failure message, timeouts, DNS, close
  * and abort. TLS is in test_httpc_tls.c, the pure helpers in test_httpc_parts.c.
@@ -17,22 +17,22 @@
 
 typedef struct fix {
     uv_loop_t loop;
-    acr_httpc_t *c;
+    acr_http_client_t *c;
     acr_http_session_t *s;
     srv_t *sv;
     char url[256];
     result_t res;
 } fix_t;
 
-static fix_t *fix_new(srv_script script, const acr_httpc_config_t *cfg)
+static fix_t *fix_new(srv_script script, const acr_http_config_t *cfg)
 {
     fix_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     char err[256] = "";
-    acr_httpc_config_t def = {.user_agent = "acrida/test"};
-    f->c = acr_httpc_new(&f->loop, cfg ? cfg : &def, err, sizeof err);
-    if (!f->c) fail_msg("acr_httpc_new: %s", err);
+    acr_http_config_t def = {.user_agent = "acrida/test"};
+    f->c = acr_http_client_new(&f->loop, cfg ? cfg : &def, err, sizeof err);
+    if (!f->c) fail_msg("acr_http_client_new: %s", err);
     f->s = acr_http_session_new(f->c);
     assert_non_null(f->s);
     if (script) {
@@ -46,7 +46,7 @@ static void fix_free(fix_t *f)
 {
     if (f->s) close_session(&f->loop, f->s);
     if (f->sv) srv_stop(f->sv);
-    acr_httpc_free(f->c);
+    acr_http_client_free(f->c);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0); /* every handle closed */
     free(f);
@@ -78,9 +78,9 @@ static void expect_ok(const result_t *r, int status, const char *body)
     assert_memory_equal(r->body, body, r->body_len);
 }
 
-static void stats(fix_t *f, acr_httpc_stats_t *st)
+static void stats(fix_t *f, acr_http_stats_t *st)
 {
-    acr_httpc_get_stats(f->c, st);
+    acr_http_client_stats(f->c, st);
 }
 
 /* ---- scripts ---- */
@@ -123,7 +123,7 @@ static void test_keepalive_and_cost(void **state)
     (void)state;
     fix_t *f = fix_new(s_hello, NULL);
     for (int i = 0; i < 3; i++) expect_ok(req(f, "GET", "/"), 200, "hello");
-    acr_httpc_stats_t a, b;
+    acr_http_stats_t a, b;
     stats(f, &a);
     assert_int_equal(a.conns_opened, 1);
     assert_int_equal(a.conns_reused, 2);
@@ -268,7 +268,7 @@ static void test_eof_body_and_close(void **state)
     expect_ok(req(f, "GET", "/close"), 200, "bye");
     expect_ok(req(f, "GET", "/close"), 200, "bye");
     assert_int_equal(srv_nconns(f->sv), 4);
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 0);
     fix_free(f);
@@ -382,7 +382,7 @@ static void test_redirect_other_host(void **state)
     char host[64];
     snprintf(host, sizeof host, "\r\nHost: localhost:%d\r\n", other->port);
     assert_non_null(strstr(other->reqs[0], host));
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.conns_opened, 2);
     assert_int_equal(st.dns_lookups, 1);
@@ -487,7 +487,7 @@ static void test_closed_without_response(void **state)
     result_t *r = req(f, "GET", "/");
     assert_string_equal(r->error, "connection closed before the response completed");
     assert_int_equal(r->status, 0);
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 0); /* a fresh connection is never retried */
     assert_int_equal(srv_nconns(f->sv), 1);
@@ -608,7 +608,7 @@ static void test_stale_keepalive_retry(void **state)
     fix_t *f = fix_new(s_stale, NULL);
     expect_ok(req(f, "GET", "/"), 200, "k1");
     expect_ok(req(f, "GET", "/"), 200, "hello");
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 1);
     assert_int_equal(st.conns_opened, 2);
@@ -619,7 +619,7 @@ static void test_stale_keepalive_retry(void **state)
 static void test_body_cap(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.body_cap = 3, .user_agent = "x"};
+    acr_http_config_t cfg = {.body_cap = 3, .user_agent = "x"};
     fix_t *f = fix_new(s_hello, &cfg);
     result_t *r = req(f, "GET", "/");
     assert_int_equal(r->status, 200);
@@ -649,7 +649,7 @@ static void test_dns(void **state)
     expect_ok(&f->res, 200, "hello");
     assert_true(f->res.tm.dns == 0.0);
     close_session(&f->loop, s2);
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.dns_lookups, 1);
 
@@ -680,7 +680,7 @@ static void test_shared_lookup(void **state)
     wait_done(&f->loop, r2);
     expect_ok(&f->res, 200, "hello");
     expect_ok(r2, 200, "hello");
-    acr_httpc_stats_t st;
+    acr_http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.dns_lookups, 1); /* both users waited on one getaddrinfo */
     close_session(&f->loop, s2);
@@ -728,7 +728,7 @@ static void test_trim(void **state)
     (void)state;
     fix_t *f = fix_new(s_hello_cookie, NULL);
     expect_ok(req(f, "GET", "/first"), 200, "hello");
-    acr_httpc_stats_t a, b, c, d;
+    acr_http_stats_t a, b, c, d;
     stats(f, &a);
     assert_int_equal(a.conns_opened, 1);
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
 static void test_url_parse(void **state)
 {
@@ -35,8 +35,8 @@ static void test_url_parse(void **state)
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", ok[i].in);
-        acr__url_t u;
-        int rc = acr__url_parse(buf, &u);
+        acr__http_url_t u;
+        int rc = acr__http_url_parse(buf, &u);
         if (rc != 0) fail_msg("'%s': rc %d", ok[i].in, rc);
         assert_int_equal(u.tls, ok[i].tls);
         assert_int_equal(u.port, ok[i].port);
@@ -64,8 +64,8 @@ static void test_url_parse(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s", bad[i]);
-        acr__url_t u;
-        int rc = acr__url_parse(buf, &u);
+        acr__http_url_t u;
+        int rc = acr__http_url_parse(buf, &u);
         if (rc != -EINVAL) fail_msg("'%s': rc %d, expected -EINVAL", bad[i], rc);
     }
 }
@@ -87,20 +87,20 @@ static void test_url_resolve(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char base[256];
         snprintf(base, sizeof base, "%s", cases[i].base);
-        acr__url_t u;
-        assert_int_equal(acr__url_parse(base, &u), 0);
+        acr__http_url_t u;
+        assert_int_equal(acr__http_url_parse(base, &u), 0);
         acr__buf_t out = {0};
-        int rc = acr__url_resolve(base, &u, cases[i].loc, strlen(cases[i].loc), &out, &grows);
+        int rc = acr__http_url_resolve(base, &u, cases[i].loc, strlen(cases[i].loc), &out, &grows);
         assert_int_equal(rc, 0);
         assert_string_equal(out.data, cases[i].want);
         acr__buf_free(&out);
     }
     char base[] = "http://h/";
-    acr__url_t u;
-    assert_int_equal(acr__url_parse(base, &u), 0);
+    acr__http_url_t u;
+    assert_int_equal(acr__http_url_parse(base, &u), 0);
     acr__buf_t out = {0};
-    assert_int_equal(acr__url_resolve(base, &u, "", 0, &out, &grows), -EINVAL);
-    assert_int_equal(acr__url_resolve(base, &u, "/a\r\nb", 5, &out, &grows), -EINVAL);
+    assert_int_equal(acr__http_url_resolve(base, &u, "", 0, &out, &grows), -EINVAL);
+    assert_int_equal(acr__http_url_resolve(base, &u, "/a\r\nb", 5, &out, &grows), -EINVAL);
     acr__buf_free(&out);
     assert_true(grows > 0);
 }
@@ -132,39 +132,40 @@ static void test_http_date(void **state)
 {
     (void)state;
     double t;
-    assert_int_equal(acr__http_date("Sun, 06 Nov 1994 08:49:37 GMT", 29, &t), 0);
+    assert_int_equal(acr__http_cookie_date("Sun, 06 Nov 1994 08:49:37 GMT", 29, &t), 0);
     assert_true(t == 784111777.0);
     const char *rfc850 = "Sunday, 06-Nov-94 08:49:37 GMT";
-    assert_int_equal(acr__http_date(rfc850, strlen(rfc850), &t), 0);
+    assert_int_equal(acr__http_cookie_date(rfc850, strlen(rfc850), &t), 0);
     assert_true(t == 784111777.0);
     const char *asc = "Sun Nov  6 08:49:37 1994";
-    assert_int_equal(acr__http_date(asc, strlen(asc), &t), 0);
+    assert_int_equal(acr__http_cookie_date(asc, strlen(asc), &t), 0);
     assert_true(t == 784111777.0);
-    assert_int_equal(acr__http_date("garbage", 7, &t), -1);
-    assert_int_equal(acr__http_date("Sun, 06 Nov 1994 25:49:37 GMT", 29, &t), -1);
+    assert_int_equal(acr__http_cookie_date("garbage", 7, &t), -1);
+    assert_int_equal(acr__http_cookie_date("Sun, 06 Nov 1994 25:49:37 GMT", 29, &t), -1);
 }
 
-static char *jar_header(acr__jar_t *j, const char *host, const char *path, bool tls, double now)
+static char *jar_header(acr__http_jar_t *j, const char *host, const char *path, bool tls,
+                        double now)
 {
     static char out[1024];
     acr__buf_t b = {0};
     uint64_t g = 0;
-    assert_int_equal(acr__jar_header(j, host, strlen(host), path, strlen(path), tls, now, &b, &g),
-                     0);
+    assert_int_equal(
+        acr__http_jar_header(j, host, strlen(host), path, strlen(path), tls, now, &b, &g), 0);
     snprintf(out, sizeof out, "%.*s", (int)b.len, b.data ? b.data : "");
     acr__buf_free(&b);
     return out;
 }
 
-static void set(acr__jar_t *j, const char *host, const char *path, const char *v, double now)
+static void set(acr__http_jar_t *j, const char *host, const char *path, const char *v, double now)
 {
-    acr__jar_set(j, host, strlen(host), path, strlen(path), v, strlen(v), now);
+    acr__http_jar_set(j, host, strlen(host), path, strlen(path), v, strlen(v), now);
 }
 
 static void test_jar(void **state)
 {
     (void)state;
-    acr__jar_t j = {0};
+    acr__http_jar_t j = {0};
     double now = 1e9;
     set(&j, "www.example.com", "/shop/cart?x=1", "a=1", now);                 /* path /shop */
     set(&j, "www.example.com", "/", "b=2; Domain=.Example.com; Path=/", now); /* domain */
@@ -209,8 +210,8 @@ static void test_jar(void **state)
         snprintf(v, sizeof v, "k%d=%d", i, i);
         set(&j, "h", "/", v, now);
     }
-    assert_int_equal(j.count, ACR__COOKIE_MAX);
-    acr__jar_free(&j);
+    assert_int_equal(j.count, ACR__HTTP_COOKIE_MAX);
+    acr__http_jar_free(&j);
     assert_int_equal(j.count, 0);
 }
 
@@ -218,26 +219,27 @@ static void test_conn_transitions(void **state)
 {
     (void)state;
     enum {
-        C = ACR__CONN_CONNECTING,
-        H = ACR__CONN_HANDSHAKE,
-        A = ACR__CONN_ACTIVE,
-        I = ACR__CONN_IDLE,
-        X = ACR__CONN_CLOSING
+        C = ACR__HTTP_CONN_CONNECTING,
+        H = ACR__HTTP_CONN_HANDSHAKE,
+        A = ACR__HTTP_CONN_ACTIVE,
+        I = ACR__HTTP_CONN_IDLE,
+        X = ACR__HTTP_CONN_CLOSING
     };
     static const int legal[][2] = {{C, H}, {C, A}, {C, X}, {H, A}, {H, X},
                                    {A, I}, {A, X}, {I, A}, {I, X}};
-    for (int from = 0; from < ACR__CONN_NSTATES; from++) {
-        for (int to = 0; to < ACR__CONN_NSTATES; to++) {
+    for (int from = 0; from < ACR__HTTP_CONN_NSTATES; from++) {
+        for (int to = 0; to < ACR__HTTP_CONN_NSTATES; to++) {
             bool want = false;
             for (size_t k = 0; k < sizeof legal / sizeof legal[0]; k++)
                 if (legal[k][0] == from && legal[k][1] == to) want = true;
-            bool got = acr__conn_transition_ok((acr__conn_state_t)from, (acr__conn_state_t)to);
+            bool got = acr__http_conn_transition_ok((acr__http_conn_state_t)from,
+                                                    (acr__http_conn_state_t)to);
             if (got != want)
-                fail_msg("%s -> %s: %d, expected %d", acr__conn_state_names[from],
-                         acr__conn_state_names[to], got, want);
+                fail_msg("%s -> %s: %d, expected %d", acr__http_conn_state_names[from],
+                         acr__http_conn_state_names[to], got, want);
         }
     }
-    assert_false(acr__conn_transition_ok(ACR__CONN_NSTATES, ACR__CONN_IDLE));
+    assert_false(acr__http_conn_transition_ok(ACR__HTTP_CONN_NSTATES, ACR__HTTP_CONN_IDLE));
 }
 
 int main(void)

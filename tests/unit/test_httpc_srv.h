@@ -23,7 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "worker/httpc.h"
+#include "worker/http/http.h"
 
 #define SRV_MAX_REQS 64
 #define SRV_REQ_MAX 4096

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the HTTP client's TLS path (worker/tls.c + http_conn.c) against a loopback TLS
+ * Unit tests for the HTTP client's TLS path (worker/http/tls.c + conn.c) against a loopback TLS
  * server with certificates generated at test time by the openssl CLI: verification on by
  * default with its exact message, --insecure, a private CA file, host name mismatch, session
  * resumption (TLS 1.3 and 1.2), keep-alive, large bodies both ways, bodies ending at EOF with and
@@ -61,21 +61,21 @@ static SSL_CTX *server_ctx(const char *cert, const char *key, int max_version)
 
 typedef struct fix {
     uv_loop_t loop;
-    acr_httpc_t *c;
+    acr_http_client_t *c;
     acr_http_session_t *s;
     srv_t *sv;
     SSL_CTX *sctx;
     result_t res;
 } fix_t;
 
-static fix_t *fix_new(srv_script script, SSL_CTX *sctx, const acr_httpc_config_t *cfg)
+static fix_t *fix_new(srv_script script, SSL_CTX *sctx, const acr_http_config_t *cfg)
 {
     fix_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     char err[256] = "";
-    f->c = acr_httpc_new(&f->loop, cfg, err, sizeof err);
-    if (!f->c) fail_msg("acr_httpc_new: %s", err);
+    f->c = acr_http_client_new(&f->loop, cfg, err, sizeof err);
+    if (!f->c) fail_msg("acr_http_client_new: %s", err);
     f->s = acr_http_session_new(f->c);
     f->sctx = sctx;
     f->sv = srv_start(script, sctx);
@@ -87,7 +87,7 @@ static void fix_free(fix_t *f)
     if (f->s) close_session(&f->loop, f->s);
     srv_stop(f->sv);
     SSL_CTX_free(f->sctx);
-    acr_httpc_free(f->c);
+    acr_http_client_free(f->c);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     free(f);
@@ -119,7 +119,7 @@ static void s_hello(sconn_t *c)
 static void test_verify_fails_by_default(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.user_agent = "t"};
+    acr_http_config_t cfg = {.user_agent = "t"};
     fix_t *f = fix_new(s_hello, server_ctx(g_cert, g_key, 0), &cfg);
     result_t *r = req_on(f, f->s, "localhost", "/", false);
     assert_string_equal(
@@ -133,7 +133,7 @@ static void test_verify_fails_by_default(void **state)
 static void test_insecure_client(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.insecure = true};
+    acr_http_config_t cfg = {.insecure = true};
     fix_t *f = fix_new(s_hello, server_ctx(g_wrong_cert, g_wrong_key, 0), &cfg);
     expect_ok(req_on(f, f->s, "127.0.0.1", "/", false), 200, "hello");
     fix_free(f);
@@ -142,7 +142,7 @@ static void test_insecure_client(void **state)
 static void test_ca_file_keepalive(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_hello, server_ctx(g_cert, g_key, 0), &cfg);
     result_t *r = req_on(f, f->s, "localhost", "/", false);
     expect_ok(r, 200, "hello");
@@ -153,10 +153,10 @@ static void test_ca_file_keepalive(void **state)
         expect_ok(r, 200, "hello");
         assert_true(r->tm.tls == 0.0 && r->tm.connect == 0.0); /* reused connection */
     }
-    acr_httpc_stats_t a, b;
-    acr_httpc_get_stats(f->c, &a);
+    acr_http_stats_t a, b;
+    acr_http_client_stats(f->c, &a);
     for (int i = 0; i < 100; i++) req_on(f, f->s, "localhost", "/", false);
-    acr_httpc_get_stats(f->c, &b);
+    acr_http_client_stats(f->c, &b);
     assert_int_equal(b.buf_grows, a.buf_grows); /* no allocation per request over TLS either */
     assert_int_equal(srv_nconns(f->sv), 1);
     /* the IP address SAN verifies too */
@@ -169,7 +169,7 @@ static void test_ca_file_keepalive(void **state)
 static void test_hostname_mismatch(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_wrong_cert};
+    acr_http_config_t cfg = {.ca_file = g_wrong_cert};
     fix_t *f = fix_new(s_hello, server_ctx(g_wrong_cert, g_wrong_key, 0), &cfg);
     result_t *r = req_on(f, f->s, "localhost", "/", false);
     assert_string_equal(r->error,
@@ -182,16 +182,16 @@ static void test_bad_ca_file(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    acr_httpc_config_t cfg = {.ca_file = "/nonexistent/ca.pem"};
+    acr_http_config_t cfg = {.ca_file = "/nonexistent/ca.pem"};
     char err[256] = "";
-    assert_null(acr_httpc_new(&loop, &cfg, err, sizeof err));
+    assert_null(acr_http_client_new(&loop, &cfg, err, sizeof err));
     assert_true(strncmp(err, "cannot load CA file /nonexistent/ca.pem: ", 41) == 0);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void resumption(int max_version)
 {
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_hello, server_ctx(g_cert, g_key, max_version), &cfg);
     expect_ok(req_on(f, f->s, "localhost", "/", false), 200, "hello");
     for (int i = 0; i < 3; i++) {
@@ -199,8 +199,8 @@ static void resumption(int max_version)
         expect_ok(req_on(f, s2, "localhost", "/", false), 200, "hello");
         close_session(&f->loop, s2);
     }
-    acr_httpc_stats_t st;
-    acr_httpc_get_stats(f->c, &st);
+    acr_http_stats_t st;
+    acr_http_client_stats(f->c, &st);
     assert_int_equal(st.tls_handshakes, 4);
     assert_int_equal(st.tls_resumed, 3);
     close_session(&f->loop, f->s);
@@ -254,7 +254,7 @@ static void s_big(sconn_t *c)
 static void test_big_bodies(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_big, server_ctx(g_cert, g_key, 0), &cfg);
     size_t n = 100000;
     char *body = malloc(n);
@@ -287,7 +287,7 @@ static void s_eof(sconn_t *c)
 static void test_eof_bodies(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_eof, server_ctx(g_cert, g_key, 0), &cfg);
     expect_ok(req_on(f, f->s, "localhost", "/polite", false), 200, "to the end");
     expect_ok(req_on(f, f->s, "localhost", "/rude", false), 200, "to the end");
@@ -306,7 +306,7 @@ static void s_plain(sconn_t *c)
 static void test_not_tls(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_plain, NULL, &cfg);
     result_t *r = req_on(f, f->s, "localhost", "/", false);
     assert_true(strncmp(r->error, "TLS handshake failed: ", 22) == 0);
@@ -335,7 +335,7 @@ static void chain_cb(acr_http_session_t *s, const acr_http_response_t *r, void *
 static void test_request_from_callback(void **state)
 {
     (void)state;
-    acr_httpc_config_t cfg = {.ca_file = g_cert};
+    acr_http_config_t cfg = {.ca_file = g_cert};
     fix_t *f = fix_new(s_hello, server_ctx(g_cert, g_key, 0), &cfg);
     char url[128];
     snprintf(url, sizeof url, "https://localhost:%d/", f->sv->port);

@@ -1,7 +1,8 @@
 /*
- * Unit tests of the worker's Lua runtime and user scheduler (worker/runtime*.c, worker/users.c):
- * scenarios are loaded from temp files and their users run on a real libuv loop, either with
- * acrida.report-only tasks or against a small HTTP responder on the same loop (127.0.0.1, port 0).
+ * Unit tests of the worker's Lua runtime and user scheduler (worker/runtime.c, lua_http.c,
+ * users.c): scenarios are loaded from temp files and their users run on a real libuv loop, either
+ * with acrida.report-only tasks or against a small HTTP responder on the same loop (127.0.0.1, port
+ * 0).
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -13,7 +14,7 @@
 
 #include "common/stats.h"
 #include "common/util.h"
-#include "worker/httpc.h"
+#include "worker/http/http.h"
 #include "worker/runtime.h"
 
 #include <lauxlib.h>
@@ -192,7 +193,7 @@ static void srv_stop(srv_t *sv)
 typedef struct fx {
     uv_loop_t loop;
     acr_stats_t *stats;
-    acr_httpc_t *httpc;
+    acr_http_client_t *httpc;
     acr_rt_t *rt;
     srv_t sv;
     bool have_srv;
@@ -208,14 +209,14 @@ static void fx_init(fx_t *f, bool http)
     uv_loop_init(&f->loop);
     f->stats = acr_stats_new(acr_now());
     if (http) {
-        acr_httpc_config_t hc = {.user_agent = "acrida/test"};
-        f->httpc = acr_httpc_new(&f->loop, &hc, err, sizeof err);
+        acr_http_config_t hc = {.user_agent = "acrida/test"};
+        f->httpc = acr_http_client_new(&f->loop, &hc, err, sizeof err);
         assert_non_null(f->httpc);
         srv_start(&f->loop, &f->sv);
         f->have_srv = true;
     }
     acr_rt_config_t rc = {
-        .loop = &f->loop, .stats = f->stats, .httpc = f->httpc, .node_id = "test_node"};
+        .loop = &f->loop, .stats = f->stats, .http = f->httpc, .node_id = "test_node"};
     f->rt = acr_rt_new(&rc, err, sizeof err);
     if (!f->rt) fail_msg("acr_rt_new: %s", err);
 }
@@ -276,7 +277,7 @@ static double fx_stop(fx_t *f, unsigned max_ms)
 static void rt_closed(void *ud)
 {
     fx_t *f = ud;
-    if (f->httpc) acr_httpc_free(f->httpc);
+    if (f->httpc) acr_http_client_free(f->httpc);
     f->httpc = NULL;
 }
 
@@ -680,7 +681,7 @@ static void test_http_verdicts_and_exact_count(void **state)
 
 /* A user's sleep of >= ACR__IDLE_TRIM_S (1 s) releases its request buffers (they regrow on the
  * next request) but keeps the keep-alive connection; a shorter sleep keeps the buffers. */
-static void run_sleeper(double sleep_s, acr_httpc_stats_t *first, acr_httpc_stats_t *second)
+static void run_sleeper(double sleep_s, acr_http_stats_t *first, acr_http_stats_t *second)
 {
     fx_t f;
     char src[512];
@@ -702,18 +703,18 @@ static void run_sleeper(double sleep_s, acr_httpc_stats_t *first, acr_httpc_stat
     fx_run(&f, 150);
     assert_int_equal(reqs(&f, "GET", "/a"), 1);
     assert_int_equal(reqs(&f, "GET", "/b"), 0);
-    acr_httpc_get_stats(f.httpc, first);
+    acr_http_client_stats(f.httpc, first);
     fx_run(&f, (unsigned)(sleep_s * 1000) + 250);
     assert_int_equal(reqs(&f, "GET", "/b"), 1);
     assert_int_equal(fails(&f, "GET", "/b"), 0);
-    acr_httpc_get_stats(f.httpc, second);
+    acr_http_client_stats(f.httpc, second);
     fx_free(&f);
 }
 
 static void test_long_sleep_trims_buffers_keeps_connection(void **state)
 {
     (void)state;
-    acr_httpc_stats_t a, b;
+    acr_http_stats_t a, b;
     run_sleeper(0.3, &a, &b); /* short: nothing released, nothing allocated */
     assert_int_equal(b.conns_opened, 1);
     assert_int_equal(b.conns_reused, 1);
