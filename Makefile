@@ -27,7 +27,7 @@ CFLAGS  += -std=gnu11 $(OPT) $(WARN) -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) \
 LDLIBS  += $(LDSAN) $(PKG_LIBS) -lm -lpthread
 
 COMMON_SRC := $(wildcard common/*.c proto/*.c)
-WORKER_SRC := $(wildcard worker/*.c)
+WORKER_SRC := $(wildcard worker/*.c worker/http/*.c)
 MASTER_SRC := $(wildcard master/*.c)
 TARGET_SRC := $(wildcard tests/target/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)

@@ -1,7 +1,8 @@
 /*
- * self.client and the response object: turns client:get/post/.../request(path_or_url, opts) into
- * an acr_http_request_t for the user's session (worker/httpc.h), yields the user while it is in
- * flight, then decides the verdict and records the request exactly once in the stats:
+ * The Lua binding of the HTTP client (worker/http/http.h): self.client and the response object.
+ * It turns client:get/post/.../request(path_or_url, opts) into an acr_http_request_t for the
+ * user's session, yields the user while it is in flight, then decides the verdict and records the
+ * request exactly once in the stats:
  *
  *   default   failure when status == 0 (error text = r.error) or status >= 400 ("HTTP <status>")
  *   check     check(r) -> ok[, message] wins; message default "check failed"; an error inside
@@ -196,7 +197,7 @@ static void resolve(lua_State *L, acr_rt_t *rt, acr__resp_t *r, const char *erro
            r->content_length, error);
 }
 
-void acr__http_resolve_pending(acr__user_t *u)
+void acr__lua_http_resolve_pending(acr__user_t *u)
 {
     lua_State *L = u->rt->L;
     while (u->npend > 0) {
@@ -507,6 +508,232 @@ static int nomem(lua_State *L)
     return luaL_error(L, "self.client: out of memory");
 }
 
+/* What a request's options set besides its bytes. */
+typedef struct req_opts {
+    double timeout;   /**< 0 = the client's default */
+    bool redirects;   /**< allow_redirects */
+    bool have_ctype;  /**< the caller gave a Content-Type header */
+    const char *host; /**< the host a path is appended to; NULL for an absolute URL or none */
+} req_opts_t;
+
+/* The user's request buffers, emptied (allocated on the first request). Raises on ENOMEM. */
+static acr__req_t *req_reset(lua_State *L, acr__user_t *u)
+{
+    if (!u->rq) {
+        u->rq = calloc(1, sizeof(*u->rq));
+        if (!u->rq) nomem(L);
+        u->rq->check_ref = LUA_NOREF;
+    }
+    acr__req_t *rq = u->rq;
+    acr_buf_reset(&rq->buf);
+    rq->nhdrs = 0;
+    rq->catch_resp = false;
+    if (rq->check_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, rq->check_ref);
+        rq->check_ref = LUA_NOREF;
+    }
+    return rq;
+}
+
+/* Appends opts.query (url-encoded) to the URL being built. */
+static void build_query(lua_State *L, acr__req_t *rq, int opts_idx)
+{
+    lua_getfield(L, opts_idx, "query");
+    if (lua_istable(L, -1)) {
+        int qi = lua_gettop(L);
+        bool has_q = memchr(rq->buf.data + rq->url_off, '?', rq->buf.len - rq->url_off);
+        size_t before = rq->buf.len;
+        if (acr_buf_putc(&rq->buf, has_q ? '&' : '?') < 0) nomem(L);
+        if (encode_pairs(L, qi, &rq->buf, true, "query") < 0) nomem(L);
+        if (rq->buf.len == before + 1) rq->buf.len = before; /* empty table */
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "self.client: opts.query must be a table");
+    }
+    lua_pop(L, 1);
+}
+
+/*
+ * Request building: "method \0 url \0 name \0" into rq->buf. The URL is @url as given when
+ * absolute, else the host + path; then opts.query. The name is opts.name, else the URL's path
+ * with its query string.
+ */
+static void build_request(lua_State *L, acr__req_t *rq, const char *method, const char *url,
+                          size_t ulen, int opts_idx, const req_opts_t *o)
+{
+    bool has_opts = lua_istable(L, opts_idx);
+    rq->method_off = 0;
+    if (acr_buf_append(&rq->buf, method, strlen(method) + 1) < 0) nomem(L);
+    rq->url_off = rq->buf.len;
+    size_t path_start; /* offset of the path within the url */
+    if (is_absolute(url)) {
+        if (acr_buf_append(&rq->buf, url, ulen) < 0) nomem(L);
+        const char *slash = strpbrk(strstr(url, "://") + 3, "/?");
+        path_start = rq->url_off + (slash ? (size_t)(slash - url) : ulen);
+    } else {
+        const char *h = o->host ? o->host : "";
+        if (acr_buf_append(&rq->buf, h, strlen(h)) < 0) nomem(L);
+        path_start = rq->buf.len;
+        if (url[0] != '/' && acr_buf_putc(&rq->buf, '/') < 0) nomem(L);
+        if (acr_buf_append(&rq->buf, url, ulen) < 0) nomem(L);
+    }
+    if (has_opts) build_query(L, rq, opts_idx);
+    size_t url_end = rq->buf.len;
+    if (path_start == url_end && acr_buf_putc(&rq->buf, '/') < 0) nomem(L);
+    if (acr_buf_putc(&rq->buf, '\0') < 0) nomem(L);
+
+    rq->name_off = rq->buf.len;
+    const char *name = NULL;
+    size_t nlen = 0;
+    if (has_opts) {
+        lua_getfield(L, opts_idx, "name");
+        if (lua_isstring(L, -1)) {
+            name = lua_tolstring(L, -1, &nlen);
+        } else if (!lua_isnil(L, -1)) {
+            luaL_error(L, "self.client: opts.name must be a string");
+        }
+    }
+    if (name) {
+        if (acr_buf_append(&rq->buf, name, nlen) < 0) nomem(L);
+    } else {
+        size_t plen = url_end - path_start;
+        if (acr_buf_reserve(&rq->buf, plen + 1) < 0) nomem(L);
+        if (plen == 0) {
+            acr_buf_putc(&rq->buf, '/');
+        } else {
+            acr_buf_append(&rq->buf, rq->buf.data + path_start, plen);
+        }
+    }
+    if (has_opts) lua_pop(L, 1);
+    if (acr_buf_putc(&rq->buf, '\0') < 0) nomem(L);
+}
+
+/*
+ * Body encoding: opts.body as is, opts.json through lua-cjson or opts.form url-encoded (only one
+ * of them), then a '\0', appended to rq->buf at *@body_off. Returns the Content-Type it implies,
+ * or NULL.
+ */
+static const char *encode_body(lua_State *L, acr_rt_t *rt, acr__req_t *rq, int opts_idx,
+                               size_t *body_off, size_t *body_len)
+{
+    const char *ctype = NULL;
+    *body_off = rq->buf.len;
+    *body_len = 0;
+    if (lua_istable(L, opts_idx)) {
+        lua_getfield(L, opts_idx, "body");
+        lua_getfield(L, opts_idx, "json");
+        lua_getfield(L, opts_idx, "form");
+        int bi = lua_gettop(L) - 2;
+        int given = !lua_isnil(L, bi) + !lua_isnil(L, bi + 1) + !lua_isnil(L, bi + 2);
+        if (given > 1) luaL_error(L, "self.client: give only one of body, json and form");
+        if (!lua_isnil(L, bi)) {
+            if (!lua_isstring(L, bi)) luaL_error(L, "self.client: opts.body must be a string");
+            const char *s = lua_tolstring(L, bi, body_len);
+            if (acr_buf_append(&rq->buf, s, *body_len) < 0) nomem(L);
+        } else if (!lua_isnil(L, bi + 1)) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_encode_ref);
+            lua_pushvalue(L, bi + 1);
+            if (lua_pcall(L, 1, 1, 0) != 0)
+                luaL_error(L, "self.client: opts.json cannot be encoded: %s", lua_tostring(L, -1));
+            const char *s = lua_tolstring(L, -1, body_len);
+            if (acr_buf_append(&rq->buf, s, *body_len) < 0) nomem(L);
+            lua_pop(L, 1);
+            ctype = "application/json";
+        } else if (!lua_isnil(L, bi + 2)) {
+            if (!lua_istable(L, bi + 2)) luaL_error(L, "self.client: opts.form must be a table");
+            if (encode_pairs(L, bi + 2, &rq->buf, true, "form") < 0) nomem(L);
+            *body_len = rq->buf.len - *body_off;
+            ctype = "application/x-www-form-urlencoded";
+        }
+        lua_pop(L, 3);
+    }
+    if (acr_buf_putc(&rq->buf, '\0') < 0) nomem(L);
+    return ctype;
+}
+
+/* Reads opts.headers into rq (validated: no CR/LF, no ':' in a name). */
+static void parse_headers(lua_State *L, acr__req_t *rq, int opts_idx, req_opts_t *o)
+{
+    lua_getfield(L, opts_idx, "headers");
+    if (lua_istable(L, -1)) {
+        int hi = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, hi)) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                luaL_error(L, "self.client: header names must be strings");
+            push_scalar_string(L, -1, "header");
+            size_t hnl, hvl;
+            const char *hn = lua_tolstring(L, -3, &hnl), *hv = lua_tolstring(L, -1, &hvl);
+            if (memchr(hn, '\n', hnl) || memchr(hn, '\r', hnl) || memchr(hv, '\n', hvl) ||
+                memchr(hv, '\r', hvl) || memchr(hn, ':', hnl))
+                luaL_error(L, "self.client: invalid header '%s'", hn);
+            if (strcasecmp(hn, "content-type") == 0) o->have_ctype = true;
+            if (add_header(rq, hn, hnl, hv, hvl) < 0) nomem(L);
+            lua_pop(L, 2);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "self.client: opts.headers must be a table");
+    }
+    lua_pop(L, 1);
+}
+
+/* Option parsing: headers, timeout, allow_redirects, catch_response and check. */
+static void parse_options(lua_State *L, acr__req_t *rq, int opts_idx, req_opts_t *o)
+{
+    if (!lua_istable(L, opts_idx)) return;
+    parse_headers(L, rq, opts_idx, o);
+    lua_getfield(L, opts_idx, "timeout");
+    if (!lua_isnil(L, -1)) {
+        o->timeout = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(o->timeout > 0))
+            luaL_error(L, "self.client: opts.timeout must be a number of seconds > 0");
+    }
+    lua_getfield(L, opts_idx, "allow_redirects");
+    if (!lua_isnil(L, -1)) o->redirects = lua_toboolean(L, -1);
+    lua_getfield(L, opts_idx, "catch_response");
+    rq->catch_resp = lua_toboolean(L, -1);
+    lua_getfield(L, opts_idx, "check");
+    if (lua_isfunction(L, -1)) {
+        lua_pushvalue(L, -1);
+        rq->check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "self.client: opts.check must be a function(r)");
+    }
+    lua_pop(L, 4);
+}
+
+/* Starts @req on the user's session and yields; a request that cannot start gets its verdict at
+ * once (no I/O) and its response is returned without yielding. */
+static int start_request(lua_State *L, acr__user_t *u, const acr_http_request_t *req, bool no_host)
+{
+    acr_rt_t *rt = u->rt;
+    const char *fail = NULL;
+    char ebuf[160];
+    if (no_host) {
+        fail = NO_HOST_ERROR;
+    } else if (!rt->http) {
+        fail = "no HTTP client";
+    } else {
+        if (!u->session) {
+            u->session = acr_http_session_new(rt->http);
+            if (!u->session) return nomem(L);
+        }
+        int rc = acr_http_session_request(u->session, req, http_done, u);
+        if (rc == 0) {
+            u->wait = ACR_WAIT_HTTP;
+            return lua_yield(L, 0);
+        }
+        if (rc == -EINVAL) {
+            snprintf(ebuf, sizeof(ebuf), "invalid URL: %.120s", req->url);
+        } else {
+            snprintf(ebuf, sizeof(ebuf), "request not started: %s", strerror(-rc));
+        }
+        fail = ebuf;
+    }
+    acr_http_response_t hr = {.error = fail, .url = req->url};
+    finish(u, L, &hr, req->url);
+    return 1;
+}
+
 /* client:<method>(url, opts) with the method name in upper case. */
 static int do_request(lua_State *L, const char *method, int url_idx, int opts_idx)
 {
@@ -518,180 +745,23 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
         u->abandon = true;
         return lua_yield(L, 0);
     }
-    acr_rt_t *rt = u->rt;
     size_t ulen;
     const char *url = luaL_checklstring(L, url_idx, &ulen);
     if (!lua_isnoneornil(L, opts_idx)) luaL_checktype(L, opts_idx, LUA_TTABLE);
-    bool has_opts = lua_istable(L, opts_idx);
-    if (!u->rq) {
-        u->rq = calloc(1, sizeof(*u->rq));
-        if (!u->rq) return nomem(L);
-        u->rq->check_ref = LUA_NOREF;
-    }
-    acr__req_t *rq = u->rq;
-    acr_buf_reset(&rq->buf);
-    rq->nhdrs = 0;
-    rq->catch_resp = false;
-    if (rq->check_ref != LUA_NOREF) {
-        luaL_unref(L, LUA_REGISTRYINDEX, rq->check_ref);
-        rq->check_ref = LUA_NOREF;
-    }
-
-    /* method \0 */
-    rq->method_off = 0;
-    if (acr_buf_append(&rq->buf, method, strlen(method) + 1) < 0) return nomem(L);
-
-    /* url \0 : host + path, then the query */
-    const char *host = NULL;
-    if (!is_absolute(url)) host = u->cls->host ? u->cls->host : rt->host;
-    rq->url_off = rq->buf.len;
-    size_t path_start; /* offset of the path within the url */
-    if (is_absolute(url)) {
-        if (acr_buf_append(&rq->buf, url, ulen) < 0) return nomem(L);
-        const char *p = strstr(url, "://") + 3;
-        const char *slash = strpbrk(p, "/?");
-        path_start = rq->url_off + (slash ? (size_t)(slash - url) : ulen);
-    } else {
-        const char *h = host ? host : "";
-        if (acr_buf_append(&rq->buf, h, strlen(h)) < 0) return nomem(L);
-        path_start = rq->buf.len;
-        if (url[0] != '/' && acr_buf_putc(&rq->buf, '/') < 0) return nomem(L);
-        if (acr_buf_append(&rq->buf, url, ulen) < 0) return nomem(L);
-    }
-    if (has_opts) {
-        lua_getfield(L, opts_idx, "query");
-        if (lua_istable(L, -1)) {
-            int qi = lua_gettop(L);
-            bool has_q = memchr(rq->buf.data + rq->url_off, '?', rq->buf.len - rq->url_off);
-            size_t before = rq->buf.len;
-            if (acr_buf_putc(&rq->buf, has_q ? '&' : '?') < 0) return nomem(L);
-            if (encode_pairs(L, qi, &rq->buf, true, "query") < 0) return nomem(L);
-            if (rq->buf.len == before + 1) rq->buf.len = before; /* empty table */
-        } else if (!lua_isnil(L, -1)) {
-            return luaL_error(L, "self.client: opts.query must be a table");
-        }
-        lua_pop(L, 1);
-    }
-    size_t url_end = rq->buf.len;
-    if (path_start == url_end && acr_buf_putc(&rq->buf, '/') < 0) return nomem(L);
-    if (acr_buf_putc(&rq->buf, '\0') < 0) return nomem(L);
-
-    /* name \0 */
-    rq->name_off = rq->buf.len;
-    const char *name = NULL;
-    size_t nlen = 0;
-    if (has_opts) {
-        lua_getfield(L, opts_idx, "name");
-        if (lua_isstring(L, -1)) {
-            name = lua_tolstring(L, -1, &nlen);
-        } else if (!lua_isnil(L, -1)) {
-            return luaL_error(L, "self.client: opts.name must be a string");
-        }
-    }
-    if (name) {
-        if (acr_buf_append(&rq->buf, name, nlen) < 0) return nomem(L);
-    } else {
-        size_t plen = url_end - path_start;
-        if (acr_buf_reserve(&rq->buf, plen + 1) < 0) return nomem(L);
-        if (plen == 0) {
-            acr_buf_putc(&rq->buf, '/');
-        } else {
-            acr_buf_append(&rq->buf, rq->buf.data + path_start, plen);
-        }
-    }
-    if (has_opts) lua_pop(L, 1);
-    if (acr_buf_putc(&rq->buf, '\0') < 0) return nomem(L);
-
-    /* body */
-    size_t body_off = rq->buf.len, body_len = 0;
-    const char *ctype = NULL;
-    bool have_ctype = false;
-    double timeout = 0;
-    bool redirects = true;
-    if (has_opts) {
-        lua_getfield(L, opts_idx, "body");
-        lua_getfield(L, opts_idx, "json");
-        lua_getfield(L, opts_idx, "form");
-        int bi = lua_gettop(L) - 2;
-        int given = !lua_isnil(L, bi) + !lua_isnil(L, bi + 1) + !lua_isnil(L, bi + 2);
-        if (given > 1) return luaL_error(L, "self.client: give only one of body, json and form");
-        if (!lua_isnil(L, bi)) {
-            if (!lua_isstring(L, bi))
-                return luaL_error(L, "self.client: opts.body must be a string");
-            const char *s = lua_tolstring(L, bi, &body_len);
-            if (acr_buf_append(&rq->buf, s, body_len) < 0) return nomem(L);
-        } else if (!lua_isnil(L, bi + 1)) {
-            lua_rawgeti(L, LUA_REGISTRYINDEX, rt->json_encode_ref);
-            lua_pushvalue(L, bi + 1);
-            if (lua_pcall(L, 1, 1, 0) != 0) {
-                return luaL_error(L, "self.client: opts.json cannot be encoded: %s",
-                                  lua_tostring(L, -1));
-            }
-            const char *s = lua_tolstring(L, -1, &body_len);
-            if (acr_buf_append(&rq->buf, s, body_len) < 0) return nomem(L);
-            lua_pop(L, 1);
-            ctype = "application/json";
-        } else if (!lua_isnil(L, bi + 2)) {
-            if (!lua_istable(L, bi + 2))
-                return luaL_error(L, "self.client: opts.form must be a table");
-            if (encode_pairs(L, bi + 2, &rq->buf, true, "form") < 0) return nomem(L);
-            body_len = rq->buf.len - body_off;
-            ctype = "application/x-www-form-urlencoded";
-        }
-        lua_pop(L, 3);
-        if (acr_buf_putc(&rq->buf, '\0') < 0) return nomem(L);
-
-        lua_getfield(L, opts_idx, "headers");
-        if (lua_istable(L, -1)) {
-            int hi = lua_gettop(L);
-            lua_pushnil(L);
-            while (lua_next(L, hi)) {
-                if (lua_type(L, -2) != LUA_TSTRING)
-                    return luaL_error(L, "self.client: header names must be strings");
-                push_scalar_string(L, -1, "header");
-                size_t hnl, hvl;
-                const char *hn = lua_tolstring(L, -3, &hnl), *hv = lua_tolstring(L, -1, &hvl);
-                if (memchr(hn, '\n', hnl) || memchr(hn, '\r', hnl) || memchr(hv, '\n', hvl) ||
-                    memchr(hv, '\r', hvl) || memchr(hn, ':', hnl))
-                    return luaL_error(L, "self.client: invalid header '%s'", hn);
-                if (strcasecmp(hn, "content-type") == 0) have_ctype = true;
-                if (add_header(rq, hn, hnl, hv, hvl) < 0) return nomem(L);
-                lua_pop(L, 2);
-            }
-        } else if (!lua_isnil(L, -1)) {
-            return luaL_error(L, "self.client: opts.headers must be a table");
-        }
-        lua_pop(L, 1);
-
-        lua_getfield(L, opts_idx, "timeout");
-        if (!lua_isnil(L, -1)) {
-            timeout = lua_tonumber(L, -1);
-            if (lua_type(L, -1) != LUA_TNUMBER || !(timeout > 0))
-                return luaL_error(L, "self.client: opts.timeout must be a number of seconds > 0");
-        }
-        lua_getfield(L, opts_idx, "allow_redirects");
-        if (!lua_isnil(L, -1)) redirects = lua_toboolean(L, -1);
-        lua_getfield(L, opts_idx, "catch_response");
-        rq->catch_resp = lua_toboolean(L, -1);
-        lua_getfield(L, opts_idx, "check");
-        if (lua_isfunction(L, -1)) {
-            lua_pushvalue(L, -1);
-            rq->check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        } else if (!lua_isnil(L, -1)) {
-            return luaL_error(L, "self.client: opts.check must be a function(r)");
-        }
-        lua_pop(L, 4);
-    } else if (acr_buf_putc(&rq->buf, '\0') < 0) {
-        return nomem(L);
-    }
-    if (ctype && !have_ctype && add_header(rq, "Content-Type", 12, ctype, strlen(ctype)) < 0)
+    req_opts_t o = {.redirects = true};
+    if (!is_absolute(url)) o.host = u->cls->host ? u->cls->host : u->rt->host;
+    acr__req_t *rq = req_reset(L, u);
+    build_request(L, rq, method, url, ulen, opts_idx, &o);
+    size_t body_off, body_len;
+    const char *ctype = encode_body(L, u->rt, rq, opts_idx, &body_off, &body_len);
+    parse_options(L, rq, opts_idx, &o);
+    if (ctype && !o.have_ctype && add_header(rq, "Content-Type", 12, ctype, strlen(ctype)) < 0)
         return nomem(L);
     /* The buffer no longer moves: offsets become pointers. */
     for (size_t i = 0; i < rq->nhdrs; i++) {
         rq->hdrs[i].name = rq->buf.data + (uintptr_t)rq->hdrs[i].name;
         rq->hdrs[i].value = rq->buf.data + (uintptr_t)rq->hdrs[i].value;
     }
-
     acr_http_request_t req = {
         .method = rq->buf.data + rq->method_off,
         .url = rq->buf.data + rq->url_off,
@@ -699,37 +769,11 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
         .nheaders = rq->nhdrs,
         .body = body_len ? rq->buf.data + body_off : NULL,
         .body_len = body_len,
-        .timeout = timeout,
-        .allow_redirects = redirects,
+        .timeout = o.timeout,
+        .allow_redirects = o.redirects,
         .insecure = u->cls->insecure,
     };
-    const char *fail = NULL;
-    char ebuf[160];
-    if (!is_absolute(url) && !host) {
-        fail = NO_HOST_ERROR;
-    } else if (!rt->httpc) {
-        fail = "no HTTP client";
-    } else {
-        if (!u->session) {
-            u->session = acr_http_session_new(rt->httpc);
-            if (!u->session) return nomem(L);
-        }
-        int rc = acr_http_session_request(u->session, &req, http_done, u);
-        if (rc == 0) {
-            u->wait = ACR_WAIT_HTTP;
-            return lua_yield(L, 0);
-        }
-        if (rc == -EINVAL) {
-            snprintf(ebuf, sizeof(ebuf), "invalid URL: %.120s", req.url);
-        } else {
-            snprintf(ebuf, sizeof(ebuf), "request not started: %s", strerror(-rc));
-        }
-        fail = ebuf;
-    }
-    /* Failed before any I/O: the same verdict path, without yielding. */
-    acr_http_response_t hr = {.error = fail, .url = req.url};
-    finish(u, L, &hr, req.url);
-    return 1;
+    return start_request(L, u, &req, !is_absolute(url) && !o.host);
 }
 
 static int l_method(lua_State *L)
@@ -767,7 +811,7 @@ static int client_gc(lua_State *L)
     return 0;
 }
 
-void acr__http_open(acr_rt_t *rt)
+void acr__lua_http_open(acr_rt_t *rt)
 {
     lua_State *L = rt->L;
     luaL_newmetatable(L, ACR__CLIENT_MT);
@@ -800,7 +844,7 @@ void acr__http_open(acr_rt_t *rt)
     lua_pop(L, 1);
 }
 
-void acr__http_push_client(lua_State *L, acr__user_t *u)
+void acr__lua_http_push_client(lua_State *L, acr__user_t *u)
 {
     acr__client_t *c = lua_newuserdata(L, sizeof(*c));
     c->u = u;
@@ -809,7 +853,7 @@ void acr__http_push_client(lua_State *L, acr__user_t *u)
     lua_setmetatable(L, -2);
 }
 
-void acr__http_trim(acr__user_t *u)
+void acr__lua_http_trim(acr__user_t *u)
 {
     if (u->rq && u->rq->check_ref == LUA_NOREF) {
         acr_buf_free(&u->rq->buf);
@@ -825,7 +869,7 @@ void acr__http_trim(acr__user_t *u)
     if (u->session) acr_http_session_trim(u->session);
 }
 
-void acr__http_free_req(acr__user_t *u)
+void acr__lua_http_free_req(acr__user_t *u)
 {
     if (u->rq) {
         if (u->rq->check_ref != LUA_NOREF)

@@ -2,7 +2,7 @@
  * The worker's Lua runtime: the LuaJIT state, the running side of the `acrida` module on top of
  * common/scenario.c's declarations (acrida.sleep, acrida.report, self:stop(), the user loop
  * prelude), exception capture with file:line tracebacks, and the class table the scheduler
- * (users.c) and the HTTP binding (runtime_http.c) use.
+ * (users.c) and the HTTP binding (lua_http.c) use.
  *
  * The user loop is a Lua prelude (chunk "=[acrida]") run in each user's coroutine: on_start, then
  * pick a task by weight, run it under xpcall, end the task, wait. Every call into Lua is protected:
@@ -155,7 +155,7 @@ int acr__rt_onerror(lua_State *L)
 static int l_task_end(lua_State *L)
 {
     acr__user_t *u = acr__rt_check_user(L, "task_end");
-    acr__http_resolve_pending(u);
+    acr__lua_http_resolve_pending(u);
     if (u->state == ACR_USER_STARTING && lua_toboolean(L, 1)) u->state = ACR_USER_RUNNING;
     if (u->stop_req && u->state != ACR_USER_STOPPING) {
         u->abandon = true;
@@ -269,7 +269,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     if (!rt) goto nomem;
     rt->loop = cfg->loop;
     rt->stats = cfg->stats;
-    rt->httpc = cfg->httpc;
+    rt->http = cfg->http;
     rt->worker_index = -1;
     rt->main_ref = rt->stop_ref = rt->onerror_ref = LUA_NOREF;
     rt->json_encode_ref = rt->json_decode_ref = LUA_NOREF;
@@ -328,7 +328,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     rt->json_decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
 
-    acr__http_open(rt);
+    acr__lua_http_open(rt);
     if (acr__users_init(rt) < 0) {
         snprintf(err, errlen, "cannot initialise the scheduler");
         goto fail_noclose;

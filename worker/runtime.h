@@ -14,7 +14,7 @@
 
 #include "common/stats.h"
 #include "proto/msg.h"
-#include "worker/httpc.h"
+#include "worker/http/http.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,9 +25,9 @@ typedef struct acr_rt acr_rt_t;
 
 typedef struct acr_rt_config {
     uv_loop_t *loop;
-    acr_stats_t *stats;  /**< borrowed; requests, failures and exceptions go here */
-    acr_httpc_t *httpc;  /**< borrowed; NULL makes every request fail "no HTTP client" */
-    const char *node_id; /**< copied; the node named in exception rows */
+    acr_stats_t *stats;      /**< borrowed; requests, failures and exceptions go here */
+    acr_http_client_t *http; /**< borrowed; NULL makes every request fail "no HTTP client" */
+    const char *node_id;     /**< copied; the node named in exception rows */
 } acr_rt_config_t;
 
 /** Creates the runtime (Lua state with the acrida module in the "worker" role). NULL on failure

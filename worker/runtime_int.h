@@ -1,8 +1,8 @@
 /*
  * Internals shared by the runtime's files: runtime.c (Lua state, acrida module, exceptions),
- * runtime_http.c (self.client and the response object) and users.c (the scheduler: user
- * structs, coroutines, waits, graceful stop). Nothing outside worker/runtime*.c and
- * worker/users*.c includes this.
+ * lua_http.c (the Lua binding of the HTTP client: self.client and the response object) and
+ * users.c (the scheduler: user structs, coroutines, waits, graceful stop). Nothing outside those
+ * three files and their unit tests includes this.
  */
 #ifndef ACR_WORKER_RUNTIME_INT_H
 #define ACR_WORKER_RUNTIME_INT_H
@@ -94,7 +94,7 @@ struct acr_rt {
     uv_loop_t *loop;
     lua_State *L;
     acr_stats_t *stats;
-    acr_httpc_t *httpc;
+    acr_http_client_t *http;
     char *node_id;
     char *host;
     int64_t worker_index;
@@ -129,17 +129,17 @@ void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level);
 acr__user_t *acr__rt_check_user(lua_State *L, const char *what);
 int acr__rt_onerror(lua_State *L);
 
-/* runtime_http.c */
+/* lua_http.c */
 /** Registers the client and response metatables. */
-void acr__http_open(acr_rt_t *rt);
+void acr__lua_http_open(acr_rt_t *rt);
 /** Pushes a new self.client userdata for @u (stored in u->client). */
-void acr__http_push_client(lua_State *L, acr__user_t *u);
+void acr__lua_http_push_client(lua_State *L, acr__user_t *u);
 /** Records the default verdict of every unresolved catch_response response of @u. */
-void acr__http_resolve_pending(acr__user_t *u);
-void acr__http_free_req(acr__user_t *u);
+void acr__lua_http_resolve_pending(acr__user_t *u);
+void acr__lua_http_free_req(acr__user_t *u);
 /** Releases what @u keeps for its next request (request buffers, the session's buffers); the
  *  keep-alive connections and cookies stay. Called when the user starts a long wait. */
-void acr__http_trim(acr__user_t *u);
+void acr__lua_http_trim(acr__user_t *u);
 
 /* users.c */
 int acr__users_init(acr_rt_t *rt);

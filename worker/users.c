@@ -173,7 +173,7 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
         ready_push(u);
         return;
     }
-    if (seconds >= ACR__IDLE_TRIM_S) acr__http_trim(u);
+    if (seconds >= ACR__IDLE_TRIM_S) acr__lua_http_trim(u);
     double ms = ceil(seconds * 1000.0);
     if (ms > 1e12) ms = 1e12;
     uv_timer_start(&u->timer, timer_cb, (uint64_t)ms, 0);
@@ -209,7 +209,7 @@ static void user_done(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
     if (u->state == ACR_USER_DONE) return;
-    acr__http_resolve_pending(u);
+    acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
     if (u->stopping_list) {
         stopping_unlink(u);
@@ -221,7 +221,7 @@ static void user_done(acr__user_t *u)
     u->client = NULL;
     if (u->self_ref != LUA_NOREF) luaL_unref(rt->L, LUA_REGISTRYINDEX, u->self_ref);
     u->self_ref = LUA_NOREF;
-    acr__http_free_req(u);
+    acr__lua_http_free_req(u);
     u->next = rt->dead;
     rt->dead = u;
     if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
@@ -285,7 +285,7 @@ static int begin_phase(acr__user_t *u, int fn_ref)
 void acr__user_leave(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
-    acr__http_resolve_pending(u);
+    acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
     if (u->state == ACR_USER_DONE) return;
     if (u->state == ACR_USER_STOPPING || rt->closing) {
@@ -435,7 +435,7 @@ static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c)
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)rt->worker_index);
     lua_setfield(L, -2, "worker_index");
-    acr__http_push_client(L, u);
+    acr__lua_http_push_client(L, u);
     lua_setfield(L, -2, "client");
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->mt_ref);
     lua_setmetatable(L, -2);

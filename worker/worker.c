@@ -15,7 +15,7 @@
 #include "common/util.h"
 #include "proto/msg.h"
 #include "proto/zchan.h"
-#include "worker/httpc.h"
+#include "worker/http/http.h"
 #include "worker/runtime.h"
 
 #include <errno.h>
@@ -51,7 +51,7 @@ typedef struct worker {
     char node_id[300];
     acr_zchan_t *ch;
     acr_stats_t *stats;
-    acr_httpc_t *httpc;
+    acr_http_client_t *http;
     acr_rt_t *rt;
     bool rt_loaded;
     char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
@@ -227,8 +227,8 @@ static void rt_closed(void *ud)
 {
     worker_t *w = ud;
     w->rt = NULL;
-    if (w->httpc) acr_httpc_free(w->httpc);
-    w->httpc = NULL;
+    if (w->http) acr_http_client_free(w->http);
+    w->http = NULL;
     closed_one(w);
 }
 
@@ -251,9 +251,9 @@ static void close_all(worker_t *w)
     if (w->rt) {
         w->closing++;
         acr_rt_close(w->rt, rt_closed, w);
-    } else if (w->httpc) {
-        acr_httpc_free(w->httpc);
-        w->httpc = NULL;
+    } else if (w->http) {
+        acr_http_client_free(w->http);
+        w->http = NULL;
     }
     set_state(w, WS_DONE);
 }
@@ -325,7 +325,7 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
                          size_t len, char *err, size_t errlen)
 {
     acr_rt_config_t rc = {
-        .loop = w->loop, .stats = w->stats, .httpc = w->httpc, .node_id = w->node_id};
+        .loop = w->loop, .stats = w->stats, .http = w->http, .node_id = w->node_id};
     acr_rt_t *rt = acr_rt_new(&rc, err, errlen);
     if (!rt) return -ENOMEM;
     int r = path ? acr_rt_load_file(rt, path, err, errlen)
@@ -538,10 +538,10 @@ int acr_worker_run(const acr_worker_config_t *cfg)
     uv_signal_start(&w.sigint, signal_cb, SIGINT);
 
     w.stats = acr_stats_new(acr_now());
-    acr_httpc_config_t hc = {
+    acr_http_config_t hc = {
         .insecure = cfg->insecure, .body_cap = cfg->body_cap, .user_agent = "acrida/" ACR_VERSION};
-    if (w.stats) w.httpc = acr_httpc_new(&loop, &hc, err, sizeof err);
-    if (!w.stats || !w.httpc) {
+    if (w.stats) w.http = acr_http_client_new(&loop, &hc, err, sizeof err);
+    if (!w.stats || !w.http) {
         ACR_ERROR("cannot start the HTTP client: %s", w.stats ? err : "out of memory");
         w.exit_code = 1;
         close_all(&w);

@@ -7,10 +7,10 @@
  * acr_http_session_trim before a long wait).
  *
  * State machine: CONNECTING -> [HANDSHAKE ->] ACTIVE <-> IDLE, any -> CLOSING (see
- * acr__conn_transition_ok). One request is in flight at a time, so the method of the current
+ * acr__http_conn_transition_ok). One request is in flight at a time, so the method of the current
  * request decides whether a body follows (HEAD; also 1xx/204/304 never have one).
  *
- * Results go to the session through acr__session_conn_event(); the memory is freed only in the
+ * Results go to the session through acr__http_session_conn_event(); the memory is freed only in the
  * handle's close_cb.
  */
 #include <errno.h>
@@ -21,47 +21,47 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
-const char *const acr__conn_state_names[ACR__CONN_NSTATES] = {"connecting", "handshake", "active",
-                                                              "idle", "closing"};
+const char *const acr__http_conn_state_names[ACR__HTTP_CONN_NSTATES] = {
+    "connecting", "handshake", "active", "idle", "closing"};
 
-bool acr__conn_transition_ok(acr__conn_state_t from, acr__conn_state_t to)
+bool acr__http_conn_transition_ok(acr__http_conn_state_t from, acr__http_conn_state_t to)
 {
-    if (from >= ACR__CONN_NSTATES || to >= ACR__CONN_NSTATES) return false;
-    static const bool ok[ACR__CONN_NSTATES][ACR__CONN_NSTATES] = {
+    if (from >= ACR__HTTP_CONN_NSTATES || to >= ACR__HTTP_CONN_NSTATES) return false;
+    static const bool ok[ACR__HTTP_CONN_NSTATES][ACR__HTTP_CONN_NSTATES] = {
         /* to:          connecting handshake active idle  closing */
-        [ACR__CONN_CONNECTING] = {false, true, true, false, true},
-        [ACR__CONN_HANDSHAKE] = {false, false, true, false, true},
-        [ACR__CONN_ACTIVE] = {false, false, false, true, true},
-        [ACR__CONN_IDLE] = {false, false, true, false, true},
-        [ACR__CONN_CLOSING] = {false, false, false, false, false},
+        [ACR__HTTP_CONN_CONNECTING] = {false, true, true, false, true},
+        [ACR__HTTP_CONN_HANDSHAKE] = {false, false, true, false, true},
+        [ACR__HTTP_CONN_ACTIVE] = {false, false, false, true, true},
+        [ACR__HTTP_CONN_IDLE] = {false, false, true, false, true},
+        [ACR__HTTP_CONN_CLOSING] = {false, false, false, false, false},
     };
     return ok[from][to];
 }
 
-void acr__conn_set_state(acr__conn_t *c, acr__conn_state_t to)
+void acr__http_conn_set_state(acr__http_conn_t *c, acr__http_conn_state_t to)
 {
-    if (!acr__conn_transition_ok(c->state, to)) {
-        ACR_ERROR("httpc: illegal connection transition %s -> %s (%s:%u)",
-                  acr__conn_state_names[c->state], acr__conn_state_names[to], c->host,
+    if (!acr__http_conn_transition_ok(c->state, to)) {
+        ACR_ERROR("http: illegal connection transition %s -> %s (%s:%u)",
+                  acr__http_conn_state_names[c->state], acr__http_conn_state_names[to], c->host,
                   (unsigned)c->port);
         return;
     }
     if (acr_log_enabled(ACR_LOG_DEBUG))
-        ACR_DEBUG("httpc: conn %s:%u %s -> %s", c->host, (unsigned)c->port,
-                  acr__conn_state_names[c->state], acr__conn_state_names[to]);
+        ACR_DEBUG("http: conn %s:%u %s -> %s", c->host, (unsigned)c->port,
+                  acr__http_conn_state_names[c->state], acr__http_conn_state_names[to]);
     c->state = to;
 }
 
-static uint64_t *grows(acr__conn_t *c)
+static uint64_t *grows(acr__http_conn_t *c)
 {
     return &c->s->c->stats.buf_grows;
 }
 
 /* ---- llhttp callbacks ---- */
 
-static int hdr_limit(llhttp_t *p, acr__conn_t *c, size_t len)
+static int hdr_limit(llhttp_t *p, acr__http_conn_t *c, size_t len)
 {
     c->hdr_bytes += len;
     if (c->hdr_bytes > ACR_HTTP_MAX_HEADER_BYTES) {
@@ -71,7 +71,7 @@ static int hdr_limit(llhttp_t *p, acr__conn_t *c, size_t len)
     return 0;
 }
 
-static void reset_message(acr__conn_t *c)
+static void reset_message(acr__http_conn_t *c)
 {
     c->hdrs.len = 0;
     c->nharr = 0;
@@ -95,7 +95,7 @@ static int on_status(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     if (hdr_limit(p, c, len)) return HPE_USER;
     if (p->flags & F_TRAILING) return 0; /* trailers are counted, not kept */
     if (c->hstate != 1) {
@@ -136,7 +136,7 @@ nomem:
 
 static int on_header_field_complete(llhttp_t *p)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     if ((p->flags & F_TRAILING) || c->hstate != 1) return 0;
     if (acr__buf_append(&c->hdrs, "", 1, grows(c)) < 0) {
         llhttp_set_error_reason(p, "out of memory");
@@ -149,7 +149,7 @@ static int on_header_field_complete(llhttp_t *p)
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     if (hdr_limit(p, c, len)) return HPE_USER;
     if ((p->flags & F_TRAILING) || c->hstate != 2) return 0;
     if (acr__buf_append(&c->hdrs, at, len, grows(c)) < 0) {
@@ -162,7 +162,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_value_complete(llhttp_t *p)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     if ((p->flags & F_TRAILING) || c->hstate != 2) return 0;
     acr_http_header_t *h = &c->harr[c->nharr - 1];
     while (h->value_len > 0) {
@@ -181,7 +181,7 @@ static int on_header_value_complete(llhttp_t *p)
 
 static int on_headers_complete(llhttp_t *p)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     c->status = p->status_code;
     for (size_t i = 0; i < c->nharr; i++) {
         acr_http_header_t *h = &c->harr[i];
@@ -206,7 +206,7 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     c->body_seen += len;
     size_t cap = c->s->c->body_cap;
     if (c->body.len < cap) {
@@ -221,7 +221,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
 static int on_message_complete(llhttp_t *p)
 {
-    acr__conn_t *c = p->data;
+    acr__http_conn_t *c = p->data;
     if (c->status >= 100 && c->status < 200 && c->status != 101) {
         reset_message(c); /* interim response: the real one follows */
         return 0;
@@ -253,18 +253,18 @@ static const llhttp_settings_t *settings(void)
 
 /* ---- lifecycle ---- */
 
-acr__conn_t *acr__conn_new(acr_http_session_t *s, bool insecure)
+acr__http_conn_t *acr__http_conn_new(acr_http_session_t *s, bool insecure)
 {
-    const acr__url_t *u = &s->u;
-    acr__conn_t *c = calloc(1, sizeof *c + u->host_len + 1);
+    const acr__http_url_t *u = &s->u;
+    acr__http_conn_t *c = calloc(1, sizeof *c + u->host_len + 1);
     if (!c) return NULL;
     c->s = s;
     memcpy(c->host, s->url.data + u->host_off, u->host_len);
     c->port = u->port;
     c->tls = u->tls;
     c->insecure = insecure;
-    c->state = ACR__CONN_CONNECTING;
-    if (c->tls && acr__tls_attach(s->c->tls, c) < 0) {
+    c->state = ACR__HTTP_CONN_CONNECTING;
+    if (c->tls && acr__http_tls_attach(s->c->tls, c) < 0) {
         free(c);
         return NULL;
     }
@@ -280,9 +280,9 @@ acr__conn_t *acr__conn_new(acr_http_session_t *s, bool insecure)
 
 static void on_close(uv_handle_t *h)
 {
-    acr__conn_t *c = h->data;
+    acr__http_conn_t *c = h->data;
     acr_http_session_t *s = c->s;
-    acr__tls_detach(c);
+    acr__http_tls_detach(c);
     acr__buf_free(&c->hdrs);
     acr__buf_free(&c->body);
     acr__buf_free(&c->wq[0]);
@@ -290,15 +290,15 @@ static void on_close(uv_handle_t *h)
     free(c->harr);
     free(c->req);
     free(c);
-    acr__session_handle_closed(s);
+    acr__http_session_handle_closed(s);
 }
 
-void acr__conn_discard(acr__conn_t *c)
+void acr__http_conn_discard(acr__http_conn_t *c)
 {
-    if (c->state == ACR__CONN_CLOSING) return;
-    acr__conn_set_state(c, ACR__CONN_CLOSING);
+    if (c->state == ACR__HTTP_CONN_CLOSING) return;
+    acr__http_conn_set_state(c, ACR__HTTP_CONN_CLOSING);
     acr_http_session_t *s = c->s;
-    for (acr__conn_t **pp = &s->conns; *pp; pp = &(*pp)->next) {
+    for (acr__http_conn_t **pp = &s->conns; *pp; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
             break;
@@ -313,27 +313,27 @@ void acr__conn_discard(acr__conn_t *c)
 /* True while request bytes are still queued. A write whose bytes all went out but whose callback
  * libuv has not run yet (it runs on the next loop iteration, often after the response was read
  * on loopback) does not count: the connection can take the next request. */
-static bool write_busy(acr__conn_t *c)
+static bool write_busy(acr__http_conn_t *c)
 {
     if (c->send_pending || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0) return true;
     return c->tls && c->wq[c->wq_fill].len > 0;
 }
 
-void acr__conn_release(acr__conn_t *c)
+void acr__http_conn_release(acr__http_conn_t *c)
 {
-    if (c->state != ACR__CONN_ACTIVE) return;
+    if (c->state != ACR__HTTP_CONN_ACTIVE) return;
     c->requests++;
     if (!c->reusable || write_busy(c)) {
-        acr__conn_discard(c);
+        acr__http_conn_discard(c);
         return;
     }
-    acr__conn_set_state(c, ACR__CONN_IDLE);
+    acr__http_conn_set_state(c, ACR__HTTP_CONN_IDLE);
 }
 
-void acr__conn_trim(acr__conn_t *c, size_t keep)
+void acr__http_conn_trim(acr__http_conn_t *c, size_t keep)
 {
-    if (c->state != ACR__CONN_IDLE) return;
-    /* An idle connection has no request bytes queued (acr__conn_release), so no pending write
+    if (c->state != ACR__HTTP_CONN_IDLE) return;
+    /* An idle connection has no request bytes queued (acr__http_conn_release), so no pending write
      * still reads these buffers even when its callback has not run yet. */
     acr__buf_trim(&c->hdrs, keep);
     acr__buf_trim(&c->body, keep);
@@ -351,26 +351,26 @@ void acr__conn_trim(acr__conn_t *c, size_t keep)
     }
 }
 
-static void report_error(acr__conn_t *c, int status, const char *err)
+static void report_error(acr__http_conn_t *c, int status, const char *err)
 {
-    if (c->state == ACR__CONN_IDLE) { /* the peer closed a keep-alive connection: forget it */
-        acr__conn_discard(c);
+    if (c->state == ACR__HTTP_CONN_IDLE) { /* the peer closed a keep-alive connection: forget it */
+        acr__http_conn_discard(c);
         return;
     }
-    if (c->state == ACR__CONN_CLOSING) return;
-    acr__session_conn_event(c->s, c, ACR__EV_ERROR, status, err);
+    if (c->state == ACR__HTTP_CONN_CLOSING) return;
+    acr__http_session_conn_event(c->s, c, ACR__HTTP_EV_ERROR, status, err);
 }
 
 /* ---- writing ---- */
 
-static int write_buf(acr__conn_t *c, const uv_buf_t *buf);
+static int write_buf(acr__http_conn_t *c, const uv_buf_t *buf);
 
 static void on_write(uv_write_t *req, int status)
 {
-    acr__conn_t *c = req->data;
+    acr__http_conn_t *c = req->data;
     c->writing = false;
     if (c->tls) c->wq[c->wq_fill ^ 1].len = 0;
-    if (status == UV_ECANCELED || c->state == ACR__CONN_CLOSING) return;
+    if (status == UV_ECANCELED || c->state == ACR__HTTP_CONN_CLOSING) return;
     if (status < 0) {
         report_error(c, status, NULL);
         return;
@@ -397,8 +397,8 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Starts one uv_write of @buf with the connection's request struct (allocated at connect, kept
- * until acr__conn_trim), setting c->writing. 0 or a negative libuv error. */
-static int write_buf(acr__conn_t *c, const uv_buf_t *buf)
+ * until acr__http_conn_trim), setting c->writing. 0 or a negative libuv error. */
+static int write_buf(acr__http_conn_t *c, const uv_buf_t *buf)
 {
     if (!c->req) {
         c->req = malloc(sizeof *c->req);
@@ -413,7 +413,7 @@ static int write_buf(acr__conn_t *c, const uv_buf_t *buf)
 }
 
 /* Sends what the TLS layer queued, unless a write is in flight (its callback continues). */
-static int flush(acr__conn_t *c)
+static int flush(acr__http_conn_t *c)
 {
     if (c->writing || c->wq[c->wq_fill].len == 0) return 0;
     acr__buf_t *b = &c->wq[c->wq_fill];
@@ -424,11 +424,11 @@ static int flush(acr__conn_t *c)
     return 0;
 }
 
-int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen)
+int acr__http_conn_send(acr__http_conn_t *c, bool head, char *err, size_t errlen)
 {
     acr_http_session_t *s = c->s;
     if (c->requests > 0) s->c->stats.conns_reused++;
-    acr__conn_set_state(c, ACR__CONN_ACTIVE);
+    acr__http_conn_set_state(c, ACR__HTTP_CONN_ACTIVE);
     reset_message(c);
     c->msg_done = false;
     c->got_bytes = false;
@@ -438,7 +438,7 @@ int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen)
     c->t_sent = uv_hrtime();
     c->t_first = 0;
     if (c->tls) {
-        int rc = acr__tls_write(c, s->out.data, s->out.len, err, errlen);
+        int rc = acr__http_tls_write(c, s->out.data, s->out.len, err, errlen);
         if (rc < 0) return rc;
         return flush(c);
     }
@@ -462,22 +462,22 @@ int acr__conn_send(acr__conn_t *c, bool head, char *err, size_t errlen)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    acr__conn_t *c = h->data;
+    acr__http_conn_t *c = h->data;
     *buf = uv_buf_init(c->s->c->rbuf, ACR__HTTP_READ_BUF);
 }
 
-static void response_done(acr__conn_t *c)
+static void response_done(acr__http_conn_t *c)
 {
-    acr__session_conn_event(c->s, c, ACR__EV_RESPONSE, c->status, NULL);
+    acr__http_session_conn_event(c->s, c, ACR__HTTP_EV_RESPONSE, c->status, NULL);
 }
 
 /* Parses response bytes. Returns false when the connection must not be used further. */
-static bool feed(acr__conn_t *c, const char *data, size_t len)
+static bool feed(acr__http_conn_t *c, const char *data, size_t len)
 {
-    if (c->state != ACR__CONN_ACTIVE || c->msg_done) {
+    if (c->state != ACR__HTTP_CONN_ACTIVE || c->msg_done) {
         /* bytes nobody asked for: the connection is out of step */
-        if (c->state == ACR__CONN_IDLE)
-            acr__conn_discard(c);
+        if (c->state == ACR__HTTP_CONN_IDLE)
+            acr__http_conn_discard(c);
         else
             c->reusable = false;
         return false;
@@ -498,7 +498,7 @@ static bool feed(acr__conn_t *c, const char *data, size_t len)
             llhttp_resume_after_upgrade(&c->parser);
         }
         response_done(c);
-        return c->state != ACR__CONN_CLOSING;
+        return c->state != ACR__HTTP_CONN_CLOSING;
     }
     char msg[200];
     snprintf(msg, sizeof msg, "malformed response: %s", llhttp_get_error_reason(&c->parser));
@@ -510,7 +510,7 @@ static bool feed(acr__conn_t *c, const char *data, size_t len)
 /* libuv reports UV_EOF without reading again when a partial read coincides with EPOLLHUP, so a
  * reset that arrives together with the last data looks like an orderly close. The socket's
  * pending error tells them apart. */
-static int pending_socket_error(acr__conn_t *c, int status)
+static int pending_socket_error(acr__http_conn_t *c, int status)
 {
     uv_os_fd_t fd;
     int err = 0;
@@ -520,10 +520,10 @@ static int pending_socket_error(acr__conn_t *c, int status)
     return -err;
 }
 
-static void on_eof(acr__conn_t *c, int status)
+static void on_eof(acr__http_conn_t *c, int status)
 {
     status = pending_socket_error(c, status);
-    if (c->state == ACR__CONN_ACTIVE && status == UV_EOF && c->got_bytes && !c->msg_done) {
+    if (c->state == ACR__HTTP_CONN_ACTIVE && status == UV_EOF && c->got_bytes && !c->msg_done) {
         llhttp_errno_t err = llhttp_finish(&c->parser);
         if (err == HPE_PAUSED && c->msg_done) {
             c->reusable = false;
@@ -535,19 +535,19 @@ static void on_eof(acr__conn_t *c, int status)
     report_error(c, status, NULL);
 }
 
-static void tls_ready(acr__conn_t *c)
+static void tls_ready(acr__http_conn_t *c)
 {
     c->t_ready = uv_hrtime();
-    acr__session_conn_event(c->s, c, ACR__EV_READY, 0, NULL);
+    acr__http_session_conn_event(c->s, c, ACR__HTTP_EV_READY, 0, NULL);
 }
 
-static void on_read_tls(acr__conn_t *c, const char *data, size_t len)
+static void on_read_tls(acr__http_conn_t *c, const char *data, size_t len)
 {
     char err[256];
     c->tls_in = data;
     c->tls_in_len = len;
     if (!c->tls_done) {
-        int r = acr__tls_handshake(c, err, sizeof err);
+        int r = acr__http_tls_handshake(c, err, sizeof err);
         int frc = flush(c);
         if (r < 0) {
             report_error(c, UV_EPROTO, err);
@@ -563,12 +563,12 @@ static void on_read_tls(acr__conn_t *c, const char *data, size_t len)
             return;
         }
         tls_ready(c);
-        if (c->state == ACR__CONN_CLOSING) return;
+        if (c->state == ACR__HTTP_CONN_CLOSING) return;
     }
     char *out = c->s->c->tlsbuf;
     uint32_t done0 = c->requests;
     for (;;) {
-        int n = acr__tls_read(c, out, ACR__HTTP_TLS_BUF, err, sizeof err);
+        int n = acr__http_tls_read(c, out, ACR__HTTP_TLS_BUF, err, sizeof err);
         int frc = flush(c);
         if (n > 0 && c->requests != done0) {
             /* more data after a response in the same read: the peer is out of step (a request
@@ -596,10 +596,10 @@ static void on_read_tls(acr__conn_t *c, const char *data, size_t len)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    acr__conn_t *c = stream->data;
-    if (nread == 0 || c->state == ACR__CONN_CLOSING) return;
+    acr__http_conn_t *c = stream->data;
+    if (nread == 0 || c->state == ACR__HTTP_CONN_CLOSING) return;
     if (nread < 0) {
-        if (c->tls && nread == UV_EOF && c->state != ACR__CONN_IDLE) {
+        if (c->tls && nread == UV_EOF && c->state != ACR__HTTP_CONN_IDLE) {
             c->tls_eof = true;
             on_read_tls(c, NULL, 0);
             return;
@@ -621,8 +621,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    acr__conn_t *c = req->data;
-    if (status == UV_ECANCELED || c->state == ACR__CONN_CLOSING) return;
+    acr__http_conn_t *c = req->data;
+    if (status == UV_ECANCELED || c->state == ACR__HTTP_CONN_CLOSING) return;
     if (status < 0) {
         report_error(c, status, NULL);
         return;
@@ -635,14 +635,14 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (!c->tls) {
         c->t_ready = c->t_connected;
-        acr__session_conn_event(c->s, c, ACR__EV_READY, 0, NULL);
+        acr__http_session_conn_event(c->s, c, ACR__HTTP_EV_READY, 0, NULL);
         return;
     }
-    acr__conn_set_state(c, ACR__CONN_HANDSHAKE);
+    acr__http_conn_set_state(c, ACR__HTTP_CONN_HANDSHAKE);
     on_read_tls(c, NULL, 0); /* writes the ClientHello */
 }
 
-int acr__conn_connect(acr__conn_t *c, const struct sockaddr *addr)
+int acr__http_conn_connect(acr__http_conn_t *c, const struct sockaddr *addr)
 {
     c->t_start = uv_hrtime();
     if (!c->req) {

@@ -2,8 +2,8 @@
  * The per-session cookie jar of the HTTP client: stores Set-Cookie values (RFC 6265 basics:
  * host-only unless Domain, Domain must cover the request host, Path default = the request
  * path's directory, Max-Age over Expires, expired cookies removed, Secure only over https) and
- * renders the matching ones as one Cookie header. At most ACR__COOKIE_MAX cookies per jar (the
- * oldest is dropped); values beyond ACR__COOKIE_MAX_LEN are ignored. Dates are parsed with
+ * renders the matching ones as one Cookie header. At most ACR__HTTP_COOKIE_MAX cookies per jar (the
+ * oldest is dropped); values beyond ACR__HTTP_COOKIE_MAX_LEN are ignored. Dates are parsed with
  * RFC 6265's lenient cookie-date algorithm.
  */
 #include <ctype.h>
@@ -12,10 +12,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
-struct acr__cookie {
-    acr__cookie_t *next;
+struct acr__http_cookie {
+    acr__http_cookie_t *next;
     double expires; /* epoch seconds; 0 = session cookie */
     bool host_only, secure;
     uint16_t cap; /* bytes of data[] */
@@ -57,7 +57,7 @@ static int digits(const char *t, size_t n, size_t min, size_t max, int *out)
     return (int)i;
 }
 
-int acr__http_date(const char *s, size_t n, double *out)
+int acr__http_cookie_date(const char *s, size_t n, double *out)
 {
     static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
     int hh = -1, mi = 0, ss = 0, day = -1, mon = -1, year = -1;
@@ -121,18 +121,18 @@ static bool path_match(const char *req, size_t rl, const char *cp, size_t cl)
     return rl == cl || cp[cl - 1] == '/' || req[cl] == '/';
 }
 
-static void unlink_cookie(acr__jar_t *j, acr__cookie_t **pp)
+static void unlink_cookie(acr__http_jar_t *j, acr__http_cookie_t **pp)
 {
-    acr__cookie_t *k = *pp;
+    acr__http_cookie_t *k = *pp;
     *pp = k->next;
     free(k);
     j->count--;
 }
 
-void acr__jar_set(acr__jar_t *j, const char *host, size_t host_len, const char *path,
-                  size_t path_len, const char *v, size_t vlen, double now)
+void acr__http_jar_set(acr__http_jar_t *j, const char *host, size_t host_len, const char *path,
+                       size_t path_len, const char *v, size_t vlen, double now)
 {
-    if (vlen > ACR__COOKIE_MAX_LEN) return;
+    if (vlen > ACR__HTTP_COOKIE_MAX_LEN) return;
     const char *end = v + vlen;
     const char *semi = memchr(v, ';', vlen);
     const char *pair_end = semi ? semi : end;
@@ -188,7 +188,7 @@ void acr__jar_set(acr__jar_t *j, const char *host, size_t host_len, const char *
             }
         } else if (ieq(an, anl, "expires") && avl > 0 && !have_max_age) {
             double t;
-            if (acr__http_date(av, avl, &t) == 0) expires = t <= now ? -1 : t;
+            if (acr__http_cookie_date(av, avl, &t) == 0) expires = t <= now ? -1 : t;
         } else if (ieq(an, anl, "secure")) {
             secure = true;
         }
@@ -206,9 +206,9 @@ void acr__jar_set(acr__jar_t *j, const char *host, size_t host_len, const char *
     if (domain_len > 255 || cpath_len > 1024) return;
 
     size_t need = name_len + value_len + domain_len + cpath_len;
-    acr__cookie_t *k = NULL;
-    for (acr__cookie_t **pp = &j->head; *pp; pp = &(*pp)->next) {
-        acr__cookie_t *old = *pp;
+    acr__http_cookie_t *k = NULL;
+    for (acr__http_cookie_t **pp = &j->head; *pp; pp = &(*pp)->next) {
+        acr__http_cookie_t *old = *pp;
         if (old->name_len == name_len && memcmp(C_NAME(old), name, name_len) == 0 &&
             old->domain_len == domain_len && strncasecmp(C_DOMAIN(old), domain, domain_len) == 0 &&
             old->path_len == cpath_len && memcmp(C_PATH(old), cpath, cpath_len) == 0) {
@@ -222,12 +222,12 @@ void acr__jar_set(acr__jar_t *j, const char *host, size_t host_len, const char *
     }
     if (expires < 0) return;
     if (!k) {
-        if (j->count >= ACR__COOKIE_MAX) unlink_cookie(j, &j->head);
+        if (j->count >= ACR__HTTP_COOKIE_MAX) unlink_cookie(j, &j->head);
         k = malloc(sizeof *k + need);
         if (!k) return;
         k->next = NULL;
         k->cap = (uint16_t)need;
-        acr__cookie_t **tail = &j->head;
+        acr__http_cookie_t **tail = &j->head;
         while (*tail) tail = &(*tail)->next;
         *tail = k;
         j->count++;
@@ -246,17 +246,17 @@ void acr__jar_set(acr__jar_t *j, const char *host, size_t host_len, const char *
     memcpy(C_PATH(k), cpath, cpath_len);
 }
 
-int acr__jar_header(acr__jar_t *j, const char *host, size_t host_len, const char *path,
-                    size_t path_len, bool tls, double now, acr__buf_t *out, uint64_t *grows)
+int acr__http_jar_header(acr__http_jar_t *j, const char *host, size_t host_len, const char *path,
+                         size_t path_len, bool tls, double now, acr__buf_t *out, uint64_t *grows)
 {
     size_t q = 0;
     while (q < path_len && path[q] != '?') q++;
     if (q == 0) path = "/", q = 1;
     bool first = true;
     int rc = 0;
-    acr__cookie_t **pp = &j->head;
+    acr__http_cookie_t **pp = &j->head;
     while (*pp) {
-        acr__cookie_t *k = *pp;
+        acr__http_cookie_t *k = *pp;
         if (k->expires != 0 && k->expires <= now) {
             unlink_cookie(j, pp);
             continue;
@@ -277,7 +277,7 @@ int acr__jar_header(acr__jar_t *j, const char *host, size_t host_len, const char
     return rc;
 }
 
-void acr__jar_free(acr__jar_t *j)
+void acr__http_jar_free(acr__http_jar_t *j)
 {
     while (j->head) unlink_cookie(j, &j->head);
 }

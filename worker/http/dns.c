@@ -11,33 +11,33 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
 #define NBUCKETS 64
 
-struct acr__dns_entry {
-    acr__dns_entry_t *next;
-    acr__dns_t *d; /* NULL once orphaned by acr__dns_free */
+struct acr__http_dns_entry {
+    acr__http_dns_entry_t *next;
+    acr__http_dns_t *d; /* NULL once orphaned by acr__http_dns_free */
     uv_getaddrinfo_t req;
     bool pending, notifying;
     int status;
     uint64_t expires; /* uv_now() ms */
     int naddrs;
-    acr__addr_t addrs[ACR__DNS_MAX_ADDRS];
-    acr__dns_waiter_t *waiters;
+    acr__http_addr_t addrs[ACR__HTTP_DNS_MAX_ADDRS];
+    acr__http_dns_waiter_t *waiters;
     char host[];
 };
 
-struct acr__dns {
+struct acr__http_dns {
     uv_loop_t *loop;
     uint64_t *lookups;
     unsigned count;
-    acr__dns_entry_t *buckets[NBUCKETS];
+    acr__http_dns_entry_t *buckets[NBUCKETS];
 };
 
-acr__dns_t *acr__dns_new(uv_loop_t *loop, uint64_t *lookups_counter)
+acr__http_dns_t *acr__http_dns_new(uv_loop_t *loop, uint64_t *lookups_counter)
 {
-    acr__dns_t *d = calloc(1, sizeof *d);
+    acr__http_dns_t *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->loop = loop;
     d->lookups = lookups_counter;
@@ -52,12 +52,12 @@ static unsigned hash(const char *s)
 }
 
 /* Drops every entry that is not pending or being notified (the cache is full). */
-static void evict(acr__dns_t *d)
+static void evict(acr__http_dns_t *d)
 {
     for (unsigned b = 0; b < NBUCKETS; b++) {
-        acr__dns_entry_t **pp = &d->buckets[b];
+        acr__http_dns_entry_t **pp = &d->buckets[b];
         while (*pp) {
-            acr__dns_entry_t *e = *pp;
+            acr__http_dns_entry_t *e = *pp;
             if (!e->pending && !e->notifying && !e->waiters) {
                 *pp = e->next;
                 free(e);
@@ -69,14 +69,14 @@ static void evict(acr__dns_t *d)
     }
 }
 
-static void store(acr__dns_entry_t *e, const struct addrinfo *res)
+static void store(acr__http_dns_entry_t *e, const struct addrinfo *res)
 {
     e->naddrs = 0;
     for (int pass = 0; pass < 2; pass++) {
-        for (const struct addrinfo *ai = res; ai && e->naddrs < ACR__DNS_MAX_ADDRS;
+        for (const struct addrinfo *ai = res; ai && e->naddrs < ACR__HTTP_DNS_MAX_ADDRS;
              ai = ai->ai_next) {
             int want = pass == 0 ? AF_INET : AF_INET6;
-            if (ai->ai_family != want || ai->ai_addrlen > sizeof(acr__addr_t)) continue;
+            if (ai->ai_family != want || ai->ai_addrlen > sizeof(acr__http_addr_t)) continue;
             memset(&e->addrs[e->naddrs], 0, sizeof e->addrs[0]);
             memcpy(&e->addrs[e->naddrs], ai->ai_addr, ai->ai_addrlen);
             e->naddrs++;
@@ -86,7 +86,7 @@ static void store(acr__dns_entry_t *e, const struct addrinfo *res)
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-    acr__dns_entry_t *e = acr_container_of(req, acr__dns_entry_t, req);
+    acr__http_dns_entry_t *e = acr_container_of(req, acr__http_dns_entry_t, req);
     e->pending = false;
     if (!e->d) {
         uv_freeaddrinfo(res);
@@ -99,21 +99,22 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     uv_freeaddrinfo(res);
     e->status = status;
-    e->expires = uv_now(e->d->loop) + (status == 0 ? ACR__DNS_TTL_OK_MS : ACR__DNS_TTL_FAIL_MS);
+    e->expires =
+        uv_now(e->d->loop) + (status == 0 ? ACR__HTTP_DNS_TTL_OK_MS : ACR__HTTP_DNS_TTL_FAIL_MS);
     e->notifying = true;
     while (e->waiters) {
-        acr__dns_waiter_t *w = e->waiters;
-        acr__dns_cancel(w);
+        acr__http_dns_waiter_t *w = e->waiters;
+        acr__http_dns_cancel(w);
         w->cb(w, e->status, e->addrs, e->naddrs);
     }
     e->notifying = false;
 }
 
-int acr__dns_resolve(acr__dns_t *d, const char *host, acr__dns_waiter_t *w, acr__addr_t *addrs,
-                     int *naddrs)
+int acr__http_dns_resolve(acr__http_dns_t *d, const char *host, acr__http_dns_waiter_t *w,
+                          acr__http_addr_t *addrs, int *naddrs)
 {
     unsigned b = hash(host);
-    acr__dns_entry_t *e = d->buckets[b];
+    acr__http_dns_entry_t *e = d->buckets[b];
     while (e && strcmp(e->host, host) != 0) e = e->next;
     if (e && !e->pending && uv_now(d->loop) < e->expires) {
         if (e->status < 0) return e->status;
@@ -122,7 +123,7 @@ int acr__dns_resolve(acr__dns_t *d, const char *host, acr__dns_waiter_t *w, acr_
         return 1;
     }
     if (!e) {
-        if (d->count >= ACR__DNS_MAX_ENTRIES) {
+        if (d->count >= ACR__HTTP_DNS_MAX_ENTRIES) {
             evict(d);
             b = hash(host);
         }
@@ -153,7 +154,7 @@ int acr__dns_resolve(acr__dns_t *d, const char *host, acr__dns_waiter_t *w, acr_
     return 0;
 }
 
-void acr__dns_cancel(acr__dns_waiter_t *w)
+void acr__http_dns_cancel(acr__http_dns_waiter_t *w)
 {
     if (!w->pprev) return;
     *w->pprev = w->next;
@@ -163,14 +164,14 @@ void acr__dns_cancel(acr__dns_waiter_t *w)
     w->entry = NULL;
 }
 
-void acr__dns_free(acr__dns_t *d)
+void acr__http_dns_free(acr__http_dns_t *d)
 {
     if (!d) return;
     for (unsigned b = 0; b < NBUCKETS; b++) {
-        acr__dns_entry_t *e = d->buckets[b];
+        acr__http_dns_entry_t *e = d->buckets[b];
         while (e) {
-            acr__dns_entry_t *next = e->next;
-            while (e->waiters) acr__dns_cancel(e->waiters);
+            acr__http_dns_entry_t *next = e->next;
+            while (e->waiters) acr__http_dns_cancel(e->waiters);
             if (e->pending) {
                 e->d = NULL; /* on_resolved frees it */
                 uv_cancel((uv_req_t *)&e->req);

@@ -1,9 +1,15 @@
 /*
- * The worker's HTTP/1.1 client: plain TCP or TLS (OpenSSL through memory BIOs, libuv owns the
- * socket), responses parsed by llhttp. One acr_httpc_t per event loop holds what all users share
- * (DNS cache, TLS contexts and session cache, one read buffer the parser consumes synchronously);
- * one acr_http_session_t per simulated user holds its keep-alive connections (one per
- * scheme+host+port) and its cookie jar.
+ * The worker's HTTP/1.1 client, the whole contract of worker/http/. Names: acr_http_* is what the
+ * rest of the worker may use (this header); acr__http_* are the module's internals, shared by its
+ * files through http_internal.h (session.c: client and sessions; conn.c: one connection; tls.c,
+ * dns.c, cookies.c, url.c); plain static names stay inside one file. The Lua side of it
+ * (self.client, worker/lua_http.c) uses this header only.
+ *
+ * Plain TCP or TLS (OpenSSL through memory BIOs, libuv owns the
+ * socket), responses parsed by llhttp. One acr_http_client_t per event loop holds what all users
+ * share (DNS cache, TLS contexts and session cache, one read buffer the parser consumes
+ * synchronously); one acr_http_session_t per simulated user holds its keep-alive connections (one
+ * per scheme+host+port) and its cookie jar.
  *
  * A session runs one request at a time (a user is one coroutine). The response is handed to the
  * completion callback and is valid only during that call; the caller copies what it keeps.
@@ -28,8 +34,8 @@
  *
  * Error convention: 0 or a negative errno (libuv codes pass through); details in r->error.
  */
-#ifndef ACR_WORKER_HTTPC_H
-#define ACR_WORKER_HTTPC_H
+#ifndef ACR_WORKER_HTTP_HTTP_H
+#define ACR_WORKER_HTTP_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,15 +46,15 @@
 #define ACR_HTTP_DEFAULT_TIMEOUT 60.0
 #define ACR_HTTP_DEFAULT_BODY_CAP (16u << 20) /**< bytes stored; more are counted, not kept */
 
-typedef struct acr_httpc acr_httpc_t;
+typedef struct acr_http_client acr_http_client_t;
 typedef struct acr_http_session acr_http_session_t;
 
-typedef struct acr_httpc_config {
+typedef struct acr_http_config {
     bool insecure;          /**< skip certificate and host name verification (--insecure) */
     size_t body_cap;        /**< bytes of a body kept for r.body; 0 = ACR_HTTP_DEFAULT_BODY_CAP */
     const char *ca_file;    /**< extra CA bundle (tests); NULL = system store only */
     const char *user_agent; /**< "acrida/<version>" */
-} acr_httpc_config_t;
+} acr_http_config_t;
 
 typedef struct acr_http_header {
     const char *name; /**< in responses: lower case */
@@ -87,7 +93,7 @@ typedef struct acr_http_response {
 } acr_http_response_t;
 
 /** Counters of one client (tests, the cost budget of issue #3). */
-typedef struct acr_httpc_stats {
+typedef struct acr_http_stats {
     uint64_t buf_grows;      /**< heap growth events of the client's own buffers */
     uint64_t conns_opened;   /**< connections created (TCP connects started) */
     uint64_t conns_reused;   /**< requests sent on an already used keep-alive connection */
@@ -95,7 +101,7 @@ typedef struct acr_httpc_stats {
     uint64_t dns_lookups;    /**< getaddrinfo calls (cache misses) */
     uint64_t tls_handshakes; /**< completed TLS handshakes */
     uint64_t tls_resumed;    /**< ... of which resumed a cached session */
-} acr_httpc_stats_t;
+} acr_http_stats_t;
 
 /** Completion callback. @r and everything it points to are valid only during the call and only
  *  until the callback starts another request on @s (which it may do). It may also close @s. */
@@ -104,13 +110,13 @@ typedef void (*acr_http_done_cb)(acr_http_session_t *s, const acr_http_response_
 /** Creates the per-loop client. @cfg is copied (NULL user_agent = "acrida/" ACR_VERSION).
  *  Returns NULL on allocation/TLS setup failure (reason in @err, e.g. "cannot load CA file
  *  <path>: <reason>"). */
-acr_httpc_t *acr_httpc_new(uv_loop_t *loop, const acr_httpc_config_t *cfg, char *err,
-                           size_t errlen);
+acr_http_client_t *acr_http_client_new(uv_loop_t *loop, const acr_http_config_t *cfg, char *err,
+                                       size_t errlen);
 /** Frees the client; every session must be closed (their close callbacks run) first. */
-void acr_httpc_free(acr_httpc_t *c);
+void acr_http_client_free(acr_http_client_t *c);
 
 /** Copies the client's counters into @out. */
-void acr_httpc_get_stats(const acr_httpc_t *c, acr_httpc_stats_t *out);
+void acr_http_client_stats(const acr_http_client_t *c, acr_http_stats_t *out);
 
 /** Bytes of one session and of one connection struct (memory budget reporting). */
 size_t acr_http_session_size(void);
@@ -118,7 +124,7 @@ size_t acr_http_conn_size(void);
 
 /** Creates a session (a user's keep-alive connections + cookie jar). NULL on ENOMEM. Owned by
  *  the caller until acr_http_session_close(). */
-acr_http_session_t *acr_http_session_new(acr_httpc_t *c);
+acr_http_session_t *acr_http_session_new(acr_http_client_t *c);
 
 /**
  * Starts @req on @s; @cb runs exactly once, later, from the loop (never from inside this call).

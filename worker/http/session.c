@@ -1,8 +1,8 @@
 /*
- * The worker's HTTP client (worker/httpc.h): the per-loop client (shared read buffers, DNS
+ * The worker's HTTP client (worker/http/http.h): the per-loop client (shared read buffers, DNS
  * cache, TLS contexts) and the per-user session, which runs one request at a time through its
  * hops: pick an idle keep-alive connection or resolve + connect a new one, serialize the request
- * into the session's reused buffer, hand it to the connection (http_conn.c), then follow
+ * into the session's reused buffer, hand it to the connection (conn.c), then follow
  * redirects, store cookies and complete exactly once.
  *
  * Completion: success is delivered from the read callback that finished the response; every
@@ -19,7 +19,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
 #ifndef ACR_VERSION
 #define ACR_VERSION "0.1.0"
@@ -29,9 +29,10 @@ static void on_timer(uv_timer_t *t);
 
 /* ---- client ---- */
 
-acr_httpc_t *acr_httpc_new(uv_loop_t *loop, const acr_httpc_config_t *cfg, char *err, size_t errlen)
+acr_http_client_t *acr_http_client_new(uv_loop_t *loop, const acr_http_config_t *cfg, char *err,
+                                       size_t errlen)
 {
-    acr_httpc_t *c = calloc(1, sizeof *c);
+    acr_http_client_t *c = calloc(1, sizeof *c);
     if (!c) goto nomem;
     c->loop = loop;
     c->body_cap = cfg && cfg->body_cap ? cfg->body_cap : ACR_HTTP_DEFAULT_BODY_CAP;
@@ -39,31 +40,31 @@ acr_httpc_t *acr_httpc_new(uv_loop_t *loop, const acr_httpc_config_t *cfg, char 
     c->user_agent = strdup(cfg && cfg->user_agent ? cfg->user_agent : "acrida/" ACR_VERSION);
     c->rbuf = malloc(ACR__HTTP_READ_BUF);
     c->tlsbuf = malloc(ACR__HTTP_TLS_BUF);
-    c->dns = acr__dns_new(loop, &c->stats.dns_lookups);
+    c->dns = acr__http_dns_new(loop, &c->stats.dns_lookups);
     if (!c->user_agent || !c->rbuf || !c->tlsbuf || !c->dns) goto nomem;
-    c->tls = acr__tls_new(cfg ? cfg->ca_file : NULL, err, errlen);
+    c->tls = acr__http_tls_new(cfg ? cfg->ca_file : NULL, err, errlen);
     if (!c->tls) goto fail;
     return c;
 nomem:
     snprintf(err, errlen, "out of memory");
 fail:
-    acr_httpc_free(c);
+    acr_http_client_free(c);
     return NULL;
 }
 
-void acr_httpc_free(acr_httpc_t *c)
+void acr_http_client_free(acr_http_client_t *c)
 {
     if (!c) return;
-    if (c->nsessions) ACR_ERROR("httpc: freed with %u sessions still open", c->nsessions);
-    acr__dns_free(c->dns);
-    acr__tls_free(c->tls);
+    if (c->nsessions) ACR_ERROR("http: freed with %u sessions still open", c->nsessions);
+    acr__http_dns_free(c->dns);
+    acr__http_tls_free(c->tls);
     free(c->rbuf);
     free(c->tlsbuf);
     free(c->user_agent);
     free(c);
 }
 
-void acr_httpc_get_stats(const acr_httpc_t *c, acr_httpc_stats_t *out)
+void acr_http_client_stats(const acr_http_client_t *c, acr_http_stats_t *out)
 {
     *out = c->stats;
 }
@@ -75,12 +76,12 @@ size_t acr_http_session_size(void)
 
 size_t acr_http_conn_size(void)
 {
-    return sizeof(acr__conn_t);
+    return sizeof(acr__http_conn_t);
 }
 
 /* ---- session lifecycle ---- */
 
-acr_http_session_t *acr_http_session_new(acr_httpc_t *c)
+acr_http_session_t *acr_http_session_new(acr_http_client_t *c)
 {
     acr_http_session_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -100,7 +101,7 @@ static void free_session(acr_http_session_t *s)
 {
     void (*closed_cb)(void *) = s->closed_cb;
     void *closed_ud = s->closed_ud;
-    acr__jar_free(&s->jar);
+    acr__http_jar_free(&s->jar);
     acr__buf_free(&s->url);
     acr__buf_free(&s->args);
     acr__buf_free(&s->out);
@@ -110,7 +111,7 @@ static void free_session(acr_http_session_t *s)
     if (closed_cb) closed_cb(closed_ud);
 }
 
-void acr__session_handle_closed(acr_http_session_t *s)
+void acr__http_session_handle_closed(acr_http_session_t *s)
 {
     s->pending_closes--;
     if (s->pending_closes == 0 && s->timer_closed) free_session(s);
@@ -120,14 +121,14 @@ static void on_timer_closed(uv_handle_t *h)
 {
     acr_http_session_t *s = h->data;
     s->timer_closed = true;
-    acr__session_handle_closed(s);
+    acr__http_session_handle_closed(s);
 }
 
 static void finish_close(acr_http_session_t *s)
 {
     if (s->timer_closing) return;
     s->timer_closing = true;
-    while (s->conns) acr__conn_discard(s->conns);
+    while (s->conns) acr__http_conn_discard(s->conns);
     s->pending_closes++;
     uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
@@ -144,8 +145,8 @@ void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)
         return;
     }
     if (!abort) return; /* complete() closes after the callback */
-    acr__dns_cancel(&s->dns_wait);
-    if (s->cur) acr__conn_discard(s->cur);
+    acr__http_dns_cancel(&s->dns_wait);
+    if (s->cur) acr__http_conn_discard(s->cur);
     s->pending_error = "aborted";
     s->pending_status = 0;
     uv_timer_start(&s->timer, on_timer, 0, 0);
@@ -159,7 +160,7 @@ void acr_http_session_trim(acr_http_session_t *s)
     acr__buf_free(&s->out);
     free(s->err);
     s->err = NULL;
-    for (acr__conn_t *k = s->conns; k; k = k->next) acr__conn_trim(k, 0);
+    for (acr__http_conn_t *k = s->conns; k; k = k->next) acr__http_conn_trim(k, 0);
 }
 
 /* ---- completion ---- */
@@ -170,10 +171,10 @@ static double ms(uint64_t from, uint64_t to)
 }
 
 /* Delivers the response (headers and body from @c when given) and runs the callback. */
-static void complete(acr_http_session_t *s, acr__conn_t *c, int status, const char *error)
+static void complete(acr_http_session_t *s, acr__http_conn_t *c, int status, const char *error)
 {
     uv_timer_stop(&s->timer);
-    acr__dns_cancel(&s->dns_wait);
+    acr__http_dns_cancel(&s->dns_wait);
     s->pending_error = NULL;
     s->cur = NULL;
     acr_http_response_t r;
@@ -200,7 +201,7 @@ static void complete(acr_http_session_t *s, acr__conn_t *c, int status, const ch
     s->busy = false;
     cb(s, &r, ud);
     /* the session is still allocated: it is freed only from close callbacks */
-    if (c) acr__conn_trim(c, ACR__HTTP_KEEP_BUF);
+    if (c) acr__http_conn_trim(c, ACR__HTTP_KEEP_BUF);
     if (!s->busy) {
         acr__buf_trim(&s->args, ACR__HTTP_KEEP_BUF);
         acr__buf_trim(&s->out, ACR__HTTP_KEEP_BUF);
@@ -212,8 +213,8 @@ static void complete(acr_http_session_t *s, acr__conn_t *c, int status, const ch
 /* Schedules a failed completion from the loop (never inside the caller's call). */
 static void fail(acr_http_session_t *s, int status, const char *msg)
 {
-    if (s->cur) acr__conn_discard(s->cur);
-    acr__dns_cancel(&s->dns_wait);
+    if (s->cur) acr__http_conn_discard(s->cur);
+    acr__http_dns_cancel(&s->dns_wait);
     if (!s->err) s->err = malloc(ACR__HTTP_ERR_LEN); /* kept: errors tend to repeat */
     if (s->err) snprintf(s->err, ACR__HTTP_ERR_LEN, "%s", msg);
     s->pending_error = s->err ? s->err : "out of memory";
@@ -229,8 +230,8 @@ static void on_timer(uv_timer_t *t)
         complete(s, NULL, s->pending_status, s->pending_error);
         return;
     }
-    int status = s->cur && s->cur->state == ACR__CONN_ACTIVE ? s->cur->status : 0;
-    if (s->cur) acr__conn_discard(s->cur);
+    int status = s->cur && s->cur->state == ACR__HTTP_CONN_ACTIVE ? s->cur->status : 0;
+    if (s->cur) acr__http_conn_discard(s->cur);
     char msg[64];
     snprintf(msg, sizeof msg, "timeout after %g s", s->timeout);
     complete(s, NULL, status, msg);
@@ -269,28 +270,29 @@ static int put_target(acr_http_session_t *s)
 
 static int serialize(acr_http_session_t *s)
 {
-    const acr__url_t *u = &s->u;
+    const acr__http_url_t *u = &s->u;
     const char *url = s->url.data;
     s->out.len = 0;
     if (puts_(s, s->method) < 0 || put(s, " ", 1) < 0 || put_target(s) < 0 ||
         puts_(s, " HTTP/1.1\r\n") < 0)
         return -ENOMEM;
-    if (!(s->args_has & ACR__H_HOST) &&
+    if (!(s->args_has & ACR__HTTP_H_HOST) &&
         (puts_(s, "Host: ") < 0 || put(s, url + u->auth_off, u->auth_len) < 0 ||
          put(s, "\r\n", 2) < 0))
         return -ENOMEM;
-    if (!(s->args_has & ACR__H_UA) &&
+    if (!(s->args_has & ACR__HTTP_H_UA) &&
         (puts_(s, "User-Agent: ") < 0 || puts_(s, s->c->user_agent) < 0 || put(s, "\r\n", 2) < 0))
         return -ENOMEM;
-    if (!(s->args_has & ACR__H_CONN) && puts_(s, "Connection: keep-alive\r\n") < 0) return -ENOMEM;
-    if (!(s->args_has & ACR__H_COOKIE) && s->jar.head &&
-        acr__jar_header(&s->jar, url + u->host_off, u->host_len, url + u->path_off, u->path_len,
-                        u->tls, acr_now(), &s->out, &s->c->stats.buf_grows) < 0)
+    if (!(s->args_has & ACR__HTTP_H_CONN) && puts_(s, "Connection: keep-alive\r\n") < 0)
+        return -ENOMEM;
+    if (!(s->args_has & ACR__HTTP_H_COOKIE) && s->jar.head &&
+        acr__http_jar_header(&s->jar, url + u->host_off, u->host_len, url + u->path_off,
+                             u->path_len, u->tls, acr_now(), &s->out, &s->c->stats.buf_grows) < 0)
         return -ENOMEM;
     if (put(s, s->args.data, s->args_hdr_len) < 0) return -ENOMEM;
     bool wants_body = s->body_len > 0 || strcmp(s->method, "POST") == 0 ||
                       strcmp(s->method, "PUT") == 0 || strcmp(s->method, "PATCH") == 0;
-    if (wants_body && !(s->args_has & (ACR__H_CLEN | ACR__H_TE))) {
+    if (wants_body && !(s->args_has & (ACR__HTTP_H_CLEN | ACR__HTTP_H_TE))) {
         char cl[48];
         int n = snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", s->body_len);
         if (put(s, cl, (size_t)n) < 0) return -ENOMEM;
@@ -304,7 +306,7 @@ static int serialize(acr_http_session_t *s)
 
 static void start_hop(acr_http_session_t *s);
 
-static void send_request(acr_http_session_t *s, acr__conn_t *c)
+static void send_request(acr_http_session_t *s, acr__http_conn_t *c)
 {
     s->cur = c;
     if (serialize(s) < 0) {
@@ -312,35 +314,35 @@ static void send_request(acr_http_session_t *s, acr__conn_t *c)
         return;
     }
     char err[ACR__HTTP_ERR_LEN] = "";
-    int rc = acr__conn_send(c, s->head, err, sizeof err);
+    int rc = acr__http_conn_send(c, s->head, err, sizeof err);
     if (rc < 0) fail(s, 0, err[0] ? err : uv_strerror(rc));
 }
 
 static void connect_next(acr_http_session_t *s)
 {
-    acr__conn_t *c = acr__conn_new(s, s->insecure);
+    acr__http_conn_t *c = acr__http_conn_new(s, s->insecure);
     if (!c) {
         fail(s, 0, "out of memory");
         return;
     }
     s->cur = c;
     unsigned n = 0;
-    acr__conn_t *last_idle = NULL;
-    for (acr__conn_t *k = s->conns; k; k = k->next) {
+    acr__http_conn_t *last_idle = NULL;
+    for (acr__http_conn_t *k = s->conns; k; k = k->next) {
         n++;
-        if (k->state == ACR__CONN_IDLE) last_idle = k;
+        if (k->state == ACR__HTTP_CONN_IDLE) last_idle = k;
     }
-    if (n > ACR__HTTP_MAX_CONNS && last_idle) acr__conn_discard(last_idle);
-    acr__addr_t *a = &s->addrs[s->addr_idx];
+    if (n > ACR__HTTP_MAX_CONNS && last_idle) acr__http_conn_discard(last_idle);
+    acr__http_addr_t *a = &s->addrs[s->addr_idx];
     if (a->sa.sa_family == AF_INET)
         a->in.sin_port = htons(s->u.port);
     else
         a->in6.sin6_port = htons(s->u.port);
-    int rc = acr__conn_connect(c, &a->sa);
-    if (rc < 0) acr__session_conn_event(s, c, ACR__EV_ERROR, rc, NULL);
+    int rc = acr__http_conn_connect(c, &a->sa);
+    if (rc < 0) acr__http_session_conn_event(s, c, ACR__HTTP_EV_ERROR, rc, NULL);
 }
 
-static void on_dns(acr__dns_waiter_t *w, int status, const acr__addr_t *addrs, int naddrs)
+static void on_dns(acr__http_dns_waiter_t *w, int status, const acr__http_addr_t *addrs, int naddrs)
 {
     acr_http_session_t *s = acr_container_of(w, acr_http_session_t, dns_wait);
     s->tm.dns += ms(s->t_dns, uv_hrtime());
@@ -360,10 +362,10 @@ static void on_dns(acr__dns_waiter_t *w, int status, const acr__addr_t *addrs, i
 
 static void start_hop(acr_http_session_t *s)
 {
-    const acr__url_t *u = &s->u;
+    const acr__http_url_t *u = &s->u;
     const char *host = s->url.data + u->host_off;
-    for (acr__conn_t *c = s->conns; c; c = c->next) {
-        if (c->state == ACR__CONN_IDLE && c->tls == u->tls && c->port == u->port &&
+    for (acr__http_conn_t *c = s->conns; c; c = c->next) {
+        if (c->state == ACR__HTTP_CONN_IDLE && c->tls == u->tls && c->port == u->port &&
             c->insecure == s->insecure && strlen(c->host) == u->host_len &&
             memcmp(c->host, host, u->host_len) == 0) {
             send_request(s, c);
@@ -383,7 +385,7 @@ static void start_hop(acr_http_session_t *s)
     }
     s->dns_wait.cb = on_dns;
     s->t_dns = uv_hrtime();
-    int rc = acr__dns_resolve(s->c->dns, name, &s->dns_wait, s->addrs, &s->naddrs);
+    int rc = acr__http_dns_resolve(s->c->dns, name, &s->dns_wait, s->addrs, &s->naddrs);
     if (rc == 1) {
         connect_next(s);
     } else if (rc < 0) {
@@ -395,7 +397,7 @@ static void start_hop(acr_http_session_t *s)
 
 /* ---- redirects, cookies ---- */
 
-static const acr_http_header_t *find_header(const acr__conn_t *c, const char *name)
+static const acr_http_header_t *find_header(const acr__http_conn_t *c, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < c->nharr; i++)
@@ -423,7 +425,7 @@ static void drop_arg_header(acr_http_session_t *s, const char *name)
 
 /* Follows a redirect response on @c if it is one. Returns true when a new hop started or the
  * request failed (then @c is released). */
-static bool redirect(acr_http_session_t *s, acr__conn_t *c)
+static bool redirect(acr_http_session_t *s, acr__http_conn_t *c)
 {
     int st = c->status;
     if (!s->redirects_ok || !(st == 301 || st == 302 || st == 303 || st == 307 || st == 308))
@@ -431,20 +433,20 @@ static bool redirect(acr_http_session_t *s, acr__conn_t *c)
     const acr_http_header_t *loc = find_header(c, "location");
     if (!loc) return false;
     if (s->redirects >= ACR__HTTP_MAX_REDIRECTS) {
-        acr__conn_release(c);
+        acr__http_conn_release(c);
         s->cur = NULL;
         char msg[64];
         snprintf(msg, sizeof msg, "too many redirects (%d)", ACR__HTTP_MAX_REDIRECTS);
         fail(s, st, msg);
         return true;
     }
-    int rc = acr__url_resolve(s->url.data, &s->u, loc->value, loc->value_len, &s->out,
-                              &s->c->stats.buf_grows);
-    acr__conn_release(c);
-    acr__conn_trim(c, ACR__HTTP_KEEP_BUF);
+    int rc = acr__http_url_resolve(s->url.data, &s->u, loc->value, loc->value_len, &s->out,
+                                   &s->c->stats.buf_grows);
+    acr__http_conn_release(c);
+    acr__http_conn_trim(c, ACR__HTTP_KEEP_BUF);
     s->cur = NULL;
-    acr__url_t nu;
-    if (rc == 0) rc = acr__url_parse(s->out.data, &nu);
+    acr__http_url_t nu;
+    if (rc == 0) rc = acr__http_url_parse(s->out.data, &nu);
     if (rc < 0) {
         fail(s, st, rc == -ENOMEM ? "out of memory" : "invalid redirect location");
         return true;
@@ -466,7 +468,7 @@ static bool redirect(acr_http_session_t *s, acr__conn_t *c)
         drop_arg_header(s, "content-type");
         drop_arg_header(s, "content-length");
         drop_arg_header(s, "transfer-encoding");
-        s->args_has &= (uint8_t) ~(ACR__H_CLEN | ACR__H_TE);
+        s->args_has &= (uint8_t) ~(ACR__HTTP_H_CLEN | ACR__HTTP_H_TE);
     }
     s->redirects++;
     s->retried = false;
@@ -474,15 +476,15 @@ static bool redirect(acr_http_session_t *s, acr__conn_t *c)
     return true;
 }
 
-static void store_cookies(acr_http_session_t *s, const acr__conn_t *c)
+static void store_cookies(acr_http_session_t *s, const acr__http_conn_t *c)
 {
     double now = -1;
     for (size_t i = 0; i < c->nharr; i++) {
         const acr_http_header_t *h = &c->harr[i];
         if (h->name_len != 10 || memcmp(h->name, "set-cookie", 10) != 0) continue;
         if (now < 0) now = acr_now();
-        acr__jar_set(&s->jar, s->url.data + s->u.host_off, s->u.host_len,
-                     s->url.data + s->u.path_off, s->u.path_len, h->value, h->value_len, now);
+        acr__http_jar_set(&s->jar, s->url.data + s->u.host_off, s->u.host_len,
+                          s->url.data + s->u.path_off, s->u.path_len, h->value, h->value_len, now);
     }
 }
 
@@ -503,31 +505,31 @@ static const char *uv_message(int status)
     }
 }
 
-void acr__session_conn_event(acr_http_session_t *s, acr__conn_t *c, acr__conn_event_t ev,
-                             int status, const char *err)
+void acr__http_session_conn_event(acr_http_session_t *s, acr__http_conn_t *c,
+                                  acr__http_conn_event_t ev, int status, const char *err)
 {
     if (c != s->cur || !s->busy || s->pending_error) {
         /* a connection the request no longer waits for */
-        if (ev == ACR__EV_RESPONSE)
-            acr__conn_release(c);
+        if (ev == ACR__HTTP_EV_RESPONSE)
+            acr__http_conn_release(c);
         else
-            acr__conn_discard(c);
+            acr__http_conn_discard(c);
         return;
     }
     switch (ev) {
-    case ACR__EV_READY:
+    case ACR__HTTP_EV_READY:
         s->tm.connect += ms(c->t_start, c->t_connected);
         if (c->tls) s->tm.tls += ms(c->t_connected, c->t_ready);
         send_request(s, c);
         return;
-    case ACR__EV_RESPONSE:
+    case ACR__HTTP_EV_RESPONSE:
         s->tm.ttfb = ms(c->t_sent, c->t_first);
         store_cookies(s, c);
         if (redirect(s, c)) return;
-        acr__conn_release(c);
+        acr__http_conn_release(c);
         complete(s, c, c->status, NULL);
         return;
-    case ACR__EV_ERROR:
+    case ACR__HTTP_EV_ERROR:
         break;
     }
     bool stale = c->requests > 0 && !c->got_bytes &&
@@ -535,17 +537,17 @@ void acr__session_conn_event(acr_http_session_t *s, acr__conn_t *c, acr__conn_ev
     if (stale && !s->retried) {
         s->retried = true;
         s->c->stats.retries++;
-        acr__conn_discard(c);
+        acr__http_conn_discard(c);
         start_hop(s);
         return;
     }
-    if (c->state == ACR__CONN_CONNECTING && s->addr_idx + 1 < s->naddrs) {
-        acr__conn_discard(c);
+    if (c->state == ACR__HTTP_CONN_CONNECTING && s->addr_idx + 1 < s->naddrs) {
+        acr__http_conn_discard(c);
         s->addr_idx++;
         connect_next(s);
         return;
     }
-    int seen = c->state == ACR__CONN_ACTIVE && c->status >= 200 ? c->status : 0;
+    int seen = c->state == ACR__HTTP_CONN_ACTIVE && c->status >= 200 ? c->status : 0;
     fail(s, seen, err ? err : uv_message(status));
 }
 
@@ -570,11 +572,11 @@ static int load_request(acr_http_session_t *s, const acr_http_request_t *req)
     for (size_t i = 0; i < ml; i++)
         if (!token_char((unsigned char)req->method[i])) return -EINVAL;
     size_t ul = strlen(req->url);
-    if (ul >= UINT32_MAX / 2) return -EINVAL; /* acr__url_t offsets are 32 bits */
+    if (ul >= UINT32_MAX / 2) return -EINVAL; /* acr__http_url_t offsets are 32 bits */
     s->url.len = 0;
     if (acr__buf_append(&s->url, req->url, ul + 1, g) < 0) return -ENOMEM;
     s->url.len--;
-    if (acr__url_parse(s->url.data, &s->u) < 0) return -EINVAL;
+    if (acr__http_url_parse(s->url.data, &s->u) < 0) return -EINVAL;
     s->args.len = 0;
     s->args_has = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -584,12 +586,12 @@ static int load_request(acr_http_session_t *s, const acr_http_request_t *req)
             if (!token_char((unsigned char)h->name[k])) return -EINVAL;
         for (size_t k = 0; k < h->value_len; k++)
             if (h->value[k] == '\r' || h->value[k] == '\n' || h->value[k] == '\0') return -EINVAL;
-        if (is_name(h->name, h->name_len, "host")) s->args_has |= ACR__H_HOST;
-        if (is_name(h->name, h->name_len, "user-agent")) s->args_has |= ACR__H_UA;
-        if (is_name(h->name, h->name_len, "connection")) s->args_has |= ACR__H_CONN;
-        if (is_name(h->name, h->name_len, "content-length")) s->args_has |= ACR__H_CLEN;
-        if (is_name(h->name, h->name_len, "transfer-encoding")) s->args_has |= ACR__H_TE;
-        if (is_name(h->name, h->name_len, "cookie")) s->args_has |= ACR__H_COOKIE;
+        if (is_name(h->name, h->name_len, "host")) s->args_has |= ACR__HTTP_H_HOST;
+        if (is_name(h->name, h->name_len, "user-agent")) s->args_has |= ACR__HTTP_H_UA;
+        if (is_name(h->name, h->name_len, "connection")) s->args_has |= ACR__HTTP_H_CONN;
+        if (is_name(h->name, h->name_len, "content-length")) s->args_has |= ACR__HTTP_H_CLEN;
+        if (is_name(h->name, h->name_len, "transfer-encoding")) s->args_has |= ACR__HTTP_H_TE;
+        if (is_name(h->name, h->name_len, "cookie")) s->args_has |= ACR__HTTP_H_COOKIE;
         if (acr__buf_append(&s->args, h->name, h->name_len, g) < 0 ||
             acr__buf_append(&s->args, ": ", 2, g) < 0 ||
             acr__buf_append(&s->args, h->value, h->value_len, g) < 0 ||

@@ -18,7 +18,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
 #define NBUCKETS 64
 
@@ -28,7 +28,7 @@ typedef struct sess_entry {
     char key[];
 } sess_entry_t;
 
-struct acr__tls {
+struct acr__http_tls {
     SSL_CTX *verified, *insecure;
     BIO_METHOD *meth;
     unsigned nsess;
@@ -39,7 +39,7 @@ struct acr__tls {
 
 static int bio_write(BIO *b, const char *in, int inl)
 {
-    acr__conn_t *c = BIO_get_data(b);
+    acr__http_conn_t *c = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (inl <= 0) return 0;
     if (acr__buf_append(&c->wq[c->wq_fill], in, (size_t)inl, &c->s->c->stats.buf_grows) < 0)
@@ -49,7 +49,7 @@ static int bio_write(BIO *b, const char *in, int inl)
 
 static int bio_read(BIO *b, char *out, int outl)
 {
-    acr__conn_t *c = BIO_get_data(b);
+    acr__http_conn_t *c = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (outl <= 0) return 0;
     if (c->tls_in_len == 0) {
@@ -68,7 +68,7 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
-    acr__conn_t *c = BIO_get_data(b);
+    acr__http_conn_t *c = BIO_get_data(b);
     switch (cmd) {
     case BIO_CTRL_FLUSH:
     case BIO_CTRL_DUP:
@@ -103,12 +103,12 @@ static unsigned key_hash(const char *s)
     return h % NBUCKETS;
 }
 
-static void session_key(const acr__conn_t *c, char *key, size_t n)
+static void session_key(const acr__http_conn_t *c, char *key, size_t n)
 {
     snprintf(key, n, "%s:%u:%c", c->host, (unsigned)c->port, c->insecure ? 'i' : 'v');
 }
 
-static void cache_clear(acr__tls_t *t)
+static void cache_clear(acr__http_tls_t *t)
 {
     for (unsigned b = 0; b < NBUCKETS; b++) {
         while (t->buckets[b]) {
@@ -124,9 +124,9 @@ static void cache_clear(acr__tls_t *t)
 /* OpenSSL hands us a new resumable session (TLS 1.3: after the handshake, from SSL_read). */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    acr__conn_t *c = SSL_get_app_data(ssl);
+    acr__http_conn_t *c = SSL_get_app_data(ssl);
     if (!c || !c->s) return 0;
-    acr__tls_t *t = c->s->c->tls;
+    acr__http_tls_t *t = c->s->c->tls;
     char key[300];
     session_key(c, key, sizeof key);
     unsigned b = key_hash(key);
@@ -137,7 +137,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
             return 1;
         }
     }
-    if (t->nsess >= ACR__TLS_MAX_SESSIONS) cache_clear(t);
+    if (t->nsess >= ACR__HTTP_TLS_MAX_SESSIONS) cache_clear(t);
     size_t n = strlen(key);
     sess_entry_t *e = malloc(sizeof *e + n + 1);
     if (!e) return 0;
@@ -149,7 +149,7 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
-static SSL_SESSION *cache_get(acr__tls_t *t, const acr__conn_t *c)
+static SSL_SESSION *cache_get(acr__http_tls_t *t, const acr__http_conn_t *c)
 {
     char key[300];
     session_key(c, key, sizeof key);
@@ -198,9 +198,9 @@ fail:
     return NULL;
 }
 
-acr__tls_t *acr__tls_new(const char *ca_file, char *err, size_t errlen)
+acr__http_tls_t *acr__http_tls_new(const char *ca_file, char *err, size_t errlen)
 {
-    acr__tls_t *t = calloc(1, sizeof *t);
+    acr__http_tls_t *t = calloc(1, sizeof *t);
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -218,11 +218,11 @@ acr__tls_t *acr__tls_new(const char *ca_file, char *err, size_t errlen)
     if (!t->insecure) goto fail;
     return t;
 fail:
-    acr__tls_free(t);
+    acr__http_tls_free(t);
     return NULL;
 }
 
-void acr__tls_free(acr__tls_t *t)
+void acr__http_tls_free(acr__http_tls_t *t)
 {
     if (!t) return;
     cache_clear(t);
@@ -241,7 +241,7 @@ static bool ip_literal(const char *host)
     return uv_ip4_addr(host, 0, &a4) == 0 || uv_ip6_addr(host, 0, &a6) == 0;
 }
 
-int acr__tls_attach(acr__tls_t *t, acr__conn_t *c)
+int acr__http_tls_attach(acr__http_tls_t *t, acr__http_conn_t *c)
 {
     SSL *ssl = SSL_new(c->insecure ? t->insecure : t->verified);
     if (!ssl) goto fail;
@@ -268,7 +268,7 @@ fail:
     return -ENOMEM;
 }
 
-void acr__tls_detach(acr__conn_t *c)
+void acr__http_tls_detach(acr__http_conn_t *c)
 {
     if (!c->ssl) return;
     SSL_set_app_data((SSL *)c->ssl, NULL);
@@ -279,7 +279,7 @@ void acr__tls_detach(acr__conn_t *c)
     c->ssl = NULL;
 }
 
-int acr__tls_handshake(acr__conn_t *c, char *err, size_t errlen)
+int acr__http_tls_handshake(acr__http_conn_t *c, char *err, size_t errlen)
 {
     SSL *ssl = c->ssl;
     ERR_clear_error();
@@ -308,7 +308,7 @@ int acr__tls_handshake(acr__conn_t *c, char *err, size_t errlen)
     return -EPROTO;
 }
 
-int acr__tls_write(acr__conn_t *c, const char *p, size_t n, char *err, size_t errlen)
+int acr__http_tls_write(acr__http_conn_t *c, const char *p, size_t n, char *err, size_t errlen)
 {
     while (n > 0) {
         int chunk = n > (1u << 30) ? 1 << 30 : (int)n;
@@ -327,7 +327,7 @@ int acr__tls_write(acr__conn_t *c, const char *p, size_t n, char *err, size_t er
     return 0;
 }
 
-int acr__tls_read(acr__conn_t *c, char *out, size_t outlen, char *err, size_t errlen)
+int acr__http_tls_read(acr__http_conn_t *c, char *out, size_t outlen, char *err, size_t errlen)
 {
     ERR_clear_error();
     int r = SSL_read(c->ssl, out, outlen > INT32_MAX ? INT32_MAX : (int)outlen);
@@ -345,7 +345,7 @@ int acr__tls_read(acr__conn_t *c, char *out, size_t outlen, char *err, size_t er
     return -EPROTO;
 }
 
-bool acr__tls_resumed(const acr__conn_t *c)
+bool acr__http_tls_resumed(const acr__http_conn_t *c)
 {
     return c->ssl && SSL_session_reused(c->ssl);
 }

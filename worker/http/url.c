@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "worker/http_internal.h"
+#include "worker/http/http_internal.h"
 
 int acr__buf_reserve(acr__buf_t *b, size_t extra, uint64_t *grows)
 {
@@ -60,7 +60,7 @@ static bool host_char(char ch)
            ch == '-' || ch == '.' || ch == '_';
 }
 
-int acr__url_parse(char *s, acr__url_t *u)
+int acr__http_url_parse(char *s, acr__http_url_t *u)
 {
     memset(u, 0, sizeof *u);
     size_t i;
@@ -135,8 +135,8 @@ static int put(acr__buf_t *out, const char *p, size_t n, uint64_t *grows)
     return 0;
 }
 
-int acr__url_resolve(const char *base, const acr__url_t *u, const char *loc, size_t loc_len,
-                     acr__buf_t *out, uint64_t *grows)
+int acr__http_url_resolve(const char *base, const acr__http_url_t *u, const char *loc,
+                          size_t loc_len, acr__buf_t *out, uint64_t *grows)
 {
     out->len = 0;
     while (loc_len && (loc[0] == ' ' || loc[0] == '\t')) loc++, loc_len--;
