@@ -57,7 +57,7 @@ int acr_report_console_exceptions(FILE *f, acr_stats_t *s);
  *  @lost > 0 (the totals above it are incomplete); prints nothing when @lost is 0. */
 int acr_report_console_lost(FILE *f, unsigned long long lost);
 
-/** CSV bodies with Locust's exact headers and row order (reference §8), CRLF line endings. */
+/** CSV bodies with Locust's exact headers and row order (docs/locust-compatibility.md), CRLF. */
 int acr_report_csv_stats(FILE *f, acr_stats_t *s);
 int acr_report_csv_failures(FILE *f, acr_stats_t *s);
 int acr_report_csv_exceptions(FILE *f, acr_stats_t *s);

@@ -107,7 +107,7 @@ acr_stats_entry_t *const *acr_stats_sorted(acr_stats_t *s, size_t *n);
 acr_stats_error_t *const *acr_stats_errors(acr_stats_t *s, size_t *n);
 acr_stats_exception_t *const *acr_stats_exceptions(acr_stats_t *s, size_t *n);
 
-/* ---- derived values (Locust's definitions where they exist, reference §6.3) ---- */
+/* ---- derived values (Locust's where they exist: docs/locust-compatibility.md, statistics) ---- */
 
 /** Records per second over the 10 s window ending 2 s before the last request of the total
  *  entry (Locust's current_rps). @total gives that window. */

@@ -1,9 +1,10 @@
 /*
- * Merging the workers' stats deltas into the run's one acr_stats_t (reference §6.6: merged even
- * from unknown nodes, as Locust), and accounting for lost reports: acrida workers number their
- * reports, so a jump in the sequence is a counted gap, and a worker that ends (killed, missing,
- * re-registered) after it got users or reported during a test, without sending its final report,
- * lost its last interval. Every gap is logged as "worker X: report N missing (lost interval)".
+ * Merging the workers' stats deltas into the run's one acr_stats_t (merged even from unknown nodes,
+ * as Locust: docs/locust-compatibility.md, run states), and accounting for lost reports: acrida
+ * workers number their reports, so a jump in the sequence is a counted gap, and a worker that ends
+ * (killed, missing, re-registered) after it got users or reported during a test, without sending
+ * its final report, lost its last interval. Every gap is logged as "worker X: report N missing
+ * (lost interval)".
  */
 #include "master/master.h"
 

@@ -515,8 +515,8 @@ int acr_dispatch_next(acr_dispatch_t *d, double *delay)
         d->in_progress = true;
         if (d->rebalance) {
             d->rebalance = false;
-            /* Locust leaves dispatch_in_progress set here (its §12 item 6); we clear it so later
-             * joins still rebalance. */
+            /* Locust leaves dispatch_in_progress set here (docs/locust-compatibility.md,
+             * dispatcher); we clear it so later joins still rebalance. */
             if (d->current == d->target) {
                 d->in_progress = false;
                 d->phase = PHASE_IDLE;

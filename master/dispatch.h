@@ -1,5 +1,5 @@
 /*
- * The users dispatcher: Locust 2.12's UsersDispatcher (reference/locust-2.12.md §5) as an explicit
+ * The users dispatcher: Locust 2.12's UsersDispatcher (docs/locust-compatibility.md) as an explicit
  * state machine instead of a Python generator. It decides, per ramp iteration, the absolute user
  * count per worker and class; the runner paces the iterations and sends one `spawn` per worker.
  *

@@ -1,7 +1,7 @@
 /*
  * acrida-master's entry point: options, logging, scenario validation, the ZeroMQ ROUTER, the port
  * file, local workers, headless mode, one libuv loop, and an orderly exit where every handle is
- * closed before the memory goes. Exit codes (SPEC §2): 0, --exit-code-on-error when a request
+ * closed before the memory goes. Exit codes (docs/cli.md): 0, --exit-code-on-error when a request
  * failed or a task raised, 1 when the workers never came / the scenario or the port failed,
  * 2 for bad usage.
  */

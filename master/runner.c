@@ -1,9 +1,10 @@
 /*
- * The master's run state machine (reference §4): ready -> spawning -> running -> stopping ->
- * stopped, with one transition function that checks legality and logs from -> to. Starting a test
- * drives the dispatcher's ramp with a timer and sends one `spawn` per worker per iteration; a
- * change in the live workers rebalances at once. A graceful stop sends `stop` and waits, bounded,
- * for every worker's client_stopped and final report, so the state always reaches stopped.
+ * The master's run state machine (docs/locust-compatibility.md): ready -> spawning -> running ->
+ * stopping -> stopped, with one transition function that checks legality and logs from -> to.
+ * Starting a test drives the dispatcher's ramp with a timer and sends one `spawn` per worker per
+ * iteration; a change in the live workers rebalances at once. A graceful stop sends `stop` and
+ * waits, bounded, for every worker's client_stopped and final report, so the state always reaches
+ * stopped.
  */
 #include "master/master.h"
 

@@ -69,7 +69,7 @@ bool acr__utf8_valid(const char *s, size_t n);
  *  m->final. On failure the caller frees @m. */
 int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 
-/** Locust's response_times key (ms, §6.2 rounding) for a response time of @us microseconds. */
+/** Locust's response_times key (ms, rounded as proto/PROTOCOL.md says) for @us microseconds. */
 int64_t acr__locust_bucket_ms(uint64_t us);
 
 /* ---- encoding helpers (msg_enc.c) ---- */

@@ -1,8 +1,8 @@
 /*
  * The pre-scan of a received frame: a small msgpack walker that validates the structure without
  * allocating, so msgpack-c (which allocates count * 24 bytes as soon as it reads a container
- * header, reference/dependencies.md §2) only ever sees frames whose every container is backed by
- * real bytes. Also the UTF-8 validator used for every decoded string.
+ * header, docs/platform-notes.md, msgpack-c) only ever sees frames whose every container is backed
+ * by real bytes. Also the UTF-8 validator used for every decoded string.
  */
 #include "proto/msg_internal.h"
 

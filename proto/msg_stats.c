@@ -1,5 +1,5 @@
 /*
- * The stats report on the wire (reference/locust-2.12.md §3.1, §6.1, §6.2): encoding a worker's
+ * The stats report on the wire (proto/PROTOCOL.md, `stats`): encoding a worker's
  * delta into Locust's StatsEntry dicts plus acrida's lossless histogram, and decoding reports from
  * acrida and stock Locust workers into a fresh acr_stats_t.
  */

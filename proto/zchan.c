@@ -1,5 +1,5 @@
 /*
- * ZeroMQ ROUTER/DEALER sockets inside a libuv loop (reference/dependencies.md §1).
+ * ZeroMQ ROUTER/DEALER sockets inside a libuv loop (docs/platform-notes.md, ZeroMQ).
  *
  * ZMQ_FD is edge-triggered: it signals a change of the socket's state, not "data available". So
  * the channel (1) drains by looping on ZMQ_EVENTS (never on the fd) until POLLIN is clear,

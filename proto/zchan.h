@@ -1,7 +1,7 @@
 /*
  * ZeroMQ sockets driven by a libuv loop: a ROUTER the master binds, a DEALER a worker connects.
  * ZMQ_FD is edge-triggered, so the channel drains ZMQ_EVENTS after every poll callback and after
- * every send (reference/dependencies.md §1). Each channel owns its zmq context; LINGER is 0;
+ * every send (docs/platform-notes.md, ZeroMQ). Each channel owns its zmq context; LINGER is 0;
  * ZMQ_MAXMSGSIZE is ACR_MSG_MAX_FRAME; TCP keepalive 1/30 as Locust.
  *
  * The receive callback gets each payload frame (and for a ROUTER the peer's routing id); frames

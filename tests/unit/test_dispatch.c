@@ -1,6 +1,8 @@
 /*
- * The users dispatcher against Locust 2.12's own results (reference/locust-2.12.md §5 worked
- * examples, and sequences produced by /usr/lib/python3/dist-packages/locust/dispatch.py).
+ * The users dispatcher against Locust 2.12's own results (docs/locust-compatibility.md,
+ * dispatcher). Every expected map, order and delay is regenerated from the installed Locust by
+ *   /usr/bin/python3 tests/unit/gen_dispatch_expected.py --check tests/unit/test_dispatch.c
+ * which prints them and fails if this file differs.
  */
 #include "master/dispatch.h"
 
@@ -20,7 +22,7 @@ static acr_user_class_t mk(const char *name, double w, long fixed)
 }
 
 /* Renders the map as "id:{A1,B0}" entries sorted by id, class names abbreviated to their first
- * letter, so expectations read like the reference's tables. */
+ * letter, so expectations read like gen_dispatch_expected.py's output. */
 static void render(const acr_dispatch_t *d, char *out, size_t len)
 {
     size_t n = acr_dispatch_nentries(d);

@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Generated with /usr/bin/python3 msgpack.dumps(("stats", data, node_id)): the reference §3.1
- * example (int and float response_times keys, an entry with a nil min_response_time, a nil
- * stats_total method, no acrida_* keys). */
+/* Generated with /usr/bin/python3 msgpack.dumps(("stats", data, node_id)): a report as a Locust
+ * 2.12 worker sends it (proto/PROTOCOL.md, `stats`; int and float response_times keys, an entry
+ * with a nil min_response_time, a nil stats_total method, no acrida_* keys). */
 static const char locust_stats_frame[] =
     "\x93\xa5\x73\x74\x61\x74\x73\x85\xa5\x73\x74\x61\x74\x73\x93\x8e\xa4\x6e\x61\x6d\x65\xab\x2f"
     "\x69\x6e\x64\x65\x78\x2e\x68\x74\x6d\x6c\xa6\x6d\x65\x74\x68\x6f\x64\xa3\x47\x45\x54\xb6\x6c"
@@ -222,7 +222,7 @@ static void decode_ok(const acr_buf_t *b, acr_msg_t *m)
     if (r) fail_msg("decode failed: %d (%s)", r, err);
 }
 
-/* ---- exact byte forms (reference/locust-2.12.md §2, [verified] examples) ---- */
+/* ---- exact byte forms (as Locust 2.12 sends them: proto/PROTOCOL.md, envelope) ---- */
 
 static void test_heartbeat_bytes(void **state)
 {
