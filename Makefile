@@ -120,6 +120,26 @@ test-san: $(UNITS) all
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 	ACRIDA_BUILD=$(abspath $(BUILD)) ACRIDA_SAN=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# The suites on a busy machine: `stress-ng --cpu 2` runs beside STRESS_ROUNDS rounds of the unit
+# and integration tests and their sanitizer pass (into SAN_BUILD; deps are not re-run). stress-ng
+# is stopped by its PID however the loop ends; the first failing round fails the target by number.
+STRESS_ROUNDS ?= 5
+SAN_BUILD     ?= build-san
+.PHONY: test-stress
+test-stress:
+	@command -v stress-ng >/dev/null || { echo "test-stress: stress-ng is missing (make deps)" >&2; exit 1; }
+	@stress-ng --cpu 2 --timeout 6h --quiet & spid=$$!; \
+	trap 'kill $$spid 2>/dev/null; wait $$spid 2>/dev/null' EXIT; trap 'exit 1' HUP INT TERM; \
+	sleep 1; kill -0 $$spid 2>/dev/null || { echo "test-stress: stress-ng did not start" >&2; exit 1; }; \
+	i=1; while [ $$i -le $(STRESS_ROUNDS) ]; do \
+	  echo "== test-stress: round $$i of $(STRESS_ROUNDS), stress-ng --cpu 2 running (pid $$spid)"; \
+	  $(MAKE) --no-print-directory test-unit test-integration && \
+	  $(MAKE) --no-print-directory SAN=address,undefined BUILD=$(SAN_BUILD) test-san || \
+	  { echo "test-stress: round $$i of $(STRESS_ROUNDS) FAILED" >&2; exit 1; }; \
+	  i=$$((i + 1)); \
+	done; \
+	echo "test-stress: $(STRESS_ROUNDS) of $(STRESS_ROUNDS) rounds passed beside stress-ng --cpu 2"
+
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz:
 	@$(MAKE) --no-print-directory deps

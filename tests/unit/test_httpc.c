@@ -489,8 +489,9 @@ static void test_timeout(void **state)
     assert_int_equal(run_req(&f->loop, f->s, &rq, &f->res), 0);
     assert_string_equal(f->res.error, "timeout after 0.3 s");
     assert_int_equal(f->res.status, 0);
-    assert_true(f->res.elapsed_us >= 290000);
-    assert_true(f->res.elapsed_us < 2000000);
+    /* never early (the timer starts on a fresh loop clock); how late is the machine's business,
+     * and a timeout far too long would hit run_until's deadline */
+    assert_true(f->res.elapsed_us >= 299000);
     fix_free(f);
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -127,17 +128,44 @@ static void test_buf(void **state)
     acr_buf_free(&b);
 }
 
+static uint64_t mono_us_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Each clock lies between CLOCK_* reads taken just before and after it (units and clock checked
+ * exactly, however loaded the machine), and the monotonic one advances across a sleep. */
 static void test_clocks(void **state)
 {
-    double w = acr_now(), m1 = acr_mono_s();
-    uint64_t u1 = acr_mono_us(), u2;
     (void)state;
+    struct timespec r0, r1;
+    clock_gettime(CLOCK_REALTIME, &r0);
+    double w = acr_now();
+    clock_gettime(CLOCK_REALTIME, &r1);
     assert_true(w > 1.6e9); /* after 2020 */
+    if (w < (double)r0.tv_sec + (double)(r0.tv_nsec / 1000) / 1e6 - 1e-6 ||
+        w > (double)r1.tv_sec + (double)r1.tv_nsec / 1e9 + 1e-6)
+        fail_msg("acr_now() %.6f outside [%lld.%09ld, %lld.%09ld]", w, (long long)r0.tv_sec,
+                 r0.tv_nsec, (long long)r1.tv_sec, r1.tv_nsec);
+
+    uint64_t m0 = mono_us_now(), u1 = acr_mono_us(), m1 = mono_us_now();
+    if (u1 < m0 || u1 > m1)
+        fail_msg("acr_mono_us() %llu outside [%llu, %llu]", (unsigned long long)u1,
+                 (unsigned long long)m0, (unsigned long long)m1);
+    m0 = mono_us_now();
+    double s1 = acr_mono_s();
+    m1 = mono_us_now();
+    if (s1 < (double)m0 / 1e6 - 1e-6 || s1 > (double)(m1 + 1) / 1e6)
+        fail_msg("acr_mono_s() %.6f outside [%llu, %llu] us", s1, (unsigned long long)m0,
+                 (unsigned long long)m1);
+
     usleep(20000);
-    u2 = acr_mono_us();
-    if (u2 - u1 < 19000 || u2 - u1 > 2000000)
-        fail_msg("monotonic µs advanced by %llu over a 20 ms sleep", (unsigned long long)(u2 - u1));
-    assert_true(acr_mono_s() - m1 >= 0.019);
+    uint64_t u2 = acr_mono_us();
+    if (u2 - u1 < 19990)
+        fail_msg("monotonic us advanced by %llu over a 20 ms sleep", (unsigned long long)(u2 - u1));
+    assert_true(acr_mono_s() - s1 >= 0.0199);
 }
 
 static void test_write_file_atomic(void **state)

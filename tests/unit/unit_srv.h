@@ -69,7 +69,6 @@ struct srv {
     pthread_t th;
     srv_script script;
     SSL_CTX *tls;
-    void *ud; /* the test's, for its scripts */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* held and released */
     int stop;
