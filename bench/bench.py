@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""acrida benchmarks against wrk and Locust (SPEC §11, issue #3).
+"""acrida benchmarks against wrk and Locust (issue #3); `make bench` runs this script.
 
 Throughput/CPU: nginx (one worker, a static 100-byte file, keep-alive) pinned to core 0; each
 generator pinned to core 1, in interleaved rounds: wrk, acrida (master + one worker), Locust
@@ -9,10 +9,15 @@ from /proc/<pid>/stat (user + system, every process of the generator) over the s
 Latency p50/p99 are each tool's own whole-run figures.
 
 Memory: one acrida worker holding N idle users (each made one request and keeps its keep-alive
-connection, then waits an hour), RSS growth per user at 10k and 100k users, nginx listening on
-several ports so the connections do not exhaust the ephemeral ports of one address pair.
+connection, then waits an hour), at 10k and 100k users, nginx listening on several ports so the
+connections do not exhaust the ephemeral ports of one address pair. The users alive (the master's
+count from the worker's reports), the requests they completed and the connections the worker
+holds (its ESTABLISHED sockets) are measured, and the RSS growth is divided by the users alive.
 
-Output: a markdown report on stdout and in bench/results/latest.md.
+Master: bench/master_load.py (500 simulated workers, 100 entries per report every 3 s).
+
+Every figure, the per-round ratios and their medians against the targets are printed; the same
+text is saved in bench/results/latest.md, and docs/benchmarks.md shows it unchanged.
 """
 import argparse
 import csv
@@ -25,10 +30,11 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
+
+import master_load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -177,12 +183,7 @@ def run_acrida(nginx, args, tmp):
          str(args.users * 10), "-t", "%ds" % dur, "--headless", "--only-summary", "--json",
          "--expect-workers", "1", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0",
          "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp)
-    port = None
-    while port is None:
-        try:
-            port = int(dict(l.split("=") for l in open(pf).read().split())["master"])
-        except (FileNotFoundError, KeyError, ValueError):
-            time.sleep(0.02)
+    port = master_load.wait_port(pf, master)
     worker = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "acrida-worker"),
                                "--master-host", "127.0.0.1", "--master-port", str(port)],
                               stderr=subprocess.DEVNULL, cwd=tmp)
@@ -214,42 +215,118 @@ def run_locust(nginx, args, tmp, which):
     return res
 
 
+def wait_until(predicate, timeout, step=0.2):
+    """Polls @predicate until it is true or @timeout s pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
+
+
+def established_to(pid, ports):
+    """Connections @pid holds to 127.0.0.1:@ports: its socket fds that /proc/net/tcp lists as
+    ESTABLISHED with one of @ports as the remote port."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    want = {"%04X" % p for p in ports}
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            c = line.split()
+            if c[3] == "01" and c[2].rsplit(":", 1)[1] in want and c[9] in inodes:
+                n += 1
+    return n
+
+
+def history_totals(path):
+    """(User Count, Total Request Count) of the last complete Aggregated row of a
+    stats_history CSV, or (0, 0) before there is one."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        return 0, 0
+    if not rows:
+        return 0, 0
+    head = rows[0]
+    users, total, name = head.index("User Count"), head.index("Total Request Count"), head.index("Name")
+    for r in reversed(rows[1:]):
+        if len(r) == len(head) and r[name] == "Aggregated":
+            return int(r[users]), int(r[total])
+    return 0, 0
+
+
+def idle_baseline(build, scenario, tmp, env):
+    """Starts a worker with the scenario loaded against a stand-in master (a pyzmq ROUTER that
+    never answers); once its client_ready arrives (the scenario is loaded, no user exists) its
+    RSS is the baseline. The stand-in then closes its port for the real master."""
+    import msgpack
+    import zmq
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    worker = subprocess.Popen([os.path.join(build, "acrida-worker"), "--master-host", "127.0.0.1",
+                               "--master-port", str(port), "-f", scenario],
+                              stderr=subprocess.DEVNULL, cwd=tmp, env=env, preexec_fn=raise_nofile)
+    try:
+        if not router.poll(60000):
+            raise RuntimeError("the idle worker sent no client_ready within 60 s")
+        frames = router.recv_multipart()
+        if msgpack.unpackb(frames[-1], raw=False)[0] != "client_ready":
+            raise RuntimeError("the idle worker's first message was not client_ready")
+        base = rss_bytes(worker.pid)
+    except BaseException:
+        worker.kill()
+        worker.wait()
+        raise
+    finally:
+        router.close()
+        ctx.term()
+    return worker, port, base
+
+
 def idle_memory(args, tmp, users):
-    """Per-user RSS of idle users. Users hold an open keep-alive connection when the fd limit
-    allows one per user; otherwise (100k users against a 20000 hard limit) they idle before
-    their first request, which SPEC §11's "idle user with long waits" also covers."""
+    """RSS per idle user. Users hold an open keep-alive connection when the fd limit allows one
+    per user; otherwise (100k users against a 20000 hard limit) they idle before their first
+    request."""
     nports = max(1, (users + 11999) // 12000)
     connect = users + 200 < resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     sub = os.path.join(tmp, "idle%d" % users)
     os.makedirs(sub)
     nginx = Nginx(sub, nports)
+    before = nginx.requests()  # this status request and the ones before it
     build = os.path.abspath(args.build)
     scenario = os.path.join(HERE, "acrida_idle.lua")
     env = dict(os.environ, BENCH_PORTS=",".join(map(str, nginx.ports)),
                BENCH_CONNECT="1" if connect else "0")
-    # The worker starts first, with the scenario loaded, and waits for a master that does not
-    # exist yet: its RSS then is the baseline with zero users.
-    port = free_port()
-    worker = subprocess.Popen([os.path.join(build, "acrida-worker"), "--master-host", "127.0.0.1",
-                               "--master-port", str(port), "-f", scenario],
-                              stderr=subprocess.DEVNULL, cwd=tmp, env=env, preexec_fn=raise_nofile)
-    time.sleep(1.5)
-    base = rss_bytes(worker.pid)
+    worker, port, base = idle_baseline(build, scenario, sub, env)
+    hist = os.path.join(sub, "idle_stats_history.csv")
     master = subprocess.Popen(
         [os.path.join(build, "acrida-master"), "-f", scenario, "-H", nginx.url, "-u", str(users),
          "-r", str(max(1000, users // 10)), "--headless", "--only-summary", "--expect-workers", "1",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp, env=env)
-    # Wait until every user runs (and, with connections, nginx served one request per user).
-    deadline = time.time() + 180
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--csv",
+         os.path.join(sub, "idle")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=sub,
+        env=env)
+    # Every user alive (and, with connections, every first request recorded: the worker then
+    # holds one connection per user and nothing is in flight).
+    want_requests = users if connect else 0
+    wait_until(lambda: all(a >= b for a, b in zip(history_totals(hist), (users, want_requests))), 300)
     if connect:
-        while nginx.requests() < users and time.time() < deadline:
-            time.sleep(0.5)
-    else:
-        time.sleep(users / max(1000, users // 10) + 3)
-    served = nginx.requests() - 1
-    time.sleep(3)
+        wait_until(lambda: established_to(worker.pid, nginx.ports) >= users, 60)
+    alive, recorded = history_totals(hist)
+    held = established_to(worker.pid, nginx.ports)
     rss = rss_bytes(worker.pid)
+    served = nginx.requests() - before - 1  # not this status request either
     master.send_signal(signal.SIGTERM)
     try:
         master.wait(120)
@@ -258,12 +335,162 @@ def idle_memory(args, tmp, users):
         master.kill()
         worker.kill()
     nginx.stop()
-    return {"users": users, "served": served, "rss_base": base, "rss": rss, "connect": connect,
-            "per_user": (rss - base) / users}
+    return {"users": users, "alive": alive, "recorded": recorded, "held": held, "served": served,
+            "rss_base": base, "rss": rss, "connect": connect,
+            "per_user": (rss - base) / alive if alive else None}
 
 
 def fmt(v, nd=1):
     return "-" if v is None else ("%.*f" % (nd, v))
+
+
+NAMES = {"wrk": "wrk", "acrida": "acrida", "fast": "Locust FastHttpUser", "http": "Locust HttpUser"}
+
+
+def provenance(args):
+    def git(*a):
+        p = subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else "?"
+    version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
+                             capture_output=True, text=True).stdout.strip()
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
+          "--idle %s --master-load %s" % (args.rounds, args.users, args.warm, args.window, args.tail,
+                                          args.tools or "''", args.idle or "''", args.master_load or "''")
+    return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
+            "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               git("rev-parse", "--short", "HEAD"), version, model,
+                               os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()))]
+
+
+def throughput(args, tools, tmp, out):
+    runners = {"wrk": run_wrk, "acrida": run_acrida,
+               "fast": lambda n, a, t: run_locust(n, a, t, "fast"),
+               "http": lambda n, a, t: run_locust(n, a, t, "http")}
+    rounds = []
+    nginx = Nginx(tmp)
+    out("## Throughput and CPU (nginx on core 0, generator on core 1, %d users/connections)" % args.users)
+    out()
+    out("| round | tool | req/s | CPU µs/req | generator CPU | CPU/req vs wrk | acrida req/s per core vs this tool | p50 ms | p99 ms |")
+    out("|---|---|---|---|---|---|---|---|---|")
+    try:
+        for rnd in range(1, args.rounds + 1):
+            res = {t: runners[t](nginx, args, tmp) for t in tools}
+            rounds.append(res)
+            w, a = res.get("wrk"), res.get("acrida")
+            for t in tools:
+                r = res[t]
+                r["vs_wrk"] = r["cpu_us_per_req"] / w["cpu_us_per_req"] if w else None
+                r["per_core"] = ((a["rps"] / a["cpu_util"]) / (r["rps"] / r["cpu_util"])
+                                 if a and t != "acrida" else None)
+                out("| %d | %s | %.0f | %.1f | %.0f %% | %s | %s | %s | %s |" % (
+                    rnd, NAMES[t], r["rps"], r["cpu_us_per_req"], r["cpu_util"] * 100,
+                    fmt(r["vs_wrk"], 2) + "x" if r["vs_wrk"] else "-",
+                    fmt(r["per_core"], 1) + "x" if r["per_core"] else "-",
+                    fmt(r["p50_ms"], 3), fmt(r["p99_ms"], 3)))
+    finally:
+        nginx.stop()
+    out()
+    out("Medians over the rounds:")
+    out()
+    out("| tool | req/s | CPU µs/req | p50 ms | p99 ms |")
+    out("|---|---|---|---|---|")
+    for t in tools:
+        med = {k: median([r[t][k] for r in rounds]) for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms")}
+        out("| %s | %.0f | %.1f | %s | %s |" % (NAMES[t], med["rps"], med["cpu_us_per_req"],
+                                               fmt(med["p50_ms"], 3), fmt(med["p99_ms"], 3)))
+    return rounds
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def memory(args, tmp, out):
+    out()
+    out("## Memory per idle user (one worker process)")
+    out()
+    out("| users started | users alive | connections held | requests recorded / served | worker RSS, no users | RSS with users | per user alive |")
+    out("|---|---|---|---|---|---|---|")
+    res = []
+    for n in [int(x) for x in args.idle.split(",") if x]:
+        m = idle_memory(args, tmp, n)
+        res.append(m)
+        out("| %d | %d | %d%s | %d / %d | %.1f MiB | %.1f MiB | %s KiB |" % (
+            n, m["alive"], m["held"], "" if m["connect"] else " (fd limit: none opened)",
+            m["recorded"], m["served"], m["rss_base"] / 2**20, m["rss"] / 2**20,
+            fmt(m["per_user"] / 1024 if m["per_user"] is not None else None, 2)))
+    return res
+
+
+def master(args, out):
+    workers, entries, window = [int(x) for x in args.master_load.split(",")]
+    out()
+    out("## Master under load (bench/master_load.py: %d simulated workers, %d entries per report "
+        "every 3 s, %d s window)" % (workers, entries, window))
+    out()
+    r = master_load.run(os.path.abspath(args.build), workers, entries, window)
+    for line in master_load.table(r):
+        out(line)
+    return r
+
+
+def verdict(ok_median, ok_rounds):
+    if ok_median and all(ok_rounds):
+        return "met"
+    if ok_median:
+        return "met in the median, not in every round"
+    return "missed in the median, met in some rounds" if any(ok_rounds) else "missed"
+
+
+def ratio_row(out, label, rounds, key, tool, want):
+    per = [r[tool][key] for r in rounds if tool in r]
+    if not per:
+        return
+    med = median(per)
+    out("| %s | **%.2fx** | %s | %s |" % (label, med, ", ".join("%.2f" % x for x in per),
+                                          verdict(want(med), [want(x) for x in per])))
+
+
+def targets(rounds, mem, mres, out):
+    out()
+    out("## Against the targets (medians of the per-round ratios)")
+    out()
+    out("| target | median | rounds | |")
+    out("|---|---|---|---|")
+    ratio_row(out, "generator CPU per request ≤ 1.2x wrk's (goal 1.0x)", rounds, "vs_wrk", "acrida",
+              lambda x: x <= 1.2)
+    if rounds and "wrk" in rounds[0] and "acrida" in rounds[0]:
+        a = [r["acrida"]["p50_ms"] for r in rounds]
+        w = [r["wrk"]["p50_ms"] for r in rounds]
+        near = lambda x, y: x is not None and y is not None and abs(x - y) <= max(0.1 * y, 0.05)
+        ma, mw = median(a), median(w)
+        out("| median latency within 10 %% (or 50 µs) of wrk's | **%s vs %s ms** | %s | %s |" % (
+            fmt(ma, 3), fmt(mw, 3), ", ".join("%s/%s" % (fmt(x, 3), fmt(y, 3)) for x, y in zip(a, w)),
+            verdict(near(ma, mw), [near(x, y) for x, y in zip(a, w)])))
+    ratio_row(out, "≥ 10x the requests/s per core of Locust FastHttpUser", rounds, "per_core", "fast",
+              lambda x: x >= 10)
+    ratio_row(out, "≥ 15x (issue #3) the requests/s per core of Locust FastHttpUser", rounds,
+              "per_core", "fast", lambda x: x >= 15)
+    ratio_row(out, "≥ 50x the requests/s per core of Locust HttpUser", rounds, "per_core", "http",
+              lambda x: x >= 50)
+    for m in mem:
+        if m["per_user"] is None:
+            continue
+        kib = m["per_user"] / 1024
+        out("| ≤ 4 KiB RSS per idle user | **%.2f KiB** | %d users alive, %d connections | %s |" % (
+            kib, m["alive"], m["held"], "met" if kib <= 4 else "missed"))
+    if mres:
+        out("| master: %d workers × %d entries every 3 s at ≤ 50 %% of one core | **%.1f %%** | "
+            "%d of %d reports merged | %s |" % (
+                mres["workers"], mres["entries"], 100 * mres["cpu"], mres["merged_reports"],
+                mres["sent"]["reports"], "met" if mres["cpu"] <= 0.5 else "missed"))
 
 
 def main():
@@ -276,63 +503,28 @@ def main():
     ap.add_argument("--tail", type=float, default=2)
     ap.add_argument("--tools", default="wrk,acrida,fast,http")
     ap.add_argument("--idle", default="10000,100000", help="idle user counts ('' to skip)")
+    ap.add_argument("--master-load", default="500,100,30",
+                    help="simulated workers,entries,window s for bench/master_load.py ('' to skip)")
     args = ap.parse_args()
-    tools = args.tools.split(",")
-    runners = {"wrk": run_wrk, "acrida": run_acrida,
-               "fast": lambda n, a, t: run_locust(n, a, t, "fast"),
-               "http": lambda n, a, t: run_locust(n, a, t, "http")}
-    names = {"wrk": "wrk", "acrida": "acrida", "fast": "Locust FastHttpUser",
-             "http": "Locust HttpUser"}
+    args.build = os.path.abspath(args.build)
+    tools = [t for t in args.tools.split(",") if t]
     tmp = tempfile.mkdtemp(prefix="acrida-bench-")
     lines = []
-    out = lambda s="": (lines.append(s), print(s, flush=True))
-    results = {t: [] for t in tools}
+
+    def out(s=""):
+        lines.append(s)
+        print(s, flush=True)
+
     try:
-        nginx = Nginx(tmp)
-        out("## Throughput and CPU (nginx on core 0, generator on core 1, %d users/connections)" % args.users)
+        for line in provenance(args):
+            out(line)
         out()
-        out("| round | tool | req/s | CPU µs/req | CPU util | vs wrk CPU/req | req/s per core vs tool | p50 ms | p99 ms |")
-        out("|---|---|---|---|---|---|---|---|---|")
-        for rnd in range(1, args.rounds + 1):
-            round_res = {}
-            for t in tools:
-                r = runners[t](nginx, args, tmp)
-                round_res[t] = r
-                results[t].append(r)
-            w = round_res.get("wrk")
-            a = round_res.get("acrida")
-            for t in tools:
-                r = round_res[t]
-                ratio = r["cpu_us_per_req"] / w["cpu_us_per_req"] if w else None
-                per_core = (a["rps"] / a["cpu_util"]) / (r["rps"] / r["cpu_util"]) if a and t != "acrida" else None
-                out("| %d | %s | %.0f | %.1f | %.0f %% | %s | %s | %s | %s |" % (
-                    rnd, names[t], r["rps"], r["cpu_us_per_req"], r["cpu_util"] * 100,
-                    fmt(ratio, 2) + "x" if ratio else "-",
-                    ("acrida %sx" % fmt(per_core, 1)) if per_core else "-",
-                    fmt(r["p50_ms"], 3), fmt(r["p99_ms"], 3)))
-        nginx.stop()
+        rounds = throughput(args, tools, tmp, out) if tools else []
+        mem = memory(args, tmp, out) if args.idle else []
+        mres = master(args, out) if args.master_load else None
+        targets(rounds, mem, mres, out)
         out()
-        out("Medians over the rounds:")
-        out()
-        out("| tool | req/s | CPU µs/req | p50 ms | p99 ms |")
-        out("|---|---|---|---|---|")
-        med = {}
-        for t in tools:
-            rs = results[t]
-            med[t] = {k: statistics.median([r[k] for r in rs if r[k] is not None] or [0])
-                      for k in ("rps", "cpu_us_per_req", "p50_ms", "p99_ms", "cpu_util")}
-            out("| %s | %.0f | %.1f | %s | %s |" % (names[t], med[t]["rps"], med[t]["cpu_us_per_req"],
-                                                   fmt(med[t]["p50_ms"], 3), fmt(med[t]["p99_ms"], 3)))
-        if args.idle:
-            out()
-            out("## Memory per idle user (one worker process)")
-            out()
-            out("| users | open connections | requests served | worker RSS before | RSS with users | per user |")
-            out("|---|---|---|---|---|---|")
-            for n in [int(x) for x in args.idle.split(",") if x]:
-                m = idle_memory(args, tmp, n)
-                out("| %d | %s | %d | %.1f MiB | %.1f MiB | %.2f KiB |" % (
-                    n, "one per user" if m["connect"] else "none (fd limit)", m["served"], m["rss_base"] / 2**20, m["rss"] / 2**20, m["per_user"] / 1024))
+        out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Master load (SPEC §11): N simulated workers (pyzmq DEALERs speaking Locust's protocol as an
-acrida worker would) each send a heartbeat every second and a stats report with E entries every
-3 s; the master's CPU is read from /proc over a steady window. The master waits for N+1 workers,
-so no test starts: this measures registration, liveness and stats merging alone.
+"""Master under load: N simulated workers (pyzmq DEALERs speaking the protocol as acrida workers
+do) each send a heartbeat every second and a stats report of E entries every 3 s, spread evenly.
+The master waits for N+1 workers, so no test starts: this measures registration, liveness and
+stats merging alone. Its CPU is read from /proc over a steady window after a 5 s warm-up.
+
+Every report is shaped like an acrida worker's delta, with synthetic but self-consistent content:
+the worker's own sequence number (1, 2, 3, ... per worker), entries with their own request and
+failure counts and latencies (histogram, Locust's rounded response times, min/max/total agree),
+per-second counts at the time of sending, and the errors of its failures; 16 different report
+contents rotate over the workers and their reports. At the end each simulated worker registers again and waits for the master's ack, which
+the master sends only after it has handled everything that worker sent before; then the master is
+stopped and its --json document says how many reports it merged and what they added up to.
 
 usage: bench/master_load.py [--build build] [--workers 500] [--entries 100] [--window 30]
 """
 import argparse
+import hashlib
 import json
 import os
 import random
+import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,31 +29,108 @@ import msgpack
 import zmq
 
 TICK = os.sysconf("SC_CLK_TCK")
+HIST_SUB_BITS = 6
+HIST_BUCKETS = (1 << HIST_SUB_BITS) * (36 - HIST_SUB_BITS + 1)
+TEMPLATES = 16  # distinct report contents; worker i's k-th report uses template (i + k) % 16
 
 
-def entry(i, now):
-    hist = []
-    rt = {}
-    for _ in range(20):
-        us = random.randint(100, 200000)
-        hist += [random.randint(64, 1500), random.randint(1, 50)]
-        ms = us / 1000
-        key = round(ms) if ms < 100 else int(round(ms, -1))
-        rt[key] = rt.get(key, 0) + 1
-    return {"name": "/api/item/%d" % i, "method": "GET", "last_request_timestamp": now,
-            "start_time": now - 3, "num_requests": 500, "num_none_requests": 0,
-            "num_failures": 5, "total_response_time": 12345.6, "max_response_time": 200.0,
-            "min_response_time": 0.1, "total_content_length": 50000, "response_times": rt,
-            "num_reqs_per_sec": {int(now) - 2: 160, int(now) - 1: 170, int(now): 170},
-            "num_fail_per_sec": {int(now): 5}, "acrida_hist": hist, "acrida_total_us": 12345600}
+def hist_index(us):
+    """Bucket of @us in the workers' log-linear histogram (common/hist.c acr_hist_index)."""
+    if us < 1 << HIST_SUB_BITS:
+        return us
+    if us >> 36:
+        return HIST_BUCKETS - 1
+    o = us.bit_length() - 1 - HIST_SUB_BITS
+    return (1 << HIST_SUB_BITS) * (o + 1) + (us >> o) - (1 << HIST_SUB_BITS)
 
 
-def report(node, entries, seq):
+def locust_rounded(ms):
+    """The key Locust files a response time under in response_times."""
+    if ms < 100:
+        return round(ms)
+    if ms < 1000:
+        return int(round(ms, -1))
+    return int(round(ms, -2))
+
+
+def entry_template(rng, name):
+    """One entry's counts and latencies: 5-30 distinct latencies around a per-entry median."""
+    median_us = rng.choice([300, 2000, 15000, 120000])
+    lat = {}
+    for _ in range(rng.randint(5, 30)):
+        us = max(1, int(rng.lognormvariate(0, 0.6) * median_us))
+        lat[us] = lat.get(us, 0) + rng.randint(1, 60)
+    n = sum(lat.values())
+    hist, rt = {}, {}
+    for us, c in lat.items():
+        hist[hist_index(us)] = hist.get(hist_index(us), 0) + c
+        rt[locust_rounded(us / 1000)] = rt.get(locust_rounded(us / 1000), 0) + c
+    total_us = sum(us * c for us, c in lat.items())
+    fails = rng.randint(0, n // 20)
+    split = sorted(rng.randint(0, n) for _ in range(2))
+    return {"name": name, "method": "GET", "n": n, "fails": fails, "hist": hist, "rt": rt,
+            "total_us": total_us, "min_us": min(lat), "max_us": max(lat), "size": rng.randint(100, 5000),
+            "per_sec": [split[0], split[1] - split[0], n - split[1]]}
+
+
+def report_template(rng, entries):
+    """A report's entries, its total and its errors; only the timestamps change when it is sent."""
+    ents = [entry_template(rng, "/api/item/%d" % i) for i in range(entries)]
+    for t in ents:
+        t["static"] = entry_static(t)
+    errors = {}
+    for t in ents:
+        if t["fails"]:
+            err = "HTTPError('500 Server Error for url: %s')" % t["name"]
+            key = hashlib.md5(("GET.%s.%s" % (t["name"], err)).encode()).hexdigest()
+            errors[key] = {"name": t["name"], "method": "GET", "error": err, "occurrences": t["fails"]}
+    return {"entries": ents, "total": total_template(ents), "errors": errors,
+            "requests": sum(t["n"] for t in ents)}
+
+
+def entry_static(t):
+    """The fields of an entry that do not depend on the time of sending."""
+    return {"name": t["name"], "method": t["method"], "num_requests": t["n"], "num_none_requests": 0,
+            "num_failures": t["fails"], "total_response_time": t["total_us"] / 1000,
+            "max_response_time": t["max_us"] / 1000, "min_response_time": t["min_us"] / 1000,
+            "total_content_length": t["n"] * t["size"], "response_times": t["rt"],
+            "acrida_hist": [x for kv in sorted(t["hist"].items()) for x in kv],
+            "acrida_total_us": t["total_us"]}
+
+
+def entry_dict(t, now):
+    s = int(now)
+    d = dict(t["static"])
+    d["last_request_timestamp"] = now
+    d["start_time"] = now - 3
+    d["num_reqs_per_sec"] = {s - 2: t["per_sec"][0], s - 1: t["per_sec"][1], s: t["per_sec"][2]}
+    d["num_fail_per_sec"] = {s: t["fails"]} if t["fails"] else {}
+    return d
+
+
+def total_template(ents):
+    hist, rt = {}, {}
+    for t in ents:
+        for k, c in t["hist"].items():
+            hist[k] = hist.get(k, 0) + c
+        for k, c in t["rt"].items():
+            rt[k] = rt.get(k, 0) + c
+    agg = {"name": "Aggregated", "method": "", "n": sum(t["n"] for t in ents),
+           "fails": sum(t["fails"] for t in ents), "hist": hist, "rt": rt,
+           "total_us": sum(t["total_us"] for t in ents),
+           "min_us": min(t["min_us"] for t in ents), "max_us": max(t["max_us"] for t in ents),
+           "size": 0, "per_sec": [sum(t["per_sec"][i] for t in ents) for i in range(3)]}
+    agg["static"] = entry_static(agg)
+    agg["static"]["total_content_length"] = sum(t["n"] * t["size"] for t in ents)
+    return agg
+
+
+def report(node, template, seq):
     now = time.time()
-    stats = [entry(i, now) for i in range(entries)]
-    total = dict(stats[0], name="Aggregated", method="", num_requests=500 * entries)
-    data = {"stats": stats, "stats_total": total, "errors": {}, "user_classes_count": {"U": 10},
-            "user_count": 10, "acrida_seq": seq, "acrida_final": False}
+    data = {"stats": [entry_dict(t, now) for t in template["entries"]],
+            "stats_total": entry_dict(template["total"], now), "errors": template["errors"],
+            "user_classes_count": {"U": 10}, "user_count": 10, "acrida_seq": seq,
+            "acrida_final": False}
     return msgpack.packb(["stats", data, node])
 
 
@@ -52,6 +140,163 @@ def cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def wait_port(pf, master, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(dict(l.split("=") for l in open(pf).read().split())["master"])
+        except (FileNotFoundError, KeyError, ValueError):
+            if master.poll() is not None:
+                raise RuntimeError("acrida-master exited with %s before binding" % master.returncode)
+            time.sleep(0.05)
+    raise RuntimeError("acrida-master did not write its port file within %d s" % timeout)
+
+
+class Fleet:
+    """The simulated workers: one DEALER each, polled together."""
+
+    def __init__(self, port, n):
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self.socks = []
+        for i in range(n):
+            s = self.ctx.socket(zmq.DEALER)
+            node = "fake%d_%032x" % (i, i)
+            s.setsockopt(zmq.IDENTITY, node.encode())
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect("tcp://127.0.0.1:%d" % port)
+            self.poller.register(s, zmq.POLLIN)
+            self.socks.append((s, node))
+
+    def register(self):
+        for s, node in self.socks:
+            s.send(msgpack.packb(["client_ready", "acrida/bench", node]))
+
+    def receive(self, timeout_ms, on_msg):
+        for s, _ in self.poller.poll(timeout_ms):
+            while s.poll(0):
+                on_msg(s, msgpack.unpackb(s.recv(), raw=False, strict_map_key=False))
+
+    def close(self):
+        for s, _ in self.socks:
+            s.close()
+        self.ctx.term()
+
+
+def drive(fleet, master, templates, window):
+    """Heartbeats and reports until the measuring window ends; returns what was sent and the
+    master's CPU over the window."""
+    n = len(fleet.socks)
+    seq = [0] * n
+    sent = {"reports": 0, "requests": 0, "in_window": 0}
+    start = time.monotonic()
+    next_stats = [start + 3 * i / n for i in range(n)]
+    next_hb = start
+    c0 = t0 = None
+    while True:
+        now = time.monotonic()
+        if c0 is None and now - start > 5:
+            c0, t0, sent["in_window"] = cpu(master.pid), now, 0
+        if c0 is not None and now - t0 > window:
+            return sent, (cpu(master.pid) - c0) / (now - t0), now - t0
+        if now >= next_hb:
+            for s, node in fleet.socks:
+                s.send(msgpack.packb(["heartbeat", {"state": "ready", "current_cpu_usage": 1.0,
+                                                    "current_memory_usage": 1 << 20}, node]))
+            next_hb += 1
+        for i, (s, node) in enumerate(fleet.socks):
+            if now >= next_stats[i]:
+                seq[i] += 1
+                t = templates[(i + seq[i]) % len(templates)]
+                s.send(report(node, t, seq[i]))
+                sent["reports"] += 1
+                sent["in_window"] += 1
+                sent["requests"] += t["requests"]
+                next_stats[i] += 3
+        wake = min(min(next_stats), next_hb)
+        fleet.receive(max(0, int((wake - time.monotonic()) * 1000)), lambda s, m: None)
+
+
+def drain(fleet, timeout=120):
+    """Each worker registers again; its ack comes after everything it sent before was handled."""
+    acked = set()
+    fleet.register()
+    deadline = time.monotonic() + timeout
+    while len(acked) < len(fleet.socks) and time.monotonic() < deadline:
+        fleet.receive(200, lambda s, m: m[0] == "ack" and acked.add(m[2]))
+    return len(acked)
+
+
+def run(build, workers, entries, window):
+    tmp = tempfile.mkdtemp(prefix="acrida-master-load-")
+    try:
+        return run_in(tmp, build, workers, entries, window)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_in(tmp, build, workers, entries, window):
+    rng = random.Random(20261130)
+    templates = [report_template(rng, entries) for _ in range(TEMPLATES)]
+    sc = os.path.join(tmp, "s.lua")
+    with open(sc, "w") as f:
+        f.write('local acrida = require "acrida"\nacrida.user { name = "U", tasks = { function() end } }\n')
+    pf = os.path.join(tmp, "ports")
+    log_path, out_path = os.path.join(tmp, "master.log"), os.path.join(tmp, "master.json")
+    with open(log_path, "wb") as log, open(out_path, "wb") as out:
+        master = subprocess.Popen([os.path.join(build, "acrida-master"), "-f", sc, "--headless",
+                                   "--expect-workers", str(workers + 1), "--master-bind-host",
+                                   "127.0.0.1", "--master-bind-port", "0", "--port-file", pf,
+                                   "-L", "WARNING", "--json"], stdout=out, stderr=log)
+    fleet = Fleet(wait_port(pf, master), workers)
+    try:
+        fleet.register()
+        sent, cpu_share, span = drive(fleet, master, templates, window)
+        rss = int(open("/proc/%d/status" % master.pid).read().split("VmRSS:")[1].split()[0])
+        acked = drain(fleet)
+        master.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while master.poll() is None and time.monotonic() < deadline:
+            fleet.receive(100, lambda s, m: m[0] == "quit" and s.send(msgpack.packb(["quit", None, m[2]])))
+    finally:
+        fleet.close()
+        if master.poll() is None:
+            master.kill()
+        master.wait()
+    log = open(log_path, errors="replace").read()
+    with open(out_path) as f:
+        text = f.read()
+    if not text.strip():
+        raise RuntimeError("acrida-master (exit %s) printed no JSON document; its log:\n%s" % (
+            master.returncode, log[-3000:]))
+    doc = json.loads(text)
+    agg = [r for r in doc["stats"] if r["name"] == "Aggregated"][0]
+    return {"workers": workers, "entries": entries, "window": span, "sent": sent, "acked": acked,
+            "merged_reports": doc["reports_merged"], "merged_requests": agg["num_requests"],
+            "cpu": cpu_share, "rss_kib": rss, "malformed": log.count("malformed"),
+            "seq_warnings": log.count("out of order") + log.count("missing (lost interval)")}
+
+
+def table(r):
+    """The result as printed by `make bench` (bench/bench.py) and by this script."""
+    s = r["sent"]
+    return [
+        "| workers | entries per report | reports/s sent in the window | master CPU | master RSS |",
+        "|---|---|---|---|---|",
+        "| %d | %d | %.0f | %.1f %% of one core | %.0f MiB |" % (
+            r["workers"], r["entries"], s["in_window"] / r["window"], 100 * r["cpu"], r["rss_kib"] / 1024),
+        "",
+        "| | sent | merged by the master |",
+        "|---|---|---|",
+        "| reports | %d | %d |" % (s["reports"], r["merged_reports"]),
+        "| requests in them | %d | %d |" % (s["requests"], r["merged_requests"]),
+        "",
+        "Workers drained (acked a second registration): %d of %d; frames dropped as malformed: %d; "
+        "sequence gaps or reorderings logged: %d." % (r["acked"], r["workers"], r["malformed"],
+                                                        r["seq_warnings"]),
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -59,80 +304,7 @@ def main():
     ap.add_argument("--entries", type=int, default=100)
     ap.add_argument("--window", type=float, default=30)
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    sc = os.path.join(tmp, "s.lua")
-    with open(sc, "w") as f:
-        f.write('local acrida = require "acrida"\nacrida.user { name = "U", tasks = { function() end } }\n')
-    pf = os.path.join(tmp, "ports")
-    master = subprocess.Popen([os.path.join(a.build, "acrida-master"), "-f", sc, "--headless",
-                               "--expect-workers", str(a.workers + 1), "--master-bind-host",
-                               "127.0.0.1", "--master-bind-port", "0", "--port-file", pf,
-                               "-L", "WARNING", "--json"], stdout=subprocess.PIPE,
-                              stderr=open(os.path.join(tmp, "master.log"), "wb"))
-    while not os.path.exists(pf):
-        time.sleep(0.05)
-    port = int(dict(l.split("=") for l in open(pf).read().split())["master"])
-    ctx = zmq.Context()
-    socks = []
-    for i in range(a.workers):
-        s = ctx.socket(zmq.DEALER)
-        node = "fake%d_%032x" % (i, i)
-        s.setsockopt(zmq.IDENTITY, node.encode())
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect("tcp://127.0.0.1:%d" % port)
-        s.send(msgpack.packb(["client_ready", "acrida/bench", node]))
-        socks.append((s, node))
-    blobs = {}
-    start = time.monotonic()
-    seq = 1
-    next_stats = [start + 3 * i / a.workers for i in range(a.workers)]  # spread over 3 s
-    next_hb = start
-    c0 = t0 = None
-    sent = total_sent = 0
-    while True:
-        now = time.monotonic()
-        if c0 is None and now - start > 5:
-            c0, t0, sent = cpu(master.pid), now, 0
-        if c0 is not None and now - t0 > a.window:
-            break
-        if now >= next_hb:
-            for s, node in socks:
-                s.send(msgpack.packb(["heartbeat", {"state": "ready", "current_cpu_usage": 1.0,
-                                                    "current_memory_usage": 1 << 20}, node]))
-            next_hb += 1
-        for i, (s, node) in enumerate(socks):
-            if now >= next_stats[i]:
-                if node not in blobs:
-                    blobs[node] = report(node, a.entries, seq)
-                s.send(blobs[node])
-                sent += 1
-                total_sent += 1
-                next_stats[i] += 3
-        for s, _ in socks:
-            while s.poll(0):
-                s.recv()
-        time.sleep(0.005)
-    c1, t1 = cpu(master.pid), time.monotonic()
-    rss = int(open("/proc/%d/status" % master.pid).read().split("VmRSS:")[1].split()[0])
-    time.sleep(1)  # let the last reports arrive
-    master.terminate()
-    out = master.communicate(timeout=60)[0]
-    for s, _ in socks:
-        s.close()
-    ctx.term()
-    log = open(os.path.join(tmp, "master.log"), errors="replace").read()
-    dropped = log.count("malformed")
-    if dropped:
-        print("the master dropped %d reports as malformed:\n%s" % (dropped, log[-2000:]))
-    doc = json.loads(out)
-    merged = [r for r in doc["stats"] if r["name"] == "Aggregated"][0]["num_requests"]
-    expected = total_sent * 500 * a.entries
-    print("requests merged by the master: %d, sent in reports: %d%s" % (
-        merged, expected, "" if merged == expected else "  <-- MISMATCH"))
-    print("| workers | entries per report | reports/s merged | master CPU | master RSS |")
-    print("|---|---|---|---|---|")
-    print("| %d | %d | %.0f | %.1f %% of one core | %.0f MiB |" % (
-        a.workers, a.entries, sent / (t1 - t0), 100 * (c1 - c0) / (t1 - t0), rss / 1024))
+    print("\n".join(table(run(os.path.abspath(a.build), a.workers, a.entries, a.window))))
 
 
 if __name__ == "__main__":
