@@ -93,31 +93,41 @@ int acr_parse_timespan(const char *s, double *out)
     return 0;
 }
 
-int acr_buf_reserve(acr_buf_t *b, size_t extra)
+int acr_buf_reserve_counted(acr_buf_t *b, size_t extra, uint64_t *grows)
 {
-    size_t need, cap;
+    size_t room;
     char *d;
 
-    if (extra > SIZE_MAX - b->len - 1) return -ENOMEM;
-    need = b->len + extra + 1; /* +1: data stays NUL-terminated */
-    if (need <= b->cap) return 0;
-    cap = b->cap ? b->cap : 64;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    d = realloc(b->data, cap);
+    if (b->len > SIZE_MAX / 2 || extra > SIZE_MAX / 2 - b->len) return -ENOMEM;
+    if (b->len + extra < b->cap) return 0; /* the NUL fits too */
+    room = b->cap > 1 ? b->cap - 1 : 64;
+    while (room < b->len + extra) room *= 2;
+    d = realloc(b->data, room + 1);
     if (!d) return -ENOMEM;
     b->data = d;
-    b->cap = cap;
+    b->cap = room + 1;
+    if (grows) (*grows)++;
     return 0;
 }
 
-int acr_buf_append(acr_buf_t *b, const void *p, size_t n)
+int acr_buf_reserve(acr_buf_t *b, size_t extra)
 {
-    int rc = acr_buf_reserve(b, n);
+    return acr_buf_reserve_counted(b, extra, NULL);
+}
+
+int acr_buf_append_counted(acr_buf_t *b, const void *p, size_t n, uint64_t *grows)
+{
+    int rc = acr_buf_reserve_counted(b, n, grows);
     if (rc < 0) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
+}
+
+int acr_buf_append(acr_buf_t *b, const void *p, size_t n)
+{
+    return acr_buf_append_counted(b, p, n, NULL);
 }
 
 int acr_buf_appendf(acr_buf_t *b, const char *fmt, ...)
@@ -154,6 +164,15 @@ void acr_buf_reset(acr_buf_t *b)
 {
     b->len = 0;
     if (b->data) b->data[0] = '\0';
+}
+
+void acr_buf_trim(acr_buf_t *b, size_t keep)
+{
+    if (b->cap > keep) {
+        acr_buf_free(b);
+    } else {
+        acr_buf_reset(b);
+    }
 }
 
 void acr_buf_free(acr_buf_t *b)

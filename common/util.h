@@ -23,17 +23,30 @@ double acr_mono_s(void);
  */
 int acr_parse_timespan(const char *s, double *out);
 
-/** Growable buffer. Owned memory in .data (NULL until the first append). */
+/**
+ * The growable byte buffer of the whole code base. Owned memory in .data (NULL until the first
+ * append); after every append .data is NUL-terminated (the NUL is not counted in .len). The
+ * usable room grows by doubling from 64 bytes (the allocation is room + 1 for the NUL, so a
+ * power-of-two payload fits without doubling). Code that sets .len itself (truncation) keeps the
+ * contents but not the terminating NUL.
+ */
 typedef struct acr_buf {
     char *data;
-    size_t len, cap;
+    size_t len, cap; /**< cap: bytes allocated */
 } acr_buf_t;
 
+/** Ensures room for @extra more bytes (and the NUL). 0 or -ENOMEM. */
 int acr_buf_reserve(acr_buf_t *b, size_t extra);
 int acr_buf_append(acr_buf_t *b, const void *p, size_t n);
+/** acr_buf_reserve / acr_buf_append that also add 1 to *@grows (may be NULL) at each heap growth:
+ *  the worker's HTTP client asserts its allocation budget on that count. */
+int acr_buf_reserve_counted(acr_buf_t *b, size_t extra, uint64_t *grows);
+int acr_buf_append_counted(acr_buf_t *b, const void *p, size_t n, uint64_t *grows);
 int acr_buf_appendf(acr_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int acr_buf_putc(acr_buf_t *b, char c);
 void acr_buf_reset(acr_buf_t *b); /**< len = 0, keeps memory */
+/** Empties @b and frees its memory when more than @keep bytes are allocated. */
+void acr_buf_trim(acr_buf_t *b, size_t keep);
 void acr_buf_free(acr_buf_t *b);
 
 /** Writes @len bytes to @path atomically (temp file + rename). Returns 0 or -errno. */

@@ -348,7 +348,7 @@ static int resp_tostring(lua_State *L)
     return 1;
 }
 
-static size_t put(acr__resp_t *r, size_t *pos, const void *p, size_t n)
+static size_t blob_put(acr__resp_t *r, size_t *pos, const void *p, size_t n)
 {
     size_t off = *pos;
     if (n) memcpy(r->blob + off, p, n);
@@ -376,11 +376,11 @@ static acr__resp_t *push_resp(lua_State *L, const acr__req_t *rq, const acr_http
     r->content_length = hr->content_length;
     r->timings = hr->timings;
     size_t pos = 0;
-    r->url_off = put(r, &pos, final_url, strlen(final_url));
-    r->method_off = put(r, &pos, method, strlen(method));
-    r->name_off = put(r, &pos, name, strlen(name));
-    r->err_off = hr->error ? put(r, &pos, hr->error, strlen(hr->error)) : SIZE_MAX;
-    r->body_off = put(r, &pos, hr->body, hr->body_len);
+    r->url_off = blob_put(r, &pos, final_url, strlen(final_url));
+    r->method_off = blob_put(r, &pos, method, strlen(method));
+    r->name_off = blob_put(r, &pos, name, strlen(name));
+    r->err_off = hr->error ? blob_put(r, &pos, hr->error, strlen(hr->error)) : SIZE_MAX;
+    r->body_off = blob_put(r, &pos, hr->body, hr->body_len);
     r->body_len = hr->body_len;
     r->hdr_off = pos;
     for (size_t i = 0; i < hr->nheaders; i++) {
@@ -405,7 +405,8 @@ static acr__resp_t *push_resp(lua_State *L, const acr__req_t *rq, const acr_http
  * as pending for catch_response). @L is the user's coroutine while it runs, or the main state from
  * the completion callback.
  */
-static void finish(acr__user_t *u, lua_State *L, const acr_http_response_t *hr, const char *url)
+static void finish_request(acr__user_t *u, lua_State *L, const acr_http_response_t *hr,
+                           const char *url)
 {
     acr_rt_t *rt = u->rt;
     acr__req_t *rq = u->rq;
@@ -470,7 +471,7 @@ static void http_done(acr_http_session_t *s, const acr_http_response_t *hr, void
     (void)s;
     if (u->state == ACR_USER_DONE) return; /* aborted by acr_rt_close: nothing to record */
     if (!u->rq) return; /* the request's yield failed (a C-call boundary) and the user moved on */
-    finish(u, rt->L, hr, u->rq->buf.data + u->rq->url_off);
+    finish_request(u, rt->L, hr, u->rq->buf.data + u->rq->url_off);
     u->wait = ACR_WAIT_NONE;
     if (rt->closing || !u->co_alive) {
         lua_pop(rt->L, 1);
@@ -730,7 +731,7 @@ static int start_request(lua_State *L, acr__user_t *u, const acr_http_request_t 
         fail = ebuf;
     }
     acr_http_response_t hr = {.error = fail, .url = req->url};
-    finish(u, L, &hr, req->url);
+    finish_request(u, L, &hr, req->url);
     return 1;
 }
 

@@ -120,7 +120,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         h->value_len = 0;
         c->hstate = 1;
     }
-    if (acr__buf_reserve(&c->hdrs, len, grows(c)) < 0) goto nomem;
+    if (acr_buf_reserve_counted(&c->hdrs, len, grows(c)) < 0) goto nomem;
     char *dst = c->hdrs.data + c->hdrs.len;
     for (size_t i = 0; i < len; i++) {
         char ch = at[i];
@@ -138,7 +138,7 @@ static int on_header_field_complete(llhttp_t *p)
 {
     acr__http_conn_t *c = p->data;
     if ((p->flags & F_TRAILING) || c->hstate != 1) return 0;
-    if (acr__buf_append(&c->hdrs, "", 1, grows(c)) < 0) {
+    if (acr_buf_append_counted(&c->hdrs, "", 1, grows(c)) < 0) {
         llhttp_set_error_reason(p, "out of memory");
         return HPE_USER;
     }
@@ -152,7 +152,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     acr__http_conn_t *c = p->data;
     if (hdr_limit(p, c, len)) return HPE_USER;
     if ((p->flags & F_TRAILING) || c->hstate != 2) return 0;
-    if (acr__buf_append(&c->hdrs, at, len, grows(c)) < 0) {
+    if (acr_buf_append_counted(&c->hdrs, at, len, grows(c)) < 0) {
         llhttp_set_error_reason(p, "out of memory");
         return HPE_USER;
     }
@@ -172,7 +172,7 @@ static int on_header_value_complete(llhttp_t *p)
         h->value_len--;
     }
     c->hstate = 0;
-    if (acr__buf_append(&c->hdrs, "", 1, grows(c)) < 0) {
+    if (acr_buf_append_counted(&c->hdrs, "", 1, grows(c)) < 0) {
         llhttp_set_error_reason(p, "out of memory");
         return HPE_USER;
     }
@@ -190,13 +190,13 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (c->head_req || (c->status >= 100 && c->status < 200) || c->status == 204 ||
         c->status == 304)
-        return 1; /* no body (llhttp cannot know; see dependencies.md 3) */
+        return 1; /* no body (llhttp cannot know: it never sees the request) */
     if (p->flags & F_CONTENT_LENGTH) {
         uint64_t want = p->content_length;
         size_t cap = c->s->c->body_cap;
         if (want > cap) want = cap;
         if (want > ACR__HTTP_READ_BUF) want = ACR__HTTP_READ_BUF;
-        if (acr__buf_reserve(&c->body, (size_t)want, grows(c)) < 0) {
+        if (acr_buf_reserve_counted(&c->body, (size_t)want, grows(c)) < 0) {
             llhttp_set_error_reason(p, "out of memory");
             return -1;
         }
@@ -211,7 +211,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     size_t cap = c->s->c->body_cap;
     if (c->body.len < cap) {
         size_t n = cap - c->body.len < len ? cap - c->body.len : len;
-        if (acr__buf_append(&c->body, at, n, grows(c)) < 0) {
+        if (acr_buf_append_counted(&c->body, at, n, grows(c)) < 0) {
             llhttp_set_error_reason(p, "out of memory");
             return HPE_USER;
         }
@@ -283,10 +283,10 @@ static void on_close(uv_handle_t *h)
     acr__http_conn_t *c = h->data;
     acr_http_session_t *s = c->s;
     acr__http_tls_detach(c);
-    acr__buf_free(&c->hdrs);
-    acr__buf_free(&c->body);
-    acr__buf_free(&c->wq[0]);
-    acr__buf_free(&c->wq[1]);
+    acr_buf_free(&c->hdrs);
+    acr_buf_free(&c->body);
+    acr_buf_free(&c->wq[0]);
+    acr_buf_free(&c->wq[1]);
     free(c->harr);
     free(c->req);
     free(c);
@@ -335,10 +335,10 @@ void acr__http_conn_trim(acr__http_conn_t *c, size_t keep)
     if (c->state != ACR__HTTP_CONN_IDLE) return;
     /* An idle connection has no request bytes queued (acr__http_conn_release), so no pending write
      * still reads these buffers even when its callback has not run yet. */
-    acr__buf_trim(&c->hdrs, keep);
-    acr__buf_trim(&c->body, keep);
-    acr__buf_trim(&c->wq[0], keep);
-    acr__buf_trim(&c->wq[1], keep);
+    acr_buf_trim(&c->hdrs, keep);
+    acr_buf_trim(&c->body, keep);
+    acr_buf_trim(&c->wq[0], keep);
+    acr_buf_trim(&c->wq[1], keep);
     c->nharr = 0;
     if (keep == 0 || c->harr_cap > 64) {
         free(c->harr);
@@ -388,7 +388,7 @@ static void on_write(uv_write_t *req, int status)
     }
     if (c->tls && c->wq[c->wq_fill].len > 0) {
         int rc = 0;
-        acr__buf_t *b = &c->wq[c->wq_fill];
+        acr_buf_t *b = &c->wq[c->wq_fill];
         uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
         c->wq_fill ^= 1;
         rc = write_buf(c, &buf);
@@ -416,7 +416,7 @@ static int write_buf(acr__http_conn_t *c, const uv_buf_t *buf)
 static int flush(acr__http_conn_t *c)
 {
     if (c->writing || c->wq[c->wq_fill].len == 0) return 0;
-    acr__buf_t *b = &c->wq[c->wq_fill];
+    acr_buf_t *b = &c->wq[c->wq_fill];
     uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
     int rc = write_buf(c, &buf);
     if (rc < 0) return rc;

@@ -28,7 +28,7 @@ struct acr__http_cookie {
 #define C_DOMAIN(k) (C_VALUE(k) + (k)->value_len)
 #define C_PATH(k) (C_DOMAIN(k) + (k)->domain_len)
 
-static void trim(const char **p, size_t *n)
+static void trim_ows(const char **p, size_t *n)
 {
     while (*n && (**p == ' ' || **p == '\t')) (*p)++, (*n)--;
     while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t')) (*n)--;
@@ -140,8 +140,8 @@ void acr__http_jar_set(acr__http_jar_t *j, const char *host, size_t host_len, co
     if (!eq) return;
     const char *name = v, *value = eq + 1;
     size_t name_len = (size_t)(eq - v), value_len = (size_t)(pair_end - value);
-    trim(&name, &name_len);
-    trim(&value, &value_len);
+    trim_ows(&name, &name_len);
+    trim_ows(&value, &value_len);
     if (name_len == 0) return;
     for (size_t i = 0; i < name_len; i++)
         if ((unsigned char)name[i] <= 0x20 || name[i] == 0x7f) return;
@@ -163,9 +163,9 @@ void acr__http_jar_set(acr__http_jar_t *j, const char *host, size_t host_len, co
             anl = (size_t)(aeq - p);
             av = aeq + 1;
             avl = (size_t)(ae - av);
-            trim(&av, &avl);
+            trim_ows(&av, &avl);
         }
-        trim(&an, &anl);
+        trim_ows(&an, &anl);
         if (ieq(an, anl, "domain") && avl > 0) {
             if (av[0] == '.') av++, avl--;
             if (avl == 0 || !domain_match(host, host_len, av, avl)) return;
@@ -247,7 +247,7 @@ void acr__http_jar_set(acr__http_jar_t *j, const char *host, size_t host_len, co
 }
 
 int acr__http_jar_header(acr__http_jar_t *j, const char *host, size_t host_len, const char *path,
-                         size_t path_len, bool tls, double now, acr__buf_t *out, uint64_t *grows)
+                         size_t path_len, bool tls, double now, acr_buf_t *out, uint64_t *grows)
 {
     size_t q = 0;
     while (q < path_len && path[q] != '?') q++;
@@ -266,14 +266,15 @@ int acr__http_jar_header(acr__http_jar_t *j, const char *host, size_t host_len, 
                                    strncasecmp(C_DOMAIN(k), host, host_len) == 0)
                                 : domain_match(host, host_len, C_DOMAIN(k), k->domain_len);
         if (!dom || !path_match(path, q, C_PATH(k), k->path_len) || (k->secure && !tls)) continue;
-        if ((rc = acr__buf_append(out, first ? "Cookie: " : "; ", first ? 8 : 2, grows)) < 0 ||
-            (rc = acr__buf_append(out, C_NAME(k), k->name_len, grows)) < 0 ||
-            (rc = acr__buf_append(out, "=", 1, grows)) < 0 ||
-            (rc = acr__buf_append(out, C_VALUE(k), k->value_len, grows)) < 0)
+        if ((rc = acr_buf_append_counted(out, first ? "Cookie: " : "; ", first ? 8 : 2, grows)) <
+                0 ||
+            (rc = acr_buf_append_counted(out, C_NAME(k), k->name_len, grows)) < 0 ||
+            (rc = acr_buf_append_counted(out, "=", 1, grows)) < 0 ||
+            (rc = acr_buf_append_counted(out, C_VALUE(k), k->value_len, grows)) < 0)
             return rc;
         first = false;
     }
-    if (!first) rc = acr__buf_append(out, "\r\n", 2, grows);
+    if (!first) rc = acr_buf_append_counted(out, "\r\n", 2, grows);
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #include <uv.h>
 #include <llhttp.h>
 
+#include "common/util.h"
 #include "worker/http/http.h"
 
 /* Buffers of an idle connection or session larger than this are released after a request. */
@@ -37,20 +38,6 @@
 #define ACR__HTTP_TLS_MAX_SESSIONS 1024
 #define ACR__HTTP_COOKIE_MAX 64       /* cookies per session jar */
 #define ACR__HTTP_COOKIE_MAX_LEN 4096 /* one Set-Cookie value */
-
-/* ---- growable byte buffer that counts its growth events (see acr_http_stats_t) ---- */
-
-typedef struct acr__buf {
-    char *data;
-    size_t len, cap;
-} acr__buf_t;
-
-/** Ensures room for @extra more bytes; counts a growth in *@grows. 0 or -ENOMEM. */
-int acr__buf_reserve(acr__buf_t *b, size_t extra, uint64_t *grows);
-int acr__buf_append(acr__buf_t *b, const void *p, size_t n, uint64_t *grows);
-/** Frees the memory when its capacity exceeds @keep, else just empties it. */
-void acr__buf_trim(acr__buf_t *b, size_t keep);
-void acr__buf_free(acr__buf_t *b);
 
 /* ---- URL ---- */
 
@@ -72,7 +59,7 @@ int acr__http_url_parse(char *s, acr__http_url_t *u);
  * Returns 0, -EINVAL for an unusable Location, -ENOMEM.
  */
 int acr__http_url_resolve(const char *base, const acr__http_url_t *u, const char *loc,
-                          size_t loc_len, acr__buf_t *out, uint64_t *grows);
+                          size_t loc_len, acr_buf_t *out, uint64_t *grows);
 
 /* ---- DNS ---- */
 
@@ -145,7 +132,7 @@ void acr__http_jar_set(acr__http_jar_t *j, const char *host, size_t host_len, co
                        size_t path_len, const char *v, size_t vlen, double now);
 /** Appends "Cookie: a=1; b=2\r\n" to @out when cookies match; 0 or -ENOMEM. */
 int acr__http_jar_header(acr__http_jar_t *j, const char *host, size_t host_len, const char *path,
-                         size_t path_len, bool tls, double now, acr__buf_t *out, uint64_t *grows);
+                         size_t path_len, bool tls, double now, acr_buf_t *out, uint64_t *grows);
 void acr__http_jar_free(acr__http_jar_t *j);
 /** Parses an HTTP date (IMF-fixdate, RFC 850, asctime). Returns 0 and epoch seconds or -1. */
 int acr__http_cookie_date(const char *s, size_t n, double *out);
@@ -212,11 +199,11 @@ struct acr__http_conn {
     void *ssl;          /* SSL *, NULL for plain */
     const char *tls_in; /* unread ciphertext of the current read callback */
     size_t tls_in_len;
-    acr__buf_t wq[2]; /* ciphertext write queue: [wq_fill] collects, other is in flight */
+    acr_buf_t wq[2]; /* ciphertext write queue: [wq_fill] collects, other is in flight */
     /* response */
-    acr__buf_t hdrs;         /* header bytes: "name\0value\0"... */
+    acr_buf_t hdrs;          /* header bytes: "name\0value\0"... */
     acr_http_header_t *harr; /* while parsing: offsets into hdrs (cast); pointers when done */
-    acr__buf_t body;
+    acr_buf_t body;
     uint64_t body_seen;
     uint64_t t_start, t_connected, t_ready; /* uv_hrtime: connect start, TCP up, TLS up */
     uint64_t t_sent;                        /* the request was handed to the socket */
@@ -248,10 +235,10 @@ struct acr_http_session {
     uint64_t t_start; /* uv_hrtime */
     acr_http_timings_t tm;
     const char *pending_error; /* deferred completion (timer with 0 ms) */
-    acr__buf_t url;            /* current URL (NUL-terminated), parsed into u */
+    acr_buf_t url;             /* current URL (NUL-terminated), parsed into u */
     acr__http_url_t u;
-    acr__buf_t args; /* caller header lines "Name: value\r\n" then the body */
-    acr__buf_t out;  /* serialized request (plain: written as is; TLS: fed to SSL_write) */
+    acr_buf_t args; /* caller header lines "Name: value\r\n" then the body */
+    acr_buf_t out;  /* serialized request (plain: written as is; TLS: fed to SSL_write) */
     size_t args_hdr_len, body_len;
     char *err; /* ACR__HTTP_ERR_LEN, allocated at the first failure, kept until a trim */
     int pending_status;

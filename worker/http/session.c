@@ -102,9 +102,9 @@ static void free_session(acr_http_session_t *s)
     void (*closed_cb)(void *) = s->closed_cb;
     void *closed_ud = s->closed_ud;
     acr__http_jar_free(&s->jar);
-    acr__buf_free(&s->url);
-    acr__buf_free(&s->args);
-    acr__buf_free(&s->out);
+    acr_buf_free(&s->url);
+    acr_buf_free(&s->args);
+    acr_buf_free(&s->out);
     free(s->err);
     s->c->nsessions--;
     free(s);
@@ -155,9 +155,9 @@ void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)
 void acr_http_session_trim(acr_http_session_t *s)
 {
     if (s->busy || s->closing) return;
-    acr__buf_free(&s->url);
-    acr__buf_free(&s->args);
-    acr__buf_free(&s->out);
+    acr_buf_free(&s->url);
+    acr_buf_free(&s->args);
+    acr_buf_free(&s->out);
     free(s->err);
     s->err = NULL;
     for (acr__http_conn_t *k = s->conns; k; k = k->next) acr__http_conn_trim(k, 0);
@@ -203,15 +203,15 @@ static void complete(acr_http_session_t *s, acr__http_conn_t *c, int status, con
     /* the session is still allocated: it is freed only from close callbacks */
     if (c) acr__http_conn_trim(c, ACR__HTTP_KEEP_BUF);
     if (!s->busy) {
-        acr__buf_trim(&s->args, ACR__HTTP_KEEP_BUF);
-        acr__buf_trim(&s->out, ACR__HTTP_KEEP_BUF);
-        if (s->url.cap > ACR__HTTP_KEEP_BUF) acr__buf_free(&s->url);
+        acr_buf_trim(&s->args, ACR__HTTP_KEEP_BUF);
+        acr_buf_trim(&s->out, ACR__HTTP_KEEP_BUF);
+        if (s->url.cap > ACR__HTTP_KEEP_BUF) acr_buf_free(&s->url);
         if (s->closing) finish_close(s);
     }
 }
 
 /* Schedules a failed completion from the loop (never inside the caller's call). */
-static void fail(acr_http_session_t *s, int status, const char *msg)
+static void fail_async(acr_http_session_t *s, int status, const char *msg)
 {
     if (s->cur) acr__http_conn_discard(s->cur);
     acr__http_dns_cancel(&s->dns_wait);
@@ -239,14 +239,14 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- request serialization ---- */
 
-static int put(acr_http_session_t *s, const char *p, size_t n)
+static int out_put(acr_http_session_t *s, const char *p, size_t n)
 {
-    return acr__buf_append(&s->out, p, n, &s->c->stats.buf_grows);
+    return acr_buf_append_counted(&s->out, p, n, &s->c->stats.buf_grows);
 }
 
-static int puts_(acr_http_session_t *s, const char *p)
+static int out_puts(acr_http_session_t *s, const char *p)
 {
-    return put(s, p, strlen(p));
+    return out_put(s, p, strlen(p));
 }
 
 /* Request target: the path with bytes that may not appear on the request line %-encoded. */
@@ -255,49 +255,50 @@ static int put_target(acr_http_session_t *s)
     static const char hex[] = "0123456789ABCDEF";
     const char *p = s->url.data + s->u.path_off;
     size_t n = s->u.path_len;
-    if (n == 0) return put(s, "/", 1);
-    if (p[0] == '?' && put(s, "/", 1) < 0) return -ENOMEM;
+    if (n == 0) return out_put(s, "/", 1);
+    if (p[0] == '?' && out_put(s, "/", 1) < 0) return -ENOMEM;
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch > 0x20 && ch < 0x7f) continue;
         char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-        if (put(s, p + run, i - run) < 0 || put(s, enc, 3) < 0) return -ENOMEM;
+        if (out_put(s, p + run, i - run) < 0 || out_put(s, enc, 3) < 0) return -ENOMEM;
         run = i + 1;
     }
-    return put(s, p + run, n - run);
+    return out_put(s, p + run, n - run);
 }
 
 static int serialize(acr_http_session_t *s)
 {
     const acr__http_url_t *u = &s->u;
     const char *url = s->url.data;
-    s->out.len = 0;
-    if (puts_(s, s->method) < 0 || put(s, " ", 1) < 0 || put_target(s) < 0 ||
-        puts_(s, " HTTP/1.1\r\n") < 0)
+    acr_buf_reset(&s->out);
+    if (out_puts(s, s->method) < 0 || out_put(s, " ", 1) < 0 || put_target(s) < 0 ||
+        out_puts(s, " HTTP/1.1\r\n") < 0)
         return -ENOMEM;
     if (!(s->args_has & ACR__HTTP_H_HOST) &&
-        (puts_(s, "Host: ") < 0 || put(s, url + u->auth_off, u->auth_len) < 0 ||
-         put(s, "\r\n", 2) < 0))
+        (out_puts(s, "Host: ") < 0 || out_put(s, url + u->auth_off, u->auth_len) < 0 ||
+         out_put(s, "\r\n", 2) < 0))
         return -ENOMEM;
     if (!(s->args_has & ACR__HTTP_H_UA) &&
-        (puts_(s, "User-Agent: ") < 0 || puts_(s, s->c->user_agent) < 0 || put(s, "\r\n", 2) < 0))
+        (out_puts(s, "User-Agent: ") < 0 || out_puts(s, s->c->user_agent) < 0 ||
+         out_put(s, "\r\n", 2) < 0))
         return -ENOMEM;
-    if (!(s->args_has & ACR__HTTP_H_CONN) && puts_(s, "Connection: keep-alive\r\n") < 0)
+    if (!(s->args_has & ACR__HTTP_H_CONN) && out_puts(s, "Connection: keep-alive\r\n") < 0)
         return -ENOMEM;
     if (!(s->args_has & ACR__HTTP_H_COOKIE) && s->jar.head &&
         acr__http_jar_header(&s->jar, url + u->host_off, u->host_len, url + u->path_off,
                              u->path_len, u->tls, acr_now(), &s->out, &s->c->stats.buf_grows) < 0)
         return -ENOMEM;
-    if (put(s, s->args.data, s->args_hdr_len) < 0) return -ENOMEM;
+    if (out_put(s, s->args.data, s->args_hdr_len) < 0) return -ENOMEM;
     bool wants_body = s->body_len > 0 || strcmp(s->method, "POST") == 0 ||
                       strcmp(s->method, "PUT") == 0 || strcmp(s->method, "PATCH") == 0;
     if (wants_body && !(s->args_has & (ACR__HTTP_H_CLEN | ACR__HTTP_H_TE))) {
         char cl[48];
         int n = snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", s->body_len);
-        if (put(s, cl, (size_t)n) < 0) return -ENOMEM;
+        if (out_put(s, cl, (size_t)n) < 0) return -ENOMEM;
     }
-    if (put(s, "\r\n", 2) < 0 || put(s, s->args.data + s->args_hdr_len, s->body_len) < 0)
+    if (out_put(s, "\r\n", 2) < 0 || out_put(s, s->args.data + s->args_hdr_len, s->body_len) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -310,19 +311,19 @@ static void send_request(acr_http_session_t *s, acr__http_conn_t *c)
 {
     s->cur = c;
     if (serialize(s) < 0) {
-        fail(s, 0, "out of memory");
+        fail_async(s, 0, "out of memory");
         return;
     }
     char err[ACR__HTTP_ERR_LEN] = "";
     int rc = acr__http_conn_send(c, s->head, err, sizeof err);
-    if (rc < 0) fail(s, 0, err[0] ? err : uv_strerror(rc));
+    if (rc < 0) fail_async(s, 0, err[0] ? err : uv_strerror(rc));
 }
 
 static void connect_next(acr_http_session_t *s)
 {
     acr__http_conn_t *c = acr__http_conn_new(s, s->insecure);
     if (!c) {
-        fail(s, 0, "out of memory");
+        fail_async(s, 0, "out of memory");
         return;
     }
     s->cur = c;
@@ -351,7 +352,7 @@ static void on_dns(acr__http_dns_waiter_t *w, int status, const acr__http_addr_t
         snprintf(host, sizeof host, "%.*s", (int)s->u.host_len, s->url.data + s->u.host_off);
         char msg[ACR__HTTP_ERR_LEN];
         snprintf(msg, sizeof msg, "DNS lookup failed for %.200s: %s", host, uv_strerror(status));
-        fail(s, 0, msg);
+        fail_async(s, 0, msg);
         return;
     }
     memcpy(s->addrs, addrs, sizeof addrs[0] * (size_t)naddrs);
@@ -391,7 +392,7 @@ static void start_hop(acr_http_session_t *s)
     } else if (rc < 0) {
         char msg[ACR__HTTP_ERR_LEN];
         snprintf(msg, sizeof msg, "DNS lookup failed for %.200s: %s", name, uv_strerror(rc));
-        fail(s, 0, msg);
+        fail_async(s, 0, msg);
     }
 }
 
@@ -437,7 +438,7 @@ static bool redirect(acr_http_session_t *s, acr__http_conn_t *c)
         s->cur = NULL;
         char msg[64];
         snprintf(msg, sizeof msg, "too many redirects (%d)", ACR__HTTP_MAX_REDIRECTS);
-        fail(s, st, msg);
+        fail_async(s, st, msg);
         return true;
     }
     int rc = acr__http_url_resolve(s->url.data, &s->u, loc->value, loc->value_len, &s->out,
@@ -448,13 +449,13 @@ static bool redirect(acr_http_session_t *s, acr__http_conn_t *c)
     acr__http_url_t nu;
     if (rc == 0) rc = acr__http_url_parse(s->out.data, &nu);
     if (rc < 0) {
-        fail(s, st, rc == -ENOMEM ? "out of memory" : "invalid redirect location");
+        fail_async(s, st, rc == -ENOMEM ? "out of memory" : "invalid redirect location");
         return true;
     }
     bool same_origin =
         nu.tls == s->u.tls && nu.port == s->u.port && nu.host_len == s->u.host_len &&
         memcmp(s->out.data + nu.host_off, s->url.data + s->u.host_off, nu.host_len) == 0;
-    acr__buf_t tmp = s->url;
+    acr_buf_t tmp = s->url;
     s->url = s->out;
     s->out = tmp;
     s->u = nu;
@@ -548,7 +549,7 @@ void acr__http_session_conn_event(acr_http_session_t *s, acr__http_conn_t *c,
         return;
     }
     int seen = c->state == ACR__HTTP_CONN_ACTIVE && c->status >= 200 ? c->status : 0;
-    fail(s, seen, err ? err : uv_message(status));
+    fail_async(s, seen, err ? err : uv_message(status));
 }
 
 /* ---- requests ---- */
@@ -573,11 +574,10 @@ static int load_request(acr_http_session_t *s, const acr_http_request_t *req)
         if (!token_char((unsigned char)req->method[i])) return -EINVAL;
     size_t ul = strlen(req->url);
     if (ul >= UINT32_MAX / 2) return -EINVAL; /* acr__http_url_t offsets are 32 bits */
-    s->url.len = 0;
-    if (acr__buf_append(&s->url, req->url, ul + 1, g) < 0) return -ENOMEM;
-    s->url.len--;
+    acr_buf_reset(&s->url);
+    if (acr_buf_append_counted(&s->url, req->url, ul, g) < 0) return -ENOMEM;
     if (acr__http_url_parse(s->url.data, &s->u) < 0) return -EINVAL;
-    s->args.len = 0;
+    acr_buf_reset(&s->args);
     s->args_has = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const acr_http_header_t *h = &req->headers[i];
@@ -592,15 +592,16 @@ static int load_request(acr_http_session_t *s, const acr_http_request_t *req)
         if (is_name(h->name, h->name_len, "content-length")) s->args_has |= ACR__HTTP_H_CLEN;
         if (is_name(h->name, h->name_len, "transfer-encoding")) s->args_has |= ACR__HTTP_H_TE;
         if (is_name(h->name, h->name_len, "cookie")) s->args_has |= ACR__HTTP_H_COOKIE;
-        if (acr__buf_append(&s->args, h->name, h->name_len, g) < 0 ||
-            acr__buf_append(&s->args, ": ", 2, g) < 0 ||
-            acr__buf_append(&s->args, h->value, h->value_len, g) < 0 ||
-            acr__buf_append(&s->args, "\r\n", 2, g) < 0)
+        if (acr_buf_append_counted(&s->args, h->name, h->name_len, g) < 0 ||
+            acr_buf_append_counted(&s->args, ": ", 2, g) < 0 ||
+            acr_buf_append_counted(&s->args, h->value, h->value_len, g) < 0 ||
+            acr_buf_append_counted(&s->args, "\r\n", 2, g) < 0)
             return -ENOMEM;
     }
     s->args_hdr_len = s->args.len;
     if (req->body_len && !req->body) return -EINVAL;
-    if (acr__buf_append(&s->args, req->body, req->body_len, g) < 0) return -ENOMEM;
+    if (req->body_len && acr_buf_append_counted(&s->args, req->body, req->body_len, g) < 0)
+        return -ENOMEM;
     s->body_len = req->body_len;
     memcpy(s->method, req->method, ml + 1);
     return 0;

@@ -42,7 +42,7 @@ static int bio_write(BIO *b, const char *in, int inl)
     acr__http_conn_t *c = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (inl <= 0) return 0;
-    if (acr__buf_append(&c->wq[c->wq_fill], in, (size_t)inl, &c->s->c->stats.buf_grows) < 0)
+    if (acr_buf_append_counted(&c->wq[c->wq_fill], in, (size_t)inl, &c->s->c->stats.buf_grows) < 0)
         return -1;
     return inl;
 }

@@ -1,7 +1,7 @@
 /*
- * The HTTP client's byte handling: the growable buffer that counts its growth events (the
- * allocation budget of issue #3 is asserted on that counter), absolute URL parsing
- * (http/https, host or [IPv6], port, path+query) and redirect Location resolution.
+ * The HTTP client's URLs: absolute URL parsing (http/https, host or [IPv6], port, path+query)
+ * and redirect Location resolution. Buffers grow through acr_buf_append_counted, so the growth
+ * events count in the client's allocation budget (acr_http_stats_t.buf_grows).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -9,44 +9,6 @@
 #include <strings.h>
 
 #include "worker/http/http_internal.h"
-
-int acr__buf_reserve(acr__buf_t *b, size_t extra, uint64_t *grows)
-{
-    if (extra <= b->cap - b->len) return 0;
-    if (extra > SIZE_MAX / 2 - b->len) return -ENOMEM;
-    size_t need = b->len + extra;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return -ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    if (grows) (*grows)++;
-    return 0;
-}
-
-int acr__buf_append(acr__buf_t *b, const void *p, size_t n, uint64_t *grows)
-{
-    if (n == 0) return 0;
-    int rc = acr__buf_reserve(b, n, grows);
-    if (rc < 0) return rc;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-void acr__buf_trim(acr__buf_t *b, size_t keep)
-{
-    b->len = 0;
-    if (b->cap > keep) acr__buf_free(b);
-}
-
-void acr__buf_free(acr__buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
 
 static int lower(int ch)
 {
@@ -124,21 +86,10 @@ int acr__http_url_parse(char *s, acr__http_url_t *u)
     return 0;
 }
 
-/* Appends @n bytes of @p, then a NUL that is not counted in len. */
-static int put(acr__buf_t *out, const char *p, size_t n, uint64_t *grows)
-{
-    int rc = acr__buf_reserve(out, n + 1, grows);
-    if (rc < 0) return rc;
-    memcpy(out->data + out->len, p, n);
-    out->len += n;
-    out->data[out->len] = '\0';
-    return 0;
-}
-
 int acr__http_url_resolve(const char *base, const acr__http_url_t *u, const char *loc,
-                          size_t loc_len, acr__buf_t *out, uint64_t *grows)
+                          size_t loc_len, acr_buf_t *out, uint64_t *grows)
 {
-    out->len = 0;
+    acr_buf_reset(out);
     while (loc_len && (loc[0] == ' ' || loc[0] == '\t')) loc++, loc_len--;
     while (loc_len && (loc[loc_len - 1] == ' ' || loc[loc_len - 1] == '\t')) loc_len--;
     if (loc_len == 0 || loc_len > 8192) return -EINVAL;
@@ -146,27 +97,29 @@ int acr__http_url_resolve(const char *base, const acr__http_url_t *u, const char
         if ((unsigned char)loc[k] < 0x20 || loc[k] == 0x7f) return -EINVAL;
     if ((loc_len > 7 && strncasecmp(loc, "http://", 7) == 0) ||
         (loc_len > 8 && strncasecmp(loc, "https://", 8) == 0))
-        return put(out, loc, loc_len, grows);
+        return acr_buf_append_counted(out, loc, loc_len, grows);
     const char *scheme = u->tls ? "https:" : "http:";
     if (loc_len >= 2 && loc[0] == '/' && loc[1] == '/') {
-        int rc = put(out, scheme, strlen(scheme), grows);
-        return rc < 0 ? rc : put(out, loc, loc_len, grows);
+        int rc = acr_buf_append_counted(out, scheme, strlen(scheme), grows);
+        return rc < 0 ? rc : acr_buf_append_counted(out, loc, loc_len, grows);
     }
     /* same origin: scheme://authority */
-    int rc = put(out, base, u->path_off, grows);
+    int rc = acr_buf_append_counted(out, base, u->path_off, grows);
     if (rc < 0) return rc;
-    if (loc[0] == '/') return put(out, loc, loc_len, grows);
+    if (loc[0] == '/') return acr_buf_append_counted(out, loc, loc_len, grows);
     const char *path = base + u->path_off;
     size_t plen = u->path_len;
     size_t q = 0;
     while (q < plen && path[q] != '?') q++;
     if (loc[0] == '?') {
-        rc = q ? put(out, path, q, grows) : put(out, "/", 1, grows);
-        return rc < 0 ? rc : put(out, loc, loc_len, grows);
+        rc = q ? acr_buf_append_counted(out, path, q, grows)
+               : acr_buf_append_counted(out, "/", 1, grows);
+        return rc < 0 ? rc : acr_buf_append_counted(out, loc, loc_len, grows);
     }
     /* relative path: the base path's directory + loc */
     size_t dir = q;
     while (dir > 0 && path[dir - 1] != '/') dir--;
-    rc = dir ? put(out, path, dir, grows) : put(out, "/", 1, grows);
-    return rc < 0 ? rc : put(out, loc, loc_len, grows);
+    rc = dir ? acr_buf_append_counted(out, path, dir, grows)
+             : acr_buf_append_counted(out, "/", 1, grows);
+    return rc < 0 ? rc : acr_buf_append_counted(out, loc, loc_len, grows);
 }
