@@ -64,6 +64,7 @@ typedef struct acr_master_opts {
     int max_body_size; /**< passed to local workers; 0 = not given */
     char **check;
     bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
+    bool locust_master;      /**< --master: accepted for Locust command lines, no effect */
     /* resolved by acr_master_opts_parse */
     int nlocal; /**< local workers to start */
 } acr_master_opts_t;
@@ -124,7 +125,8 @@ typedef struct acr_mworker {
     uint64_t spawns_sent, spawns_done;
     /* stop / quit bookkeeping */
     bool stop_pending, stopped_msg, final_seen, quit_pending;
-    double stopped_at; /**< monotonic s of client_stopped */
+    double stopped_at;        /**< monotonic s of client_stopped */
+    bool stopped_since_ready; /**< client_stopped since its last client_ready */
 } acr_mworker_t;
 
 /* ---- the context ---- */

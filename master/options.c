@@ -1,5 +1,5 @@
 /*
- * acrida-master's options (SPEC §2): the definition table for common/opts and the checks that
+ * acrida-master's options (docs/cli.md): the definition table for common/opts and the checks that
  * need more than a type and a range. Every error names the option; main() exits 2 on them.
  */
 #include "master/master.h"
@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define O(f) offsetof(acr_master_opts_t, f)
 
@@ -26,18 +27,21 @@ static const acr_opt_def_t defs[] = {
     {"run-time", 't', NULL, ACR_OPT_TIMESPAN, O(run_time), 0, 0, "T",
      "stop after T (20, 20s, 3m, 2h, 1h20m, 3h30m10s); default: until SIGTERM/SIGINT"},
     {"headless", 0, NULL, ACR_OPT_FLAG, O(headless), 0, 0, NULL,
-     "no web UI, start at once, quit at the end"},
+     "start at once, quit at the end (required: there is no web UI yet)"},
     {"autostart", 0, NULL, ACR_OPT_FLAG, O(autostart), 0, 0, NULL,
-     "start at once with the web UI up"},
+     "not yet (no web UI): start at once with the web UI up"},
     {"autoquit", 0, NULL, ACR_OPT_INT, O(autoquit), 0, 0, "S",
-     "with --autostart: quit S seconds after the run ends"},
-    {"web-host", 0, NULL, ACR_OPT_STR, O(web_host), 0, 0, "H", "dashboard/API bind address"},
+     "not yet (no web UI): with --autostart, quit S seconds after the run ends"},
+    {"web-host", 0, NULL, ACR_OPT_STR, O(web_host), 0, 0, "H",
+     "not yet (no web UI): dashboard/API bind address"},
     {"web-port", 'P', NULL, ACR_OPT_INT, O(web_port), 0, 0, "P",
-     "dashboard/API port (default 8089; 0 = ephemeral)"},
+     "not yet (no web UI): dashboard/API port (default 8089; 0 = ephemeral)"},
     {"web-auth", 0, NULL, ACR_OPT_STR, O(web_auth), 0, 0, "USER:PASS",
-     "HTTP Basic auth on every route"},
-    {"tls-cert", 0, NULL, ACR_OPT_STR, O(tls_cert), 0, 0, "FILE", "serve the dashboard over HTTPS"},
-    {"tls-key", 0, NULL, ACR_OPT_STR, O(tls_key), 0, 0, "FILE", "private key for --tls-cert"},
+     "not yet (no web UI): HTTP Basic auth on every route"},
+    {"tls-cert", 0, NULL, ACR_OPT_STR, O(tls_cert), 0, 0, "FILE",
+     "not yet (no web UI): serve the dashboard over HTTPS"},
+    {"tls-key", 0, NULL, ACR_OPT_STR, O(tls_key), 0, 0, "FILE",
+     "not yet (no web UI): private key for --tls-cert"},
     {"master-bind-host", 0, NULL, ACR_OPT_STR, O(master_bind_host), 0, 0, "H",
      "ZeroMQ bind address (default *)"},
     {"master-bind-port", 0, NULL, ACR_OPT_INT, O(master_bind_port), 0, 0, "P",
@@ -52,7 +56,8 @@ static const acr_opt_def_t defs[] = {
      "write PREFIX_stats.csv, _stats_history.csv, _failures.csv, _exceptions.csv"},
     {"csv-full-history", 0, NULL, ACR_OPT_FLAG, O(csv_full_history), 0, 0, NULL,
      "every entry in the history CSV, not only Aggregated"},
-    {"html", 0, NULL, ACR_OPT_STR, O(html), 0, 0, "FILE", "HTML report at the end"},
+    {"html", 0, NULL, ACR_OPT_STR, O(html), 0, 0, "FILE",
+     "not yet (a warning, no file): HTML report at the end"},
     {"json", 0, NULL, ACR_OPT_FLAG, O(json), 0, 0, NULL,
      "print the /stats/requests document on stdout at the end (tables go to stderr)"},
     {"only-summary", 0, NULL, ACR_OPT_FLAG, O(only_summary), 0, 0, NULL,
@@ -63,9 +68,10 @@ static const acr_opt_def_t defs[] = {
      "graceful stop: let users finish their task for up to S"},
     {"exit-code-on-error", 0, NULL, ACR_OPT_INT, O(exit_code_on_error), 0, 0, "N",
      "exit code when a request failed or a task raised (default 1)"},
-    {"tags", 'T', NULL, ACR_OPT_STRLIST, O(tags), 0, 0, "TAG", "run only tasks with these tags"},
+    {"tags", 'T', NULL, ACR_OPT_STRLIST, O(tags), 0, 0, "TAG",
+     "not yet (refused): run only tasks with these tags"},
     {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, O(exclude_tags), 0, 0, "TAG",
-     "skip tasks with these tags"},
+     "not yet (refused): skip tasks with these tags"},
     {"loglevel", 'L', NULL, ACR_OPT_STR, O(loglevel), 0, 0, "LEVEL",
      "DEBUG, INFO (default), WARNING, ERROR"},
     {"logfile", 0, NULL, ACR_OPT_STR, O(logfile), 0, 0, "FILE", "also log to FILE"},
@@ -76,7 +82,9 @@ static const acr_opt_def_t defs[] = {
     {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, 1 << 30, "BYTES",
      "local workers keep at most BYTES of a response body for r.body (default 16 MiB)"},
     {"check", 0, NULL, ACR_OPT_STRLIST, O(check), 0, 0, "EXPR",
-     "CI threshold, e.g. p95<300ms (repeatable)"},
+     "not yet (refused): CI threshold, e.g. p95<300ms (repeatable)"},
+    {"master", 0, NULL, ACR_OPT_FLAG, O(locust_master), 0, 0, NULL,
+     "accepted and ignored, so that Locust command lines work"},
     {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
      "exit as if complete (not 4) when report intervals were lost with dead workers"},
 };
@@ -87,7 +95,7 @@ static const acr_opts_spec_t spec = {
     .env_prefix = "ACRIDA_",
     .defs = defs,
     .ndefs = sizeof(defs) / sizeof(defs[0]),
-    .foreign_keys = "master-host,master-port,processes,node-id",
+    .foreign_keys = "master-host,master-port,processes,node-id,worker",
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -99,6 +107,24 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -EINVAL;
+}
+
+/* -H/--host: an http:// or https:// URL with a host; the message shows the fix. */
+static int check_host(const char *url, char *err, size_t errlen)
+{
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (scheme == 0 && !strstr(url, "://"))
+        return fail(err, errlen, "--host '%s' has no scheme: use --host http://%s (or https://%s)",
+                    url, url, url);
+    if (scheme == 0)
+        return fail(err, errlen, "--host '%s': expected an http:// or https:// URL", url);
+    size_t authority = strcspn(url + scheme, "/?#");
+    if (authority == 0 || url[scheme] == ':')
+        return fail(err, errlen, "--host '%s' has no host name: e.g. --host %.*s127.0.0.1:8080",
+                    url, (int)scheme, url);
+    return 0;
 }
 
 static int parse_local_workers(const char *s, int *out)
@@ -139,6 +165,7 @@ int acr_master_opts_parse(acr_master_opts_t *o, int argc, char **argv, char *err
     if ((o->tags && o->tags[0]) || (o->exclude_tags && o->exclude_tags[0]))
         return fail(err, errlen, "--tags/--exclude-tags are not supported yet");
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
+    if (o->host && *o->host && check_host(o->host, err, errlen) < 0) return -EINVAL;
     if (o->users < 0) return fail(err, errlen, "--users must be >= 0");
     if (!(o->spawn_rate > 0)) return fail(err, errlen, "--spawn-rate must be > 0");
     if (o->run_time != -1 && !(o->run_time > 0)) return fail(err, errlen, "--run-time must be > 0");

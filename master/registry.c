@@ -2,7 +2,7 @@
  * The worker registry: every frame from the ROUTER comes in here (decoded by proto/msg, routed by
  * type), workers are registered/replaced/removed, indexes are handed out (stable per node id for
  * the master's lifetime), and a 250 ms liveness tick sends the master's heartbeat to acrida workers
- * every second and marks workers silent for 3 s as missing (SPEC §8): their users are rebalanced
+ * every second and marks workers silent for 3 s as missing (docs/cli.md): users are rebalanced
  * over the others at once. Messages from unknown nodes never crash anything: stats are merged
  * (as Locust), the rest is logged and ignored.
  */
@@ -213,7 +213,7 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
     }
 
     acr_mworker_t *w = acr__registry_find(m, id);
-    bool replaced = w != NULL;
+    bool replaced = w != NULL, returned = w && w->stopped_since_ready;
     if (w) {
         if (test_active(m)) acr__agg_close_gap(m, w, "re-registered");
         classes_free(w);
@@ -249,8 +249,15 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
     /* a worker that re-registers during a stop has stopped; one during quit gets quit again */
     w->stop_pending = false;
     if (w->quit_pending) acr__registry_send_nil(m, "quit", id);
+    w->stopped_since_ready = false;
+    /* after a stop a worker answers client_stopped then client_ready (as Locust's): that is its
+     * normal return to ready, not a re-registration */
     ACR_INFO("worker %s (index %lld, version '%s') %s. %zu workers connected.", id, (long long)idx,
-             version, replaced ? "re-registered" : "reported as ready", acr__registry_live(m));
+             version,
+             returned   ? "is ready again after the stop"
+             : replaced ? "re-registered"
+                        : "reported as ready",
+             acr__registry_live(m));
     if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING)
         acr__run_workers_changed(m, w, NULL);
     return;
@@ -310,6 +317,7 @@ static void on_client_stopped(acr_master_t *m, acr_mworker_t *w, const char *nod
     w->state = ACR_WORKER_READY;
     classes_free(w);
     w->stopped_msg = true;
+    w->stopped_since_ready = true;
     w->stopped_at = acr_mono_s();
     if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
         ACR_WARN("worker %s stopped its users during the test", w->id);

@@ -29,6 +29,7 @@ typedef struct worker_opts {
     int max_body_size;
     char *loglevel;
     char *logfile;
+    bool locust_worker; /**< --worker: accepted for Locust command lines, no effect */
 } worker_opts_t;
 
 #define O(f) offsetof(worker_opts_t, f)
@@ -51,6 +52,8 @@ static const acr_opt_def_t defs[] = {
     {"loglevel", 'L', NULL, ACR_OPT_STR, O(loglevel), 0, 0, "LEVEL",
      "DEBUG, INFO (default), WARNING, ERROR"},
     {"logfile", 0, NULL, ACR_OPT_STR, O(logfile), 0, 0, "FILE", "also log to FILE"},
+    {"worker", 0, NULL, ACR_OPT_FLAG, O(locust_worker), 0, 0, NULL,
+     "accepted and ignored, so that Locust command lines work"},
 };
 
 static const acr_opts_spec_t spec = {
@@ -59,11 +62,12 @@ static const acr_opts_spec_t spec = {
     .env_prefix = "ACRIDA_",
     .defs = defs,
     .ndefs = sizeof(defs) / sizeof(defs[0]),
-    .foreign_keys = "host,users,spawn-rate,hatch-rate,run-time,headless,autostart,autoquit,"
-                    "web-host,web-port,web-auth,tls-cert,tls-key,master-bind-host,"
-                    "master-bind-port,expect-workers,expect-workers-max-wait,local-workers,csv,"
-                    "csv-full-history,html,json,only-summary,reset-stats,stop-timeout,"
-                    "exit-code-on-error,tags,exclude-tags,port-file,check",
+    .foreign_keys =
+        "host,users,spawn-rate,hatch-rate,run-time,headless,autostart,autoquit,"
+        "web-host,web-port,web-auth,tls-cert,tls-key,master-bind-host,"
+        "master-bind-port,expect-workers,expect-workers-max-wait,local-workers,csv,"
+        "csv-full-history,html,json,only-summary,reset-stats,stop-timeout,"
+        "exit-code-on-error,tags,exclude-tags,port-file,check,allow-lost-reports,master",
 };
 
 static volatile sig_atomic_t forwarded_signal;
