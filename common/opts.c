@@ -37,6 +37,12 @@ typedef struct cmd_item {
     int nwords;
 } cmd_item_t;
 
+/* Does @def belong to the program parsing with @spec? */
+static bool applies(const acr_opts_spec_t *spec, const acr_opt_def_t *def)
+{
+    return spec->role == 0 || def->roles == 0 || (def->roles & spec->role) != 0;
+}
+
 static void *field_of(const acr_opt_def_t *def, void *out)
 {
     return (char *)out + def->offset;
@@ -170,14 +176,19 @@ static int apply_value(const acr_opt_def_t *def, void *out, const char *val, cha
         *(char **)f = s;
         return 0;
     }
+    case ACR_OPT_COUNT:
     case ACR_OPT_INT: {
         long v;
         errno = 0;
-        v = strtol(val, &end, 10);
-        if (end == val || *end || isspace((unsigned char)*val)) {
-            seterr(err, errlen, "invalid value '%s' for --%s%s: expected an integer", val,
-                   def->name, where);
-            return -EINVAL;
+        if (def->kind == ACR_OPT_COUNT && strcmp(val, "auto") == 0) {
+            v = acr_cpu_count();
+        } else {
+            v = strtol(val, &end, 10);
+            if (end == val || *end || isspace((unsigned char)*val)) {
+                seterr(err, errlen, "invalid value '%s' for --%s%s: expected %s", val, def->name,
+                       where, def->kind == ACR_OPT_COUNT ? "a number or 'auto'" : "an integer");
+                return -EINVAL;
+            }
         }
         if (errno == ERANGE || v < INT32_MIN || v > INT32_MAX) {
             seterr(err, errlen, "invalid value '%s' for --%s%s: out of range", val, def->name,
@@ -240,28 +251,51 @@ static bool name_eq(const char *name, size_t len, const char *want, size_t wlen,
     return true;
 }
 
+static bool has_name(const acr_opt_def_t *d, const char *name, size_t len, bool loose)
+{
+    const char *a = d->aliases;
+    if (name_eq(name, len, d->name, strlen(d->name), loose)) return true;
+    while (a && *a) {
+        size_t alen = strcspn(a, ",");
+        if (name_eq(name, len, a, alen, loose)) return true;
+        a += alen;
+        if (*a == ',') a++;
+    }
+    return false;
+}
+
+/* The row named @name: this program's row first (a name may have one row per role), else another
+ * program's (which the caller refuses or skips). */
 static const acr_opt_def_t *find_long(const acr_opts_spec_t *spec, const char *name, size_t len,
                                       bool loose)
 {
+    const acr_opt_def_t *other = NULL;
     for (size_t i = 0; i < spec->ndefs; i++) {
         const acr_opt_def_t *d = &spec->defs[i];
-        const char *a = d->aliases;
-        if (name_eq(name, len, d->name, strlen(d->name), loose)) return d;
-        while (a && *a) {
-            size_t alen = strcspn(a, ",");
-            if (name_eq(name, len, a, alen, loose)) return d;
-            a += alen;
-            if (*a == ',') a++;
-        }
+        if (!has_name(d, name, len, loose)) continue;
+        if (applies(spec, d)) return d;
+        if (!other) other = d;
     }
-    return NULL;
+    return other;
 }
 
+/* Like find_long: this program's row first (two roles may use one letter), else another's. */
 static const acr_opt_def_t *find_short(const acr_opts_spec_t *spec, char c)
 {
-    for (size_t i = 0; i < spec->ndefs; i++)
-        if (spec->defs[i].short_name && spec->defs[i].short_name == c) return &spec->defs[i];
-    return NULL;
+    const acr_opt_def_t *other = NULL;
+    for (size_t i = 0; i < spec->ndefs; i++) {
+        if (spec->defs[i].short_name != c) continue;
+        if (applies(spec, &spec->defs[i])) return &spec->defs[i];
+        if (!other) other = &spec->defs[i];
+    }
+    return other;
+}
+
+static int not_here(const acr_opts_spec_t *spec, const acr_opt_def_t *def, char *err, size_t errlen)
+{
+    seterr(err, errlen, "option --%s does not apply to %s", def->name,
+           spec->prog ? spec->prog : "this program");
+    return -EINVAL;
 }
 
 /* Can @a be the value of the preceding option? Options can't; negative numbers and "-" can. */
@@ -324,6 +358,7 @@ static int scan_cmdline(const acr_opts_spec_t *spec, int argc, char **argv, cmd_
                 seterr(err, errlen, "unknown option '--%.*s'", (int)len, name);
                 return -EINVAL;
             }
+            if (!applies(spec, it.def)) return not_here(spec, it.def, err, errlen);
             if (eq) {
                 it.val = eq + 1;
             } else if (it.def->kind == ACR_OPT_STRLIST) {
@@ -350,6 +385,7 @@ static int scan_cmdline(const acr_opts_spec_t *spec, int argc, char **argv, cmd_
                     seterr(err, errlen, "unknown option '-%c'", a[j]);
                     return -EINVAL;
                 }
+                if (!applies(spec, s.def)) return not_here(spec, s.def, err, errlen);
                 if (s.def->kind == ACR_OPT_FLAG) {
                     items[(*nitems)++] = s;
                     continue;
@@ -394,19 +430,6 @@ static bool section_applies(const char *sec, const char *prog)
         return true;
     if (strcasecmp(sec, base) == 0) return true;
     if (strncmp(base, "acrida-", 7) == 0 && strcasecmp(sec, base + 7) == 0) return true;
-    return false;
-}
-
-/* Is @key (length @len) one that another program handles (spec->foreign_keys)? */
-static bool is_foreign(const acr_opts_spec_t *spec, const char *key, size_t len)
-{
-    const char *a = spec->foreign_keys;
-    while (a && *a) {
-        size_t alen = strcspn(a, ",");
-        if (name_eq(key, len, a, alen, true)) return true;
-        a += alen;
-        if (*a == ',') a++;
-    }
     return false;
 }
 
@@ -472,11 +495,11 @@ static int apply_config(const acr_opts_spec_t *spec, void *out, const char *path
         if (!active) continue;
         def = find_long(spec, key, strlen(key), true);
         if (!def) {
-            if (is_foreign(spec, key, strlen(key))) continue;
             seterr(err, errlen, "unknown key '%s' in %s:%d", key, path, lineno);
             rc = -EINVAL;
             goto out;
         }
+        if (!applies(spec, def)) continue; /* another program's key in a shared file */
         snprintf(where, sizeof(where), " in %s:%d", path, lineno);
         rc = apply_value(def, out, val, NULL, 0, where, err, errlen);
         if (rc < 0) goto out;
@@ -520,6 +543,7 @@ static int apply_env(const acr_opts_spec_t *spec, void *out, char *err, size_t e
     for (size_t i = 0; i < spec->ndefs; i++) {
         const acr_opt_def_t *d = &spec->defs[i];
         const char *a = d->aliases;
+        if (!applies(spec, d)) continue; /* another program's variable */
         while (a && *a) {
             size_t alen = strcspn(a, ",");
             env_name(spec, a, alen, var, sizeof(var));
@@ -533,6 +557,14 @@ static int apply_env(const acr_opts_spec_t *spec, void *out, char *err, size_t e
     return 0;
 }
 
+/* Is @d's field also the field of an earlier row (one option with a row per role)? */
+static bool field_seen(const acr_opts_spec_t *spec, const acr_opt_def_t *d)
+{
+    for (const acr_opt_def_t *e = spec->defs; e < d; e++)
+        if (e->offset == d->offset) return true;
+    return false;
+}
+
 /* Makes every STR/STRLIST default in @out an owned copy, so later values can replace them. */
 static int own_defaults(const acr_opts_spec_t *spec, void *out, char *err, size_t errlen)
 {
@@ -540,6 +572,7 @@ static int own_defaults(const acr_opts_spec_t *spec, void *out, char *err, size_
     for (size_t i = 0; i < spec->ndefs; i++) {
         const acr_opt_def_t *d = &spec->defs[i];
         void *f = field_of(d, out);
+        if (field_seen(spec, d)) continue;
         if (d->kind == ACR_OPT_STR && *(char **)f) {
             *(char **)f = strdup(*(char **)f);
             if (!*(char **)f) rc = -ENOMEM;
@@ -635,6 +668,8 @@ static const char *default_metavar(acr_opt_kind_t kind)
         return "";
     case ACR_OPT_INT:
         return "N";
+    case ACR_OPT_COUNT:
+        return "N|auto";
     case ACR_OPT_DOUBLE:
         return "X";
     case ACR_OPT_TIMESPAN:
@@ -675,6 +710,7 @@ void acr_opts_help(const acr_opts_spec_t *spec, FILE *f)
                                       : "read options from FILE (default ./" DEFAULT_CONFIG ")");
     for (size_t i = 0; i < spec->ndefs; i++) {
         const acr_opt_def_t *d = &spec->defs[i];
+        if (!applies(spec, d)) continue;
         help_line(f, d->short_name, d->name, d->metavar ? d->metavar : default_metavar(d->kind),
                   d->help);
     }

@@ -4,7 +4,10 @@
  * the long option name and `#` comments. Precedence: command line > environment > config file >
  * default (the defaults are whatever the caller stored in the struct before parsing).
  *
- * The table-driven parser writes into a caller struct at each definition's offset.
+ * The table-driven parser writes into a caller struct at each definition's offset. One table may
+ * serve several programs (roles): each definition names the roles it belongs to, and a program
+ * parses with its own role, so a shared config file and the environment carry every program's
+ * options while each command line accepts only its own.
  * Error convention: acr_opts_parse returns 0, ACR_OPTS_EXIT (help/version printed: exit 0) or
  * -EINVAL with a message naming the option in @err (the caller exits 2).
  */
@@ -23,6 +26,8 @@ typedef enum {
     ACR_OPT_TIMESPAN, /**< double seconds via acr_parse_timespan */
     ACR_OPT_STRLIST,  /**< char ** NULL-terminated; takes all following non-option words on the
                            command line, whitespace/comma separated in env/config */
+    ACR_OPT_COUNT,    /**< int; a decimal number or "auto" (the number of online CPUs),
+                           range-checked by min/max */
 } acr_opt_kind_t;
 
 typedef struct acr_opt_def {
@@ -34,6 +39,9 @@ typedef struct acr_opt_def {
     double min, max; /**< bounds for INT/DOUBLE/TIMESPAN when min < max */
     const char *metavar;
     const char *help;
+    /** Bit set of the roles (acr_opts_spec_t.role) that take it; 0 = every role. One name may
+     *  have a row per role (e.g. a different help text), all storing into the same field. */
+    unsigned roles;
 } acr_opt_def_t;
 
 #define ACR_OPTS_EXIT 1
@@ -44,9 +52,10 @@ typedef struct acr_opts_spec {
     const char *env_prefix; /**< "ACRIDA_" */
     const acr_opt_def_t *defs;
     size_t ndefs;
-    /** Optional: comma separated long names another acrida program accepts (e.g. the worker's
-     *  options in the master's spec), skipped instead of rejected in a shared config file. */
-    const char *foreign_keys;
+    /** The role bit of this program; 0 = every definition applies. A definition of other roles
+     *  is refused on the command line ("option --x does not apply to <prog>"), skipped in the
+     *  config file and the environment, and left out of the help. */
+    unsigned role;
     /** Optional: do not read ./acrida.conf by default (only --config / ACRIDA_CONFIG files). */
     bool no_default_config;
 } acr_opts_spec_t;
@@ -67,7 +76,7 @@ typedef struct acr_opts_spec {
 int acr_opts_parse(const acr_opts_spec_t *spec, void *out, int argc, char **argv, char *err,
                    size_t errlen);
 
-/** Frees the STR and STRLIST values parse stored in @out. */
+/** Frees the STR and STRLIST fields of every row in @out (other roles' rows included). */
 void acr_opts_free(const acr_opts_spec_t *spec, void *out);
 
 /** Prints the help text built from the definitions. */

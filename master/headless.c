@@ -83,7 +83,7 @@ static void runtime_cb(uv_timer_t *t)
 
 static void begin_test(acr_master_t *m)
 {
-    acr_master_opts_t *o = m->opts;
+    acr_cli_opts_t *o = m->opts;
     uv_timer_stop(&m->wait_timer);
     m->phase = ACR_HL_TEST;
     if (acr__run_start(m, o->users, o->spawn_rate) < 0) {

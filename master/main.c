@@ -1,14 +1,11 @@
 /*
  * acrida-master's entry point: options, logging, scenario validation, the ZeroMQ ROUTER, the port
  * file, local workers, headless mode, one libuv loop, and an orderly exit where every handle is
- * closed before the memory goes. Exit codes (docs/cli.md): 0, --exit-code-on-error when a request
- * failed or a task raised, 1 when the workers never came / the scenario or the port failed,
- * 2 for bad usage.
+ * closed before the memory goes. Exit codes: acr_master_exit_t (master.h, docs/cli.md).
  */
 #include "master/master.h"
 
 #include "common/log.h"
-#include "common/opts.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -74,16 +71,15 @@ static int read_scenario(acr_master_t *m)
     return 0;
 }
 
-static int run(acr_master_opts_t *opts, acr_user_class_t *classes, size_t nclasses,
-               const char *argv0)
+static int run(acr_cli_opts_t *opts, acr_user_class_t *classes, size_t nclasses, const char *argv0)
 {
     uv_loop_t loop;
     acr_master_t *m = NULL;
-    int code = 1;
+    int code = ACR_EXIT_FATAL;
     char err[512];
     if (uv_loop_init(&loop) < 0) {
         ACR_ERROR("cannot create the event loop");
-        return 1;
+        return ACR_EXIT_FATAL;
     }
     m = calloc(1, sizeof(*m));
     if (!m) goto out;
@@ -110,13 +106,13 @@ static int run(acr_master_opts_t *opts, acr_user_class_t *classes, size_t nclass
     if (opts->html) ACR_WARN("--html is not supported yet: no HTML report will be written");
     if (opts->port_file && write_port_file(m) < 0) goto fail;
     if (acr__registry_start(m) < 0) goto fail;
-    if (opts->nlocal > 0 && acr__local_start(m, opts->nlocal, argv0) < 0) goto fail;
+    if (opts->local_workers > 0 && acr__local_start(m, opts->local_workers, argv0) < 0) goto fail;
     if (acr__headless_start(m) < 0) goto fail;
     uv_run(&loop, UV_RUN_DEFAULT);
     code = m->exit_code;
     goto out;
 fail:
-    code = 1;
+    code = ACR_EXIT_FATAL;
     if (m) acr__master_shutdown(m);
 out:
     if (m && m->chan) {
@@ -143,18 +139,18 @@ out:
 
 int main(int argc, char **argv)
 {
-    acr_master_opts_t opts;
+    acr_cli_opts_t opts;
     char err[1024];
     int code;
-    int rc = acr_master_opts_parse(&opts, argc, argv, err, sizeof err);
+    int rc = acr_cli_parse(&opts, ACR_CLI_MASTER, argc, argv, err, sizeof err);
     if (rc == ACR_OPTS_EXIT) {
-        acr_master_opts_free(&opts);
-        return 0;
+        acr_cli_free(&opts);
+        return ACR_EXIT_OK;
     }
     if (rc < 0) {
         fprintf(stderr, "acrida-master: error: %s\n", err);
-        acr_master_opts_free(&opts);
-        return 2;
+        acr_cli_free(&opts);
+        return ACR_EXIT_USAGE;
     }
     acr_log_level_t level = ACR_LOG_INFO;
     acr_log_parse_level(opts.loglevel, &level);
@@ -162,12 +158,12 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "acrida-master: error: --logfile: cannot open '%s': %s\n", opts.logfile,
                 strerror(-rc));
-        acr_master_opts_free(&opts);
-        return 2;
+        acr_cli_free(&opts);
+        return ACR_EXIT_USAGE;
     }
     if (!opts.headless) {
         fprintf(stderr, "acrida-master: the web UI is not available yet; use --headless\n");
-        code = 2;
+        code = ACR_EXIT_USAGE;
         goto out;
     }
     acr_user_class_t *classes = NULL;
@@ -175,7 +171,7 @@ int main(int argc, char **argv)
     rc = acr_scenario_classes(opts.scenario, &classes, &nclasses, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "acrida-master: %s\n", err);
-        code = 1;
+        code = ACR_EXIT_FATAL;
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -183,6 +179,6 @@ int main(int argc, char **argv)
     acr_scenario_classes_free(classes, nclasses);
 out:
     acr_log_close();
-    acr_master_opts_free(&opts);
+    acr_cli_free(&opts);
     return code;
 }

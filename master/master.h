@@ -3,15 +3,16 @@
  * (acr_master_t: one per process, owned by main.c), the worker registry records, the run state
  * machine and the cross-file entry points (acr__ prefix). One libuv loop, no threads.
  *
- * Roles: options.c (command line), registry.c (workers, message intake, liveness), dispatch.c
- * (Locust's UsersDispatcher), runner.c (run state machine, spawn/stop), aggregate.c (stats merge,
- * report sequence numbers), headless.c (console loop and end-of-run outputs), local.c (local
- * worker processes), main.c (wiring and exit code).
- * Error convention: 0 or a negative errno; human-readable detail goes to the log or to @err.
+ * Roles: registry.c (workers, message intake, liveness), dispatch.c (Locust's UsersDispatcher),
+ * runner.c (run state machine, spawn/stop), aggregate.c (stats merge, report sequence numbers),
+ * headless.c (console loop and end-of-run outputs), local.c (local worker processes), main.c
+ * (wiring and exit code); the options are common/cli.c's. Error convention: 0 or a negative errno;
+ * human-readable detail goes to the log or to @err.
  */
 #ifndef ACR_MASTER_H
 #define ACR_MASTER_H
 
+#include "common/cli.h"
 #include "common/report.h"
 #include "common/scenario.h"
 #include "common/stats.h"
@@ -33,49 +34,6 @@ typedef enum {
     ACR_EXIT_USAGE = 2,      /**< bad option or config value */
     ACR_EXIT_INCOMPLETE = 4, /**< report intervals lost with dead workers (--allow-lost-reports) */
 } acr_master_exit_t;
-
-/* ---- options (options.c) ---- */
-
-typedef struct acr_master_opts {
-    char *scenario;
-    char *host;
-    int users;
-    double spawn_rate;
-    double run_time; /**< seconds; < 0 = until stopped */
-    bool headless, autostart;
-    int autoquit;
-    char *web_host;
-    int web_port;
-    char *web_auth, *tls_cert, *tls_key;
-    char *master_bind_host;
-    int master_bind_port;
-    int expect_workers; /**< < 0 until resolved from --local-workers */
-    double expect_workers_max_wait;
-    char *local_workers; /**< "N" or "auto" as given */
-    char *csv;
-    bool csv_full_history;
-    char *html;
-    bool json, only_summary, reset_stats;
-    double stop_timeout; /**< seconds; < 0 = not set (nil on the wire) */
-    int exit_code_on_error;
-    char **tags, **exclude_tags;
-    char *loglevel, *logfile, *port_file;
-    bool insecure;
-    int max_body_size; /**< passed to local workers; 0 = not given */
-    char **check;
-    bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
-    bool locust_master;      /**< --master: accepted for Locust command lines, no effect */
-    /* resolved by acr_master_opts_parse */
-    int nlocal; /**< local workers to start */
-} acr_master_opts_t;
-
-/**
- * Parses and validates the master's options into @o. Returns 0, ACR_OPTS_EXIT (help/version
- * printed: exit 0), or -EINVAL with a message naming the option in @err (exit 2). Free with
- * acr_master_opts_free() in every case.
- */
-int acr_master_opts_parse(acr_master_opts_t *o, int argc, char **argv, char *err, size_t errlen);
-void acr_master_opts_free(acr_master_opts_t *o);
 
 /* ---- run state machine (runner.c) ---- */
 
@@ -142,7 +100,7 @@ typedef struct acr_local acr_local_t;
 
 typedef struct acr_master {
     uv_loop_t *loop;
-    acr_master_opts_t *opts;
+    acr_cli_opts_t *opts;
     acr_user_class_t *classes;
     size_t nclasses;
 

@@ -9,6 +9,7 @@
 #include "master/master.h"
 
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,8 +18,9 @@
 #define LIVENESS_TICK_MS 250
 #define HEARTBEAT_EVERY_TICKS 4
 #define MISSING_AFTER_S 3.0
-#define REMOVE_MISSING_AFTER_S 63.0
-#define MAX_NODE_ID 256
+/* a missing worker is forgotten this long after it went missing (Locust's 60 s) */
+#define REMOVE_MISSING_S 60.0
+#define NODE_ID_BUF (ACR_PROTO_NODE_ID_MAX + 1) /* a node id and its NUL */
 
 const char *acr_worker_state_name(acr_worker_state_t s)
 {
@@ -43,7 +45,7 @@ static void printable(const char *p, size_t n, char *out, size_t outlen)
 
 static bool valid_id(const char *p, size_t n)
 {
-    if (n == 0 || n >= MAX_NODE_ID) return false;
+    if (n == 0 || n > ACR_PROTO_NODE_ID_MAX) return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
         if (c < 0x20 || c == 0x7f) return false;
@@ -349,12 +351,12 @@ static void on_quit(acr_master_t *m, acr_mworker_t *w, const char *node_id)
 
 static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t *msg)
 {
-    char pid[MAX_NODE_ID * 4 + 8];
+    char pid[NODE_ID_BUF * 4 + 8];
     acr_mworker_t *w = NULL;
     /* Every message is the connection's: client_ready registers the routing id, and any other
      * message whose payload names another worker is dropped, so no peer can speak for (quit,
      * heartbeat, report as) a worker it is not. acrida and Locust workers send their own id. */
-    char id[MAX_NODE_ID];
+    char id[NODE_ID_BUF];
     memcpy(id, peer, peer_len);
     id[peer_len] = 0;
     if (msg->type == ACR_MSG_CLIENT_READY) {
@@ -426,7 +428,7 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
 {
     (void)ch;
     acr_master_t *m = ud;
-    char pid[MAX_NODE_ID * 4 + 8];
+    char pid[NODE_ID_BUF * 4 + 8];
     char err[256];
     acr_msg_t msg;
     if (!peer || !valid_id(peer, peer_len)) {
@@ -472,8 +474,9 @@ static void liveness_tick(uv_timer_t *t)
                     ACR_WARN("The last worker went missing; the test goes on when workers "
                              "reconnect");
             }
-        } else if (w->state == ACR_WORKER_MISSING && now - w->last_seen > REMOVE_MISSING_AFTER_S) {
-            ACR_INFO("worker %s removed after being missing for 60 s", w->id);
+        } else if (w->state == ACR_WORKER_MISSING &&
+                   now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
+            ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
             if (test_active(m)) acr__agg_close_gap(m, w, "removed while missing");
             registry_remove(m, w);
             continue;

@@ -15,6 +15,7 @@
  */
 #include "proto/zchan.h"
 #include "proto/msg.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -296,8 +297,9 @@ int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *i
     }
     fmt_endpoint(ep, sizeof(ep), host, port);
     size_t idlen = identity ? strlen(identity) : 0;
-    if (idlen == 0 || idlen > 255) {
-        snprintf(err, errlen, "connect %s: routing id must be 1..255 bytes", ep);
+    if (idlen == 0 || idlen > ACR_PROTO_NODE_ID_MAX) {
+        snprintf(err, errlen, "connect %s: routing id must be 1..%d bytes", ep,
+                 ACR_PROTO_NODE_ID_MAX);
         return -EINVAL;
     }
     r = chan_new(loop, false, cb, ud, &ch);

@@ -114,3 +114,38 @@ def test_locust_command_line_flags_and_return_to_ready(tmp_path, target):
     assert len(re.findall(r"\) reported as ready\. ", log)) == 2, log[-3000:]
     assert len(re.findall(r"\) is ready again after the stop\. ", log)) == 2, log[-3000:]
     assert "re-registered" not in log, log[-3000:]
+
+
+def test_long_node_id_is_refused_when_options_are_parsed(tmp_path):
+    # ZeroMQ takes routing ids of at most 255 bytes: refused at once (exit 2), not when connecting
+    rc, out, err = run([binary("acrida-worker"), "--node-id", "n" * 300], env=clean_env(),
+                       cwd=str(tmp_path))
+    assert rc == 2, (rc, err)
+    assert "--node-id is 300 bytes: at most 255" in err, err
+    rc, out, err = run([binary("acrida-worker"), "--version"],
+                       env=clean_env(ACRIDA_NODE_ID="n" * 300), cwd=str(tmp_path))
+    assert rc == 0, (rc, err)  # --version needs no valid values
+
+
+def test_shared_config_file_serves_both_daemons(tmp_path, target, monkeypatch):
+    """One acrida.conf without sections holds both daemons' options: the master takes its own and
+    skips the worker's keys, the worker takes its own and skips the master's."""
+    sc = write_scenario(tmp_path, ONLY_OK)
+    (tmp_path / "acrida.conf").write_text(
+        "scenario = %s\nusers = 3\nspawn-rate = 3\nrun-time = 2s\nnode-id = shared_conf\n"
+        "processes = 1\n" % sc)
+    for k in [k for k in os.environ if k.startswith("ACRIDA_")]:
+        monkeypatch.delenv(k)
+    m, port = start_master(tmp_path, ["-H", target.url, "--headless", "--json"])
+    monkeypatch.setenv("ACRIDA_MASTER_PORT", str(port))  # only known once the master is up
+    w = Daemon([binary("acrida-worker")], tmp_path, "worker")
+    try:
+        m.proc.wait(timeout=120)
+    finally:
+        wrc = w.stop()
+    assert m.stop() == 0, m.log()[-3000:]
+    assert wrc == 0, w.log()[-3000:]
+    log = m.log()
+    assert "worker shared_conf-1 (index 0" in log, log[-3000:]
+    assert "Sending spawn jobs of 3 users" in log, log[-3000:]
+    assert aggregated(json.loads(m.stdout()))["num_requests"] == target.counts()["served"] > 0

@@ -26,19 +26,19 @@ typedef struct tgt_opts {
 
 static const acr_opt_def_t opt_defs[] = {
     {"host", 0, NULL, ACR_OPT_STR, offsetof(tgt_opts_t, host), 0, 0, "ADDR",
-     "address to listen on (default 127.0.0.1)"},
+     "address to listen on (default 127.0.0.1)", 0},
     {"port", 'p', NULL, ACR_OPT_INT, offsetof(tgt_opts_t, port), 0, 65535, "PORT",
-     "port to listen on (default 8080; 0 = ephemeral)"},
+     "port to listen on (default 8080; 0 = ephemeral)", 0},
     {"port-file", 0, NULL, ACR_OPT_STR, offsetof(tgt_opts_t, port_file), 0, 0, "FILE",
-     "after binding, write \"port=N\" to FILE atomically"},
+     "after binding, write \"port=N\" to FILE atomically", 0},
     {"tls-cert", 0, NULL, ACR_OPT_STR, offsetof(tgt_opts_t, tls_cert), 0, 0, "FILE",
-     "serve HTTPS with this PEM certificate chain (needs --tls-key)"},
+     "serve HTTPS with this PEM certificate chain (needs --tls-key)", 0},
     {"tls-key", 0, NULL, ACR_OPT_STR, offsetof(tgt_opts_t, tls_key), 0, 0, "FILE",
-     "PEM private key for --tls-cert"},
+     "PEM private key for --tls-cert", 0},
     {"loglevel", 'L', NULL, ACR_OPT_STR, offsetof(tgt_opts_t, loglevel), 0, 0, "LEVEL",
-     "DEBUG, INFO (default), WARNING, ERROR"},
+     "DEBUG, INFO (default), WARNING, ERROR", 0},
     {"logfile", 0, NULL, ACR_OPT_STR, offsetof(tgt_opts_t, logfile), 0, 0, "FILE",
-     "also append the log to FILE"},
+     "also append the log to FILE", 0},
 };
 
 static const acr_opts_spec_t opt_spec = {

@@ -1,6 +1,8 @@
 /*
  * Unit tests for common/opts.c: command line forms, aliases, lists, config file, environment,
- * precedence, every error message, help and version.
+ * precedence, roles, every error message, help and version; and for acrida's option table
+ * (common/cli.c): each daemon takes its own options from a shared config file and environment,
+ * refuses the other's on its command line, and checks the values (node id, host, counts).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/opts.h"
+#include "common/util.h"
+#include "proto/proto.h"
 
 #define assert_dbl(a, b)                                                                           \
     do {                                                                                           \
@@ -34,19 +39,28 @@ typedef struct cfg {
     char **tags;
     char **exclude;
     int port;
+    char *other; /* another program's option */
+    int procs;
 } cfg_t;
 
+#define ROLE_TEST 1u
+#define ROLE_OTHER 2u
+
 static const acr_opt_def_t defs[] = {
-    {"host", 'H', NULL, ACR_OPT_STR, offsetof(cfg_t, host), 0, 0, "URL", "target host"},
-    {"users", 'u', NULL, ACR_OPT_INT, offsetof(cfg_t, users), 0, 1e9, "N", "peak users"},
+    {"host", 'H', NULL, ACR_OPT_STR, offsetof(cfg_t, host), 0, 0, "URL", "target host", 0},
+    {"users", 'u', NULL, ACR_OPT_INT, offsetof(cfg_t, users), 0, 1e9, "N", "peak users", 0},
     {"spawn-rate", 'r', "hatch-rate", ACR_OPT_DOUBLE, offsetof(cfg_t, spawn_rate), 0, 1e9, "R",
-     "users per second"},
-    {"run-time", 't', NULL, ACR_OPT_TIMESPAN, offsetof(cfg_t, run_time), 0, 0, NULL, "run time"},
-    {"headless", 0, NULL, ACR_OPT_FLAG, offsetof(cfg_t, headless), 0, 0, NULL, "no web UI"},
-    {"verbose", 'v', NULL, ACR_OPT_FLAG, offsetof(cfg_t, verbose), 0, 0, NULL, "more output"},
-    {"tags", 'T', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, tags), 0, 0, "TAG", "only these tags"},
-    {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, exclude), 0, 0, "TAG", "skip"},
-    {"web-port", 'P', NULL, ACR_OPT_INT, offsetof(cfg_t, port), 0, 65535, "P", "web port"},
+     "users per second", 0},
+    {"run-time", 't', NULL, ACR_OPT_TIMESPAN, offsetof(cfg_t, run_time), 0, 0, NULL, "run time", 0},
+    {"headless", 0, NULL, ACR_OPT_FLAG, offsetof(cfg_t, headless), 0, 0, NULL, "no web UI", 0},
+    {"verbose", 'v', NULL, ACR_OPT_FLAG, offsetof(cfg_t, verbose), 0, 0, NULL, "more output", 0},
+    {"tags", 'T', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, tags), 0, 0, "TAG", "only these tags", 0},
+    {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, offsetof(cfg_t, exclude), 0, 0, "TAG", "skip", 0},
+    {"web-port", 'P', NULL, ACR_OPT_INT, offsetof(cfg_t, port), 0, 65535, "P", "web port", 0},
+    {"master-host", 0, NULL, ACR_OPT_STR, offsetof(cfg_t, other), 0, 0, "H", "elsewhere",
+     ROLE_OTHER},
+    {"procs", 'n', NULL, ACR_OPT_COUNT, offsetof(cfg_t, procs), 1, 100000, NULL, "processes",
+     ROLE_TEST},
 };
 
 static const acr_opts_spec_t spec = {
@@ -55,13 +69,15 @@ static const acr_opts_spec_t spec = {
     .env_prefix = "ACRIDA_",
     .defs = defs,
     .ndefs = sizeof(defs) / sizeof(defs[0]),
-    .foreign_keys = "master-host",
+    .role = ROLE_TEST,
 };
 
 static const char *const env_vars[] = {
-    "ACRIDA_HOST",     "ACRIDA_USERS",    "ACRIDA_SPAWN_RATE", "ACRIDA_HATCH_RATE",
-    "ACRIDA_RUN_TIME", "ACRIDA_HEADLESS", "ACRIDA_TAGS",       "ACRIDA_EXCLUDE_TAGS",
-    "ACRIDA_CONFIG",   "ACRIDA_WEB_PORT", "ACRIDA_BOGUS",      "ACRIDA_VERBOSE"};
+    "ACRIDA_HOST",          "ACRIDA_USERS",      "ACRIDA_SPAWN_RATE", "ACRIDA_HATCH_RATE",
+    "ACRIDA_RUN_TIME",      "ACRIDA_HEADLESS",   "ACRIDA_TAGS",       "ACRIDA_EXCLUDE_TAGS",
+    "ACRIDA_CONFIG",        "ACRIDA_WEB_PORT",   "ACRIDA_BOGUS",      "ACRIDA_VERBOSE",
+    "ACRIDA_MASTER_HOST",   "ACRIDA_PROCS",      "ACRIDA_NODE_ID",    "ACRIDA_PROCESSES",
+    "ACRIDA_LOCAL_WORKERS", "ACRIDA_MASTER_PORT"};
 
 static char tmpdir[256], oldcwd[1024];
 
@@ -243,6 +259,7 @@ static void test_config_file(void **state)
     assert_list(c.tags, ab, 2);
     assert_string_equal(c.host, "http://conf#1");
     assert_int_equal(c.port, 9000);
+    assert_null(c.other); /* another program's key: skipped */
     acr_opts_free(&spec, &c);
 
     /* ./acrida.conf is read when no --config is given; flags accept false */
@@ -402,28 +419,38 @@ static void test_no_default_config(void **state)
     acr_opts_free(&spec, &c);
 }
 
-/* Runs parse with stdout redirected to a file; returns the result and the captured text. */
+/* stdout redirected to a file between capture_begin and capture_end (which reads it into @out). */
+static int capture_saved = -1, capture_fd = -1;
+
+static void capture_begin(void)
+{
+    fflush(stdout);
+    capture_saved = dup(1);
+    capture_fd = open("stdout.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(capture_saved >= 0 && capture_fd >= 0);
+    dup2(capture_fd, 1);
+}
+
+static void capture_end(char *out, size_t outlen)
+{
+    fflush(stdout);
+    dup2(capture_saved, 1);
+    close(capture_saved);
+    ssize_t n = pread(capture_fd, out, outlen - 1, 0);
+    close(capture_fd);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+/* Runs parse with stdout captured; returns the result and the captured text. */
 static int parse_capture(char *out, size_t outlen, const char *arg)
 {
     char *argv[] = {"acrida-test", (char *)arg, NULL};
     char err[256];
     cfg_t c;
-    int saved, fd, rc;
-    ssize_t n;
-
-    fflush(stdout);
-    saved = dup(1);
-    fd = open("stdout.txt", O_RDWR | O_CREAT | O_TRUNC, 0644);
-    assert_true(saved >= 0 && fd >= 0);
-    dup2(fd, 1);
     cfg_init(&c);
-    rc = acr_opts_parse(&spec, &c, 2, argv, err, sizeof(err));
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    n = pread(fd, out, outlen - 1, 0);
-    close(fd);
-    out[n > 0 ? n : 0] = '\0';
+    capture_begin();
+    int rc = acr_opts_parse(&spec, &c, 2, argv, err, sizeof(err));
+    capture_end(out, outlen);
     acr_opts_free(&spec, &c);
     return rc;
 }
@@ -441,12 +468,233 @@ static void test_help_version(void **state)
     assert_non_null(strstr(out, "ACRIDA_<NAME>"));
     assert_int_equal(parse_capture(out, sizeof(out), "-h"), ACR_OPTS_EXIT);
     assert_non_null(strstr(out, "  -T, --tags TAG"));
+    assert_non_null(strstr(out, "  -n, --procs N|auto"));
+    assert_null(strstr(out, "master-host")); /* another program's option is not listed */
 
     snprintf(want, sizeof(want), "acrida-test %s\n", ACR_VERSION);
     assert_int_equal(parse_capture(out, sizeof(out), "--version"), ACR_OPTS_EXIT);
     assert_string_equal(out, want);
     assert_int_equal(parse_capture(out, sizeof(out), "-V"), ACR_OPTS_EXIT);
     assert_string_equal(out, want);
+}
+
+static void test_roles(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+    /* another program's option: refused on the command line, naming it and this program */
+    expect_error("option --master-host does not apply to acrida-test", "--master-host", "x", NULL);
+    expect_error("option --master-host does not apply to acrida-test", "--master-host=x", NULL);
+    /* ... and skipped in the environment and the config file */
+    setenv("ACRIDA_MASTER_HOST", "from-env", 1);
+    write_file("acrida.conf", "master-host = from-config\nusers = 4\n");
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), NULL), 0);
+    assert_null(c.other);
+    assert_int_equal(c.users, 4);
+    acr_opts_free(&spec, &c);
+    /* the other program reads them, and refuses this program's --procs */
+    acr_opts_spec_t other = spec;
+    other.prog = "acrida-other";
+    other.role = ROLE_OTHER;
+    char *argv[] = {"acrida-other", "-u", "2", NULL}, *argv2[] = {"acrida-other", "-n", "2", NULL};
+    cfg_init(&c);
+    assert_int_equal(acr_opts_parse(&other, &c, 3, argv, err, sizeof(err)), 0);
+    assert_string_equal(c.other, "from-env");
+    assert_int_equal(c.users, 2); /* rows without roles apply to every program */
+    acr_opts_free(&other, &c);
+    cfg_init(&c);
+    assert_int_equal(acr_opts_parse(&other, &c, 3, argv2, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "option --procs does not apply to acrida-other");
+    acr_opts_free(&other, &c);
+}
+
+static void test_count(void **state)
+{
+    cfg_t c;
+    char err[256];
+    (void)state;
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "--procs", "auto", NULL), 0);
+    assert_int_equal(c.procs, acr_cpu_count());
+    acr_opts_free(&spec, &c);
+    cfg_init(&c);
+    assert_int_equal(parse(&c, err, sizeof(err), "-n", "7", NULL), 0);
+    assert_int_equal(c.procs, 7);
+    acr_opts_free(&spec, &c);
+    expect_error("invalid value 'lots' for --procs: expected a number or 'auto'", "--procs", "lots",
+                 NULL);
+    expect_error("invalid value '0' for --procs: must be >= 1", "--procs", "0", NULL);
+    setenv("ACRIDA_PROCS", "Auto", 1); /* "auto" is exact, like Locust's */
+    expect_error("invalid value 'Auto' for --procs in ACRIDA_PROCS: expected a number or 'auto'",
+                 NULL);
+}
+
+/* acrida's table (common/cli.c) for @role with a NULL-terminated argument list. */
+static int cli(acr_cli_opts_t *o, acr_cli_role_t role, char *err, size_t errlen, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+    argv[argc++] = role == ACR_CLI_MASTER ? "acrida-master" : "acrida-worker";
+    va_start(ap, errlen);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 31;) argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return acr_cli_parse(o, role, argc, argv, err, errlen);
+}
+
+static void test_cli_shared_config_and_env(void **state)
+{
+    acr_cli_opts_t o;
+    char err[256];
+    (void)state;
+    /* one file, no sections, both daemons' keys: each daemon takes its own */
+    write_file("acrida.conf", "scenario = s.lua\nusers = 7\nlocal-workers = 2\n"
+                              "master-host = 10.0.0.1\nprocesses = 3\nnode-id = n1\n"
+                              "loglevel = WARNING\n");
+    setenv("ACRIDA_MASTER_PORT", "6000", 1);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "--headless", NULL), 0);
+    assert_string_equal(o.scenario, "s.lua");
+    assert_int_equal(o.users, 7);
+    assert_int_equal(o.local_workers, 2);
+    assert_int_equal(o.expect_workers, 2); /* resolved from --local-workers */
+    assert_string_equal(o.master_host, "127.0.0.1");
+    assert_int_equal(o.master_port, ACR_PROTO_DEFAULT_PORT);
+    assert_int_equal(o.processes, 0);
+    assert_null(o.node_id);
+    assert_string_equal(o.loglevel, "WARNING");
+    assert_int_equal(o.master_bind_port, ACR_PROTO_DEFAULT_PORT);
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, NULL), 0);
+    assert_string_equal(o.scenario, "s.lua");
+    assert_string_equal(o.master_host, "10.0.0.1");
+    assert_int_equal(o.master_port, 6000);
+    assert_int_equal(o.processes, 3);
+    assert_string_equal(o.node_id, "n1");
+    assert_int_equal(o.users, 1);
+    assert_int_equal(o.local_workers, 0);
+    acr_cli_free(&o);
+    /* on the command line the other daemon's option is an error naming it */
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "-u", "5", NULL), -EINVAL);
+    assert_string_equal(err, "option --users does not apply to acrida-worker");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--users", "5", NULL), -EINVAL);
+    assert_string_equal(err, "option --users does not apply to acrida-worker");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "--node-id", "x", NULL), -EINVAL);
+    assert_string_equal(err, "option --node-id does not apply to acrida-master");
+    acr_cli_free(&o);
+    /* Locust's role flags, each for its own daemon */
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "--master", NULL), 0);
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "--worker", NULL), -EINVAL);
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--worker", NULL), 0);
+    acr_cli_free(&o);
+    /* a key no daemon knows is still an error */
+    write_file("acrida.conf", "scenario = s.lua\nno-such-key = 1\n");
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, NULL), -EINVAL);
+    assert_string_equal(err, "unknown key 'no-such-key' in acrida.conf:2");
+    acr_cli_free(&o);
+}
+
+static void test_cli_node_id(void **state)
+{
+    acr_cli_opts_t o;
+    char err[256], id[400];
+    (void)state;
+    memset(id, 'n', 300);
+    id[300] = '\0';
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", id, NULL), -EINVAL);
+    assert_string_equal(err, "--node-id is 300 bytes: at most 255 (a ZeroMQ routing id)");
+    acr_cli_free(&o);
+    id[ACR_PROTO_NODE_ID_MAX] = '\0';
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", id, NULL), 0);
+    assert_int_equal(strlen(o.node_id), ACR_PROTO_NODE_ID_MAX);
+    acr_cli_free(&o);
+    /* --processes appends "-N" to each child's id */
+    id[ACR_PROTO_NODE_ID_MAX - 2] = '\0';
+    assert_int_equal(
+        cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", id, "--processes", "12", NULL),
+        -EINVAL);
+    assert_string_equal(
+        err,
+        "--node-id is 256 bytes with the --processes suffix: at most 252 (a ZeroMQ routing id)");
+    acr_cli_free(&o);
+    assert_int_equal(
+        cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", id, "--processes", "9", NULL), 0);
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", "a\tb", NULL), -EINVAL);
+    assert_string_equal(err, "--node-id must not contain control characters");
+    acr_cli_free(&o);
+    setenv("ACRIDA_NODE_ID", "", 1); /* empty = unset: generated */
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, NULL), 0);
+    assert_null(o.node_id);
+    acr_cli_free(&o);
+}
+
+static void test_cli_master_checks(void **state)
+{
+    acr_cli_opts_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(
+        cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-H", "127.0.0.1:8080", NULL),
+        -EINVAL);
+    assert_string_equal(err, "--host '127.0.0.1:8080' has no scheme: use --host "
+                             "http://127.0.0.1:8080 (or https://127.0.0.1:8080)");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-H",
+                         "HTTPS://h.example:8443/base", "--local-workers", "auto", NULL),
+                     0);
+    assert_int_equal(o.local_workers, acr_cpu_count());
+    assert_int_equal(o.expect_workers, acr_cpu_count());
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", NULL), 0);
+    assert_int_equal(o.expect_workers, 1);
+    acr_cli_free(&o);
+    assert_int_equal(
+        cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "--local-workers", "many", NULL),
+        -EINVAL);
+    assert_string_equal(err,
+                        "invalid value 'many' for --local-workers: expected a number or 'auto'");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-L", "LOUD", NULL),
+                     -EINVAL);
+    assert_string_equal(
+        err, "--loglevel: invalid level 'LOUD' (expected DEBUG, INFO, WARNING or ERROR)");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--processes", "0", NULL), -EINVAL);
+    assert_string_equal(err, "invalid value '0' for --processes: must be >= 1");
+    acr_cli_free(&o);
+}
+
+static void test_cli_help(void **state)
+{
+    acr_cli_opts_t o;
+    char err[256], out[16384];
+    (void)state;
+    capture_begin();
+    int rc = cli(&o, ACR_CLI_MASTER, err, sizeof err, "--help", NULL);
+    capture_end(out, sizeof out);
+    acr_cli_free(&o);
+    assert_int_equal(rc, ACR_OPTS_EXIT);
+    assert_non_null(strstr(out, "Lua scenario file (required)"));
+    assert_non_null(strstr(out, "--local-workers N|auto"));
+    assert_null(strstr(out, "--node-id"));
+    assert_null(strstr(out, "--processes"));
+    assert_null(strstr(out, "the worker runs the one the master sends"));
+    capture_begin();
+    rc = cli(&o, ACR_CLI_WORKER, err, sizeof err, "--help", NULL);
+    capture_end(out, sizeof out);
+    acr_cli_free(&o);
+    assert_int_equal(rc, ACR_OPTS_EXIT);
+    assert_non_null(strstr(out, "the worker runs the one the master sends"));
+    assert_non_null(strstr(out, "--processes N|auto"));
+    assert_null(strstr(out, "--users"));
+    assert_null(strstr(out, "Lua scenario file (required)"));
 }
 
 int main(void)
@@ -462,6 +710,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_default_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_shared_config_and_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_node_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_master_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_help, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,241 @@
+/*
+ * The option table of both daemons (common/cli.h) and the checks after parsing. Each row names the
+ * roles that take it: M (acrida-master), W (acrida-worker) or B (both). A name may have one row
+ * per role when its help differs (the parser takes the row of the parsing role). The help of an
+ * option that does not work yet starts with "not yet".
+ */
+#include "common/cli.h"
+
+#include "common/log.h"
+#include "common/util.h"
+#include "proto/proto.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define O(f) offsetof(acr_cli_opts_t, f)
+#define M ACR_CLI_MASTER
+#define W ACR_CLI_WORKER
+#define B (ACR_CLI_MASTER | ACR_CLI_WORKER)
+#define MAX_PROCESSES 4096
+#define MAX_BODY_SIZE (1 << 30)
+
+static const acr_opt_def_t defs[] = {
+    /* acrida-worker's connection first: its help lists them first */
+    {"master-host", 0, NULL, ACR_OPT_STR, O(master_host), 0, 0, "H",
+     "master address (default 127.0.0.1)", W},
+    {"master-port", 0, NULL, ACR_OPT_INT, O(master_port), 1, 65535, "P",
+     "master port (default 5557)", W},
+    {"scenario", 'f', "locustfile", ACR_OPT_STR, O(scenario), 0, 0, "FILE",
+     "Lua scenario file (required)", M},
+    {"scenario", 'f', "locustfile", ACR_OPT_STR, O(scenario), 0, 0, "FILE",
+     "local Lua scenario; without it the worker runs the one the master sends", W},
+    {"processes", 0, NULL, ACR_OPT_COUNT, O(processes), 1, MAX_PROCESSES, NULL,
+     "fork N worker processes (auto = number of cores)", W},
+    {"node-id", 0, NULL, ACR_OPT_STR, O(node_id), 0, 0, "ID",
+     "routing id, at most 255 bytes (default <hostname>_<32 hex chars>)", W},
+    {"host", 'H', NULL, ACR_OPT_STR, O(host), 0, 0, "URL",
+     "default target for users that set no host (http:// or https://)", M},
+    {"users", 'u', NULL, ACR_OPT_INT, O(users), 0, 0, "N", "peak concurrent users (default 1)", M},
+    {"spawn-rate", 'r', "hatch-rate", ACR_OPT_DOUBLE, O(spawn_rate), 0, 0, "R",
+     "users started/stopped per second, cluster-wide (default 1)", M},
+    {"run-time", 't', NULL, ACR_OPT_TIMESPAN, O(run_time), 0, 0, "T",
+     "stop after T (20, 20s, 3m, 2h, 1h20m, 3h30m10s); default: until SIGTERM/SIGINT", M},
+    {"headless", 0, NULL, ACR_OPT_FLAG, O(headless), 0, 0, NULL,
+     "start at once, quit at the end (required: there is no web UI yet)", M},
+    {"autostart", 0, NULL, ACR_OPT_FLAG, O(autostart), 0, 0, NULL,
+     "not yet (no web UI): start at once with the web UI up", M},
+    {"autoquit", 0, NULL, ACR_OPT_INT, O(autoquit), 0, 0, "S",
+     "not yet (no web UI): with --autostart, quit S seconds after the run ends", M},
+    {"web-host", 0, NULL, ACR_OPT_STR, O(web_host), 0, 0, "H",
+     "not yet (no web UI): dashboard/API bind address", M},
+    {"web-port", 'P', NULL, ACR_OPT_INT, O(web_port), 0, 65535, "P",
+     "not yet (no web UI): dashboard/API port (default 8089; 0 = ephemeral)", M},
+    {"web-auth", 0, NULL, ACR_OPT_STR, O(web_auth), 0, 0, "USER:PASS",
+     "not yet (no web UI): HTTP Basic auth on every route", M},
+    {"tls-cert", 0, NULL, ACR_OPT_STR, O(tls_cert), 0, 0, "FILE",
+     "not yet (no web UI): serve the dashboard over HTTPS", M},
+    {"tls-key", 0, NULL, ACR_OPT_STR, O(tls_key), 0, 0, "FILE",
+     "not yet (no web UI): private key for --tls-cert", M},
+    {"master-bind-host", 0, NULL, ACR_OPT_STR, O(master_bind_host), 0, 0, "H",
+     "ZeroMQ bind address (default *)", M},
+    {"master-bind-port", 0, NULL, ACR_OPT_INT, O(master_bind_port), 0, 65535, "P",
+     "ZeroMQ port (default 5557; 0 = ephemeral)", M},
+    {"expect-workers", 0, NULL, ACR_OPT_INT, O(expect_workers), 1, INT32_MAX, "N",
+     "headless: wait for N ready workers (default: --local-workers, else 1)", M},
+    {"expect-workers-max-wait", 0, NULL, ACR_OPT_DOUBLE, O(expect_workers_max_wait), 0, 1e9, "S",
+     "give up waiting for workers after S seconds (0 = forever) and exit 1", M},
+    {"local-workers", 0, NULL, ACR_OPT_COUNT, O(local_workers), 0, MAX_PROCESSES, NULL,
+     "start N local workers (auto = number of cores)", M},
+    {"csv", 0, NULL, ACR_OPT_STR, O(csv), 0, 0, "PREFIX",
+     "write PREFIX_stats.csv, _stats_history.csv, _failures.csv, _exceptions.csv, "
+     "_lost_reports.csv",
+     M},
+    {"csv-full-history", 0, NULL, ACR_OPT_FLAG, O(csv_full_history), 0, 0, NULL,
+     "every entry in the history CSV, not only Aggregated", M},
+    {"html", 0, NULL, ACR_OPT_STR, O(html), 0, 0, "FILE",
+     "not yet (a warning, no file): HTML report at the end", M},
+    {"json", 0, NULL, ACR_OPT_FLAG, O(json), 0, 0, NULL,
+     "print the /stats/requests document on stdout at the end (tables go to stderr)", M},
+    {"only-summary", 0, NULL, ACR_OPT_FLAG, O(only_summary), 0, 0, NULL,
+     "no periodic table, only the final summary", M},
+    {"reset-stats", 0, NULL, ACR_OPT_FLAG, O(reset_stats), 0, 0, NULL,
+     "reset the stats when the ramp-up completes", M},
+    {"stop-timeout", 's', NULL, ACR_OPT_TIMESPAN, O(stop_timeout), 0, 0, "S",
+     "graceful stop: let users finish their task for up to S", M},
+    {"exit-code-on-error", 0, NULL, ACR_OPT_INT, O(exit_code_on_error), 0, 255, "N",
+     "exit code when a request failed or a task raised (default 1)", M},
+    {"tags", 'T', NULL, ACR_OPT_STRLIST, O(tags), 0, 0, "TAG",
+     "not yet (refused): run only tasks with these tags", M},
+    {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, O(exclude_tags), 0, 0, "TAG",
+     "not yet (refused): skip tasks with these tags", M},
+    {"check", 0, NULL, ACR_OPT_STRLIST, O(check), 0, 0, "EXPR",
+     "not yet (refused): CI threshold, e.g. p95<300ms (repeatable)", M},
+    {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
+     "exit as if complete (not 4) when report intervals were lost with dead workers", M},
+    {"port-file", 0, NULL, ACR_OPT_STR, O(port_file), 0, 0, "FILE",
+     "write the bound ports (master=N, web=N) to FILE atomically", M},
+    {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
+     "local workers do not verify the targets' TLS certificates", M},
+    {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
+     "do not verify the targets' TLS certificates", W},
+    {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
+     "local workers keep at most BYTES of a response body for r.body (default 16 MiB)", M},
+    {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
+     "bytes of a response body kept for r.body (default 16 MiB); more is read and counted", W},
+    {"loglevel", 'L', NULL, ACR_OPT_STR, O(loglevel), 0, 0, "LEVEL",
+     "DEBUG, INFO (default), WARNING, ERROR", B},
+    {"logfile", 0, NULL, ACR_OPT_STR, O(logfile), 0, 0, "FILE", "also log to FILE", B},
+    {"master", 0, NULL, ACR_OPT_FLAG, O(locust_role), 0, 0, NULL,
+     "accepted and ignored, so that Locust command lines work", M},
+    {"worker", 0, NULL, ACR_OPT_FLAG, O(locust_role), 0, 0, NULL,
+     "accepted and ignored, so that Locust command lines work", W},
+};
+
+static const acr_opts_spec_t master_spec = {
+    .prog = "acrida-master",
+    .usage = "-f SCENARIO [options]",
+    .env_prefix = "ACRIDA_",
+    .defs = defs,
+    .ndefs = ACR_ARRAY_SIZE(defs),
+    .role = ACR_CLI_MASTER,
+};
+
+static const acr_opts_spec_t worker_spec = {
+    .prog = "acrida-worker",
+    .usage = "[--master-host H] [--master-port P] [-f SCENARIO] [options]",
+    .env_prefix = "ACRIDA_",
+    .defs = defs,
+    .ndefs = ACR_ARRAY_SIZE(defs),
+    .role = ACR_CLI_WORKER,
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static void set_defaults(acr_cli_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->loglevel = "INFO";
+    o->users = 1;
+    o->spawn_rate = 1;
+    o->run_time = -1;
+    o->autoquit = -1;
+    o->web_host = "127.0.0.1";
+    o->web_port = 8089;
+    o->master_bind_host = "*";
+    o->master_bind_port = ACR_PROTO_DEFAULT_PORT;
+    o->expect_workers = -1;
+    o->stop_timeout = -1;
+    o->exit_code_on_error = 1;
+    o->master_host = "127.0.0.1";
+    o->master_port = ACR_PROTO_DEFAULT_PORT;
+}
+
+/* -H/--host: an http:// or https:// URL with a host; the message shows the fix. */
+static int check_host(const char *url, char *err, size_t errlen)
+{
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (scheme == 0 && !strstr(url, "://"))
+        return fail(err, errlen, "--host '%s' has no scheme: use --host http://%s (or https://%s)",
+                    url, url, url);
+    if (scheme == 0)
+        return fail(err, errlen, "--host '%s': expected an http:// or https:// URL", url);
+    if (strcspn(url + scheme, "/?#") == 0 || url[scheme] == ':')
+        return fail(err, errlen, "--host '%s' has no host name: e.g. --host %.*s127.0.0.1:8080",
+                    url, (int)scheme, url);
+    return 0;
+}
+
+/* --node-id: the worker's ZeroMQ routing id, with the "-N" that --processes appends. */
+static int check_node_id(const acr_cli_opts_t *o, char *err, size_t errlen)
+{
+    size_t len = strlen(o->node_id), suffix = 0;
+    if (o->processes > 0) suffix = (size_t)snprintf(NULL, 0, "-%d", o->processes);
+    if (len + suffix > ACR_PROTO_NODE_ID_MAX)
+        return fail(err, errlen, "--node-id is %zu bytes%s: at most %zu (a ZeroMQ routing id)",
+                    len + suffix, suffix ? " with the --processes suffix" : "",
+                    ACR_PROTO_NODE_ID_MAX - suffix);
+    for (const char *p = o->node_id; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return fail(err, errlen, "--node-id must not contain control characters");
+    return 0;
+}
+
+static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
+{
+    if (o->check && o->check[0]) return fail(err, errlen, "--check is not supported yet");
+    if ((o->tags && o->tags[0]) || (o->exclude_tags && o->exclude_tags[0]))
+        return fail(err, errlen, "--tags/--exclude-tags are not supported yet");
+    if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
+    if (o->host && *o->host && check_host(o->host, err, errlen) < 0) return -EINVAL;
+    if (o->users < 0) return fail(err, errlen, "--users must be >= 0");
+    if (!(o->spawn_rate > 0)) return fail(err, errlen, "--spawn-rate must be > 0");
+    if (o->run_time != -1 && !(o->run_time > 0)) return fail(err, errlen, "--run-time must be > 0");
+    if (o->stop_timeout != -1 && o->stop_timeout < 0)
+        return fail(err, errlen, "--stop-timeout must be >= 0");
+    if (o->csv_full_history && !o->csv) return fail(err, errlen, "--csv-full-history needs --csv");
+    if (o->autoquit >= 0 && !o->autostart) return fail(err, errlen, "--autoquit needs --autostart");
+    if ((o->tls_cert && *o->tls_cert) != (o->tls_key && *o->tls_key))
+        return fail(err, errlen, "--tls-cert and --tls-key go together");
+    if (o->web_auth && !strchr(o->web_auth, ':'))
+        return fail(err, errlen, "--web-auth: expected USER:PASS");
+    if (o->expect_workers == -1) o->expect_workers = o->local_workers > 0 ? o->local_workers : 1;
+    return 0;
+}
+
+int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv, char *err,
+                  size_t errlen)
+{
+    acr_log_level_t level;
+    set_defaults(o);
+    int rc = acr_opts_parse(role == ACR_CLI_MASTER ? &master_spec : &worker_spec, o, argc, argv,
+                            err, errlen);
+    if (rc != 0) return rc;
+    if (acr_log_parse_level(o->loglevel, &level) < 0)
+        return fail(err, errlen,
+                    "--loglevel: invalid level '%s' (expected DEBUG, INFO, WARNING or ERROR)",
+                    o->loglevel);
+    if (role == ACR_CLI_MASTER) return check_master(o, err, errlen);
+    if (o->node_id && *o->node_id && check_node_id(o, err, errlen) < 0) return -EINVAL;
+    return 0;
+}
+
+void acr_cli_free(acr_cli_opts_t *o)
+{
+    acr_opts_free(&master_spec, o); /* frees every row's field, whatever its role */
+}

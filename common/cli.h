@@ -1,0 +1,79 @@
+/*
+ * acrida's options: the one table both daemons parse (common/opts.h does the parsing), each option
+ * marked with the daemons that take it, and the checks that need more than a type and a range
+ * (docs/cli.md lists them all). A shared acrida.conf and the ACRIDA_* environment may hold both
+ * daemons' options: each daemon takes its own and skips the other's, while on the command line the
+ * other daemon's option is an error naming it.
+ *
+ * Error convention: acr_cli_parse returns 0, ACR_OPTS_EXIT (help or version printed: exit 0) or
+ * -EINVAL with a message naming the option in @err (the daemon exits 2).
+ */
+#ifndef ACR_CLI_H
+#define ACR_CLI_H
+
+#include "common/opts.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** The daemon parsing; also the role bits of the option table. */
+typedef enum {
+    ACR_CLI_MASTER = 1u << 0,
+    ACR_CLI_WORKER = 1u << 1,
+} acr_cli_role_t;
+
+/** Every option of both daemons. Strings and lists are owned: acr_cli_free(). A daemon reads only
+ *  its own fields; the other daemon's keep their defaults. */
+typedef struct acr_cli_opts {
+    /* both */
+    char *scenario;
+    char *loglevel; /**< "DEBUG", "INFO", "WARNING" or "ERROR" (checked) */
+    char *logfile;
+    bool insecure;     /**< the worker's; the master passes it on to local workers */
+    int max_body_size; /**< bytes; 0 = not given (the worker's default) */
+    bool locust_role;  /**< Locust's --master / --worker: accepted, no effect */
+    /* acrida-master */
+    char *host; /**< NULL or an http:// or https:// URL with a host (checked) */
+    int users;
+    double spawn_rate;
+    double run_time; /**< seconds; < 0 = until stopped */
+    bool headless, autostart;
+    int autoquit;
+    char *web_host;
+    int web_port;
+    char *web_auth, *tls_cert, *tls_key;
+    char *master_bind_host;
+    int master_bind_port;
+    int expect_workers; /**< resolved: --local-workers when not given, else 1 */
+    double expect_workers_max_wait;
+    int local_workers; /**< "auto" resolved to the number of CPUs */
+    char *csv;
+    bool csv_full_history;
+    char *html;
+    bool json, only_summary, reset_stats;
+    double stop_timeout; /**< seconds; < 0 = not set (nil on the wire) */
+    int exit_code_on_error;
+    char **tags, **exclude_tags;
+    char *port_file;
+    char **check;
+    bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
+    /* acrida-worker */
+    char *master_host;
+    int master_port;
+    int processes; /**< 0 = no fork; "auto" resolved to the number of CPUs */
+    char *node_id; /**< NULL or "" = generated; else 1..ACR_PROTO_NODE_ID_MAX printable bytes, the
+                    *   "-N" suffix of --processes included (checked) */
+} acr_cli_opts_t;
+
+/**
+ * Sets @o to the defaults, parses the command line, environment and config file for @role, and
+ * checks the values. Returns 0, ACR_OPTS_EXIT or -EINVAL (message in @err, e.g. "--node-id is 300
+ * bytes: at most 255"). Free @o with acr_cli_free() whatever it returns.
+ */
+int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv, char *err,
+                  size_t errlen);
+
+/** Frees the strings and lists in @o. */
+void acr_cli_free(acr_cli_opts_t *o);
+
+#endif

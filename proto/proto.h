@@ -1,0 +1,16 @@
+/*
+ * Constants of the master <-> worker protocol (proto/PROTOCOL.md) that both daemons, their option
+ * checks and the socket layer share, so each is defined once. Header only.
+ */
+#ifndef ACR_PROTO_PROTO_H
+#define ACR_PROTO_PROTO_H
+
+/** The master's ZeroMQ port when none is given (Locust's --master-bind-port default). */
+#define ACR_PROTO_DEFAULT_PORT 5557
+
+/** A node id is the worker's ZeroMQ routing id (ZMQ_ROUTING_ID): 1 to 255 bytes. The master also
+ *  requires printable bytes (no control characters). A buffer for one needs
+ *  ACR_PROTO_NODE_ID_MAX + 1 bytes. */
+#define ACR_PROTO_NODE_ID_MAX 255
+
+#endif
