@@ -17,9 +17,11 @@ endif
 
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
-PKGS    := libuv libzmq msgpack openssl luajit jansson
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS    := libuv libzmq msgpack openssl luajit
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) jansson 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# jansson only where it is used: the master's JSON report and the target's counters, not the worker
+JSON_LIBS  = $(shell pkg-config --libs jansson 2>/dev/null)
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) \
@@ -75,10 +77,10 @@ $(BUILD)/acrida-worker: $(call obj,$(WORKER_SRC)) $(LIBACR) $(LIBHTTP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/acrida-master: $(call obj,$(MASTER_SRC)) $(LIBACR) $(LIBHTTP)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS) $(LDLIBS)
 
 $(BUILD)/acrida-target: $(call obj,$(TARGET_SRC)) $(LIBACR) $(LIBHTTP)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS) $(LDLIBS)
 
 # Unit tests link against the daemons' code (minus the mains) as archives, so a test may also
 # #include the .c under test to reach its statics.
@@ -93,7 +95,7 @@ $(LIBMASTER): $(filter-out %/main.o,$(call obj,$(MASTER_SRC)))
 UNIT_LINK := $(LIBWORKER) $(LIBMASTER) $(LIBACR) $(LIBHTTP)
 $(BUILD)/unit/%: tests/unit/%.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LINK) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LINK) $(JSON_LIBS) $(LDLIBS) -lcmocka
 
 # The entry points install first and build in a fresh make: make caches what it saw of the file
 # system when it started, so a rule whose sources `deps` has just installed (llhttp's, in
@@ -148,7 +150,7 @@ fuzz:
 fuzzers: $(FUZZERS)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(UNIT_LINK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer -o $@ $< $(UNIT_LINK) $(LDLIBS)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -fsanitize=fuzzer -o $@ $< $(UNIT_LINK) $(JSON_LIBS) $(LDLIBS)
 
 bench:
 	@$(MAKE) --no-print-directory deps

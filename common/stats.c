@@ -571,14 +571,19 @@ fail:
 
 /* ---- derived values ---- */
 
+/* Locust's current_rps window: the seconds from 12 s up to 2 s before the last request (the last
+ * 2 s are left out: they may not be complete yet). */
+#define CURRENT_WINDOW_FROM_S 12
+#define CURRENT_WINDOW_UNTIL_S 2
+
 static double window_avg(const acr_stats_entry_t *e, const acr_stats_entry_t *total, bool fails)
 {
     if (total->last_request_ts <= 0) return 0;
     int64_t last = (int64_t)floor(total->last_request_ts);
-    int64_t start = last - 12;
+    int64_t start = last - CURRENT_WINDOW_FROM_S;
     int64_t t0 = (int64_t)floor(total->start_time);
     if (t0 > start) start = t0;
-    int64_t end = last - 2;
+    int64_t end = last - CURRENT_WINDOW_UNTIL_S;
     if (end <= start) return 0.0;
     uint64_t sum = 0;
     for (int64_t t = start; t < end; t++) {

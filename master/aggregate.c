@@ -69,12 +69,6 @@ static void count_lost(acr_master_t *m, const acr_mworker_t *w, uint64_t n)
     if (w->index >= 0 && (size_t)w->index < m->nindexes) m->indexes[w->index].lost += n;
 }
 
-static bool test_active(const acr_master_t *m)
-{
-    return m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING ||
-           m->state == ACR_RUN_STOPPING;
-}
-
 void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, acr_msg_t *msg)
 {
     if (msg->stats && acr_stats_merge(m->stats, msg->stats) < 0)
@@ -106,7 +100,7 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
     }
     if (msg->final)
         w->gap_open = false;
-    else if (test_active(m) && msg->seq >= 0)
+    else if (acr__run_active(m) && msg->seq >= 0)
         w->gap_open = true;
     if (msg->final) w->final_seen = true;
     acr__worker_set_classes(w, msg->classes, msg->nclasses);

@@ -251,7 +251,7 @@ static void sort_workers(acr_dispatch_t *d)
     qsort(d->order, d->norder, sizeof(*d->order), cmp_order);
 }
 
-static void worker_free(dworker_t *w)
+static void dworker_free(dworker_t *w)
 {
     if (!w) return;
     free(w->id);
@@ -267,7 +267,7 @@ static dworker_t *worker_new(const acr_dispatch_t *d, const char *id)
     w->counts = calloc(d->nclasses ? d->nclasses : 1, sizeof(*w->counts));
     w->live = true;
     if (!w->id || !w->counts) {
-        worker_free(w);
+        dworker_free(w);
         return NULL;
     }
     return w;
@@ -321,7 +321,7 @@ static void prepare_rebalance(acr_dispatch_t *d)
     size_t k = 0;
     for (size_t i = 0; i < d->nmap; i++) {
         if (!d->map[i]->live) {
-            worker_free(d->map[i]);
+            dworker_free(d->map[i]);
             continue;
         }
         d->map[k++] = d->map[i];
@@ -444,7 +444,7 @@ nomem:
 void acr_dispatch_free(acr_dispatch_t *d)
 {
     if (!d) return;
-    for (size_t i = 0; i < d->nmap; i++) worker_free(d->map[i]);
+    for (size_t i = 0; i < d->nmap; i++) dworker_free(d->map[i]);
     if (d->names)
         for (size_t i = 0; i < d->nclasses; i++) free(d->names[i]);
     free(d->names);
@@ -569,19 +569,9 @@ bool acr_dispatch_take_rebalance(acr_dispatch_t *d)
     return r;
 }
 
-bool acr_dispatch_in_progress(const acr_dispatch_t *d)
-{
-    return d->in_progress;
-}
-
 long acr_dispatch_user_count(const acr_dispatch_t *d)
 {
     return d->current;
-}
-
-long acr_dispatch_target(const acr_dispatch_t *d)
-{
-    return d->target;
 }
 
 size_t acr_dispatch_nclasses(const acr_dispatch_t *d)
@@ -609,21 +599,7 @@ const int64_t *acr_dispatch_entry_counts(const acr_dispatch_t *d, size_t i)
     return i < d->nmap ? d->map[i]->counts : NULL;
 }
 
-int64_t acr_dispatch_count(const acr_dispatch_t *d, const char *id, const char *cls)
-{
-    dworker_t *w = map_find(d, id, NULL);
-    if (!w) return -1;
-    for (size_t c = 0; c < d->nclasses; c++)
-        if (strcmp(d->names[c], cls) == 0) return w->counts[c];
-    return -1;
-}
-
 size_t acr_dispatch_nworkers(const acr_dispatch_t *d)
 {
     return d->norder;
-}
-
-const char *acr_dispatch_worker_id(const acr_dispatch_t *d, size_t i)
-{
-    return i < d->norder ? d->order[i]->id : NULL;
 }

@@ -56,12 +56,8 @@ int acr_dispatch_next(acr_dispatch_t *d, double *delay);
  *  the runner can send it at once instead of waiting for the next ramp step. */
 bool acr_dispatch_take_rebalance(acr_dispatch_t *d);
 
-/** True from the first acr_dispatch_next of a ramp until it returned 0. */
-bool acr_dispatch_in_progress(const acr_dispatch_t *d);
-
-/** Users currently placed and the current ramp's target. */
+/** Users currently placed. */
 long acr_dispatch_user_count(const acr_dispatch_t *d);
-long acr_dispatch_target(const acr_dispatch_t *d);
 
 /** The classes, sorted by name. Strings are owned by the dispatcher. */
 size_t acr_dispatch_nclasses(const acr_dispatch_t *d);
@@ -74,12 +70,9 @@ const char *acr_dispatch_class_name(const acr_dispatch_t *d, size_t c);
 size_t acr_dispatch_nentries(const acr_dispatch_t *d);
 const char *acr_dispatch_entry_id(const acr_dispatch_t *d, size_t i);
 const int64_t *acr_dispatch_entry_counts(const acr_dispatch_t *d, size_t i);
-/** Count of @cls on worker @id, or -1 when either is unknown. */
-int64_t acr_dispatch_count(const acr_dispatch_t *d, const char *id, const char *cls);
 
-/** Workers in cycle order ((index_within_host, id)). */
+/** Number of workers in the cycle. */
 size_t acr_dispatch_nworkers(const acr_dispatch_t *d);
-const char *acr_dispatch_worker_id(const acr_dispatch_t *d, size_t i);
 
 /** Computes the smooth weighted round-robin sequence Locust cycles over: weights normalised to
  *  round(2*w/min_w) half-to-even; the sequence has sum(normalised) picks written as indexes into

@@ -8,7 +8,7 @@
  */
 #include "master/master.h"
 #include "common/log.h"
-#include "common/report.h"
+#include "master/report.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,6 +16,8 @@
 #define QUIT_WAIT_MS 5000
 #define CONSOLE_MS 2000
 #define HISTORY_MS 1000
+#define WAIT_LOG_MS 1000        /* "Waiting for workers to be ready" while waiting */
+#define LOCAL_TERM_GRACE_S 10.0 /* local workers: SIGTERM, then SIGKILL after this */
 
 static FILE *console(const acr_master_t *m)
 {
@@ -339,8 +341,8 @@ static void finish(acr_master_t *m)
     if (m->lost_reports)
         ACR_WARN("%llu worker report interval(s) were lost during the test",
                  (unsigned long long)m->lost_reports);
-    if (m->malformed)
-        ACR_WARN("%llu malformed frame(s) were dropped", (unsigned long long)m->malformed);
+    uint64_t malformed = m->malformed + (m->chan ? acr_zchan_dropped(m->chan) : 0);
+    if (malformed) ACR_WARN("%llu malformed frame(s) were dropped", (unsigned long long)malformed);
     m->exit_code = final_exit_code(m);
     ACR_INFO("Shutting down (exit code %d)", m->exit_code);
     if (!m->gave_up) {
@@ -393,7 +395,7 @@ int acr__headless_start(acr_master_t *m)
     m->wait_start = acr_mono_s();
     ACR_INFO("Waiting for workers to be ready, %zu of %d connected", acr__registry_ready(m),
              m->opts->expect_workers);
-    uv_timer_start(&m->wait_timer, wait_cb, 1000, 1000);
+    uv_timer_start(&m->wait_timer, wait_cb, WAIT_LOG_MS, WAIT_LOG_MS);
     acr__headless_check(m);
     return 0;
 }
@@ -418,5 +420,5 @@ void acr__master_shutdown(acr_master_t *m)
         (uv_handle_t *)&m->sigterm,
     };
     for (size_t i = 0; i < ACR_ARRAY_SIZE(hs); i++) close_handle(hs[i]);
-    acr__local_stop(m, 10.0);
+    acr__local_stop(m, LOCAL_TERM_GRACE_S);
 }

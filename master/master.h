@@ -13,7 +13,7 @@
 #define ACR_MASTER_H
 
 #include "common/cli.h"
-#include "common/report.h"
+#include "master/report.h"
 #include "common/scenario.h"
 #include "common/stats.h"
 #include "common/util.h"
@@ -190,13 +190,14 @@ int acr__registry_start(acr_master_t *m);
 void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *c, size_t n);
 /** Sends m->sendbuf (one encoded payload) to worker @id; failures are logged at debug. */
 void acr__registry_send_buf(acr_master_t *m, const char *id);
-/** Sends a nil-data message of @type to one worker / to every known worker. */
+/** Sends a nil-data message of @type to one worker. */
 void acr__registry_send_nil(acr_master_t *m, const char *type, const char *id);
-void acr__registry_send_all(acr_master_t *m, const char *type);
 void acr__registry_free(acr_master_t *m);
 
 /* runner.c */
 int acr__run_set_state(acr_master_t *m, acr_run_state_t to);
+/** A test is under way: spawning, running or stopping (its reports count). */
+bool acr__run_active(const acr_master_t *m);
 /** Starts (or re-targets) a test: @users at @rate users/s over the live workers. */
 int acr__run_start(acr_master_t *m, long users, double rate);
 /** Graceful stop: `stop` to every worker, then wait for their final reports and client_stopped. */

@@ -176,18 +176,7 @@ void acr__registry_send_nil(acr_master_t *m, const char *type, const char *id)
     acr__registry_send_buf(m, id);
 }
 
-void acr__registry_send_all(acr_master_t *m, const char *type)
-{
-    for (size_t i = 0; i < m->nworkers; i++) acr__registry_send_nil(m, type, m->workers[i]->id);
-}
-
 /* ---- message handlers ---- */
-
-static bool test_active(const acr_master_t *m)
-{
-    return m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING ||
-           m->state == ACR_RUN_STOPPING;
-}
 
 static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
 {
@@ -217,7 +206,7 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
     acr_mworker_t *w = acr__registry_find(m, id);
     bool replaced = w != NULL, returned = w && w->stopped_since_ready;
     if (w) {
-        if (test_active(m)) acr__agg_close_gap(m, w, "re-registered");
+        if (acr__run_active(m)) acr__agg_close_gap(m, w, "re-registered");
         classes_free(w);
         free(w->version);
         w->version = NULL;
@@ -334,7 +323,7 @@ static void on_quit(acr_master_t *m, acr_mworker_t *w, const char *node_id)
         return;
     }
     bool was_live = w->state != ACR_WORKER_MISSING;
-    if (test_active(m)) acr__agg_close_gap(m, w, "quit without a final report");
+    if (acr__run_active(m)) acr__agg_close_gap(m, w, "quit without a final report");
     char *id = strdup(w->id);
     ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(m) - was_live);
     registry_remove(m, w);
@@ -399,7 +388,7 @@ static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t
         /* From here the worker runs users, so it owes reports until a final one. Not from the
          * spawn on: a worker that re-registers before it took the spawn (a client_ready queued
          * while the master was not up yet) had no users and lost nothing. */
-        if (w->acrida && test_active(m) && worker_users(w) > 0) w->gap_open = true;
+        if (w->acrida && acr__run_active(m) && worker_users(w) > 0) w->gap_open = true;
         break;
     case ACR_MSG_CLIENT_STOPPED:
         on_client_stopped(m, w, nid);
@@ -477,7 +466,7 @@ static void liveness_tick(uv_timer_t *t)
         } else if (w->state == ACR_WORKER_MISSING &&
                    now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
             ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
-            if (test_active(m)) acr__agg_close_gap(m, w, "removed while missing");
+            if (acr__run_active(m)) acr__agg_close_gap(m, w, "removed while missing");
             registry_remove(m, w);
             continue;
         }

@@ -7,7 +7,9 @@
  *   - other floats (averages, rates, JSON reals): Python's repr, the shortest string that reads
  *     back as the same double ("70.0", "3.7807597755311115").
  */
-#include "common/report.h"
+#include "master/report.h"
+
+#include "common/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -650,27 +652,6 @@ static json_t *json_workers(const acr_report_meta_t *meta)
     return a;
 }
 
-/* A growable output string for rewrite_reals(). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf_t;
-
-static bool sbuf_put(sbuf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *m = realloc(b->p, cap);
-        if (!m) return false;
-        b->p = m;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return true;
-}
-
 /*
  * Makes jansson's dump @in read like Python's json.dumps: jansson prints reals with "%.17g"
  * (0.1 -> 0.10000000000000001) and \u escapes in upper case. Copies @in rewriting every real
@@ -679,9 +660,9 @@ static bool sbuf_put(sbuf_t *b, const char *s, size_t n)
  */
 static char *rewrite_reals(const char *in)
 {
-    sbuf_t b = {NULL, 0, 0};
+    acr_buf_t b = {0};
     const char *p = in;
-    bool ok = sbuf_put(&b, "", 0);
+    bool ok = acr_buf_append(&b, "", 0) == 0; /* allocated and NUL-terminated from here on */
     while (ok && *p) {
         const char *start = p;
         if (*p == '"') { /* a string: verbatim, except \uXXXX in lower case like Python */
@@ -689,12 +670,12 @@ static char *rewrite_reals(const char *in)
             for (p++; *p && *p != '"'; p++)
                 if (*p == '\\' && p[1]) p++;
             if (*p) p++;
-            ok = sbuf_put(&b, start, (size_t)(p - start));
+            ok = acr_buf_append(&b, start, (size_t)(p - start)) == 0;
             for (size_t i = at; ok && i + 1 < b.len; i++) {
-                if (b.p[i] != '\\') continue;
-                if (b.p[i + 1] == 'u')
+                if (b.data[i] != '\\') continue;
+                if (b.data[i + 1] == 'u')
                     for (size_t k = i + 2; k < i + 6 && k < b.len; k++)
-                        b.p[k] = (char)tolower((unsigned char)b.p[k]);
+                        b.data[k] = (char)tolower((unsigned char)b.data[k]);
                 i++; /* skip the escaped character */
             }
         } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
@@ -707,21 +688,21 @@ static char *rewrite_reals(const char *in)
                 memcpy(tok, start, n);
                 tok[n] = '\0';
                 acr_report_fmt_float(rep, sizeof(rep), strtod(tok, NULL));
-                ok = sbuf_put(&b, rep, strlen(rep));
+                ok = acr_buf_append(&b, rep, strlen(rep)) == 0;
             } else {
-                ok = sbuf_put(&b, start, n);
+                ok = acr_buf_append(&b, start, n) == 0;
             }
         } else {
             p++;
-            ok = sbuf_put(&b, start, 1);
+            ok = acr_buf_append(&b, start, 1) == 0;
         }
     }
-    if (ok) ok = sbuf_put(&b, "\n", 1);
+    if (ok) ok = acr_buf_putc(&b, '\n') == 0;
     if (!ok) {
-        free(b.p);
+        acr_buf_free(&b);
         return NULL;
     }
-    return b.p;
+    return b.data;
 }
 
 char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)

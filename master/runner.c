@@ -20,6 +20,7 @@
 #define FINAL_GRACE_S                                                                              \
     3.5 /* after client_stopped, how long an acrida worker's final report may lag */
 #define STOP_EXTRA_S 70.0 /* the stop wait is stop_timeout + this */
+#define RAMP_HOLD_MS 1000 /* with no live worker, the ramp looks again after this */
 
 static const char *const run_names[ACR_RUN__COUNT] = {"ready", "spawning", "running", "stopping",
                                                       "stopped"};
@@ -42,6 +43,12 @@ bool acr_run_transition_legal(acr_run_state_t from, acr_run_state_t to)
 {
     if ((unsigned)from >= ACR_RUN__COUNT || (unsigned)to >= ACR_RUN__COUNT) return false;
     return legal[from][to];
+}
+
+bool acr__run_active(const acr_master_t *m)
+{
+    return m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING ||
+           m->state == ACR_RUN_STOPPING;
 }
 
 int acr__run_set_state(acr_master_t *m, acr_run_state_t to)
@@ -106,7 +113,7 @@ static void ramp_cb(uv_timer_t *t)
     if (m->state != ACR_RUN_SPAWNING || !m->dispatch) return;
     if (acr__registry_live(m) == 0) {
         /* no worker to place users on: hold the ramp until one (re)joins */
-        uv_timer_start(&m->ramp_timer, ramp_cb, 1000, 0);
+        uv_timer_start(&m->ramp_timer, ramp_cb, RAMP_HOLD_MS, 0);
         return;
     }
     ramp_step(m);

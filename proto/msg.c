@@ -341,21 +341,6 @@ static int decode_scenario(acr__dec_t *d, const msgpack_object *data, acr_msg_t 
     return 0;
 }
 
-static int decode_custom(const msgpack_object *data, acr_msg_t *m)
-{
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (msgpack_pack_object(&pk, *data) != 0 || sb.size == 0) {
-        msgpack_sbuffer_destroy(&sb);
-        return -ENOMEM;
-    }
-    m->raw_len = sb.size;
-    m->raw_data = msgpack_sbuffer_release(&sb);
-    return 0;
-}
-
 static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
 {
     switch (m->type) {
@@ -375,8 +360,7 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return decode_exception(d, data, m);
     case ACR_MSG_SCENARIO:
         return decode_scenario(d, data, m);
-    case ACR_MSG_CUSTOM:
-        return decode_custom(data, m);
+    case ACR_MSG_CUSTOM: /* logged by type name; no handler takes custom data yet */
     case ACR_MSG_SPAWNING:
     case ACR_MSG_STOP:
     case ACR_MSG_CLIENT_STOPPED:
@@ -474,6 +458,5 @@ void acr_msg_free(acr_msg_t *m)
     if (m->stats) acr_stats_free(m->stats);
     free(m->scenario_name);
     free(m->scenario_source);
-    free(m->raw_data);
     memset(m, 0, sizeof(*m));
 }

@@ -27,7 +27,7 @@
 #define ACR_MSG_MAX_ENTRIES 10000
 
 typedef enum {
-    ACR_MSG_CUSTOM = 0, /**< any type we do not know: handed to the custom-message handlers */
+    ACR_MSG_CUSTOM = 0, /**< any type we do not know: only its type_name is kept */
     ACR_MSG_CLIENT_READY,
     ACR_MSG_ACK,
     ACR_MSG_HEARTBEAT,
@@ -88,9 +88,6 @@ typedef struct acr_msg {
     /* scenario */
     char *scenario_name, *scenario_source;
     size_t scenario_len;
-    /* custom: the data element re-encoded as msgpack bytes (for the Lua runtime) */
-    char *raw_data;
-    size_t raw_len;
 } acr_msg_t;
 
 /**

@@ -41,7 +41,7 @@ int acr__pack_classes(msgpack_packer *pk, const acr_class_count_t *c, size_t n)
 
 /* Each encoder: open [type, data, node_id], pack the data, close; on failure the buffer is
  * truncated back to where it was. */
-#define P(x)                                                                                       \
+#define PACK_OR_FAIL(x)                                                                            \
     do {                                                                                           \
         if ((x) != 0) goto fail;                                                                   \
     } while (0)
@@ -51,11 +51,11 @@ int acr__pack_classes(msgpack_packer *pk, const acr_class_count_t *c, size_t n)
     msgpack_packer *pk = &pk_;                                                                     \
     size_t start_ = b->len;                                                                        \
     acr__packer_init(pk, b);                                                                       \
-    P(msgpack_pack_array(pk, 3));                                                                  \
-    P(acr__pack_str(pk, (type)))
+    PACK_OR_FAIL(msgpack_pack_array(pk, 3));                                                       \
+    PACK_OR_FAIL(acr__pack_str(pk, (type)))
 
 #define ENC_END()                                                                                  \
-    P(acr__pack_str(pk, node_id));                                                                 \
+    PACK_OR_FAIL(acr__pack_str(pk, node_id));                                                      \
     return 0;                                                                                      \
     fail:                                                                                          \
     b->len = start_;                                                                               \
@@ -64,21 +64,21 @@ int acr__pack_classes(msgpack_packer *pk, const acr_class_count_t *c, size_t n)
 int acr_msg_encode_client_ready(acr_buf_t *b, const char *version, const char *node_id)
 {
     ENC_BEGIN("client_ready");
-    P(acr__pack_str(pk, version));
+    PACK_OR_FAIL(acr__pack_str(pk, version));
     ENC_END();
 }
 
 int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *node_id)
 {
     ENC_BEGIN("ack");
-    P(msgpack_pack_map(pk, acrida ? 2 : 1));
-    P(acr__pack_str(pk, "index"));
-    P(msgpack_pack_int64(pk, index));
+    PACK_OR_FAIL(msgpack_pack_map(pk, acrida ? 2 : 1));
+    PACK_OR_FAIL(acr__pack_str(pk, "index"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, index));
     if (acrida) {
-        P(acr__pack_str(pk, "acrida"));
-        P(msgpack_pack_map(pk, 1));
-        P(acr__pack_str(pk, "version"));
-        P(acr__pack_str(pk, ACR_VERSION));
+        PACK_OR_FAIL(acr__pack_str(pk, "acrida"));
+        PACK_OR_FAIL(msgpack_pack_map(pk, 1));
+        PACK_OR_FAIL(acr__pack_str(pk, "version"));
+        PACK_OR_FAIL(acr__pack_str(pk, ACR_VERSION));
     }
     ENC_END();
 }
@@ -87,13 +87,13 @@ int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_
                              const char *node_id)
 {
     ENC_BEGIN("heartbeat");
-    P(msgpack_pack_map(pk, 3));
-    P(acr__pack_str(pk, "state"));
-    P(acr__pack_str(pk, state));
-    P(acr__pack_str(pk, "current_cpu_usage"));
-    P(msgpack_pack_double(pk, cpu));
-    P(acr__pack_str(pk, "current_memory_usage"));
-    P(msgpack_pack_int64(pk, mem));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 3));
+    PACK_OR_FAIL(acr__pack_str(pk, "state"));
+    PACK_OR_FAIL(acr__pack_str(pk, state));
+    PACK_OR_FAIL(acr__pack_str(pk, "current_cpu_usage"));
+    PACK_OR_FAIL(msgpack_pack_double(pk, cpu));
+    PACK_OR_FAIL(acr__pack_str(pk, "current_memory_usage"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, mem));
     ENC_END();
 }
 
@@ -101,24 +101,24 @@ int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t
                          const char *host, double stop_timeout, const char *node_id)
 {
     ENC_BEGIN("spawn");
-    P(msgpack_pack_map(pk, 5));
-    P(acr__pack_str(pk, "timestamp"));
-    P(msgpack_pack_double(pk, timestamp));
-    P(acr__pack_str(pk, "user_classes_count"));
-    P(acr__pack_classes(pk, classes, n));
-    P(acr__pack_str(pk, "host"));
-    P(host ? acr__pack_str(pk, host) : msgpack_pack_nil(pk));
-    P(acr__pack_str(pk, "stop_timeout"));
-    P(stop_timeout >= 0 ? msgpack_pack_double(pk, stop_timeout) : msgpack_pack_nil(pk));
-    P(acr__pack_str(pk, "parsed_options"));
-    P(msgpack_pack_map(pk, 0));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 5));
+    PACK_OR_FAIL(acr__pack_str(pk, "timestamp"));
+    PACK_OR_FAIL(msgpack_pack_double(pk, timestamp));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_classes_count"));
+    PACK_OR_FAIL(acr__pack_classes(pk, classes, n));
+    PACK_OR_FAIL(acr__pack_str(pk, "host"));
+    PACK_OR_FAIL(host ? acr__pack_str(pk, host) : msgpack_pack_nil(pk));
+    PACK_OR_FAIL(acr__pack_str(pk, "stop_timeout"));
+    PACK_OR_FAIL(stop_timeout >= 0 ? msgpack_pack_double(pk, stop_timeout) : msgpack_pack_nil(pk));
+    PACK_OR_FAIL(acr__pack_str(pk, "parsed_options"));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 0));
     ENC_END();
 }
 
 int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id)
 {
     ENC_BEGIN(type);
-    P(msgpack_pack_nil(pk));
+    PACK_OR_FAIL(msgpack_pack_nil(pk));
     ENC_END();
 }
 
@@ -126,11 +126,11 @@ int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *clas
                                      int64_t user_count, const char *node_id)
 {
     ENC_BEGIN("spawning_complete");
-    P(msgpack_pack_map(pk, 2));
-    P(acr__pack_str(pk, "user_classes_count"));
-    P(acr__pack_classes(pk, classes, n));
-    P(acr__pack_str(pk, "user_count"));
-    P(msgpack_pack_int64(pk, user_count));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 2));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_classes_count"));
+    PACK_OR_FAIL(acr__pack_classes(pk, classes, n));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_count"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, user_count));
     ENC_END();
 }
 
@@ -138,7 +138,7 @@ int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count
                          size_t n, int64_t user_count, int64_t seq, bool final, const char *node_id)
 {
     ENC_BEGIN("stats");
-    P(acr__pack_stats_data(pk, delta, classes, n, user_count, seq, final));
+    PACK_OR_FAIL(acr__pack_stats_data(pk, delta, classes, n, user_count, seq, final));
     ENC_END();
 }
 
@@ -146,14 +146,14 @@ int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *tracebac
                              const char *node_id)
 {
     ENC_BEGIN("exception");
-    P(msgpack_pack_map(pk, count > 1 ? 3 : 2));
-    P(acr__pack_str(pk, "msg"));
-    P(acr__pack_str(pk, msg));
-    P(acr__pack_str(pk, "traceback"));
-    P(acr__pack_str(pk, traceback));
+    PACK_OR_FAIL(msgpack_pack_map(pk, count > 1 ? 3 : 2));
+    PACK_OR_FAIL(acr__pack_str(pk, "msg"));
+    PACK_OR_FAIL(acr__pack_str(pk, msg));
+    PACK_OR_FAIL(acr__pack_str(pk, "traceback"));
+    PACK_OR_FAIL(acr__pack_str(pk, traceback));
     if (count > 1) {
-        P(acr__pack_str(pk, "count"));
-        P(msgpack_pack_uint64(pk, count));
+        PACK_OR_FAIL(acr__pack_str(pk, "count"));
+        PACK_OR_FAIL(msgpack_pack_uint64(pk, count));
     }
     ENC_END();
 }
@@ -174,13 +174,13 @@ int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, 
     sha256_hex(source, len, hex);
     if (!hex[0]) return -ENOMEM;
     ENC_BEGIN("scenario");
-    P(msgpack_pack_map(pk, 3));
-    P(acr__pack_str(pk, "name"));
-    P(acr__pack_str(pk, name));
-    P(acr__pack_str(pk, "source"));
-    P(msgpack_pack_str_with_body(pk, source, len));
-    P(acr__pack_str(pk, "sha256"));
-    P(acr__pack_str(pk, hex));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 3));
+    PACK_OR_FAIL(acr__pack_str(pk, "name"));
+    PACK_OR_FAIL(acr__pack_str(pk, name));
+    PACK_OR_FAIL(acr__pack_str(pk, "source"));
+    PACK_OR_FAIL(msgpack_pack_str_with_body(pk, source, len));
+    PACK_OR_FAIL(acr__pack_str(pk, "sha256"));
+    PACK_OR_FAIL(acr__pack_str(pk, hex));
     ENC_END();
 }
 

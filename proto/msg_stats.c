@@ -250,7 +250,7 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
 
 /* ---- encoding ---- */
 
-#define P(x)                                                                                       \
+#define PACK_OR_ENOMEM(x)                                                                          \
     do {                                                                                           \
         if ((x) != 0) return -ENOMEM;                                                              \
     } while (0)
@@ -271,23 +271,23 @@ static int pack_response_times(msgpack_packer *pk, const acr_hist_t *h)
         if (k != prev) n++;
         prev = k;
     }
-    P(msgpack_pack_map(pk, n));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, n));
     prev = -1;
     uint64_t acc = 0;
     for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) {
         if (!h->counts[i]) continue;
         int64_t k = acr__locust_bucket_ms(acr_hist_bucket_value(i));
         if (k != prev && prev >= 0) {
-            P(msgpack_pack_int64(pk, prev));
-            P(msgpack_pack_uint64(pk, acc));
+            PACK_OR_ENOMEM(msgpack_pack_int64(pk, prev));
+            PACK_OR_ENOMEM(msgpack_pack_uint64(pk, acc));
             acc = 0;
         }
         prev = k;
         acc += h->counts[i];
     }
     if (prev >= 0) {
-        P(msgpack_pack_int64(pk, prev));
-        P(msgpack_pack_uint64(pk, acc));
+        PACK_OR_ENOMEM(msgpack_pack_int64(pk, prev));
+        PACK_OR_ENOMEM(msgpack_pack_uint64(pk, acc));
     }
     return 0;
 }
@@ -297,12 +297,12 @@ static int pack_persec(msgpack_packer *pk, const acr_persec_t *p, bool fails)
     uint32_t n = 0;
     for (unsigned i = 0; i < ACR_PERSEC_SLOTS; i++)
         if (p->sec[i] != INT64_MIN && (fails ? p->fails[i] : p->reqs[i])) n++;
-    P(msgpack_pack_map(pk, n));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, n));
     for (unsigned i = 0; i < ACR_PERSEC_SLOTS; i++) {
         uint32_t c = fails ? p->fails[i] : p->reqs[i];
         if (p->sec[i] == INT64_MIN || !c) continue;
-        P(msgpack_pack_int64(pk, p->sec[i]));
-        P(msgpack_pack_uint32(pk, c));
+        PACK_OR_ENOMEM(msgpack_pack_int64(pk, p->sec[i]));
+        PACK_OR_ENOMEM(msgpack_pack_uint32(pk, c));
     }
     return 0;
 }
@@ -310,46 +310,49 @@ static int pack_persec(msgpack_packer *pk, const acr_persec_t *p, bool fails)
 static int pack_entry(msgpack_packer *pk, const acr_stats_entry_t *e)
 {
     const acr_hist_t *h = &e->hist;
-    P(msgpack_pack_map(pk, 16));
-    P(pack_key(pk, "name"));
-    P(acr__pack_str(pk, e->name));
-    P(pack_key(pk, "method"));
-    P(acr__pack_str(pk, e->method));
-    P(pack_key(pk, "last_request_timestamp"));
-    P(e->last_request_ts > 0 ? msgpack_pack_double(pk, e->last_request_ts) : msgpack_pack_nil(pk));
-    P(pack_key(pk, "start_time"));
-    P(msgpack_pack_double(pk, e->start_time));
-    P(pack_key(pk, "num_requests"));
-    P(msgpack_pack_uint64(pk, e->num_requests));
-    P(pack_key(pk, "num_none_requests"));
-    P(msgpack_pack_uint64(pk, e->num_none_requests));
-    P(pack_key(pk, "num_failures"));
-    P(msgpack_pack_uint64(pk, e->num_failures));
-    P(pack_key(pk, "total_response_time"));
-    P(msgpack_pack_double(pk, (double)e->total_rt_us / 1000.0));
-    P(pack_key(pk, "max_response_time"));
-    P(h->count ? msgpack_pack_double(pk, (double)h->max_us / 1000.0) : msgpack_pack_int(pk, 0));
-    P(pack_key(pk, "min_response_time"));
-    P(h->count ? msgpack_pack_double(pk, (double)h->min_us / 1000.0) : msgpack_pack_nil(pk));
-    P(pack_key(pk, "total_content_length"));
-    P(msgpack_pack_uint64(pk, e->total_content_length));
-    P(pack_key(pk, "response_times"));
-    P(pack_response_times(pk, h));
-    P(pack_key(pk, "num_reqs_per_sec"));
-    P(pack_persec(pk, &e->persec, false));
-    P(pack_key(pk, "num_fail_per_sec"));
-    P(pack_persec(pk, &e->persec, true));
-    P(pack_key(pk, "acrida_hist"));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, 16));
+    PACK_OR_ENOMEM(pack_key(pk, "name"));
+    PACK_OR_ENOMEM(acr__pack_str(pk, e->name));
+    PACK_OR_ENOMEM(pack_key(pk, "method"));
+    PACK_OR_ENOMEM(acr__pack_str(pk, e->method));
+    PACK_OR_ENOMEM(pack_key(pk, "last_request_timestamp"));
+    PACK_OR_ENOMEM(e->last_request_ts > 0 ? msgpack_pack_double(pk, e->last_request_ts)
+                                          : msgpack_pack_nil(pk));
+    PACK_OR_ENOMEM(pack_key(pk, "start_time"));
+    PACK_OR_ENOMEM(msgpack_pack_double(pk, e->start_time));
+    PACK_OR_ENOMEM(pack_key(pk, "num_requests"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->num_requests));
+    PACK_OR_ENOMEM(pack_key(pk, "num_none_requests"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->num_none_requests));
+    PACK_OR_ENOMEM(pack_key(pk, "num_failures"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->num_failures));
+    PACK_OR_ENOMEM(pack_key(pk, "total_response_time"));
+    PACK_OR_ENOMEM(msgpack_pack_double(pk, (double)e->total_rt_us / 1000.0));
+    PACK_OR_ENOMEM(pack_key(pk, "max_response_time"));
+    PACK_OR_ENOMEM(h->count ? msgpack_pack_double(pk, (double)h->max_us / 1000.0)
+                            : msgpack_pack_int(pk, 0));
+    PACK_OR_ENOMEM(pack_key(pk, "min_response_time"));
+    PACK_OR_ENOMEM(h->count ? msgpack_pack_double(pk, (double)h->min_us / 1000.0)
+                            : msgpack_pack_nil(pk));
+    PACK_OR_ENOMEM(pack_key(pk, "total_content_length"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->total_content_length));
+    PACK_OR_ENOMEM(pack_key(pk, "response_times"));
+    PACK_OR_ENOMEM(pack_response_times(pk, h));
+    PACK_OR_ENOMEM(pack_key(pk, "num_reqs_per_sec"));
+    PACK_OR_ENOMEM(pack_persec(pk, &e->persec, false));
+    PACK_OR_ENOMEM(pack_key(pk, "num_fail_per_sec"));
+    PACK_OR_ENOMEM(pack_persec(pk, &e->persec, true));
+    PACK_OR_ENOMEM(pack_key(pk, "acrida_hist"));
     uint32_t nb = 0;
     for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) nb += h->counts[i] != 0;
-    P(msgpack_pack_array(pk, nb * 2));
+    PACK_OR_ENOMEM(msgpack_pack_array(pk, nb * 2));
     for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) {
         if (!h->counts[i]) continue;
-        P(msgpack_pack_uint32(pk, i));
-        P(msgpack_pack_uint64(pk, h->counts[i]));
+        PACK_OR_ENOMEM(msgpack_pack_uint32(pk, i));
+        PACK_OR_ENOMEM(msgpack_pack_uint64(pk, h->counts[i]));
     }
-    P(pack_key(pk, "acrida_total_us"));
-    P(msgpack_pack_uint64(pk, e->total_rt_us));
+    PACK_OR_ENOMEM(pack_key(pk, "acrida_total_us"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->total_rt_us));
     return 0;
 }
 
@@ -357,21 +360,21 @@ static int pack_errors(msgpack_packer *pk, acr_stats_t *delta)
 {
     size_t n = 0;
     acr_stats_error_t *const *errs = acr_stats_errors(delta, &n);
-    P(msgpack_pack_map(pk, n));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, n));
     for (size_t i = 0; i < n; i++) {
         const acr_stats_error_t *er = errs[i];
         char key[65];
         acr_msg_error_key(er->method, er->name, er->error, key);
-        P(acr__pack_str(pk, key));
-        P(msgpack_pack_map(pk, 4));
-        P(pack_key(pk, "name"));
-        P(acr__pack_str(pk, er->name));
-        P(pack_key(pk, "method"));
-        P(acr__pack_str(pk, er->method));
-        P(pack_key(pk, "error"));
-        P(acr__pack_str(pk, er->error));
-        P(pack_key(pk, "occurrences"));
-        P(msgpack_pack_uint64(pk, er->occurrences));
+        PACK_OR_ENOMEM(acr__pack_str(pk, key));
+        PACK_OR_ENOMEM(msgpack_pack_map(pk, 4));
+        PACK_OR_ENOMEM(pack_key(pk, "name"));
+        PACK_OR_ENOMEM(acr__pack_str(pk, er->name));
+        PACK_OR_ENOMEM(pack_key(pk, "method"));
+        PACK_OR_ENOMEM(acr__pack_str(pk, er->method));
+        PACK_OR_ENOMEM(pack_key(pk, "error"));
+        PACK_OR_ENOMEM(acr__pack_str(pk, er->error));
+        PACK_OR_ENOMEM(pack_key(pk, "occurrences"));
+        PACK_OR_ENOMEM(msgpack_pack_uint64(pk, er->occurrences));
     }
     return 0;
 }
@@ -384,22 +387,22 @@ int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class
     for (size_t i = 0; i < ne; i++)
         if (ents[i]->num_requests || ents[i]->num_failures) nsend++;
 
-    P(msgpack_pack_map(pk, 7));
-    P(pack_key(pk, "stats"));
-    P(msgpack_pack_array(pk, nsend));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, 7));
+    PACK_OR_ENOMEM(pack_key(pk, "stats"));
+    PACK_OR_ENOMEM(msgpack_pack_array(pk, nsend));
     for (size_t i = 0; i < ne; i++)
-        if (ents[i]->num_requests || ents[i]->num_failures) P(pack_entry(pk, ents[i]));
-    P(pack_key(pk, "stats_total"));
-    P(pack_entry(pk, acr_stats_total(delta)));
-    P(pack_key(pk, "errors"));
-    P(pack_errors(pk, delta));
-    P(pack_key(pk, "user_classes_count"));
-    P(acr__pack_classes(pk, classes, n));
-    P(pack_key(pk, "user_count"));
-    P(msgpack_pack_int64(pk, user_count));
-    P(pack_key(pk, "acrida_seq"));
-    P(msgpack_pack_int64(pk, seq));
-    P(pack_key(pk, "acrida_final"));
-    P(final ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+        if (ents[i]->num_requests || ents[i]->num_failures) PACK_OR_ENOMEM(pack_entry(pk, ents[i]));
+    PACK_OR_ENOMEM(pack_key(pk, "stats_total"));
+    PACK_OR_ENOMEM(pack_entry(pk, acr_stats_total(delta)));
+    PACK_OR_ENOMEM(pack_key(pk, "errors"));
+    PACK_OR_ENOMEM(pack_errors(pk, delta));
+    PACK_OR_ENOMEM(pack_key(pk, "user_classes_count"));
+    PACK_OR_ENOMEM(acr__pack_classes(pk, classes, n));
+    PACK_OR_ENOMEM(pack_key(pk, "user_count"));
+    PACK_OR_ENOMEM(msgpack_pack_int64(pk, user_count));
+    PACK_OR_ENOMEM(pack_key(pk, "acrida_seq"));
+    PACK_OR_ENOMEM(msgpack_pack_int64(pk, seq));
+    PACK_OR_ENOMEM(pack_key(pk, "acrida_final"));
+    PACK_OR_ENOMEM(final ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
     return 0;
 }

@@ -39,7 +39,7 @@ int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *i
 int acr_zchan_send(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
                    size_t len);
 
-/** Counters for tests and logs. */
+/** Messages dropped for a wrong number of frames (the master adds them to its malformed count). */
 uint64_t acr_zchan_dropped(const acr_zchan_t *ch);
 
 /** Stops polling, closes the uv handle and the socket and terminates the context; @closed_cb (may

@@ -215,7 +215,7 @@ def last_worker_removed(out):
     d.add_worker(Worker("w_2"))
     out(t, "assert_%s(acr_dispatch_take_rebalance(d));\n"
         "assert_int_equal(acr_dispatch_nentries(d), %d);\n"
-        'assert_int_equal(acr_dispatch_count(d, "w_2", "A"), %d);'
+        'assert_int_equal(dispatch_count(d, "w_2", "A"), %d);'
         % (str(d._rebalance).lower(), len(d._users_on_workers), d._users_on_workers["w_2"]["A"]))
 
 

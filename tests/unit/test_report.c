@@ -7,7 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "common/report.h"
+#include "master/report.h"
 
 #include <jansson.h>
 #include <math.h>
