@@ -14,6 +14,7 @@
 #include "common/stats.h"
 #include "common/util.h"
 #include "proto/msg.h"
+#include "proto/proto.h"
 #include "proto/zchan.h"
 #include "worker/http/http.h"
 #include "worker/runtime.h"
@@ -48,7 +49,7 @@ static const char *const ws_names[] = {"ready",    "spawning", "running",
 typedef struct worker {
     uv_loop_t *loop;
     const acr_worker_config_t *cfg;
-    char node_id[300];
+    char node_id[ACR_PROTO_NODE_ID_MAX + 1];
     acr_zchan_t *ch;
     acr_stats_t *stats;
     acr_http_client_t *http;
