@@ -38,6 +38,13 @@ double acr_mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+uint64_t acr_timer_ms(double seconds)
+{
+    double ms = ceil(seconds * 1000.0);
+    if (!(ms > 0)) return 0;
+    return ms >= (double)ACR_TIMER_MAX_MS ? ACR_TIMER_MAX_MS : (uint64_t)ms;
+}
+
 /* Reads "digits[.digits]" (or ".digits") at *p; advances *p. Returns 0 or -EINVAL. */
 static int timespan_number(const char **p, double *out)
 {

@@ -17,6 +17,12 @@ double acr_now(void);
 uint64_t acr_mono_us(void);
 double acr_mono_s(void);
 
+/** The longest timer timeout used (about 31 years): any duration in seconds fits. */
+#define ACR_TIMER_MAX_MS 1000000000000ULL
+/** @seconds as a libuv timer timeout: milliseconds rounded up; 0 for <= 0 or NaN, at most
+ *  ACR_TIMER_MAX_MS. */
+uint64_t acr_timer_ms(double seconds);
+
 /**
  * Parses a Locust time span: "20" (seconds), "20s", "3m", "2h", "1h20m", "3h30m10s", also with
  * fractions ("0.5s"). Returns 0 and the seconds in *out, or -EINVAL.

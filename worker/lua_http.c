@@ -469,10 +469,10 @@ static void http_done(acr_http_session_t *s, const acr_http_response_t *hr, void
     acr__user_t *u = ud;
     acr_rt_t *rt = u->rt;
     (void)s;
-    if (u->state == ACR_USER_DONE) return; /* aborted by acr_rt_close: nothing to record */
+    if (u->state == ACR__USER_DONE) return; /* aborted by acr_rt_close: nothing to record */
     if (!u->rq) return; /* the request's yield failed (a C-call boundary) and the user moved on */
     finish_request(u, rt->L, hr, u->rq->buf.data + u->rq->url_off);
-    u->wait = ACR_WAIT_NONE;
+    u->wait = ACR__WAIT_NONE;
     if (rt->closing || !u->co_alive) {
         lua_pop(rt->L, 1);
         acr__user_leave(u);
@@ -720,7 +720,7 @@ static int start_request(lua_State *L, acr__user_t *u, const acr_http_request_t 
         }
         int rc = acr_http_session_request(u->session, req, http_done, u);
         if (rc == 0) {
-            u->wait = ACR_WAIT_HTTP;
+            u->wait = ACR__WAIT_HTTP;
             return lua_yield(L, 0);
         }
         if (rc == -EINVAL) {

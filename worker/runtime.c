@@ -1,8 +1,9 @@
 /*
- * The worker's Lua runtime: the LuaJIT state, the running side of the `acrida` module on top of
- * common/scenario.c's declarations (acrida.sleep, acrida.report, self:stop(), the user loop
- * prelude), exception capture with file:line tracebacks, and the class table the scheduler
- * (users.c) and the HTTP binding (lua_http.c) use.
+ * The worker's Lua runtime and the whole of worker/runtime.h: create, load, spawn counts, stop and
+ * close (the scheduler behind them is users.c); the LuaJIT state, the running side of the `acrida`
+ * module on top of common/scenario.c's declarations (acrida.sleep, acrida.report, self:stop(),
+ * the user loop prelude), exception capture with file:line tracebacks, and the class table the
+ * scheduler and the HTTP binding (lua_http.c) use.
  *
  * The user loop is a Lua prelude (chunk "=[acrida]") run in each user's coroutine: on_start, then
  * pick a task by weight, run it under xpcall, end the task, wait. Every call into Lua is protected:
@@ -156,8 +157,8 @@ static int l_task_end(lua_State *L)
 {
     acr__user_t *u = acr__rt_check_user(L, "task_end");
     acr__lua_http_resolve_pending(u);
-    if (u->state == ACR_USER_STARTING && lua_toboolean(L, 1)) u->state = ACR_USER_RUNNING;
-    if (u->stop_req && u->state != ACR_USER_STOPPING) {
+    if (u->state == ACR__USER_STARTING && lua_toboolean(L, 1)) u->state = ACR__USER_RUNNING;
+    if (u->stop_req && u->state != ACR__USER_STOPPING) {
         u->abandon = true;
         return lua_yield(L, 0);
     }
@@ -170,17 +171,17 @@ static int wait_common(lua_State *L, acr__wait_t why, const char *what)
     double s = 0;
     if (lua_type(L, 1) == LUA_TNUMBER) {
         s = lua_tonumber(L, 1);
-    } else if (why == ACR_WAIT_SLEEP) {
+    } else if (why == ACR__WAIT_SLEEP) {
         return luaL_error(L, "acrida.sleep expects a number of seconds");
     } else if (!lua_isnil(L, 1)) {
         ACR_WARN("user class '%s': wait_time returned a %s, not seconds; not waiting", u->cls->name,
                  luaL_typename(L, 1));
     }
     if (!(s >= 0) || isinf(s)) {
-        if (why == ACR_WAIT_SLEEP) return luaL_error(L, "acrida.sleep: invalid duration");
+        if (why == ACR__WAIT_SLEEP) return luaL_error(L, "acrida.sleep: invalid duration");
         s = 0;
     }
-    if (acr__user_stop_due(u) || (why == ACR_WAIT_BETWEEN && u->stop_req)) {
+    if (acr__user_stop_due(u) || (why == ACR__WAIT_BETWEEN && u->stop_req)) {
         u->abandon = true;
         return lua_yield(L, 0);
     }
@@ -190,12 +191,12 @@ static int wait_common(lua_State *L, acr__wait_t why, const char *what)
 
 static int l_wait(lua_State *L)
 {
-    return wait_common(L, ACR_WAIT_BETWEEN, "wait");
+    return wait_common(L, ACR__WAIT_BETWEEN, "wait");
 }
 
 static int l_sleep(lua_State *L)
 {
-    return wait_common(L, ACR_WAIT_SLEEP, "acrida.sleep");
+    return wait_common(L, ACR__WAIT_SLEEP, "acrida.sleep");
 }
 
 /* self:stop() */
@@ -208,7 +209,7 @@ static int l_self_stop(lua_State *L)
     }
     lua_pop(L, 1);
     u->stop_req = true;
-    if (u->state == ACR_USER_STOPPING) u->hard = true;
+    if (u->state == ACR__USER_STOPPING) u->hard = true;
     u->abandon = true;
     return lua_yield(L, 0);
 }
@@ -356,6 +357,7 @@ static int prepare_classes(acr_rt_t *rt, char *err, size_t errlen)
     }
     rt->classes = calloc(n, sizeof(*rt->classes));
     if (!rt->classes) goto nomem;
+    for (size_t i = 0; i < n; i++) acr_list_init(&rt->classes[i].users);
     for (size_t i = 0; i < n; i++) {
         acr__class_t *c = &rt->classes[i];
         c->ref = c->mt_ref = LUA_NOREF;
@@ -420,16 +422,6 @@ size_t acr_rt_nclasses(const acr_rt_t *rt)
     return rt->nclasses;
 }
 
-const char *acr_rt_class_name(const acr_rt_t *rt, size_t i)
-{
-    return i < rt->nclasses ? rt->classes[i].name : NULL;
-}
-
-size_t acr_rt_class_users(const acr_rt_t *rt, size_t i)
-{
-    return i < rt->nclasses ? rt->classes[i].running : 0;
-}
-
 size_t acr_rt_user_count(const acr_rt_t *rt)
 {
     return rt->nrunning;
@@ -477,7 +469,58 @@ void acr_rt_set_stop_timeout(acr_rt_t *rt, double seconds)
     rt->stop_timeout = seconds > 0 ? seconds : 0;
 }
 
-struct lua_State *acr_rt_lua(acr_rt_t *rt)
+int acr_rt_set_class_users(acr_rt_t *rt, size_t i, size_t count)
 {
-    return rt->L;
+    if (i >= rt->nclasses || rt->closing) return -EINVAL;
+    return acr__users_set_count(rt, &rt->classes[i], count);
+}
+
+int acr_rt_set_users(acr_rt_t *rt, const acr_class_count_t *counts, size_t n)
+{
+    int rc = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = 0;
+        while (i < rt->nclasses && strcmp(rt->classes[i].name, counts[k].name) != 0) i++;
+        if (i == rt->nclasses) {
+            ACR_WARN("spawn names an unknown user class '%s'; skipped", counts[k].name);
+            continue;
+        }
+        size_t want = counts[k].count > 0 ? (size_t)counts[k].count : 0;
+        int r = acr_rt_set_class_users(rt, i, want);
+        if (r < 0) rc = r;
+    }
+    return rc;
+}
+
+void acr_rt_stop_all(acr_rt_t *rt, void (*done)(acr_rt_t *rt, void *ud), void *ud)
+{
+    rt->stop_done = done;
+    rt->stop_ud = ud;
+    acr__users_stop_all(rt);
+}
+
+void acr__rt_release(acr_rt_t *rt)
+{
+    if (!rt->closing || rt->closes > 0) return;
+    void (*cb)(void *) = rt->closed_cb;
+    void *ud = rt->closed_ud;
+    for (size_t i = 0; i < rt->nclasses; i++) {
+        free(rt->classes[i].name);
+        free(rt->classes[i].host);
+    }
+    free(rt->classes);
+    lua_close(rt->L);
+    free(rt->host);
+    free(rt->node_id);
+    free(rt);
+    if (cb) cb(ud);
+}
+
+void acr_rt_close(acr_rt_t *rt, void (*closed_cb)(void *ud), void *ud)
+{
+    if (rt->closing) return;
+    rt->stop_done = NULL;
+    rt->closed_cb = closed_cb;
+    rt->closed_ud = ud;
+    acr__users_close(rt); /* users still there are dropped without on_stop */
 }

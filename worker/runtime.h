@@ -44,10 +44,6 @@ int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t l
                        size_t errlen);
 
 size_t acr_rt_nclasses(const acr_rt_t *rt);
-/** Name of class @i (owned by the runtime). */
-const char *acr_rt_class_name(const acr_rt_t *rt, size_t i);
-/** Users of class @i that run (stopping users not counted). */
-size_t acr_rt_class_users(const acr_rt_t *rt, size_t i);
 /** All running users (stopping users not counted). */
 size_t acr_rt_user_count(const acr_rt_t *rt);
 /** Users that exist in any state, stopping ones included. */
@@ -92,8 +88,5 @@ void acr_rt_stop_all(acr_rt_t *rt, void (*done)(acr_rt_t *rt, void *ud), void *u
  * handle is closed; @closed_cb (may be NULL) runs then.
  */
 void acr_rt_close(acr_rt_t *rt, void (*closed_cb)(void *ud), void *ud);
-
-/** The Lua state (tests). */
-struct lua_State *acr_rt_lua(acr_rt_t *rt);
 
 #endif

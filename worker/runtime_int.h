@@ -7,6 +7,7 @@
 #ifndef ACR_WORKER_RUNTIME_INT_H
 #define ACR_WORKER_RUNTIME_INT_H
 
+#include "common/list.h"
 #include "common/util.h"
 #include "worker/runtime.h"
 
@@ -16,6 +17,9 @@
 #include <uv.h>
 
 #define ACR__ONSTOP_CAP_S 5.0 /**< on_stop bound when no stop timeout is set */
+#define ACR__REAPER_MS 50     /**< how often the reaper enforces the stop deadlines */
+/** A user's id is worker_index * ACR__USER_ID_STRIDE + n (n counts this worker's users from 1). */
+#define ACR__USER_ID_STRIDE 1000000000LL
 /** A user entering a wait or sleep this long releases its request buffers (issue #3); shorter
  *  waits keep them, so busy users allocate nothing per request. */
 #define ACR__IDLE_TRIM_S 1.0
@@ -23,18 +27,18 @@
 #define ACR__RESP_MT "acrida.response"
 
 typedef enum {
-    ACR_USER_STARTING = 0, /**< on_start running (or not yet resumed) */
-    ACR_USER_RUNNING,      /**< in the task loop */
-    ACR_USER_STOPPING,     /**< on_stop running */
-    ACR_USER_DONE,         /**< gone; memory freed once its handles close */
+    ACR__USER_STARTING = 0, /**< on_start running (or not yet resumed) */
+    ACR__USER_RUNNING,      /**< in the task loop */
+    ACR__USER_STOPPING,     /**< on_stop running */
+    ACR__USER_DONE,         /**< gone; memory freed once its handles close */
 } acr__user_state_t;
 
 typedef enum {
-    ACR_WAIT_NONE = 0, /**< running right now, or no coroutine */
-    ACR_WAIT_START,    /**< a fresh coroutine queued for its first resume */
-    ACR_WAIT_BETWEEN,  /**< wait_time between tasks (timer or ready queue) */
-    ACR_WAIT_SLEEP,    /**< acrida.sleep inside a task (timer or ready queue) */
-    ACR_WAIT_HTTP,     /**< a request in flight */
+    ACR__WAIT_NONE = 0, /**< running right now, or no coroutine */
+    ACR__WAIT_START,    /**< a fresh coroutine queued for its first resume */
+    ACR__WAIT_BETWEEN,  /**< wait_time between tasks (timer or ready queue) */
+    ACR__WAIT_SLEEP,    /**< acrida.sleep inside a task (timer or ready queue) */
+    ACR__WAIT_HTTP,     /**< a request in flight */
 } acr__wait_t;
 
 typedef struct acr__user acr__user_t;
@@ -46,7 +50,7 @@ typedef struct acr__class {
     int ref;       /**< registry ref of the class table */
     int mt_ref;    /**< registry ref of the instances' metatable */
     size_t running;
-    acr__user_t *head, *tail; /**< running users, oldest first */
+    acr_list_t users; /**< running users (acr__user_t.link), oldest first */
 } acr__class_t;
 
 /** The request being built / in flight; allocated on a user's first request and reused. */
@@ -67,8 +71,8 @@ typedef struct acr__client {
 struct acr__user {
     acr_rt_t *rt;
     acr__class_t *cls;
-    acr__user_t *prev, *next;   /**< class running list, or the runtime's stopping list */
-    acr__user_t *rprev, *rnext; /**< ready queue */
+    acr_list_t link;  /**< in its class's running list, the stopping list or the dead list */
+    acr_list_t ready; /**< in the ready queue */
     lua_State *co;
     int co_ref, self_ref;
     acr__client_t *client;
@@ -83,8 +87,8 @@ struct acr__user {
     uint8_t state, wait;
     uint8_t closes; /**< handles still closing */
     bool co_alive;  /**< the coroutine is suspended and may be resumed */
-    bool in_ready, timer_on;
-    bool stopping_list; /**< linked in the runtime's stopping list */
+    bool timer_on;
+    bool stopping_list; /**< link is in the runtime's stopping list */
     bool stop_req;      /**< stop asked: no new task */
     bool hard;          /**< stop at the next request, wait or yield */
     bool abandon;       /**< set by a yielding C function: leave the coroutine */
@@ -104,14 +108,13 @@ struct acr_rt {
     bool loaded;
     int main_ref, stop_ref, onerror_ref, json_encode_ref, json_decode_ref;
     acr__user_t *current; /**< the user whose coroutine runs now */
-    /* ready queue */
-    acr__user_t *rhead, *rtail;
-    uint64_t rgen;
-    acr__user_t *dead; /**< users whose handles are to be closed (linked by next) */
+    acr_list_t ready_q;   /**< users to resume at the next loop turn (acr__user_t.ready) */
+    uint64_t rgen;        /**< ready-queue generation */
+    acr_list_t dead;      /**< users whose handles are to be closed (acr__user_t.link) */
     uv_idle_t idle;
     uv_timer_t reaper;
     bool reaper_on;
-    acr__user_t *stopping; /**< users stopping (graceful pending or on_stop), linked by next */
+    acr_list_t stopping; /**< users stopping, graceful or in on_stop (acr__user_t.link) */
     size_t nrunning, nstopping;
     uint64_t next_seq;
     void (*stop_done)(acr_rt_t *rt, void *ud);
@@ -128,6 +131,9 @@ void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level);
 /** The user whose coroutine is @L, or raises a Lua error naming @what. */
 acr__user_t *acr__rt_check_user(lua_State *L, const char *what);
 int acr__rt_onerror(lua_State *L);
+/** Frees the runtime once it is closing and its last handle has closed (users.c calls it from
+ *  each close callback); no-op before. Runs the acr_rt_close callback last. */
+void acr__rt_release(acr_rt_t *rt);
 
 /* lua_http.c */
 /** Registers the client and response metatables. */
@@ -142,7 +148,15 @@ void acr__lua_http_free_req(acr__user_t *u);
 void acr__lua_http_trim(acr__user_t *u);
 
 /* users.c */
+/** Initialises the scheduler's lists and handles. 0 or a libuv error. */
 int acr__users_init(acr_rt_t *rt);
+/** Starts or stops users of class @c until @count run (acr_rt_set_class_users). 0 or -ENOMEM. */
+int acr__users_set_count(acr_rt_t *rt, acr__class_t *c, size_t count);
+/** Asks every running user to stop; rt->stop_done runs once all are gone (acr_rt_stop_all). */
+void acr__users_stop_all(acr_rt_t *rt);
+/** Drops every user without on_stop and closes the scheduler's handles; the runtime is freed
+ *  (acr__rt_release) after the last close callback. */
+void acr__users_close(acr_rt_t *rt);
 /** Schedules @u to be resumed after @seconds (0: at the next loop turn). */
 void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why);
 /** Resumes the coroutine with @nargs values already pushed on it. */

@@ -23,9 +23,7 @@
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 static const char *const user_state_names[] = {"starting", "running", "stopping", "done"};
 
@@ -44,101 +42,51 @@ static void reaper_cb(uv_timer_t *t);
 
 /* ---- lists ---- */
 
+static acr__user_t *link_user(acr_list_t *n)
+{
+    return n ? acr_list_entry(n, acr__user_t, link) : NULL;
+}
+
 static void class_unlink(acr__user_t *u)
 {
-    acr__class_t *c = u->cls;
-    if (u->prev) {
-        u->prev->next = u->next;
-    } else {
-        c->head = u->next;
-    }
-    if (u->next) {
-        u->next->prev = u->prev;
-    } else {
-        c->tail = u->prev;
-    }
-    u->prev = u->next = NULL;
-    c->running--;
+    acr_list_remove(&u->link);
+    u->cls->running--;
     u->rt->nrunning--;
 }
 
 static void class_append(acr__user_t *u)
 {
-    acr__class_t *c = u->cls;
-    u->next = NULL;
-    u->prev = c->tail;
-    if (c->tail) {
-        c->tail->next = u;
-    } else {
-        c->head = u;
-    }
-    c->tail = u;
-    c->running++;
+    acr_list_push_back(&u->cls->users, &u->link);
+    u->cls->running++;
     u->rt->nrunning++;
 }
 
 static void stopping_push(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
-    u->prev = NULL;
-    u->next = rt->stopping;
-    if (rt->stopping) rt->stopping->prev = u;
-    rt->stopping = u;
+    acr_list_push_back(&rt->stopping, &u->link);
     u->stopping_list = true;
     rt->nstopping++;
     /* the reaper enforces the stop deadlines, also of users that stopped themselves */
     if (!rt->reaper_on && !rt->closing) {
-        uv_timer_start(&rt->reaper, reaper_cb, 50, 50);
+        uv_timer_start(&rt->reaper, reaper_cb, ACR__REAPER_MS, ACR__REAPER_MS);
         rt->reaper_on = true;
     }
 }
 
 static void stopping_unlink(acr__user_t *u)
 {
-    acr_rt_t *rt = u->rt;
-    if (u->prev) {
-        u->prev->next = u->next;
-    } else {
-        rt->stopping = u->next;
-    }
-    if (u->next) u->next->prev = u->prev;
-    u->prev = u->next = NULL;
+    acr_list_remove(&u->link);
     u->stopping_list = false;
-    rt->nstopping--;
-}
-
-static void ready_remove(acr__user_t *u)
-{
-    acr_rt_t *rt = u->rt;
-    if (!u->in_ready) return;
-    if (u->rprev) {
-        u->rprev->rnext = u->rnext;
-    } else {
-        rt->rhead = u->rnext;
-    }
-    if (u->rnext) {
-        u->rnext->rprev = u->rprev;
-    } else {
-        rt->rtail = u->rprev;
-    }
-    u->rprev = u->rnext = NULL;
-    u->in_ready = false;
+    u->rt->nstopping--;
 }
 
 static void ready_push(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
-    if (u->in_ready) return; /* already queued (a wait whose yield failed left it there) */
+    if (acr_list_linked(&u->ready)) return; /* queued already (a wait whose yield failed) */
     u->rgen = rt->rgen;
-    u->rnext = NULL;
-    u->rprev = rt->rtail;
-    if (rt->rtail) {
-        rt->rtail->rnext = u;
-    } else {
-        rt->rhead = u;
-    }
-    rt->rtail = u;
-    u->in_ready = true;
+    acr_list_push_back(&rt->ready_q, &u->ready);
     if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
 }
 
@@ -146,7 +94,7 @@ static void ready_push(acr__user_t *u)
 
 static void cancel_wake(acr__user_t *u)
 {
-    ready_remove(u);
+    acr_list_remove(&u->ready);
     if (u->timer_on) {
         uv_timer_stop(&u->timer);
         u->timer_on = false;
@@ -155,7 +103,7 @@ static void cancel_wake(acr__user_t *u)
 
 static void wake(acr__user_t *u)
 {
-    int nargs = u->wait == ACR_WAIT_START ? 2 : 0;
+    int nargs = u->wait == ACR__WAIT_START ? 2 : 0;
     acr__user_resume(u, nargs);
 }
 
@@ -174,9 +122,7 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
         return;
     }
     if (seconds >= ACR__IDLE_TRIM_S) acr__lua_http_trim(u);
-    double ms = ceil(seconds * 1000.0);
-    if (ms > 1e12) ms = 1e12;
-    uv_timer_start(&u->timer, timer_cb, (uint64_t)ms, 0);
+    uv_timer_start(&u->timer, timer_cb, acr_timer_ms(seconds), 0);
     u->timer_on = true;
 }
 
@@ -198,17 +144,15 @@ static void drop_coroutine(acr__user_t *u)
     u->co_ref = LUA_NOREF;
     u->co = NULL;
     u->co_alive = false;
-    u->wait = ACR_WAIT_NONE;
+    u->wait = ACR__WAIT_NONE;
 }
-
-static void rt_release(acr_rt_t *rt);
 
 /* The user is gone: no more Lua; handles close from the idle callback (never from inside a
  * session's own completion callback). */
 static void user_done(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
-    if (u->state == ACR_USER_DONE) return;
+    if (u->state == ACR__USER_DONE) return;
     acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
     if (u->stopping_list) {
@@ -216,14 +160,13 @@ static void user_done(acr__user_t *u)
     } else {
         class_unlink(u);
     }
-    user_set_state(u, ACR_USER_DONE);
+    user_set_state(u, ACR__USER_DONE);
     if (u->client) u->client->u = NULL;
     u->client = NULL;
     if (u->self_ref != LUA_NOREF) luaL_unref(rt->L, LUA_REGISTRYINDEX, u->self_ref);
     u->self_ref = LUA_NOREF;
     acr__lua_http_free_req(u);
-    u->next = rt->dead;
-    rt->dead = u;
+    acr_list_push_back(&rt->dead, &u->link);
     if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
     maybe_stop_done(rt);
 }
@@ -235,7 +178,7 @@ static void user_release(acr__user_t *u)
     if (--u->closes > 0) return;
     free(u);
     rt->closes--;
-    rt_release(rt);
+    acr__rt_release(rt);
 }
 
 static void session_closed(void *ud)
@@ -250,10 +193,9 @@ static void timer_closed(uv_handle_t *h)
 
 static void close_dead(acr_rt_t *rt)
 {
-    while (rt->dead) {
-        acr__user_t *u = rt->dead;
-        rt->dead = u->next;
-        u->next = NULL;
+    acr__user_t *u;
+    while ((u = link_user(acr_list_first(&rt->dead)))) {
+        acr_list_remove(&u->link);
         u->closes = 1;
         rt->closes++;
         if (u->session) {
@@ -278,7 +220,7 @@ static int begin_phase(acr__user_t *u, int fn_ref)
     lua_rawgeti(co, LUA_REGISTRYINDEX, u->self_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, u->cls->ref);
     u->co_alive = true;
-    acr__user_wait(u, 0, ACR_WAIT_START);
+    acr__user_wait(u, 0, ACR__WAIT_START);
     return 0;
 }
 
@@ -287,8 +229,8 @@ void acr__user_leave(acr__user_t *u)
     acr_rt_t *rt = u->rt;
     acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
-    if (u->state == ACR_USER_DONE) return;
-    if (u->state == ACR_USER_STOPPING || rt->closing) {
+    if (u->state == ACR__USER_DONE) return;
+    if (u->state == ACR__USER_STOPPING || rt->closing) {
         user_done(u);
         return;
     }
@@ -298,7 +240,7 @@ void acr__user_leave(acr__user_t *u)
     }
     u->stop_req = true;
     u->hard = false;
-    user_set_state(u, ACR_USER_STOPPING);
+    user_set_state(u, ACR__USER_STOPPING);
     double cap = rt->stop_timeout > 0 ? rt->stop_timeout : ACR__ONSTOP_CAP_S;
     u->deadline = acr_mono_s() + cap;
     lua_rawgeti(rt->L, LUA_REGISTRYINDEX, u->cls->ref);
@@ -318,7 +260,7 @@ void acr__user_resume(acr__user_t *u, int nargs)
 {
     acr_rt_t *rt = u->rt;
     if (!u->co_alive) return; /* no resuming a dead coroutine */
-    u->wait = ACR_WAIT_NONE;
+    u->wait = ACR__WAIT_NONE;
     rt->current = u;
     int st = lua_resume(u->co, nargs);
     rt->current = NULL;
@@ -326,11 +268,11 @@ void acr__user_resume(acr__user_t *u, int nargs)
         if (u->abandon) {
             u->abandon = false;
             acr__user_leave(u);
-        } else if (u->wait == ACR_WAIT_NONE && acr__user_stop_due(u)) {
+        } else if (u->wait == ACR__WAIT_NONE && acr__user_stop_due(u)) {
             acr__user_leave(u); /* a plain coroutine.yield() ends a user told to stop now */
-        } else if (u->wait == ACR_WAIT_NONE) {
+        } else if (u->wait == ACR__WAIT_NONE) {
             /* a plain coroutine.yield() from the task: treat as a zero wait */
-            acr__user_wait(u, 0, ACR_WAIT_SLEEP);
+            acr__user_wait(u, 0, ACR__WAIT_SLEEP);
         }
         return;
     }
@@ -347,20 +289,22 @@ static void idle_cb(uv_idle_t *h)
 {
     acr_rt_t *rt = acr_container_of(h, acr_rt_t, idle);
     uint64_t gen = rt->rgen++;
-    while (rt->rhead && rt->rhead->rgen <= gen) {
-        acr__user_t *u = rt->rhead;
-        ready_remove(u);
+    acr_list_t *n;
+    while ((n = acr_list_first(&rt->ready_q))) {
+        acr__user_t *u = acr_list_entry(n, acr__user_t, ready);
+        if (u->rgen > gen) break;
+        acr_list_remove(&u->ready);
         wake(u);
     }
     close_dead(rt);
-    if (!rt->rhead && !rt->dead) uv_idle_stop(&rt->idle);
+    if (acr_list_empty(&rt->ready_q) && acr_list_empty(&rt->dead)) uv_idle_stop(&rt->idle);
 }
 
 /* Marks @u as stopping; it leaves now or at its next chance (see the file comment). */
 static void user_request_stop(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
-    if (u->state == ACR_USER_STOPPING || u->state == ACR_USER_DONE || u->stopping_list) return;
+    if (u->state == ACR__USER_STOPPING || u->state == ACR__USER_DONE || u->stopping_list) return;
     class_unlink(u);
     stopping_push(u);
     u->stop_req = true;
@@ -370,21 +314,17 @@ static void user_request_stop(acr__user_t *u)
         u->hard = true;
     }
     switch (u->wait) {
-    case ACR_WAIT_START: /* never ran: nothing to undo */
+    case ACR__WAIT_START: /* never ran: nothing to undo */
         user_done(u);
         break;
-    case ACR_WAIT_BETWEEN:
+    case ACR__WAIT_BETWEEN:
         acr__user_leave(u);
         break;
-    case ACR_WAIT_SLEEP:
+    case ACR__WAIT_SLEEP:
         if (u->hard) acr__user_leave(u);
         break;
-    default: /* HTTP: the completion leaves or resumes */
+    default: /* HTTP: the completion resumes the task (acr__user_stop_due decides after) */
         break;
-    }
-    if (!rt->reaper_on && rt->nstopping > 0) {
-        uv_timer_start(&rt->reaper, reaper_cb, 50, 50);
-        rt->reaper_on = true;
     }
 }
 
@@ -392,15 +332,16 @@ static void reaper_cb(uv_timer_t *t)
 {
     acr_rt_t *rt = acr_container_of(t, acr_rt_t, reaper);
     double now = acr_mono_s();
-    acr__user_t *next;
-    for (acr__user_t *u = rt->stopping; u; u = next) {
-        next = u->next;
+    acr_list_t *n = rt->stopping.next;
+    while (n != &rt->stopping) {
+        acr__user_t *u = link_user(n);
+        n = n->next;
         if (u->deadline <= 0 || now < u->deadline || u->hard) continue;
         u->hard = true;
-        if (u->wait == ACR_WAIT_SLEEP || u->wait == ACR_WAIT_BETWEEN || u->wait == ACR_WAIT_START) {
-            /* (next may be unlinked by this only if it is u itself) */
+        if (u->wait == ACR__WAIT_SLEEP || u->wait == ACR__WAIT_BETWEEN ||
+            u->wait == ACR__WAIT_START) {
             acr__user_leave(u);
-            next = rt->stopping; /* restart: leave may have reordered the list */
+            n = rt->stopping.next; /* restart: leaving may have moved users */
             now = acr_mono_s();
         }
     }
@@ -412,9 +353,12 @@ static void reaper_cb(uv_timer_t *t)
 
 int acr__users_init(acr_rt_t *rt)
 {
-    if (uv_idle_init(rt->loop, &rt->idle) < 0) return -EIO;
-    if (uv_timer_init(rt->loop, &rt->reaper) < 0) return -EIO;
-    return 0;
+    acr_list_init(&rt->ready_q);
+    acr_list_init(&rt->dead);
+    acr_list_init(&rt->stopping);
+    int rc = uv_idle_init(rt->loop, &rt->idle);
+    if (rc == 0) rc = uv_timer_init(rt->loop, &rt->reaper);
+    return rc;
 }
 
 static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c)
@@ -425,10 +369,15 @@ static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c)
     u->rt = rt;
     u->cls = c;
     u->co_ref = u->self_ref = LUA_NOREF;
-    uv_timer_init(rt->loop, &u->timer);
+    if (uv_timer_init(rt->loop, &u->timer) < 0) {
+        free(u);
+        return NULL;
+    }
     u->timer.data = u;
+    acr_list_init(&u->link);
+    acr_list_init(&u->ready);
     rt->next_seq++;
-    u->id = rt->worker_index >= 0 ? rt->worker_index * 1000000000LL + (int64_t)rt->next_seq
+    u->id = rt->worker_index >= 0 ? rt->worker_index * ACR__USER_ID_STRIDE + (int64_t)rt->next_seq
                                   : (int64_t)rt->next_seq;
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, (lua_Number)u->id);
@@ -441,7 +390,7 @@ static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c)
     lua_setmetatable(L, -2);
     u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     class_append(u);
-    user_set_state(u, ACR_USER_STARTING);
+    user_set_state(u, ACR__USER_STARTING);
     if (begin_phase(u, rt->main_ref) < 0) {
         user_done(u);
         return NULL;
@@ -449,79 +398,38 @@ static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c)
     return u;
 }
 
-int acr_rt_set_class_users(acr_rt_t *rt, size_t i, size_t count)
+int acr__users_set_count(acr_rt_t *rt, acr__class_t *c, size_t count)
 {
-    if (i >= rt->nclasses || rt->closing) return -EINVAL;
-    acr__class_t *c = &rt->classes[i];
     while (c->running < count) {
         if (!user_new(rt, c)) return -ENOMEM;
     }
-    while (c->running > count) user_request_stop(c->tail);
+    while (c->running > count) user_request_stop(link_user(acr_list_last(&c->users)));
     return 0;
 }
 
-int acr_rt_set_users(acr_rt_t *rt, const acr_class_count_t *counts, size_t n)
+void acr__users_stop_all(acr_rt_t *rt)
 {
-    int rc = 0;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = 0;
-        while (i < rt->nclasses && strcmp(rt->classes[i].name, counts[k].name) != 0) i++;
-        if (i == rt->nclasses) {
-            ACR_WARN("spawn names an unknown user class '%s'; skipped", counts[k].name);
-            continue;
-        }
-        size_t want = counts[k].count > 0 ? (size_t)counts[k].count : 0;
-        int r = acr_rt_set_class_users(rt, i, want);
-        if (r < 0) rc = r;
-    }
-    return rc;
-}
-
-void acr_rt_stop_all(acr_rt_t *rt, void (*done)(acr_rt_t *rt, void *ud), void *ud)
-{
-    rt->stop_done = done;
-    rt->stop_ud = ud;
     for (size_t i = 0; i < rt->nclasses; i++) {
-        while (rt->classes[i].tail) user_request_stop(rt->classes[i].tail);
+        acr_list_t *n;
+        while ((n = acr_list_last(&rt->classes[i].users))) user_request_stop(link_user(n));
     }
     maybe_stop_done(rt);
-}
-
-static void rt_release(acr_rt_t *rt)
-{
-    if (!rt->closing || rt->closes > 0) return;
-    void (*cb)(void *) = rt->closed_cb;
-    void *ud = rt->closed_ud;
-    for (size_t i = 0; i < rt->nclasses; i++) {
-        free(rt->classes[i].name);
-        free(rt->classes[i].host);
-    }
-    free(rt->classes);
-    lua_close(rt->L);
-    free(rt->host);
-    free(rt->node_id);
-    free(rt);
-    if (cb) cb(ud);
 }
 
 static void rt_handle_closed(uv_handle_t *h)
 {
     acr_rt_t *rt = h->data;
     rt->closes--;
-    rt_release(rt);
+    acr__rt_release(rt);
 }
 
-void acr_rt_close(acr_rt_t *rt, void (*closed_cb)(void *ud), void *ud)
+void acr__users_close(acr_rt_t *rt)
 {
-    if (rt->closing) return;
-    rt->stop_done = NULL;
-    rt->closed_cb = closed_cb;
-    rt->closed_ud = ud;
-    /* Users still there are dropped without on_stop. */
     for (size_t i = 0; i < rt->nclasses; i++) {
-        while (rt->classes[i].head) user_done(rt->classes[i].head);
+        acr_list_t *n;
+        while ((n = acr_list_first(&rt->classes[i].users))) user_done(link_user(n));
     }
-    while (rt->stopping) user_done(rt->stopping);
+    while (!acr_list_empty(&rt->stopping)) user_done(link_user(acr_list_first(&rt->stopping)));
     rt->closing = true;
     close_dead(rt);
     rt->idle.data = rt;

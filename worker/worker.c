@@ -1,7 +1,8 @@
 /*
- * acrida-worker's protocol side (Locust 2.x worker role, reference/locust-2.12.md §3-§5, plus
- * acrida's extensions): the DEALER to the master, the worker state machine, the heartbeat, stats
- * and client_ready timers, and the glue between spawn/stop/quit and the runtime's users.
+ * acrida-worker's protocol side (Locust 2.x's worker role and acrida's extensions, as
+ * proto/PROTOCOL.md describes them): the DEALER to the master, the worker state machine, the
+ * heartbeat, stats and client_ready timers, and the glue between spawn/stop/quit and the
+ * runtime's users.
  *
  * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on quit/SIGTERM.
  * A stop (or quit) is graceful: acr_rt_stop_all() lets in-flight requests complete and be
@@ -59,14 +60,13 @@ typedef struct worker {
     size_t scenario_len;
     acr_class_count_t *counts;
     ws_t state;
-    bool acked, timers_on, fatal, signals_on;
+    bool acked, timers_on;
     int64_t index;
     double last_spawn_ts;
     int64_t seq;
     acr_buf_t out;
     double last_cpu_s, last_wall_s, cpu_pct;
     uint64_t malformed;
-    double master_seen;
     int exit_code;
     int closing; /**< handles and objects still closing */
     uv_timer_t ready_timer, hb_timer, stats_timer, exit_timer;
@@ -239,7 +239,8 @@ static void close_all(worker_t *w)
                          (uv_handle_t *)&w->stats_timer, (uv_handle_t *)&w->exit_timer,
                          (uv_handle_t *)&w->sigterm,     (uv_handle_t *)&w->sigint};
     for (size_t i = 0; i < ACR_ARRAY_SIZE(hs); i++) {
-        if (uv_is_closing(hs[i])) continue;
+        /* a handle whose init failed (or never ran) is still zeroed: UV_UNKNOWN_HANDLE */
+        if (uv_handle_get_type(hs[i]) == UV_UNKNOWN_HANDLE || uv_is_closing(hs[i])) continue;
         hs[i]->data = w;
         w->closing++;
         uv_close(hs[i], handle_closed);
@@ -375,7 +376,6 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
         ACR_ERROR("%s", msg);
         send_exception(w, msg, "", 1);
         w->exit_code = 1;
-        w->fatal = true;
         finish_quit(w);
         return;
     }
@@ -453,7 +453,6 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
                  (unsigned long long)w->malformed, err);
         return;
     }
-    w->master_seen = acr_mono_s();
     switch (m.type) {
     case ACR_MSG_ACK:
         w->index = m.index;
@@ -479,7 +478,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         begin_quit(w, "quit from the master");
         break;
     case ACR_MSG_HEARTBEAT:
-        break; /* master_seen updated above */
+        break; /* the master is alive: nothing to do */
     case ACR_MSG_SCENARIO:
         on_scenario(w, &m);
         break;
@@ -510,6 +509,23 @@ int acr_worker_make_node_id(char *out, size_t len)
     return 0;
 }
 
+/* Initialises the timers and the signal handlers and starts the latter. 0 or a libuv error;
+ * handles left uninitialised stay zeroed, which close_all skips. */
+static int init_handles(worker_t *w)
+{
+    uv_timer_t *timers[] = {&w->ready_timer, &w->hb_timer, &w->stats_timer, &w->exit_timer};
+    int rc = 0;
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(timers) && rc == 0; i++)
+        rc = uv_timer_init(w->loop, timers[i]);
+    if (rc == 0) rc = uv_signal_init(w->loop, &w->sigterm);
+    if (rc == 0) rc = uv_signal_init(w->loop, &w->sigint);
+    if (rc < 0) return rc;
+    w->sigterm.data = w->sigint.data = w;
+    rc = uv_signal_start(&w->sigterm, signal_cb, SIGTERM);
+    if (rc == 0) rc = uv_signal_start(&w->sigint, signal_cb, SIGINT);
+    return rc;
+}
+
 int acr_worker_run(const acr_worker_config_t *cfg)
 {
     worker_t w = {.cfg = cfg, .index = -1, .exit_code = 0};
@@ -528,15 +544,12 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         uv_loop_close(&loop);
         return 1;
     }
-    uv_timer_init(&loop, &w.ready_timer);
-    uv_timer_init(&loop, &w.hb_timer);
-    uv_timer_init(&loop, &w.stats_timer);
-    uv_timer_init(&loop, &w.exit_timer);
-    uv_signal_init(&loop, &w.sigterm);
-    uv_signal_init(&loop, &w.sigint);
-    w.sigterm.data = w.sigint.data = &w;
-    uv_signal_start(&w.sigterm, signal_cb, SIGTERM);
-    uv_signal_start(&w.sigint, signal_cb, SIGINT);
+    if ((rc = init_handles(&w)) < 0) {
+        ACR_ERROR("cannot set up the worker's timers and signal handlers: %s", uv_strerror(rc));
+        w.exit_code = 1;
+        close_all(&w);
+        goto run;
+    }
 
     w.stats = acr_stats_new(acr_now());
     acr_http_config_t hc = {
@@ -567,7 +580,6 @@ int acr_worker_run(const acr_worker_config_t *cfg)
             ACR_ERROR("%s", msg);
             send_exception(&w, msg, "", 1);
             w.exit_code = 1;
-            w.fatal = true;
             set_state(&w, WS_QUITTING);
             uv_timer_start(&w.exit_timer, exit_cb, QUIT_FLUSH_MS, 0);
             goto run;

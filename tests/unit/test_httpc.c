@@ -13,9 +13,9 @@
 
 #include "tests/unit/unit_srv.h"
 
-static void stats(fix_t *f, acr_http_stats_t *st)
+static void stats(fix_t *f, acr__http_stats_t *st)
 {
-    acr_http_client_stats(f->c, st);
+    *st = f->c->stats;
 }
 
 /* ---- scripts ---- */
@@ -58,7 +58,7 @@ static void test_keepalive_and_cost(void **state)
     (void)state;
     fix_t *f = fix_new(s_hello, NULL, NULL);
     for (int i = 0; i < 3; i++) expect_ok(req(f, "GET", "/"), 200, "hello");
-    acr_http_stats_t a, b;
+    acr__http_stats_t a, b;
     stats(f, &a);
     assert_int_equal(a.conns_opened, 1);
     assert_int_equal(a.conns_reused, 2);
@@ -74,7 +74,7 @@ static void test_keepalive_and_cost(void **state)
     stats(f, &b);
     print_message("sizeof session %zu + connection %zu bytes; 200 requests: %llu allocations, "
                   "%llu buffer growths (first request: %llu)\n",
-                  acr_http_session_size(), acr_http_conn_size(),
+                  sizeof(acr_http_session_t), sizeof(acr__http_conn_t),
                   (unsigned long long)(m1.allocs - m0.allocs),
                   (unsigned long long)(b.buf_grows - a.buf_grows), (unsigned long long)a.buf_grows);
     assert_int_equal(m1.allocs - m0.allocs, 0);
@@ -208,7 +208,7 @@ static void test_eof_body_and_close(void **state)
     expect_ok(req(f, "GET", "/close"), 200, "bye");
     expect_ok(req(f, "GET", "/close"), 200, "bye");
     assert_int_equal(srv_nconns(f->sv), 4);
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 0);
     fix_free(f);
@@ -322,7 +322,7 @@ static void test_redirect_other_host(void **state)
     char host[64];
     snprintf(host, sizeof host, "\r\nHost: localhost:%d\r\n", other->port);
     assert_non_null(strstr(other->reqs[0], host));
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.conns_opened, 2);
     assert_int_equal(st.dns_lookups, 1);
@@ -426,7 +426,7 @@ static void test_closed_without_response(void **state)
     result_t *r = req(f, "GET", "/");
     assert_string_equal(r->error, "connection closed before the response completed");
     assert_int_equal(r->status, 0);
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 0); /* a fresh connection is never retried */
     assert_int_equal(srv_nconns(f->sv), 1);
@@ -548,7 +548,7 @@ static void test_stale_keepalive_retry(void **state)
     fix_t *f = fix_new(s_stale, NULL, NULL);
     expect_ok(req(f, "GET", "/"), 200, "k1");
     expect_ok(req(f, "GET", "/"), 200, "hello");
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.retries, 1);
     assert_int_equal(st.conns_opened, 2);
@@ -589,7 +589,7 @@ static void test_dns(void **state)
     expect_ok(&f->res, 200, "hello");
     assert_true(f->res.tm.dns == 0.0);
     close_session(&f->loop, s2);
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.dns_lookups, 1);
 
@@ -620,7 +620,7 @@ static void test_shared_lookup(void **state)
     wait_done(&f->loop, r2);
     expect_ok(&f->res, 200, "hello");
     expect_ok(r2, 200, "hello");
-    acr_http_stats_t st;
+    acr__http_stats_t st;
     stats(f, &st);
     assert_int_equal(st.dns_lookups, 1); /* both users waited on one getaddrinfo */
     close_session(&f->loop, s2);
@@ -659,7 +659,7 @@ static void test_idle_memory(void **state)
     print_message("idle user (plain, keep-alive, 1 cookie): %.0f heap bytes in %.1f blocks\n",
                   per_user,
                   (double)(after.allocs - before.allocs - (after.frees - before.frees)) / N);
-    if (per_user < (double)(acr_http_session_size() + acr_http_conn_size()))
+    if (per_user < (double)(sizeof(acr_http_session_t) + sizeof(acr__http_conn_t)))
         fail_msg("%.0f bytes per user is less than its session and connection structs", per_user);
     if (per_user >= 3072) fail_msg("an idle user holds %.0f heap bytes, want < 3072", per_user);
     for (int i = 0; i < N; i++) close_session(&f->loop, ss[i]);
@@ -673,7 +673,7 @@ static void test_trim(void **state)
     (void)state;
     fix_t *f = fix_new(s_hello_cookie, NULL, NULL);
     expect_ok(req(f, "GET", "/first"), 200, "hello");
-    acr_http_stats_t a, b, c, d;
+    acr__http_stats_t a, b, c, d;
     stats(f, &a);
     assert_int_equal(a.conns_opened, 1);
 
@@ -758,11 +758,11 @@ static void test_busy_and_invalid(void **state)
     rq.method = "GET";
     memset(&f->res, 0, sizeof f->res);
     assert_int_equal(acr_http_session_request(f->s, &rq, done_cb, &f->res), 0);
-    assert_true(acr_http_session_busy(f->s));
+    assert_true(f->s->busy);
     result_t other;
     assert_int_equal(acr_http_session_request(f->s, &rq, done_cb, &other), -EBUSY);
     wait_done(&f->loop, &f->res);
-    assert_false(acr_http_session_busy(f->s));
+    assert_false(f->s->busy);
     expect_ok(&f->res, 200, "hello");
     fix_free(f);
 }

@@ -268,7 +268,11 @@ acr__http_conn_t *acr__http_conn_new(acr_http_session_t *s, bool insecure)
         free(c);
         return NULL;
     }
-    uv_tcp_init(s->c->loop, &c->tcp);
+    if (uv_tcp_init(s->c->loop, &c->tcp) < 0) {
+        acr__http_tls_detach(c);
+        free(c);
+        return NULL;
+    }
     c->tcp.data = c;
     llhttp_init(&c->parser, HTTP_RESPONSE, settings());
     c->parser.data = c; /* after llhttp_init, which zeroes it */

@@ -92,17 +92,6 @@ typedef struct acr_http_response {
     const char *url; /**< final URL after redirects */
 } acr_http_response_t;
 
-/** Counters of one client (tests, the cost budget of issue #3). */
-typedef struct acr_http_stats {
-    uint64_t buf_grows;      /**< heap growth events of the client's own buffers */
-    uint64_t conns_opened;   /**< connections created (TCP connects started) */
-    uint64_t conns_reused;   /**< requests sent on an already used keep-alive connection */
-    uint64_t retries;        /**< requests retried once after a stale keep-alive connection */
-    uint64_t dns_lookups;    /**< getaddrinfo calls (cache misses) */
-    uint64_t tls_handshakes; /**< completed TLS handshakes */
-    uint64_t tls_resumed;    /**< ... of which resumed a cached session */
-} acr_http_stats_t;
-
 /** Completion callback. @r and everything it points to are valid only during the call and only
  *  until the callback starts another request on @s (which it may do). It may also close @s. */
 typedef void (*acr_http_done_cb)(acr_http_session_t *s, const acr_http_response_t *r, void *ud);
@@ -115,15 +104,8 @@ acr_http_client_t *acr_http_client_new(uv_loop_t *loop, const acr_http_config_t 
 /** Frees the client; every session must be closed (their close callbacks run) first. */
 void acr_http_client_free(acr_http_client_t *c);
 
-/** Copies the client's counters into @out. */
-void acr_http_client_stats(const acr_http_client_t *c, acr_http_stats_t *out);
-
-/** Bytes of one session and of one connection struct (memory budget reporting). */
-size_t acr_http_session_size(void);
-size_t acr_http_conn_size(void);
-
-/** Creates a session (a user's keep-alive connections + cookie jar). NULL on ENOMEM. Owned by
- *  the caller until acr_http_session_close(). */
+/** Creates a session (a user's keep-alive connections + cookie jar). NULL when out of memory (or
+ *  the loop refuses its timer). Owned by the caller until acr_http_session_close(). */
 acr_http_session_t *acr_http_session_new(acr_http_client_t *c);
 
 /**
@@ -134,9 +116,6 @@ acr_http_session_t *acr_http_session_new(acr_http_client_t *c);
  */
 int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *req,
                              acr_http_done_cb cb, void *ud);
-
-/** True while a request is in flight. */
-bool acr_http_session_busy(const acr_http_session_t *s);
 
 /**
  * Releases the memory an idle session keeps for its next request: the URL, request and

@@ -117,7 +117,6 @@ int acr__http_tls_write(acr__http_conn_t *c, const char *p, size_t n, char *err,
  * UV_EOF at a clean or unclean end of stream, or another negative error (message in @err).
  */
 int acr__http_tls_read(acr__http_conn_t *c, char *out, size_t outlen, char *err, size_t errlen);
-bool acr__http_tls_resumed(const acr__http_conn_t *c);
 
 /* ---- cookies ---- */
 
@@ -139,6 +138,17 @@ int acr__http_cookie_date(const char *s, size_t n, double *out);
 
 /* ---- client, session, connection ---- */
 
+/** Counters of one client: the cost budget of issue #3, which the unit tests assert on. */
+typedef struct acr__http_stats {
+    uint64_t buf_grows;      /**< heap growth events of the client's own buffers */
+    uint64_t conns_opened;   /**< connections created (TCP connects started) */
+    uint64_t conns_reused;   /**< requests sent on an already used keep-alive connection */
+    uint64_t retries;        /**< requests retried once after a stale keep-alive connection */
+    uint64_t dns_lookups;    /**< getaddrinfo calls (cache misses) */
+    uint64_t tls_handshakes; /**< completed TLS handshakes */
+    uint64_t tls_resumed;    /**< ... of which resumed a cached session */
+} acr__http_stats_t;
+
 struct acr_http_client {
     uv_loop_t *loop;
     size_t body_cap;
@@ -149,7 +159,7 @@ struct acr_http_client {
     char *rbuf;   /* ACR__HTTP_READ_BUF, handed to every uv_read; consumed synchronously */
     char *tlsbuf; /* ACR__HTTP_TLS_BUF, decrypted bytes, consumed synchronously */
     unsigned nsessions;
-    acr_http_stats_t stats;
+    acr__http_stats_t stats;
 };
 
 typedef enum acr__http_conn_state {

@@ -64,21 +64,6 @@ void acr_http_client_free(acr_http_client_t *c)
     free(c);
 }
 
-void acr_http_client_stats(const acr_http_client_t *c, acr_http_stats_t *out)
-{
-    *out = c->stats;
-}
-
-size_t acr_http_session_size(void)
-{
-    return sizeof(acr_http_session_t);
-}
-
-size_t acr_http_conn_size(void)
-{
-    return sizeof(acr__http_conn_t);
-}
-
 /* ---- session lifecycle ---- */
 
 acr_http_session_t *acr_http_session_new(acr_http_client_t *c)
@@ -86,15 +71,13 @@ acr_http_session_t *acr_http_session_new(acr_http_client_t *c)
     acr_http_session_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->c = c;
-    uv_timer_init(c->loop, &s->timer);
+    if (uv_timer_init(c->loop, &s->timer) < 0) {
+        free(s);
+        return NULL;
+    }
     s->timer.data = s;
     c->nsessions++;
     return s;
-}
-
-bool acr_http_session_busy(const acr_http_session_t *s)
-{
-    return s->busy;
 }
 
 static void free_session(acr_http_session_t *s)
@@ -627,9 +610,8 @@ int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *re
     s->timeout = req->timeout > 0 ? req->timeout : ACR_HTTP_DEFAULT_TIMEOUT;
     memset(&s->tm, 0, sizeof s->tm);
     s->t_start = uv_hrtime();
-    double tmo = s->timeout * 1000.0;
     uv_update_time(s->c->loop); /* the loop's cached clock may be stale */
-    uv_timer_start(&s->timer, on_timer, tmo > 1e12 ? (uint64_t)1e12 : (uint64_t)(tmo + 0.5), 0);
+    uv_timer_start(&s->timer, on_timer, acr_timer_ms(s->timeout), 0);
     start_hop(s);
     return 0;
 }

@@ -344,8 +344,3 @@ int acr__http_tls_read(acr__http_conn_t *c, char *out, size_t outlen, char *err,
     ERR_clear_error();
     return -EPROTO;
 }
-
-bool acr__http_tls_resumed(const acr__http_conn_t *c)
-{
-    return c->ssl && SSL_session_reused(c->ssl);
-}

@@ -1,7 +1,7 @@
 /*
  * The HTTP client's URLs: absolute URL parsing (http/https, host or [IPv6], port, path+query)
  * and redirect Location resolution. Buffers grow through acr_buf_append_counted, so the growth
- * events count in the client's allocation budget (acr_http_stats_t.buf_grows).
+ * events count in the client's allocation budget (acr__http_stats_t.buf_grows).
  */
 #include <errno.h>
 #include <stdlib.h>
