@@ -44,7 +44,7 @@
 #include <uv.h>
 
 #include "tests/unit/unit_alloc.h"
-#include "worker/http/http.h"
+#include "worker/http/http_internal.h"
 
 #define SRV_MAX_REQS 64
 #define SRV_REQ_MAX 4096
