@@ -122,6 +122,9 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
         return;
     }
     if (seconds >= ACR__IDLE_TRIM_S) acr__lua_http_trim(u);
+    /* The loop's cached clock is from the start of this turn; without the refresh a wait would end
+     * early by the time the turn has already spent (a vDSO clock read, no syscall). */
+    uv_update_time(u->timer.loop);
     uv_timer_start(&u->timer, timer_cb, acr_timer_ms(seconds), 0);
     u->timer_on = true;
 }

@@ -1,7 +1,7 @@
 /*
  * Unit tests for the HTTP client's pure parts: URL parsing and redirect resolution (url.c), the
  * cookie jar and cookie dates (cookies.c), and the connection state machine's transition table
- * (http_conn.c).
+ * (http/conn.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
