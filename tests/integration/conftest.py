@@ -5,6 +5,7 @@ test when a daemon died of something other than the expected exit (how sanitizer
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -31,6 +32,17 @@ def wait_for(predicate, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(0.02)
+
+
+def free_port():
+    """A loopback port that was free a moment ago, for a peer that must know the port before its
+    server exists (so it cannot come from a port file). Another process taking it in between makes
+    the server exit 1 saying so: a failed test, never a false pass."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def read_port_file(path, key):

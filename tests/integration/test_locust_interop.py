@@ -3,9 +3,8 @@ acrida-worker runs Lua users under a stock Locust master (its count stays exact)
 Locust worker runs Python users under an acrida-master (everything it reports is merged)."""
 import csv
 import json
-import socket
 
-from conftest import start_master, Daemon, aggregated, binary, write_scenario
+from conftest import start_master, Daemon, aggregated, binary, free_port, write_scenario
 
 LUA = """
 local acrida = require "acrida"
@@ -18,14 +17,6 @@ class U(FastHttpUser):
     def t(self):
         self.client.get("/")
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def test_acrida_worker_under_a_locust_master(tmp_path, target):

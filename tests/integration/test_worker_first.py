@@ -1,24 +1,14 @@
 """A worker started before its master: its queued client_ready messages must not count as a lost
 report interval (no false `lost_reports`, no exit 4) and the count stays exact."""
 import json
-import socket
 
-from conftest import Daemon, aggregated, binary, run_master, wait_for, write_scenario
+from conftest import (Daemon, aggregated, binary, free_port, run_master, wait_for,
+                      write_scenario)
 
 ONLY_OK = """
 local acrida = require "acrida"
 acrida.user { name = "Ok", tasks = { function(self) self.client:get("/") end } }
 """
-
-
-def free_port():
-    # The worker must know the port before the master exists, so it cannot come from a port file;
-    # another process taking it in between makes the master exit 1 saying so, never a false pass.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_worker_started_before_its_master_loses_nothing(tmp_path, target):
