@@ -8,6 +8,7 @@
 #include "master/master.h"
 
 #include "common/log.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -77,9 +78,8 @@ static int worker_path(char *out, size_t len)
     return 0;
 }
 
-int acr__local_start(acr_master_t *m, int n, const char *argv0)
+int acr__local_start(acr_master_t *m, int n)
 {
-    (void)argv0;
     char path[PATH_MAX + 32];
     int rc = worker_path(path, sizeof path);
     if (rc == 0 && access(path, X_OK) != 0) rc = -errno;

@@ -6,11 +6,15 @@
 #include "master/master.h"
 
 #include "common/log.h"
+#include "common/util.h"
+#include "proto/msg.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define LOCAL_TERM_GRACE_S 10.0 /* local workers at shutdown: SIGTERM, then SIGKILL after this */
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
 {
@@ -33,108 +37,105 @@ static int write_port_file(const acr_master_t *m)
     return rc;
 }
 
-/* Runs the master until the loop ends; returns the exit code. */
-/* Reads the scenario source that acr__registry ships to workers. Returns 0 or -errno (logged). */
-static int read_scenario(acr_master_t *m)
+/* Reads the scenario source the core ships to workers into @b. Returns 0 or -errno (logged). */
+static int read_scenario(const char *path, acr_buf_t *b)
 {
-    const char *path = m->opts->scenario;
-    const char *slash = strrchr(path, '/');
-    m->scenario_name = slash ? slash + 1 : path;
     FILE *f = fopen(path, "rb");
     if (!f) {
         ACR_ERROR("cannot read the scenario %s: %s", path, strerror(errno));
         return -errno;
     }
-    acr_buf_t b = {0};
     char chunk[65536];
     size_t n;
     int rc = 0;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > ACR_MSG_MAX_FRAME / 2) {
+        if (b->len + n > ACR_MSG_MAX_FRAME / 2) {
             ACR_ERROR("the scenario %s is too large to send to workers", path);
             rc = -EFBIG;
             break;
         }
-        if (acr_buf_append(&b, chunk, n) < 0) {
+        if (acr_buf_append(b, chunk, n) < 0) {
             rc = -ENOMEM;
             break;
         }
     }
     if (rc == 0 && ferror(f)) rc = -EIO;
     fclose(f);
-    if (rc < 0) {
-        acr_buf_free(&b);
-        return rc;
-    }
-    m->scenario_src = b.data;
-    m->scenario_len = b.len;
-    return 0;
+    return rc;
 }
 
-static int run(acr_cli_opts_t *opts, acr_user_class_t *classes, size_t nclasses, const char *argv0)
+/* Creates the control core from the options and the scenario. Returns 0 or a negative errno. */
+static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t nclasses)
+{
+    const acr_cli_opts_t *o = m->opts;
+    acr_buf_t src = {0};
+    int rc = read_scenario(o->scenario, &src);
+    if (rc == 0) {
+        const char *slash = strrchr(o->scenario, '/');
+        acr_core_config_t cfg = {
+            .classes = classes,
+            .nclasses = nclasses,
+            .host = o->host,
+            .stop_timeout = o->stop_timeout,
+            .reset_stats = o->reset_stats,
+            .scenario_name = slash ? slash + 1 : o->scenario,
+            .scenario_src = src.data,
+            .scenario_len = src.len,
+        };
+        rc = acr_core_new(m->loop, &cfg, &m->core);
+    }
+    acr_buf_free(&src);
+    return rc;
+}
+
+/* Runs the master until the loop ends; returns the exit code. */
+static int run(acr_cli_opts_t *opts, const acr_user_class_t *classes, size_t nclasses)
 {
     uv_loop_t loop;
-    acr_master_t *m = NULL;
-    int code = ACR_EXIT_FATAL;
+    acr_master_t m = {.loop = &loop, .opts = opts, .exit_code = ACR_EXIT_OK};
     char err[512];
     if (uv_loop_init(&loop) < 0) {
         ACR_ERROR("cannot create the event loop");
         return ACR_EXIT_FATAL;
     }
-    m = calloc(1, sizeof(*m));
-    if (!m) goto out;
-    m->loop = &loop;
-    m->opts = opts;
-    m->classes = classes;
-    m->nclasses = nclasses;
-    m->stats = acr_stats_new(acr_now());
-    if (!m->stats || acr__run_init(m) < 0) goto fail;
-    if (read_scenario(m) < 0) goto fail;
-
-    int rc = acr_zchan_bind(&loop, opts->master_bind_host, opts->master_bind_port,
-                            acr__registry_on_frame, m, &m->chan, &m->bound_port, err, sizeof err);
+    if (core_create(&m, classes, nclasses) < 0) goto fail;
+    int rc = acr_core_listen(m.core, opts->master_bind_host, opts->master_bind_port, &m.bound_port,
+                             err, sizeof err);
     if (rc < 0) {
         ACR_ERROR("The acrida master port (%s:%d) is not available: %s", opts->master_bind_host,
                   opts->master_bind_port, err);
         goto fail;
     }
-    ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
+    ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m.bound_port);
     if (!loopback(opts->master_bind_host))
         ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
                  "authentication: any host that can reach it can join as a worker ***",
-                 opts->master_bind_host, m->bound_port);
+                 opts->master_bind_host, m.bound_port);
     if (opts->html) ACR_WARN("--html is not supported yet: no HTML report will be written");
-    if (opts->port_file && write_port_file(m) < 0) goto fail;
-    if (acr__registry_start(m) < 0) goto fail;
-    if (opts->local_workers > 0 && acr__local_start(m, opts->local_workers, argv0) < 0) goto fail;
-    if (acr__headless_start(m) < 0) goto fail;
+    if (opts->port_file && write_port_file(&m) < 0) goto fail;
+    if (opts->local_workers > 0 && acr__local_start(&m, opts->local_workers) < 0) goto fail;
+    if (acr__headless_start(&m, &m.headless) < 0) goto fail;
     uv_run(&loop, UV_RUN_DEFAULT);
-    code = m->exit_code;
     goto out;
 fail:
-    code = ACR_EXIT_FATAL;
-    if (m) acr__master_shutdown(m);
+    m.exit_code = ACR_EXIT_FATAL;
+    acr__master_shutdown(&m);
 out:
-    if (m && m->chan) {
-        acr_zchan_close(m->chan, NULL, NULL);
-        m->chan = NULL;
-    }
+    if (m.core) acr_core_close(m.core);
     uv_walk(&loop, close_walk_cb, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) ACR_WARN("event loop closed with open handles");
-    if (m) {
-        acr__local_free(m);
-        acr__run_free(m);
-        acr__registry_free(m);
-        acr__headless_free_snapshot(m);
-        acr__agg_free(m);
-        if (m->history_csv) fclose(m->history_csv);
-        acr_stats_free(m->stats);
-        free(m->scenario_src);
-        acr_buf_free(&m->sendbuf);
-        free(m);
-    }
-    return code;
+    acr__local_free(&m);
+    acr__headless_free(m.headless);
+    acr_core_free(m.core);
+    return m.exit_code;
+}
+
+void acr__master_shutdown(acr_master_t *m)
+{
+    if (m->core) acr_core_close(m->core);
+    acr__headless_close(m->headless);
+    acr__local_stop(m, LOCAL_TERM_GRACE_S);
 }
 
 int main(int argc, char **argv)
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    code = run(&opts, classes, nclasses, argv[0]);
+    code = run(&opts, classes, nclasses);
     acr_scenario_classes_free(classes, nclasses);
 out:
     acr_log_close();

@@ -4,7 +4,7 @@
  *   /usr/bin/python3 tests/unit/gen_dispatch_expected.py --check tests/unit/test_dispatch.c
  * which prints them and fails if this file differs.
  */
-#include "master/dispatch.c" /* the dispatcher's state, for the test-only views below */
+#include "master/core/dispatch.c" /* the dispatcher's state, for the test-only views below */
 
 #include <errno.h>
 #include <setjmp.h>

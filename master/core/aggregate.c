@@ -6,10 +6,11 @@
  * its final report, lost its last interval. Every gap is logged as "worker X: report N missing
  * (lost interval)".
  */
-#include "master/master.h"
+#include "master/core/core_int.h"
 
 #include "common/log.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -17,24 +18,26 @@
 #define WINDOW_SLOTS 12 /* seconds kept; the window read is the last 10 */
 #define WINDOW_SECONDS 10
 
+static void window_free(acr_core_t *c);
+
 /* Adds a report's Aggregated histogram to the slot of the current second. */
-static void window_add(acr_master_t *m, const acr_stats_t *delta)
+static void window_add(acr_core_t *c, const acr_stats_t *delta)
 {
-    if (!m->window) {
-        m->window = calloc(WINDOW_SLOTS, sizeof(*m->window));
-        m->window_sum = malloc(sizeof(*m->window_sum));
-        if (!m->window || !m->window_sum) {
+    if (!c->agg.window) {
+        c->agg.window = calloc(WINDOW_SLOTS, sizeof(*c->agg.window));
+        c->agg.window_sum = malloc(sizeof(*c->agg.window_sum));
+        if (!c->agg.window || !c->agg.window_sum) {
             ACR_ERROR("out of memory for the current-percentile window");
-            acr__agg_free(m);
+            window_free(c);
             return;
         }
         for (size_t i = 0; i < WINDOW_SLOTS; i++) {
-            m->window[i].sec = INT64_MIN;
-            acr_hist_reset(&m->window[i].hist);
+            c->agg.window[i].sec = INT64_MIN;
+            acr_hist_reset(&c->agg.window[i].hist);
         }
     }
     int64_t sec = (int64_t)acr_now();
-    struct acr_agg_slot *slot = &m->window[(uint64_t)sec % WINDOW_SLOTS];
+    struct acr_agg_slot *slot = &c->agg.window[(uint64_t)sec % WINDOW_SLOTS];
     if (slot->sec != sec) {
         slot->sec = sec;
         acr_hist_reset(&slot->hist);
@@ -42,40 +45,53 @@ static void window_add(acr_master_t *m, const acr_stats_t *delta)
     acr_hist_merge(&slot->hist, &acr_stats_total((acr_stats_t *)delta)->hist);
 }
 
-const acr_hist_t *acr__agg_current(acr_master_t *m)
+const acr_hist_t *acr__agg_current(acr_core_t *c)
 {
-    if (!m->window) return NULL;
+    if (!c->agg.window) return NULL;
     int64_t now = (int64_t)acr_now();
-    acr_hist_reset(m->window_sum);
+    acr_hist_reset(c->agg.window_sum);
     for (size_t i = 0; i < WINDOW_SLOTS; i++)
-        if (m->window[i].sec > now - WINDOW_SECONDS && m->window[i].sec <= now)
-            acr_hist_merge(m->window_sum, &m->window[i].hist);
-    return m->window_sum;
+        if (c->agg.window[i].sec > now - WINDOW_SECONDS && c->agg.window[i].sec <= now)
+            acr_hist_merge(c->agg.window_sum, &c->agg.window[i].hist);
+    return c->agg.window_sum;
 }
 
-void acr__agg_free(acr_master_t *m)
+static void window_free(acr_core_t *c)
 {
-    free(m->window);
-    free(m->window_sum);
-    m->window = NULL;
-    m->window_sum = NULL;
+    free(c->agg.window);
+    free(c->agg.window_sum);
+    c->agg.window = NULL;
+    c->agg.window_sum = NULL;
 }
 
-/* Adds @n lost intervals to the run's total and to the worker's node id (m->indexes outlives the
- * registry entry, so a worker that quit or was removed still has its row in the CSV). */
-static void count_lost(acr_master_t *m, const acr_mworker_t *w, uint64_t n)
+int acr__agg_init(acr_core_t *c)
 {
-    m->lost_reports += n;
-    if (w->index >= 0 && (size_t)w->index < m->nindexes) m->indexes[w->index].lost += n;
+    c->agg.stats = acr_stats_new(acr_now());
+    return c->agg.stats ? 0 : -ENOMEM;
 }
 
-void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, acr_msg_t *msg)
+void acr__agg_free(acr_core_t *c)
 {
-    if (msg->stats && acr_stats_merge(m->stats, msg->stats) < 0)
+    window_free(c);
+    acr_stats_free(c->agg.stats);
+    c->agg.stats = NULL;
+}
+
+/* Adds @n lost intervals to the run's total and to the worker's node id (c->reg.indexes outlives
+ * the registry entry, so a worker that quit or was removed still has its row in the CSV). */
+static void count_lost(acr_core_t *c, const acr_mworker_t *w, uint64_t n)
+{
+    c->agg.lost_reports += n;
+    if (w->index >= 0 && (size_t)w->index < c->reg.nindexes) c->reg.indexes[w->index].lost += n;
+}
+
+void acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, const char *node_id, acr_msg_t *msg)
+{
+    if (msg->stats && acr_stats_merge(c->agg.stats, msg->stats) < 0)
         ACR_ERROR("out of memory merging the report of worker %s", node_id);
     else if (msg->stats)
-        m->reports_merged++;
-    if (msg->stats) window_add(m, msg->stats);
+        c->agg.reports_merged++;
+    if (msg->stats) window_add(c, msg->stats);
     if (!w) {
         ACR_INFO("Discarded report from unrecognized worker %s", node_id);
         return;
@@ -91,7 +107,7 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
             if (missing > MAX_GAP_LINES)
                 ACR_WARN("worker %s: %" PRId64 " more reports missing", w->id,
                          missing - MAX_GAP_LINES);
-            count_lost(m, w, (uint64_t)missing);
+            count_lost(c, w, (uint64_t)missing);
         } else if (w->last_seq >= 0 && msg->seq <= w->last_seq) {
             ACR_WARN("worker %s: report %" PRId64 " arrived out of order (last was %" PRId64 ")",
                      w->id, msg->seq, w->last_seq);
@@ -100,21 +116,21 @@ void acr__agg_on_stats(acr_master_t *m, acr_mworker_t *w, const char *node_id, a
     }
     if (msg->final)
         w->gap_open = false;
-    else if (acr__run_active(m) && msg->seq >= 0)
+    else if (acr__run_active(c) && msg->seq >= 0)
         w->gap_open = true;
     if (msg->final) w->final_seen = true;
     acr__worker_set_classes(w, msg->classes, msg->nclasses);
 }
 
-void acr__agg_on_exception(acr_master_t *m, const char *node_id, const acr_msg_t *msg)
+void acr__agg_on_exception(acr_core_t *c, const char *node_id, const acr_msg_t *msg)
 {
     uint64_t n = msg->exc_count ? msg->exc_count : 1;
-    if (acr_stats_add_exception(m->stats, msg->exc_msg ? msg->exc_msg : "",
+    if (acr_stats_add_exception(c->agg.stats, msg->exc_msg ? msg->exc_msg : "",
                                 msg->exc_traceback ? msg->exc_traceback : "", node_id, n) < 0)
         ACR_ERROR("out of memory recording an exception from worker %s", node_id);
 }
 
-void acr__agg_close_gap(acr_master_t *m, acr_mworker_t *w, const char *why)
+void acr__agg_close_gap(acr_core_t *c, acr_mworker_t *w, const char *why)
 {
     if (!w->gap_open) return;
     w->gap_open = false;
@@ -123,20 +139,20 @@ void acr__agg_close_gap(acr_master_t *m, acr_mworker_t *w, const char *why)
         ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, w->last_seq + 1);
     else
         ACR_WARN("worker %s: its first report is missing (lost interval)", w->id);
-    count_lost(m, w, 1);
+    count_lost(c, w, 1);
 }
 
-void acr__agg_test_start(acr_master_t *m)
+void acr__agg_test_start(acr_core_t *c)
 {
     double now = acr_now();
-    acr_stats_clear(m->stats, now);
-    m->lost_reports = 0;
-    for (size_t i = 0; i < m->nindexes; i++) m->indexes[i].lost = 0;
-    m->reports_merged = 0;
-    if (m->window)
-        for (size_t i = 0; i < WINDOW_SLOTS; i++) m->window[i].sec = INT64_MIN;
-    for (size_t i = 0; i < m->nworkers; i++) {
-        m->workers[i]->gap_open = false;
-        m->workers[i]->final_seen = false;
+    acr_stats_clear(c->agg.stats, now);
+    c->agg.lost_reports = 0;
+    for (size_t i = 0; i < c->reg.nindexes; i++) c->reg.indexes[i].lost = 0;
+    c->agg.reports_merged = 0;
+    if (c->agg.window)
+        for (size_t i = 0; i < WINDOW_SLOTS; i++) c->agg.window[i].sec = INT64_MIN;
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        c->reg.workers[i]->gap_open = false;
+        c->reg.workers[i]->final_seen = false;
     }
 }

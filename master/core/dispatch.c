@@ -4,7 +4,7 @@
  * (`_user_gen`) keeps its fixed-loop flags, and the two endless cycles are precomputed sequences
  * with a position.
  */
-#include "master/dispatch.h"
+#include "master/core/dispatch.h"
 
 #include <errno.h>
 #include <math.h>

@@ -6,7 +6,7 @@
  * over the others at once. Messages from unknown nodes never crash anything: stats are merged
  * (as Locust), the rest is logged and ignored.
  */
-#include "master/master.h"
+#include "master/core/core_int.h"
 
 #include "common/log.h"
 #include "proto/proto.h"
@@ -53,42 +53,43 @@ static bool valid_id(const char *p, size_t n)
     return true;
 }
 
-acr_mworker_t *acr__registry_find(acr_master_t *m, const char *id)
+acr_mworker_t *acr__registry_find(acr_core_t *c, const char *id)
 {
     if (!id) return NULL;
-    for (size_t i = 0; i < m->nworkers; i++)
-        if (strcmp(m->workers[i]->id, id) == 0) return m->workers[i];
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        if (strcmp(c->reg.workers[i]->id, id) == 0) return c->reg.workers[i];
     return NULL;
 }
 
-size_t acr__registry_live(const acr_master_t *m)
+size_t acr__registry_live(const acr_core_t *c)
 {
     size_t n = 0;
-    for (size_t i = 0; i < m->nworkers; i++)
-        if (m->workers[i]->state != ACR_WORKER_MISSING) n++;
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        if (c->reg.workers[i]->state != ACR_WORKER_MISSING) n++;
     return n;
 }
 
-size_t acr__registry_ready(const acr_master_t *m)
+size_t acr__registry_ready(const acr_core_t *c)
 {
     size_t n = 0;
-    for (size_t i = 0; i < m->nworkers; i++)
-        if (m->workers[i]->state == ACR_WORKER_READY) n++;
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        if (c->reg.workers[i]->state == ACR_WORKER_READY) n++;
     return n;
 }
 
-static long worker_users(const acr_mworker_t *w)
+long acr__worker_users(const acr_mworker_t *w)
 {
     long n = 0;
     for (size_t c = 0; c < w->nclasses; c++) n += (long)w->classes[c].count;
     return n;
 }
 
-long acr__registry_user_count(const acr_master_t *m)
+long acr__registry_user_count(const acr_core_t *c)
 {
     long n = 0;
-    for (size_t i = 0; i < m->nworkers; i++) {
-        if (m->workers[i]->state != ACR_WORKER_MISSING) n += worker_users(m->workers[i]);
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        if (c->reg.workers[i]->state != ACR_WORKER_MISSING)
+            n += acr__worker_users(c->reg.workers[i]);
     }
     return n;
 }
@@ -101,20 +102,22 @@ static void classes_free(acr_mworker_t *w)
     w->nclasses = 0;
 }
 
-void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *c, size_t n)
+void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *cc, size_t n)
 {
     classes_free(w);
     if (n == 0) return;
     w->classes = calloc(n, sizeof(*w->classes));
     if (!w->classes) return;
     for (size_t i = 0; i < n; i++) {
-        w->classes[i].name = strdup(c[i].name ? c[i].name : "");
+        w->classes[i].name = strdup(cc[i].name ? cc[i].name : "");
         if (!w->classes[i].name) {
             w->nclasses = i;
             return;
         }
         /* a worker's counts are untrusted: bounded so that sums over workers cannot overflow */
-        w->classes[i].count = c[i].count < 0 ? 0 : c[i].count > INT32_MAX ? INT32_MAX : c[i].count;
+        w->classes[i].count = cc[i].count < 0           ? 0
+                              : cc[i].count > INT32_MAX ? INT32_MAX
+                                                        : cc[i].count;
     }
     w->nclasses = n;
 }
@@ -129,94 +132,94 @@ static void worker_free(acr_mworker_t *w)
     free(w);
 }
 
-static void registry_remove(acr_master_t *m, acr_mworker_t *w)
+static void registry_remove(acr_core_t *c, acr_mworker_t *w)
 {
-    for (size_t i = 0; i < m->nworkers; i++)
-        if (m->workers[i] == w) {
-            memmove(&m->workers[i], &m->workers[i + 1],
-                    (m->nworkers - i - 1) * sizeof(*m->workers));
-            m->nworkers--;
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        if (c->reg.workers[i] == w) {
+            memmove(&c->reg.workers[i], &c->reg.workers[i + 1],
+                    (c->reg.nworkers - i - 1) * sizeof(*c->reg.workers));
+            c->reg.nworkers--;
             break;
         }
     worker_free(w);
 }
 
-static int64_t index_of(acr_master_t *m, const char *id)
+static int64_t index_of(acr_core_t *c, const char *id)
 {
-    for (size_t i = 0; i < m->nindexes; i++)
-        if (strcmp(m->indexes[i].id, id) == 0) return m->indexes[i].index;
-    if (m->nindexes == m->capindexes) {
-        size_t nc = m->capindexes ? m->capindexes * 2 : 16;
-        void *p = realloc(m->indexes, nc * sizeof(*m->indexes));
+    for (size_t i = 0; i < c->reg.nindexes; i++)
+        if (strcmp(c->reg.indexes[i].id, id) == 0) return c->reg.indexes[i].index;
+    if (c->reg.nindexes == c->reg.capindexes) {
+        size_t nc = c->reg.capindexes ? c->reg.capindexes * 2 : 16;
+        void *p = realloc(c->reg.indexes, nc * sizeof(*c->reg.indexes));
         if (!p) return -1;
-        m->indexes = p;
-        m->capindexes = nc;
+        c->reg.indexes = p;
+        c->reg.capindexes = nc;
     }
     char *dup = strdup(id);
     if (!dup) return -1;
-    int64_t idx = (int64_t)m->nindexes;
-    m->indexes[m->nindexes++] = (struct acr_index_entry){dup, idx, 0};
+    int64_t idx = (int64_t)c->reg.nindexes;
+    c->reg.indexes[c->reg.nindexes++] = (struct acr_index_entry){dup, idx, 0};
     return idx;
 }
 
-void acr__registry_send_buf(acr_master_t *m, const char *id)
+void acr__registry_send_buf(acr_core_t *c, const char *id)
 {
-    if (!m->chan) return;
-    int rc = acr_zchan_send(m->chan, id, strlen(id), m->sendbuf.data, m->sendbuf.len);
+    if (!c->chan) return;
+    int rc = acr_zchan_send(c->chan, id, strlen(id), c->sendbuf.data, c->sendbuf.len);
     if (rc < 0 && rc != -EHOSTUNREACH) ACR_DEBUG("send to worker %s failed: %s", id, strerror(-rc));
 }
 
-void acr__registry_send_nil(acr_master_t *m, const char *type, const char *id)
+void acr__registry_send_nil(acr_core_t *c, const char *type, const char *id)
 {
-    acr_buf_reset(&m->sendbuf);
-    if (acr_msg_encode_nil(&m->sendbuf, type, id) < 0) {
+    acr_buf_reset(&c->sendbuf);
+    if (acr_msg_encode_nil(&c->sendbuf, type, id) < 0) {
         ACR_ERROR("out of memory encoding '%s'", type);
         return;
     }
-    acr__registry_send_buf(m, id);
+    acr__registry_send_buf(c, id);
 }
 
 /* ---- message handlers ---- */
 
-static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
+static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
 {
-    int64_t idx = index_of(m, id);
+    int64_t idx = index_of(c, id);
     if (idx < 0) {
         ACR_ERROR("out of memory registering worker %s", id);
         return;
     }
     const char *version = msg->version ? msg->version : "";
     bool acrida = strncmp(version, "acrida/", 7) == 0;
-    acr_buf_reset(&m->sendbuf);
-    if (acr_msg_encode_ack(&m->sendbuf, idx, acrida, id) < 0) {
+    acr_buf_reset(&c->sendbuf);
+    if (acr_msg_encode_ack(&c->sendbuf, idx, acrida, id) < 0) {
         ACR_ERROR("out of memory encoding ack");
         return;
     }
-    acr__registry_send_buf(m, id);
-    if (acrida && m->scenario_src) {
-        acr_buf_reset(&m->sendbuf);
-        if (acr_msg_encode_scenario(&m->sendbuf, m->scenario_name, m->scenario_src, m->scenario_len,
-                                    id) < 0) {
+    acr__registry_send_buf(c, id);
+    if (acrida && c->cfg.scenario_src) {
+        acr_buf_reset(&c->sendbuf);
+        if (acr_msg_encode_scenario(&c->sendbuf, c->cfg.scenario_name, c->cfg.scenario_src,
+                                    c->cfg.scenario_len, id) < 0) {
             ACR_ERROR("out of memory encoding the scenario");
             return;
         }
-        acr__registry_send_buf(m, id);
+        acr__registry_send_buf(c, id);
     }
 
-    acr_mworker_t *w = acr__registry_find(m, id);
+    acr_mworker_t *w = acr__registry_find(c, id);
     bool replaced = w != NULL, returned = w && w->stopped_since_ready;
     if (w) {
-        if (acr__run_active(m)) acr__agg_close_gap(m, w, "re-registered");
+        if (acr__run_active(c)) acr__agg_close_gap(c, w, "re-registered");
         classes_free(w);
         free(w->version);
         w->version = NULL;
     } else {
-        if (m->nworkers == m->capworkers) {
-            size_t nc = m->capworkers ? m->capworkers * 2 : 16;
-            void *p = realloc(m->workers, nc * sizeof(*m->workers));
+        if (c->reg.nworkers == c->reg.capworkers) {
+            size_t nc = c->reg.capworkers ? c->reg.capworkers * 2 : 16;
+            void *p = realloc(c->reg.workers, nc * sizeof(*c->reg.workers));
             if (!p) goto nomem;
-            m->workers = p;
-            m->capworkers = nc;
+            c->reg.workers = p;
+            c->reg.capworkers = nc;
         }
         w = calloc(1, sizeof(*w));
         if (!w) goto nomem;
@@ -227,7 +230,7 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
             worker_free(w);
             goto nomem;
         }
-        m->workers[m->nworkers++] = w;
+        c->reg.workers[c->reg.nworkers++] = w;
     }
     w->version = strdup(version);
     w->index = idx;
@@ -239,7 +242,7 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
     w->spawns_sent = w->spawns_done = 0;
     /* a worker that re-registers during a stop has stopped; one during quit gets quit again */
     w->stop_pending = false;
-    if (w->quit_pending) acr__registry_send_nil(m, "quit", id);
+    if (w->quit_pending) acr__registry_send_nil(c, "quit", id);
     w->stopped_since_ready = false;
     /* after a stop a worker answers client_stopped then client_ready (as Locust's): that is its
      * normal return to ready, not a re-registration */
@@ -248,9 +251,9 @@ static void on_client_ready(acr_master_t *m, const char *id, acr_msg_t *msg)
              returned   ? "is ready again after the stop"
              : replaced ? "re-registered"
                         : "reported as ready",
-             acr__registry_live(m));
-    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING)
-        acr__run_workers_changed(m, w, NULL);
+             acr__registry_live(c));
+    if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING)
+        acr__run_workers_changed(c, w, NULL);
     return;
 nomem:
     ACR_ERROR("out of memory registering worker %s", id);
@@ -274,7 +277,7 @@ static bool parse_state(const char *s, acr_worker_state_t *out)
     return false;
 }
 
-static void on_heartbeat(acr_master_t *m, acr_mworker_t *w, acr_msg_t *msg)
+static void on_heartbeat(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
     if (!w) {
         ACR_DEBUG("heartbeat from unknown worker %s ignored", msg->node_id);
@@ -292,14 +295,14 @@ static void on_heartbeat(acr_master_t *m, acr_mworker_t *w, acr_msg_t *msg)
         w->state = st;
         ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", w->id,
                  acr_worker_state_name(st));
-        if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING)
-            acr__run_workers_changed(m, w, NULL);
+        if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING)
+            acr__run_workers_changed(c, w, NULL);
         return;
     }
     w->state = st;
 }
 
-static void on_client_stopped(acr_master_t *m, acr_mworker_t *w, const char *node_id)
+static void on_client_stopped(acr_core_t *c, acr_mworker_t *w, const char *node_id)
 {
     if (!w) {
         ACR_WARN("client_stopped from unknown worker %s ignored", node_id);
@@ -310,35 +313,35 @@ static void on_client_stopped(acr_master_t *m, acr_mworker_t *w, const char *nod
     w->stopped_msg = true;
     w->stopped_since_ready = true;
     w->stopped_at = acr_mono_s();
-    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
+    if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
         ACR_WARN("worker %s stopped its users during the test", w->id);
-        acr__run_workers_changed(m, NULL, w->id);
+        acr__run_workers_changed(c, NULL, w->id);
     }
 }
 
-static void on_quit(acr_master_t *m, acr_mworker_t *w, const char *node_id)
+static void on_quit(acr_core_t *c, acr_mworker_t *w, const char *node_id)
 {
     if (!w) {
         ACR_DEBUG("quit from unknown worker %s ignored", node_id);
         return;
     }
     bool was_live = w->state != ACR_WORKER_MISSING;
-    if (acr__run_active(m)) acr__agg_close_gap(m, w, "quit without a final report");
+    if (acr__run_active(c)) acr__agg_close_gap(c, w, "quit without a final report");
     char *id = strdup(w->id);
-    ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(m) - was_live);
-    registry_remove(m, w);
+    ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(c) - was_live);
+    registry_remove(c, w);
     if (!id) return;
-    if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
-        acr__run_workers_changed(m, NULL, id);
-        if (acr__registry_live(m) == 0) {
+    if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
+        acr__run_workers_changed(c, NULL, id);
+        if (acr__registry_live(c) == 0) {
             ACR_INFO("The last worker quit, stopping test.");
-            acr__headless_last_worker_quit(m);
+            acr__run_stop(c);
         }
     }
     free(id);
 }
 
-static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t *msg)
+static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *msg)
 {
     char pid[NODE_ID_BUF * 4 + 8];
     acr_mworker_t *w = NULL;
@@ -349,26 +352,26 @@ static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t
     memcpy(id, peer, peer_len);
     id[peer_len] = 0;
     if (msg->type == ACR_MSG_CLIENT_READY) {
-        on_client_ready(m, id, msg);
+        on_client_ready(c, id, msg);
         return;
     }
     if (msg->node_id && *msg->node_id && strcmp(msg->node_id, id) != 0) {
-        m->malformed++;
+        c->reg.malformed++;
         printable(peer, peer_len, pid, sizeof pid);
         ACR_WARN("dropped malformed frame from %s: %s names another node id", pid,
                  msg->type_name ? msg->type_name : "message");
         return;
     }
     const char *nid = id;
-    w = acr__registry_find(m, nid);
+    w = acr__registry_find(c, nid);
     if (w && w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
     switch (msg->type) {
     case ACR_MSG_HEARTBEAT:
         if (w) w->last_seen = acr_mono_s();
-        on_heartbeat(m, w, msg);
+        on_heartbeat(c, w, msg);
         break;
     case ACR_MSG_STATS:
-        acr__agg_on_stats(m, w, nid, msg);
+        acr__agg_on_stats(c, w, nid, msg);
         break;
     case ACR_MSG_SPAWNING:
         if (!w) {
@@ -388,16 +391,16 @@ static void handle(acr_master_t *m, const char *peer, size_t peer_len, acr_msg_t
         /* From here the worker runs users, so it owes reports until a final one. Not from the
          * spawn on: a worker that re-registers before it took the spawn (a client_ready queued
          * while the master was not up yet) had no users and lost nothing. */
-        if (w->acrida && acr__run_active(m) && worker_users(w) > 0) w->gap_open = true;
+        if (w->acrida && acr__run_active(c) && acr__worker_users(w) > 0) w->gap_open = true;
         break;
     case ACR_MSG_CLIENT_STOPPED:
-        on_client_stopped(m, w, nid);
+        on_client_stopped(c, w, nid);
         break;
     case ACR_MSG_QUIT:
-        on_quit(m, w, nid);
+        on_quit(c, w, nid);
         break;
     case ACR_MSG_EXCEPTION:
-        acr__agg_on_exception(m, nid, msg);
+        acr__agg_on_exception(c, nid, msg);
         break;
     case ACR_MSG_CUSTOM:
         printable(nid, strlen(nid), pid, sizeof pid);
@@ -416,40 +419,39 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
                             size_t len, void *ud)
 {
     (void)ch;
-    acr_master_t *m = ud;
+    acr_core_t *c = ud;
     char pid[NODE_ID_BUF * 4 + 8];
     char err[256];
     acr_msg_t msg;
     if (!peer || !valid_id(peer, peer_len)) {
         printable(peer ? peer : "", peer ? (peer_len > 64 ? 64 : peer_len) : 0, pid, sizeof pid);
-        m->malformed++;
+        c->reg.malformed++;
         ACR_WARN("dropped malformed frame from %s: routing id is not a printable node id", pid);
         return;
     }
     int rc = acr_msg_decode(data, len, &msg, err, sizeof err);
     if (rc < 0) {
         printable(peer, peer_len, pid, sizeof pid);
-        m->malformed++;
+        c->reg.malformed++;
         ACR_WARN("dropped malformed frame from %s: %s", pid, rc == -ENOMEM ? "out of memory" : err);
         return;
     }
-    handle(m, peer, peer_len, &msg);
+    handle(c, peer, peer_len, &msg);
     acr_msg_free(&msg);
-    acr__run_check(m);
-    acr__headless_check(m);
+    acr__core_after_input(c);
 }
 
 /* ---- liveness ---- */
 
 static void liveness_tick(uv_timer_t *t)
 {
-    acr_master_t *m = acr_container_of(t, acr_master_t, liveness_timer);
-    bool beat = (m->liveness_ticks++ % HEARTBEAT_EVERY_TICKS) == 0;
+    acr_core_t *c = acr_container_of(t, acr_core_t, reg.liveness_timer);
+    bool beat = (c->reg.liveness_ticks++ % HEARTBEAT_EVERY_TICKS) == 0;
     double now = acr_mono_s();
-    for (size_t i = 0; i < m->nworkers;) {
-        acr_mworker_t *w = m->workers[i];
+    for (size_t i = 0; i < c->reg.nworkers;) {
+        acr_mworker_t *w = c->reg.workers[i];
         if (beat && w->acrida && w->state != ACR_WORKER_MISSING)
-            acr__registry_send_nil(m, "heartbeat", w->id);
+            acr__registry_send_nil(c, "heartbeat", w->id);
         if (w->state != ACR_WORKER_MISSING && now - w->last_seen > MISSING_AFTER_S) {
             ACR_INFO("Worker %s failed to send heartbeat, setting state to missing.", w->id);
             w->state = ACR_WORKER_MISSING;
@@ -457,40 +459,40 @@ static void liveness_tick(uv_timer_t *t)
             if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
             w->stop_pending = false;
             w->quit_pending = false;
-            if (m->state == ACR_RUN_SPAWNING || m->state == ACR_RUN_RUNNING) {
-                acr__run_workers_changed(m, NULL, w->id);
-                if (acr__registry_live(m) == 0)
+            if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
+                acr__run_workers_changed(c, NULL, w->id);
+                if (acr__registry_live(c) == 0)
                     ACR_WARN("The last worker went missing; the test goes on when workers "
                              "reconnect");
             }
         } else if (w->state == ACR_WORKER_MISSING &&
                    now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
             ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
-            if (acr__run_active(m)) acr__agg_close_gap(m, w, "removed while missing");
-            registry_remove(m, w);
+            if (acr__run_active(c)) acr__agg_close_gap(c, w, "removed while missing");
+            registry_remove(c, w);
             continue;
         }
         i++;
     }
-    acr__run_check(m);
-    acr__headless_check(m);
+    acr__core_after_input(c);
 }
 
-int acr__registry_start(acr_master_t *m)
+int acr__registry_start(acr_core_t *c)
 {
-    int rc = uv_timer_init(m->loop, &m->liveness_timer);
+    int rc = uv_timer_init(c->loop, &c->reg.liveness_timer);
     if (rc < 0) return rc;
-    return uv_timer_start(&m->liveness_timer, liveness_tick, LIVENESS_TICK_MS, LIVENESS_TICK_MS);
+    return uv_timer_start(&c->reg.liveness_timer, liveness_tick, LIVENESS_TICK_MS,
+                          LIVENESS_TICK_MS);
 }
 
-void acr__registry_free(acr_master_t *m)
+void acr__registry_free(acr_core_t *c)
 {
-    for (size_t i = 0; i < m->nworkers; i++) worker_free(m->workers[i]);
-    free(m->workers);
-    m->workers = NULL;
-    m->nworkers = m->capworkers = 0;
-    for (size_t i = 0; i < m->nindexes; i++) free(m->indexes[i].id);
-    free(m->indexes);
-    m->indexes = NULL;
-    m->nindexes = m->capindexes = 0;
+    for (size_t i = 0; i < c->reg.nworkers; i++) worker_free(c->reg.workers[i]);
+    free(c->reg.workers);
+    c->reg.workers = NULL;
+    c->reg.nworkers = c->reg.capworkers = 0;
+    for (size_t i = 0; i < c->reg.nindexes; i++) free(c->reg.indexes[i].id);
+    free(c->reg.indexes);
+    c->reg.indexes = NULL;
+    c->reg.nindexes = c->reg.capindexes = 0;
 }

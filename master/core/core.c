@@ -1,0 +1,302 @@
+/*
+ * The control core's public API (core.h): its lifecycle, the subscribers every state change goes
+ * to, the front-ends' commands (start, edit, stop, reset) checked and passed to the run state
+ * machine (run.c), snapshots copied out of the registry and the aggregation, and the quit that
+ * ends the master's work with its workers. Events are delivered synchronously, in subscription
+ * order, after the core's own state is consistent.
+ */
+#include "master/core/core_int.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUIT_WAIT_MS 5000 /* how long the workers get to answer `quit` */
+
+void acr__core_emit(acr_core_t *c, const acr_core_event_t *ev)
+{
+    for (size_t i = 0; i < c->nsubs; i++) c->subs[i].fn(c, ev, c->subs[i].ud);
+}
+
+static void quit_done(acr_core_t *c)
+{
+    if (c->quit_done) return;
+    c->quit_done = true;
+    uv_timer_stop(&c->quit_timer);
+    acr__core_emit(c, &(acr_core_event_t){.type = ACR_CORE_EV_QUIT_DONE});
+}
+
+static void check_quit(acr_core_t *c)
+{
+    if (!c->quitting || c->quit_done) return;
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        const acr_mworker_t *w = c->reg.workers[i];
+        if (w->quit_pending && w->state != ACR_WORKER_MISSING) return;
+    }
+    quit_done(c);
+}
+
+void acr__core_after_input(acr_core_t *c)
+{
+    acr__run_check(c);
+    check_quit(c);
+    acr__core_emit(c, &(acr_core_event_t){.type = ACR_CORE_EV_WORKERS});
+}
+
+int acr_core_new(uv_loop_t *loop, const acr_core_config_t *cfg, acr_core_t **out)
+{
+    *out = NULL;
+    if (!cfg->classes || cfg->nclasses == 0) return -EINVAL;
+    acr_core_t *c = calloc(1, sizeof(*c));
+    if (!c) return -ENOMEM;
+    c->loop = loop;
+    c->cfg = *cfg;
+    c->cfg.scenario_src = NULL;
+    int rc = -ENOMEM;
+    if (cfg->scenario_src) {
+        char *src = malloc(cfg->scenario_len ? cfg->scenario_len : 1);
+        if (!src) goto fail;
+        memcpy(src, cfg->scenario_src, cfg->scenario_len);
+        c->cfg.scenario_src = src;
+    }
+    rc = acr__agg_init(c);
+    if (rc == 0) rc = acr__run_init(c);
+    if (rc == 0) rc = uv_timer_init(loop, &c->quit_timer);
+    if (rc < 0) goto fail;
+    *out = c;
+    return 0;
+fail:
+    /* handles initialised so far are closed; the memory then goes with the loop's last turn */
+    acr_core_close(c);
+    uv_run(loop, UV_RUN_NOWAIT);
+    acr_core_free(c);
+    return rc;
+}
+
+int acr_core_listen(acr_core_t *c, const char *host, int port, int *bound_port, char *err,
+                    size_t errlen)
+{
+    int rc = acr_zchan_bind(c->loop, host, port, acr__registry_on_frame, c, &c->chan, bound_port,
+                            err, errlen);
+    if (rc < 0) return rc;
+    rc = acr__registry_start(c);
+    if (rc < 0) snprintf(err, errlen, "liveness timer: %s", uv_strerror(rc));
+    return rc;
+}
+
+int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud)
+{
+    if (c->nsubs == ACR__CORE_MAX_SUBS) return -ENOSPC;
+    c->subs[c->nsubs].fn = fn;
+    c->subs[c->nsubs].ud = ud;
+    c->nsubs++;
+    return 0;
+}
+
+/* The configured classes named in @names (all of them when @n is 0), into @out (cfg.nclasses
+ * entries). Returns how many, or -EINVAL for an unknown name. */
+static long pick_classes(const acr_core_t *c, const char *const *names, size_t n,
+                         acr_user_class_t *out)
+{
+    if (!names || n == 0) {
+        memcpy(out, c->cfg.classes, c->cfg.nclasses * sizeof(*out));
+        return (long)c->cfg.nclasses;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->cfg.nclasses; i++)
+        for (size_t j = 0; j < n; j++)
+            if (names[j] && strcmp(names[j], c->cfg.classes[i].name) == 0) {
+                out[k++] = c->cfg.classes[i];
+                break;
+            }
+    for (size_t j = 0; j < n; j++) {
+        bool known = false;
+        for (size_t i = 0; i < c->cfg.nclasses && !known; i++)
+            known = names[j] && strcmp(names[j], c->cfg.classes[i].name) == 0;
+        if (!known) {
+            ACR_WARN("unknown user class '%s'", names[j] ? names[j] : "(null)");
+            return -EINVAL;
+        }
+    }
+    return (long)k;
+}
+
+int acr_core_start(acr_core_t *c, long users, double rate, const char *host, double run_time,
+                   const char *const *classes, size_t nclasses)
+{
+    if (users < 0 || !(rate > 0)) return -EINVAL;
+    if (c->quitting) return -ESHUTDOWN;
+    acr_user_class_t *picked = calloc(c->cfg.nclasses, sizeof(*picked));
+    if (!picked) return -ENOMEM;
+    long n = pick_classes(c, classes, nclasses, picked);
+    int rc = n < 0 ? (int)n : 0;
+    char *h = NULL;
+    if (rc == 0 && host && !(h = strdup(host))) rc = -ENOMEM;
+    if (rc == 0) {
+        char *old = c->run.host;
+        c->run.host = h;
+        rc = acr__run_start(c, users, rate, picked, (size_t)n);
+        if (rc < 0) {
+            c->run.host = old;
+            free(h);
+        } else {
+            free(old);
+            acr__run_limit(c, run_time);
+        }
+    }
+    free(picked);
+    return rc;
+}
+
+int acr_core_edit(acr_core_t *c, long users, double rate)
+{
+    if (users < 0 || !(rate > 0)) return -EINVAL;
+    return acr__run_edit(c, users, rate);
+}
+
+int acr_core_stop(acr_core_t *c)
+{
+    return acr__run_stop(c);
+}
+
+void acr_core_reset(acr_core_t *c)
+{
+    acr_stats_reset(c->agg.stats, acr_now());
+}
+
+static int snapshot_workers(acr_core_t *c, acr_core_snapshot_t *s)
+{
+    const acr_registry_t *g = &c->reg;
+    s->workers = calloc(g->nworkers ? g->nworkers : 1, sizeof(*s->workers));
+    if (!s->workers) return -ENOMEM;
+    double now = acr_mono_s();
+    for (size_t i = 0; i < g->nworkers; i++) {
+        const acr_mworker_t *w = g->workers[i];
+        acr_core_worker_t *r = &s->workers[i];
+        *r = (acr_core_worker_t){acr_strdup(w->id),
+                                 acr_strdup(w->host),
+                                 acr_worker_state_name(w->state),
+                                 acr__worker_users(w),
+                                 w->cpu,
+                                 (long long)w->mem,
+                                 now - w->last_seen};
+        s->nworkers = i + 1;
+        if (!r->id || (w->host && !r->host)) return -ENOMEM;
+    }
+    s->lost = calloc(g->nindexes ? g->nindexes : 1, sizeof(*s->lost));
+    if (!s->lost) return -ENOMEM;
+    for (size_t i = 0; i < g->nindexes; i++) {
+        if (!g->indexes[i].lost) continue;
+        acr_core_lost_t *l = &s->lost[s->nlost];
+        *l = (acr_core_lost_t){acr_strdup(g->indexes[i].id), g->indexes[i].lost};
+        if (!l->worker) return -ENOMEM;
+        s->nlost++;
+    }
+    return 0;
+}
+
+int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out)
+{
+    const acr_run_t *r = &c->run;
+    *out = (acr_core_snapshot_t){
+        .state = r->state,
+        .user_count = acr__registry_user_count(c),
+        .target_users = r->target_users,
+        .spawn_rate = r->spawn_rate,
+        .ready_workers = acr__registry_ready(c),
+        .live_workers = acr__registry_live(c),
+        .run_time = r->test_start > 0 ? acr_mono_s() - r->test_start_mono : 0,
+        .stats = c->agg.stats,
+        .current = acr__agg_current(c),
+        .lost_reports = c->agg.lost_reports,
+        .reports_merged = c->agg.reports_merged,
+        .malformed = c->reg.malformed + (c->chan ? acr_zchan_dropped(c->chan) : 0),
+    };
+    memcpy(out->test_id, r->test_id, sizeof out->test_id);
+    int rc = snapshot_workers(c, out);
+    if (rc < 0) {
+        ACR_ERROR("out of memory copying the workers for a snapshot");
+        acr_core_snapshot_free(out);
+    }
+    return rc;
+}
+
+void acr_core_snapshot_free(acr_core_snapshot_t *s)
+{
+    for (size_t i = 0; i < s->nworkers; i++) {
+        free(s->workers[i].id);
+        free(s->workers[i].host);
+    }
+    for (size_t i = 0; i < s->nlost; i++) free(s->lost[i].worker);
+    free(s->workers);
+    free(s->lost);
+    s->workers = NULL;
+    s->lost = NULL;
+    s->nworkers = s->nlost = 0;
+}
+
+static void quit_timeout_cb(uv_timer_t *t)
+{
+    acr_core_t *c = acr_container_of(t, acr_core_t, quit_timer);
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        if (c->reg.workers[i]->quit_pending)
+            ACR_WARN("worker %s did not answer the quit", c->reg.workers[i]->id);
+    quit_done(c);
+}
+
+void acr_core_quit(acr_core_t *c)
+{
+    if (c->quitting) return;
+    c->quitting = true;
+    uv_timer_stop(&c->run.runtime_timer);
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        acr_mworker_t *w = c->reg.workers[i];
+        w->quit_pending = w->state != ACR_WORKER_MISSING;
+        acr__registry_send_nil(c, "quit", w->id);
+    }
+    uv_timer_start(&c->quit_timer, quit_timeout_cb, QUIT_WAIT_MS, 0);
+    check_quit(c);
+}
+
+void acr_core_finish(acr_core_t *c)
+{
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        acr_mworker_t *w = c->reg.workers[i];
+        acr__agg_close_gap(c, w,
+                           w->state == ACR_WORKER_MISSING
+                               ? "missing at the end of the test"
+                               : "no final report by the end of the test");
+    }
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void acr_core_close(acr_core_t *c)
+{
+    if (c->closed) return;
+    c->closed = true;
+    if (c->chan) {
+        c->reg.malformed += acr_zchan_dropped(c->chan);
+        acr_zchan_close(c->chan, NULL, NULL);
+        c->chan = NULL;
+    }
+    close_handle((uv_handle_t *)&c->reg.liveness_timer);
+    close_handle((uv_handle_t *)&c->quit_timer);
+    acr__run_close(c);
+}
+
+void acr_core_free(acr_core_t *c)
+{
+    if (!c) return;
+    acr__run_free(c);
+    acr__registry_free(c);
+    acr__agg_free(c);
+    acr_buf_free(&c->sendbuf);
+    free((char *)c->cfg.scenario_src);
+    free(c);
+}

@@ -1,0 +1,175 @@
+/*
+ * The control core's internals, shared by the files of master/core/ only (acr__ prefix). Each
+ * part owns its struct and the core embeds them: registry.c (acr_registry_t: workers, node-id
+ * indexes, liveness, message intake), run.c (acr_run_t: the run state machine, ramp, stop, run
+ * time), aggregate.c (acr_agg_t: merged stats, current window, lost reports), core.c (the public
+ * API, subscribers, quit). Error convention: 0 or a negative errno, as core.h.
+ */
+#ifndef ACR_MASTER_CORE_INT_H
+#define ACR_MASTER_CORE_INT_H
+
+#include "common/util.h"
+#include "master/core/core.h"
+#include "master/core/dispatch.h"
+#include "proto/msg.h"
+#include "proto/zchan.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** One registered worker. Owned by the registry; freed when removed or with the core. */
+typedef struct acr_mworker {
+    char *id;
+    char *host; /**< id up to the first '_' */
+    char *version;
+    int64_t index;
+    bool acrida;
+    acr_worker_state_t state;
+    double last_seen; /**< monotonic s of the last message */
+    double cpu;
+    int64_t mem;
+    acr_class_count_t *classes; /**< last reported user_classes_count (owned) */
+    size_t nclasses;
+    /* reports (aggregate.c) */
+    int64_t last_seq; /**< -1 = none yet in this incarnation */
+    bool gap_open;    /**< reported during a test and no final report yet */
+    /* spawn bookkeeping (run.c) */
+    uint64_t spawns_sent, spawns_done;
+    /* stop / quit bookkeeping */
+    bool stop_pending, stopped_msg, final_seen, quit_pending;
+    double stopped_at;        /**< monotonic s of client_stopped */
+    bool stopped_since_ready; /**< client_stopped since its last client_ready */
+} acr_mworker_t;
+
+/** registry.c: the workers and the node-id indexes (stable for the master's lifetime). */
+typedef struct acr_registry {
+    acr_mworker_t **workers;
+    size_t nworkers, capworkers;
+    struct acr_index_entry {
+        char *id;
+        int64_t index;
+        uint64_t lost; /**< report intervals this node id lost in the current test */
+    } * indexes;
+    size_t nindexes, capindexes;
+    uv_timer_t liveness_timer;
+    uint64_t liveness_ticks;
+    uint64_t malformed;
+} acr_registry_t;
+
+/** run.c: the one run state machine and what drives it. */
+typedef struct acr_run {
+    acr_run_state_t state;
+    acr_dispatch_t *dispatch; /**< while spawning/running */
+    long target_users;
+    double spawn_rate;
+    char *host; /**< the test's host for `spawn` (owned; NULL = the configured one) */
+    double last_spawn_ts;
+    bool ramp_sent, settle_expired;
+    double test_start; /**< epoch s of the test start, 0 before */
+    double test_start_mono;
+    char test_id[32];
+    uv_timer_t ramp_timer, settle_timer, stop_timer, runtime_timer;
+    acr_class_count_t *spawn_classes; /**< scratch, nclasses entries */
+} acr_run_t;
+
+/** aggregate.c: the run's merged stats and what was lost. */
+typedef struct acr_agg {
+    acr_stats_t *stats;
+    uint64_t lost_reports;
+    uint64_t reports_merged; /**< stats reports merged since the test started */
+    /** The Aggregated histogram per second of arrival, for the "current" (10 s) percentiles:
+     *  slots plus one scratch histogram, allocated on the first report. */
+    struct acr_agg_slot {
+        int64_t sec;
+        acr_hist_t hist;
+    } * window;
+    acr_hist_t *window_sum;
+} acr_agg_t;
+
+#define ACR__CORE_MAX_SUBS 4
+
+struct acr_core {
+    uv_loop_t *loop;
+    acr_core_config_t cfg; /**< cfg.scenario_src is the core's own copy */
+    acr_zchan_t *chan;
+    acr_buf_t sendbuf;
+    acr_registry_t reg;
+    acr_run_t run;
+    acr_agg_t agg;
+    struct {
+        acr_core_listener_fn fn;
+        void *ud;
+    } subs[ACR__CORE_MAX_SUBS];
+    size_t nsubs;
+    uv_timer_t quit_timer;
+    bool quitting, quit_done, closed;
+};
+
+/* core.c */
+void acr__core_emit(acr_core_t *c, const acr_core_event_t *ev);
+/** After a frame or a liveness tick: re-evaluates the run's waits and the quit, then emits
+ *  ACR_CORE_EV_WORKERS. */
+void acr__core_after_input(acr_core_t *c);
+
+/* registry.c */
+/** The zchan receive callback: decodes and routes every frame (@ud is the acr_core_t). */
+void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
+                            size_t len, void *ud);
+acr_mworker_t *acr__registry_find(acr_core_t *c, const char *id);
+/** Workers that are not missing. */
+size_t acr__registry_live(const acr_core_t *c);
+/** Workers in state ready (what --expect-workers counts). */
+size_t acr__registry_ready(const acr_core_t *c);
+/** Sum of the live workers' reported users. */
+long acr__registry_user_count(const acr_core_t *c);
+/** The users a worker last reported. */
+long acr__worker_users(const acr_mworker_t *w);
+/** Starts the 250 ms liveness/heartbeat timer. */
+int acr__registry_start(acr_core_t *c);
+/** Replaces the worker's user_classes_count with a copy of @cc (n entries). */
+void acr__worker_set_classes(acr_mworker_t *w, const acr_class_count_t *cc, size_t n);
+/** Sends c->sendbuf (one encoded payload) to worker @id; failures are logged at debug. */
+void acr__registry_send_buf(acr_core_t *c, const char *id);
+/** Sends a nil-data message of @type to one worker. */
+void acr__registry_send_nil(acr_core_t *c, const char *type, const char *id);
+void acr__registry_free(acr_core_t *c);
+
+/* run.c */
+/** The one transition function: checks the table, logs from -> to at debug, emits
+ *  ACR_CORE_EV_STATE. Returns 0 or -EINVAL for an illegal transition (state unchanged). */
+int acr__run_set_state(acr_core_t *c, acr_run_state_t to);
+/** A test is under way: spawning, running or stopping (its reports count). */
+bool acr__run_active(const acr_core_t *c);
+/** Creates the dispatcher for @classes (n entries) over the live workers and starts the ramp:
+ *  see acr_core_start. */
+int acr__run_start(acr_core_t *c, long users, double rate, const acr_user_class_t *classes,
+                   size_t n);
+/** A new ramp of the test under way: see acr_core_edit. */
+int acr__run_edit(acr_core_t *c, long users, double rate);
+/** See acr_core_stop. */
+int acr__run_stop(acr_core_t *c);
+/** Starts (@s > 0) the run-time limit: acr__run_stop when it expires. */
+void acr__run_limit(acr_core_t *c, double s);
+/** The set of live workers changed: rebalance and re-send spawns when a test runs. */
+void acr__run_workers_changed(acr_core_t *c, acr_mworker_t *added, const char *removed_id);
+/** A worker reported spawning_complete / answered the stop: re-evaluate the waits. */
+void acr__run_check(acr_core_t *c);
+int acr__run_init(acr_core_t *c);
+void acr__run_close(acr_core_t *c);
+void acr__run_free(acr_core_t *c);
+
+/* aggregate.c */
+int acr__agg_init(acr_core_t *c);
+void acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, const char *node_id, acr_msg_t *msg);
+void acr__agg_on_exception(acr_core_t *c, const char *node_id, const acr_msg_t *msg);
+/** Counts the lost last interval of a worker that ended without a final report (@why for the
+ *  log), if it had one open. */
+void acr__agg_close_gap(acr_core_t *c, acr_mworker_t *w, const char *why);
+/** Test start: clears the stats and the per-worker sequence state. */
+void acr__agg_test_start(acr_core_t *c);
+/** The Aggregated histogram of the reports that arrived in the last 10 s (owned by @c, valid
+ *  until the next call), or NULL before any report. */
+const acr_hist_t *acr__agg_current(acr_core_t *c);
+void acr__agg_free(acr_core_t *c);
+
+#endif
