@@ -5,8 +5,8 @@
  * history CSV row every 1 s, stops the test on SIGTERM/SIGINT (a second signal skips the remaining
  * waits), asks the core to quit the workers once the run is stopped, then prints the final tables,
  * writes the CSV files and the --json document, sets the exit code and ends the process
- * (acr__master_shutdown). Where the run is comes from the core's state alone; the console only
- * adds whether it is quitting and whether it is done.
+ * (acr__master_shutdown). Where the run is comes from the core's state events alone; the console
+ * only adds whether it is quitting and whether it is done.
  */
 #include "master/master.h"
 
@@ -35,6 +35,7 @@ struct acr_headless {
     bool gave_up;      /* no test: the workers never came */
     bool start_failed; /* the core refused the test */
     bool quitting, finished;
+    acr_run_state_t state; /* the run's state, as the core's last ACR_CORE_EV_STATE said */
     /** The workers as they were when the quit began (they leave the registry when they quit);
      *  the final JSON lists them. */
     acr_core_snapshot_t final;
@@ -48,14 +49,6 @@ static FILE *console(const acr_headless_t *h)
 
 static void finish(acr_headless_t *h);
 static void begin_quit(acr_headless_t *h);
-
-static acr_run_state_t run_state(acr_headless_t *h)
-{
-    acr_core_snapshot_t s;
-    acr_core_snapshot(h->core, &s);
-    acr_core_snapshot_free(&s);
-    return s.state;
-}
 
 /* ---- CSV ---- */
 
@@ -126,7 +119,7 @@ static void begin_test(acr_headless_t *h)
 /* Waiting: the run is ready and the console has not begun the quit. */
 static bool waiting(acr_headless_t *h)
 {
-    return !h->quitting && !h->finished && run_state(h) == ACR_RUN_READY;
+    return !h->quitting && !h->finished && h->state == ACR_RUN_READY;
 }
 
 static void check_wait(acr_headless_t *h, bool tick)
@@ -180,6 +173,7 @@ static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
     acr_headless_t *h = ud;
     switch (ev->type) {
     case ACR_CORE_EV_STATE:
+        h->state = ev->to;
         if (ev->to == ACR_RUN_STOPPED) begin_quit(h);
         break;
     case ACR_CORE_EV_WORKERS:
@@ -203,7 +197,7 @@ static void signal_cb(uv_signal_t *sh, int signum)
     }
     ACR_INFO("Got %s signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     if (h->quitting || h->finished) return;
-    switch (run_state(h)) {
+    switch (h->state) {
     case ACR_RUN_SPAWNING:
     case ACR_RUN_RUNNING:
         acr_core_stop(h->core);
@@ -360,6 +354,7 @@ int acr__headless_start(acr_master_t *m, acr_headless_t **out)
     acr_core_snapshot_t s;
     acr_core_snapshot(h->core, &s);
     acr_core_snapshot_free(&s);
+    h->state = s.state;
     ACR_INFO("Waiting for workers to be ready, %zu of %d connected", s.ready_workers,
              h->opts->expect_workers);
     uv_timer_start(&h->wait_timer, wait_cb, WAIT_LOG_MS, WAIT_LOG_MS);

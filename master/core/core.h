@@ -128,7 +128,7 @@ int acr_core_new(uv_loop_t *loop, const acr_core_config_t *cfg, acr_core_t **out
  *  Returns 0 and the bound port in *@bound_port, or a negative errno with @err filled. */
 int acr_core_listen(acr_core_t *c, const char *host, int port, int *bound_port, char *err,
                     size_t errlen);
-/** Adds a subscriber (called in subscription order). Returns 0 or -ENOSPC past a few. */
+/** Adds a subscriber (called in subscription order). Returns 0, or -ENOSPC past four. */
 int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud);
 
 /**
@@ -136,7 +136,7 @@ int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud);
  * with `spawn` (NULL: the configured one), a stop after @run_time s (<= 0: none), @classes the
  * names of the user classes to run (NULL or @nclasses 0: every class). Returns 0; -EAGAIN with
  * no live worker; -EBUSY while a test is under way (use acr_core_edit); -EINVAL for users < 0,
- * rate <= 0 or an unknown class name; -ENOMEM.
+ * rate <= 0 or an unknown class name; -ESHUTDOWN after acr_core_quit; -ENOMEM.
  */
 int acr_core_start(acr_core_t *c, long users, double rate, const char *host, double run_time,
                    const char *const *classes, size_t nclasses);
@@ -148,7 +148,8 @@ int acr_core_edit(acr_core_t *c, long users, double rate);
  *  its final report and client_stopped (bounded by stop_timeout + 70 s), then stopped. Returns 0
  *  or -EINVAL in any other state. */
 int acr_core_stop(acr_core_t *c);
-/** Resets the run's stats (Locust's reset: entries kept, counters zeroed), in any state. */
+/** Resets the run's stats as --reset-stats does (entries kept and zeroed, failures and
+ *  exceptions emptied), in any state. */
 void acr_core_reset(acr_core_t *c);
 /** Fills *@out (see acr_core_snapshot_t). Returns 0, or -ENOMEM when the worker and lost lists
  *  could not be copied (they are then empty; the other fields are set). */
