@@ -111,6 +111,12 @@ static void check_wait(acr_master_t *m, bool tick)
         begin_test(m);
         return;
     }
+    if (acr__local_exited(m) > 0) {
+        ACR_ERROR("A local worker exited before the test started (its error is above): giving up");
+        m->gave_up = true;
+        begin_quit(m);
+        return;
+    }
     double waited = acr_mono_s() - m->wait_start;
     if (m->opts->expect_workers_max_wait > 0 && waited > m->opts->expect_workers_max_wait) {
         ACR_ERROR("Gave up waiting for workers to connect");
@@ -199,6 +205,9 @@ static void signal_cb(uv_signal_t *h, int signum)
     ACR_INFO("Got %s signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     switch (m->phase) {
     case ACR_HL_WAIT_WORKERS:
+        ACR_ERROR("Stopped while waiting for workers (%zu of %d ready): no test ran",
+                  acr__registry_ready(m), m->opts->expect_workers);
+        m->gave_up = true;
         begin_quit(m);
         break;
     case ACR_HL_TEST:
