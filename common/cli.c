@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -175,9 +176,34 @@ static int check_host(const char *url, char *err, size_t errlen)
                     url, url, url);
     if (scheme == 0)
         return fail(err, errlen, "--host '%s': expected an http:// or https:// URL", url);
-    if (strcspn(url + scheme, "/?#") == 0 || url[scheme] == ':')
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return fail(err, errlen, "--host must not contain spaces or control characters");
+    const char *auth = url + scheme;
+    size_t alen = strcspn(auth, "/?#");
+    if (alen == 0 || auth[0] == ':')
         return fail(err, errlen, "--host '%s' has no host name: e.g. --host %.*s127.0.0.1:8080",
                     url, (int)scheme, url);
+    if (memchr(auth, '@', alen))
+        return fail(err, errlen, "--host '%s': credentials in the URL are not supported", url);
+    const char *port = NULL;
+    if (auth[0] == '[') {
+        const char *close = memchr(auth, ']', alen);
+        if (!close) return fail(err, errlen, "--host '%s': unterminated [IPv6 address]", url);
+        if (close + 1 < auth + alen) {
+            if (close[1] != ':') return fail(err, errlen, "--host '%s': bad host", url);
+            port = close + 2;
+        }
+    } else {
+        const char *colon = memchr(auth, ':', alen);
+        if (colon) port = colon + 1;
+    }
+    if (port) {
+        size_t plen = (size_t)(auth + alen - port), digits = strspn(port, "0123456789");
+        long v = digits == plen && plen > 0 && plen <= 5 ? strtol(port, NULL, 10) : 0;
+        if (v < 1 || v > 65535)
+            return fail(err, errlen, "--host '%s': the port must be a number from 1 to 65535", url);
+    }
     return 0;
 }
 
@@ -193,6 +219,8 @@ static int check_node_id(const acr_cli_opts_t *o, char *err, size_t errlen)
     for (const char *p = o->node_id; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             return fail(err, errlen, "--node-id must not contain control characters");
+    if (!acr_proto_utf8_valid(o->node_id, len))
+        return fail(err, errlen, "--node-id must be valid UTF-8");
     return 0;
 }
 

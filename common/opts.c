@@ -8,7 +8,8 @@
  * optional leading "--"), `#` or `;` comment lines, blank lines, inline comments after " #",
  * values optionally in matching quotes. `[section]` lines scope the following keys: `[acrida]`,
  * `[common]` and `[*]` apply to every program, `[<prog>]` (e.g. `[acrida-worker]`, or just
- * `[worker]`) to that program only; keys in other programs' sections are skipped unread.
+ * `[worker]`) to that program only; keys in other programs' sections are skipped unread. A
+ * section no program knows (`[mastr]`) is an error, so a typo cannot silently drop its keys.
  */
 #include "common/opts.h"
 
@@ -421,16 +422,24 @@ static char *trim(char *s)
     return s;
 }
 
-/* Does the config section @sec (already trimmed, without brackets) apply to @prog? */
-static bool section_applies(const char *sec, const char *prog)
+/* The programs that may share one config file, each with a section of its own. */
+static const char *const section_progs[] = {"acrida-master", "acrida-worker", "acrida-target"};
+
+/* Does the config section @sec (already trimmed, without brackets) apply to @prog? 1 yes, 0 no
+ * (another program's section), -1 not a section any program knows (a typo). */
+static int section_applies(const char *sec, const char *prog)
 {
     const char *base = prog ? prog : "";
     if (!*sec || strcmp(sec, "*") == 0 || strcasecmp(sec, "acrida") == 0 ||
         strcasecmp(sec, "common") == 0)
-        return true;
-    if (strcasecmp(sec, base) == 0) return true;
-    if (strncmp(base, "acrida-", 7) == 0 && strcasecmp(sec, base + 7) == 0) return true;
-    return false;
+        return 1;
+    for (size_t i = 0; i < sizeof section_progs / sizeof *section_progs; i++) {
+        const char *p = section_progs[i];
+        if (strcasecmp(sec, p) == 0 || strcasecmp(sec, p + 7) == 0) return strcmp(p, base) == 0;
+    }
+    if (strcasecmp(sec, base) == 0) return 1;
+    if (strncmp(base, "acrida-", 7) == 0 && strcasecmp(sec, base + 7) == 0) return 1;
+    return -1;
 }
 
 static int apply_config(const acr_opts_spec_t *spec, void *out, const char *path, bool explicit,
@@ -467,7 +476,16 @@ static int apply_config(const acr_opts_spec_t *spec, void *out, const char *path
                 goto out;
             }
             *close = '\0';
-            active = section_applies(trim(s + 1), spec->prog);
+            char *sec = trim(s + 1);
+            int applies_here = section_applies(sec, spec->prog);
+            if (applies_here < 0) {
+                seterr(err, errlen,
+                       "unknown section [%s] in %s:%d (expected [acrida], [master] or [worker])",
+                       sec, path, lineno);
+                rc = -EINVAL;
+                goto out;
+            }
+            active = applies_here == 1;
             continue;
         }
         eq = strchr(s, '=');

@@ -133,6 +133,12 @@ static void check_wait(acr_headless_t *h, bool tick)
         begin_test(h);
         return;
     }
+    if (acr__local_exited(h->m) > 0) {
+        ACR_ERROR("A local worker exited before the test started (its error is above): giving up");
+        h->gave_up = true;
+        begin_quit(h);
+        return;
+    }
     double waited = acr_mono_s() - h->wait_start;
     if (h->opts->expect_workers_max_wait > 0 && waited > h->opts->expect_workers_max_wait) {
         ACR_ERROR("Gave up waiting for workers to connect");
@@ -205,6 +211,14 @@ static void signal_cb(uv_signal_t *sh, int signum)
     case ACR_RUN_STOPPING:
         break;
     default: /* ready (still waiting for workers) or stopped */
+        if (waiting(h)) {
+            acr_core_snapshot_t s;
+            acr_core_snapshot(h->core, &s);
+            ACR_ERROR("Stopped while waiting for workers (%zu of %d ready): no test ran",
+                      s.ready_workers, h->opts->expect_workers);
+            acr_core_snapshot_free(&s);
+            h->gave_up = true;
+        }
         begin_quit(h);
         break;
     }

@@ -44,6 +44,11 @@ size_t acr__local_alive(const acr_master_t *m)
     return n;
 }
 
+size_t acr__local_exited(const acr_master_t *m)
+{
+    return m->local ? m->local->n - acr__local_alive(m) : 0;
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int sig)
 {
     lproc_t *p = acr_container_of(h, lproc_t, proc);
@@ -76,6 +81,23 @@ static int worker_path(char *out, size_t len)
     *slash = 0;
     if ((size_t)snprintf(out, len, "%s/acrida-worker", exe) >= len) return -ENAMETOOLONG;
     return 0;
+}
+
+/* The master's environment without its ACRIDA_* variables (a shared ACRIDA_NODE_ID or
+ * ACRIDA_PROCESSES would give every local worker the same routing id, or fork it): local workers
+ * take their options from the master's command line only. The array is the caller's to free; the
+ * strings stay environ's. */
+static char **worker_env(void)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 1, sizeof(*env));
+    if (!env) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "ACRIDA_", 7) != 0) env[k++] = environ[i];
+    return env;
 }
 
 int acr__local_start(acr_master_t *m, int n)
@@ -114,6 +136,8 @@ int acr__local_start(acr_master_t *m, int n)
     args[k++] = m->opts->scenario;
     args[k++] = "-L";
     args[k++] = m->opts->loglevel;
+    args[k++] = "--config"; /* options come from the master only (docs/cli.md) */
+    args[k++] = "/dev/null";
     if (m->opts->insecure) args[k++] = "--insecure";
     char cap[24];
     if (m->opts->max_body_size > 0) {
@@ -128,10 +152,13 @@ int acr__local_start(acr_master_t *m, int n)
         {.flags = UV_INHERIT_FD, .data.fd = 2}, /* keep the master's stdout for --json */
         {.flags = UV_INHERIT_FD, .data.fd = 2},
     };
+    char **env = worker_env();
+    if (!env) return -ENOMEM;
     uv_process_options_t po = {
         .exit_cb = exit_cb,
         .file = path,
         .args = args,
+        .env = env,
         .stdio_count = 3,
         .stdio = stdio,
     };
@@ -141,6 +168,7 @@ int acr__local_start(acr_master_t *m, int n)
         rc = uv_spawn(m->loop, &p->proc, &po);
         if (rc < 0) {
             ACR_ERROR("cannot start local worker %s: %s", path, uv_strerror(rc));
+            free(env);
             return rc;
         }
         l->n = (size_t)i + 1;
@@ -148,6 +176,7 @@ int acr__local_start(acr_master_t *m, int n)
         p->pid = p->proc.pid;
         ACR_INFO("started local worker pid %d", p->pid);
     }
+    free(env);
     return 0;
 }
 

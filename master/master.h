@@ -55,6 +55,8 @@ int acr__local_start(acr_master_t *m, int n);
  *  @grace_s; handles close when they exit. */
 void acr__local_stop(acr_master_t *m, double grace_s);
 size_t acr__local_alive(const acr_master_t *m);
+/** How many local workers have exited (0 without --local-workers). */
+size_t acr__local_exited(const acr_master_t *m);
 void acr__local_free(acr_master_t *m);
 
 /** Begins the shutdown (main.c): closes the core, the front-end and signals and stops the local

@@ -5,6 +5,7 @@
  * by real bytes. Also the UTF-8 validator used for every decoded string.
  */
 #include "proto/msg_internal.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -150,6 +151,11 @@ int acr__msg_prescan(const uint8_t *p, size_t len, char *err, size_t errlen)
         return -EPROTO;
     }
     return 0;
+}
+
+bool acr_proto_utf8_valid(const char *s, size_t n)
+{
+    return acr__utf8_valid(s, n);
 }
 
 bool acr__utf8_valid(const char *str, size_t n)

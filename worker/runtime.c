@@ -78,6 +78,16 @@ acr__user_t *acr__rt_check_user(lua_State *L, const char *what)
                    what);
         return NULL;
     }
+    /* Every caller may yield. A yield from a Lua function that C called (a table.sort comparator,
+     * a string.gsub callback) fails after the fact, so refuse before anything is sent or armed:
+     * the task fails with this error and the counts stay exact. */
+    if (!lua_isyieldable(L)) {
+        luaL_error(L,
+                   "%s cannot wait inside a function called from C (a table.sort comparator, a "
+                   "string.gsub callback, ...): nothing was sent",
+                   what);
+        return NULL;
+    }
     return u;
 }
 

@@ -22,8 +22,9 @@ def binary(name):
     return os.path.join(BUILD, name)
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
-    """Polls @predicate until it returns a true value; fails the test after @timeout seconds."""
+def wait_for(predicate, timeout=120.0, what="condition"):
+    """Polls @predicate until it returns a true value; fails the test after @timeout seconds (a
+    deadline for a machine made 5-10x slower by the sanitizers and a busy CPU, never a wait)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -65,13 +66,14 @@ def assert_no_sanitizer_report(text, who):
 class Daemon:
     """A background process whose stderr goes to a file; stop() returns its exit status."""
 
-    def __init__(self, args, tmp_path, name):
+    def __init__(self, args, tmp_path, name, env=None):
         self.name = name
         self.log_path = str(tmp_path / (name + ".log"))
         self.out_path = str(tmp_path / (name + ".out"))
         self._log = open(self.log_path, "wb")
         self._out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._log, cwd=str(tmp_path))
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._log, cwd=str(tmp_path),
+                                     env=env)
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -84,7 +86,7 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
-    def stop(self, timeout=15):
+    def stop(self, timeout=120):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -109,7 +111,7 @@ class Target(Daemon):
         self.url = "http://127.0.0.1:%d" % self.port
 
     def counts(self):
-        with urllib.request.urlopen(self.url + "/_count", timeout=5) as r:
+        with urllib.request.urlopen(self.url + "/_count", timeout=60) as r:
             return json.load(r)
 
 
@@ -142,7 +144,7 @@ def write_scenario(tmp_path, text, name="scenario.lua"):
     return str(p)
 
 
-def run_master(tmp_path, args, timeout=120, env=None):
+def run_master(tmp_path, args, timeout=300, env=None):
     """Runs acrida-master to completion (with @env as its whole environment if given); returns
     (returncode, stdout, stderr) after checking stderr for sanitizer reports."""
     cmd = [binary("acrida-master")] + args
@@ -152,6 +154,46 @@ def run_master(tmp_path, args, timeout=120, env=None):
     assert_no_sanitizer_report(err, "acrida-master")
     assert p.returncode >= 0, "acrida-master killed by signal %d:\n%s" % (-p.returncode, err[-4000:])
     return p.returncode, out, err
+
+
+def run_master_until(tmp_path, args, done, what, timeout=300, env=None):
+    """Runs acrida-master with @args (whose -t is only a deadline) until done() is true, then stops
+    it with SIGTERM, a graceful stop whose counts are exact; returns (returncode, stdout, stderr).
+    For tests that need some requests to have happened: they wait for them, not for a run time."""
+    d = Daemon([binary("acrida-master")] + list(args), tmp_path, "master", env=env)
+    try:
+        wait_for(lambda: done() or (not d.alive() and _died(d)), timeout=timeout, what=what)
+    finally:
+        rc = d.stop(timeout=120)
+    assert rc >= 0, "acrida-master killed by signal %d:\n%s" % (-rc, d.log()[-4000:])
+    return rc, d.stdout(), d.log()
+
+
+def marks_env(tmp_path, env=None):
+    """The environment for a scenario that uses MARK (below) to tell the test what it has done."""
+    d = tmp_path / "marks"
+    d.mkdir(exist_ok=True)
+    return dict(env if env is not None else os.environ, ACRIDA_TEST_MARKS=str(d))
+
+
+def marked(tmp_path, *names):
+    """True once the scenario has written every mark in @names."""
+    return all((tmp_path / "marks" / n).exists() for n in names)
+
+
+def count_marks(tmp_path, prefix):
+    """How many marks whose names start with @prefix the scenario has written (one per user, say)."""
+    d = tmp_path / "marks"
+    return sum(1 for n in os.listdir(d) if n.startswith(prefix)) if d.exists() else 0
+
+
+# Lua for scenarios: mark("x") creates the file x in $ACRIDA_TEST_MARKS (see marks_env).
+MARK = """
+local function mark(name)
+  local f = assert(io.open(os.getenv("ACRIDA_TEST_MARKS") .. "/" .. name, "w"))
+  f:close()
+end
+"""
 
 
 def headless(scenario, host, users, rate, run_time, workers=2, extra=()):

@@ -2,7 +2,8 @@
 import csv
 import json
 
-from conftest import aggregated, headless, run_master, write_scenario, binary
+from conftest import (MARK, aggregated, binary, headless, marked, marks_env, run_master,
+                      run_master_until, write_scenario)
 import subprocess
 
 OK = """
@@ -29,7 +30,7 @@ def test_bad_value_exits_2_naming_option(tmp_path):
 def test_bad_env_and_config_values_exit_2(tmp_path):
     sc = write_scenario(tmp_path, OK)
     p = subprocess.run([binary("acrida-master"), "-f", sc, "--headless"], cwd=str(tmp_path),
-                       capture_output=True, timeout=30, env={"ACRIDA_SPAWN_RATE": "fast"})
+                       capture_output=True, timeout=120, env={"ACRIDA_SPAWN_RATE": "fast"})
     assert p.returncode == 2 and b"spawn-rate" in p.stderr, p.stderr
     (tmp_path / "acrida.conf").write_text("# comment\nnot-an-option = 3\n")
     rc, out, err = run_master(tmp_path, ["-f", sc, "--headless"])
@@ -37,7 +38,7 @@ def test_bad_env_and_config_values_exit_2(tmp_path):
 
 
 def test_worker_unknown_flag_exits_2(tmp_path):
-    p = subprocess.run([binary("acrida-worker"), "--bogus"], capture_output=True, timeout=30)
+    p = subprocess.run([binary("acrida-worker"), "--bogus"], capture_output=True, timeout=120)
     assert p.returncode == 2 and b"--bogus" in p.stderr, p.stderr
 
 
@@ -67,8 +68,10 @@ acrida.user {
   },
 }
 """, "raiser.lua")
-    rc, out, err = run_master(tmp_path, headless(sc, target.url, 2, 2, "2s",
-                                                 extra=["--json", "--csv", "x"]))
+    # The run lasts until it has gone on after 10 errors, then SIGTERM (the stop of --run-time).
+    rc, out, err = run_master_until(tmp_path, headless(sc, target.url, 2, 2, "10m",
+                                                       extra=["--json", "--csv", "x"]),
+                                    lambda: target.counts()["served"] > 10, "over 10 task runs")
     doc = json.loads(out)
     # The run continued after the errors: many requests, each followed by an exception.
     n = aggregated(doc)["num_requests"]
@@ -88,9 +91,15 @@ def test_target_down_gives_connection_refused_failures(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    sc = write_scenario(tmp_path, OK)
-    rc, out, err = run_master(tmp_path, headless(sc, "http://127.0.0.1:%d" % port, 2, 2, "2s",
-                                                 extra=["--json", "--csv", "d"]))
+    sc = write_scenario(tmp_path, """
+local acrida = require "acrida"
+""" + MARK + """
+acrida.user { name = "U", tasks = { function(self) self.client:get("/"); mark("refused") end } }
+""")
+    rc, out, err = run_master_until(tmp_path, headless(sc, "http://127.0.0.1:%d" % port, 2, 2,
+                                                       "10m", extra=["--json", "--csv", "d"]),
+                                    lambda: marked(tmp_path, "refused"), "a refused request",
+                                    env=marks_env(tmp_path))
     doc = json.loads(out)
     total = aggregated(doc)
     assert total["num_requests"] > 0 and total["num_failures"] == total["num_requests"], total

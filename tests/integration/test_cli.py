@@ -4,11 +4,12 @@ the workers' return to ready as such."""
 import json
 import os
 import re
+import signal
 import subprocess
 
 import pytest
 
-from conftest import Daemon, aggregated, binary, start_master, write_scenario
+from conftest import Daemon, aggregated, binary, start_master, wait_for, write_scenario
 
 ONLY_OK = """
 local acrida = require "acrida"
@@ -21,7 +22,7 @@ NO_WAIT = ["--expect-workers-max-wait", "2"]
 
 
 def run(args, env=None, cwd=None):
-    p = subprocess.run(args, capture_output=True, timeout=60, env=env, cwd=cwd)
+    p = subprocess.run(args, capture_output=True, timeout=120, env=env, cwd=cwd)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
@@ -99,10 +100,13 @@ def test_locust_command_line_flags_and_return_to_ready(tmp_path, target):
     worker's client_ready is logged as its return to ready, not as a re-registration."""
     sc = write_scenario(tmp_path, ONLY_OK)
     m, port = start_master(tmp_path, ["--master", "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
-                                      "-t", "2s", "--headless", "--json", "--expect-workers", "2"])
+                                      "-t", "10m", "--headless", "--json", "--expect-workers", "2"])
     workers = [Daemon([binary("acrida-worker"), "--worker", "--master-port", str(port), "-f", sc],
                       tmp_path, "worker%d" % i) for i in (1, 2)]
     try:
+        # SIGTERM once requests were served: the same stop as the end of --run-time
+        wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
+        m.proc.send_signal(signal.SIGTERM)
         m.proc.wait(timeout=120)
     finally:
         codes = [w.stop() for w in workers]
@@ -132,7 +136,7 @@ def test_shared_config_file_serves_both_daemons(tmp_path, target, monkeypatch):
     skips the worker's keys, the worker takes its own and skips the master's."""
     sc = write_scenario(tmp_path, ONLY_OK)
     (tmp_path / "acrida.conf").write_text(
-        "scenario = %s\nusers = 3\nspawn-rate = 3\nrun-time = 2s\nnode-id = shared_conf\n"
+        "scenario = %s\nusers = 3\nspawn-rate = 3\nrun-time = 10m\nnode-id = shared_conf\n"
         "processes = 1\n" % sc)
     for k in [k for k in os.environ if k.startswith("ACRIDA_")]:
         monkeypatch.delenv(k)
@@ -140,6 +144,8 @@ def test_shared_config_file_serves_both_daemons(tmp_path, target, monkeypatch):
     monkeypatch.setenv("ACRIDA_MASTER_PORT", str(port))  # only known once the master is up
     w = Daemon([binary("acrida-worker")], tmp_path, "worker")
     try:
+        wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
+        m.proc.send_signal(signal.SIGTERM)
         m.proc.wait(timeout=120)
     finally:
         wrc = w.stop()

@@ -1,10 +1,14 @@
 """Locust 2.x wire compatibility, against the real thing (Debian's python3-locust 2.12): an
 acrida-worker runs Lua users under a stock Locust master (its count stays exact), and a stock
-Locust worker runs Python users under an acrida-master (everything it reports is merged)."""
+Locust worker runs Python users under an acrida-master (everything it reports is merged). Each
+master runs until requests were served, then gets SIGTERM, which stops a run as its --run-time
+does (Locust's shutdown; acrida's master/headless.c)."""
 import csv
 import json
+import signal
 
-from conftest import start_master, Daemon, aggregated, binary, free_port, write_scenario
+from conftest import (Daemon, aggregated, binary, free_port, start_master, wait_for,
+                      write_scenario)
 
 LUA = """
 local acrida = require "acrida"
@@ -24,13 +28,15 @@ def test_acrida_worker_under_a_locust_master(tmp_path, target):
     (tmp_path / "lf.py").write_text(LOCUSTFILE)
     port = free_port()
     master = Daemon(["locust", "-f", "lf.py", "--master", "--headless", "-u", "3", "-r", "3", "-t",
-                     "3s", "-H", target.url, "--expect-workers", "1", "--master-bind-host",
+                     "10m", "-H", target.url, "--expect-workers", "1", "--master-bind-host",
                      "127.0.0.1", "--master-bind-port", str(port), "--csv", "lc"],
                     tmp_path, "locust-master")
     worker = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
                      str(port), "-f", sc], tmp_path, "worker")
-    master.proc.wait(timeout=90)
-    worker.proc.wait(timeout=30)
+    wait_for(lambda: target.counts()["served"] > 0 or not master.alive(), what="requests")
+    master.proc.send_signal(signal.SIGTERM)
+    master.proc.wait(timeout=120)
+    worker.proc.wait(timeout=120)
     assert worker.stop() == 0, worker.log()[-3000:]
     master.stop()
     with open(tmp_path / "lc_stats.csv", newline="") as f:
@@ -43,11 +49,13 @@ def test_locust_worker_under_an_acrida_master(tmp_path, target):
     sc = write_scenario(tmp_path, LUA, "u.lua")
     (tmp_path / "lf.py").write_text(LOCUSTFILE)
     master, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "3", "-r", "3",
-        "-t", "3s", "--headless", "--json", "--expect-workers", "1"])
+        "-t", "10m", "--headless", "--json", "--expect-workers", "1"])
     worker = Daemon(["locust", "-f", "lf.py", "--worker", "--master-host", "127.0.0.1",
                      "--master-port", str(port)], tmp_path, "locust-worker")
-    master.proc.wait(timeout=90)
-    worker.proc.wait(timeout=30)
+    wait_for(lambda: target.counts()["served"] > 0 or not master.alive(), what="requests")
+    master.proc.send_signal(signal.SIGTERM)
+    master.proc.wait(timeout=120)
+    worker.proc.wait(timeout=120)
     assert master.stop() == 0, master.log()[-3000:]
     assert worker.stop() == 0, worker.log()[-3000:]
     doc = json.loads(master.stdout())

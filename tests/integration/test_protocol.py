@@ -1,7 +1,11 @@
 """Master and worker survive hostile ZeroMQ frames (issue #2 acceptance), and speak Locust's
-wire protocol: a fake master built from pyzmq + msgpack drives a real acrida-worker."""
+wire protocol: a fake master built from pyzmq + msgpack drives a real acrida-worker.
+
+The masters run until what a test checks has happened (requests served, a frame logged), then get
+SIGTERM: the same graceful stop as the end of --run-time (master/headless.c), with exact counts."""
 import json
 import os
+import signal
 import time
 
 import msgpack
@@ -35,7 +39,7 @@ GARBAGE = [
 def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target):
     sc = write_scenario(tmp_path, OK)
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t",
-        "4s", "--headless", "--local-workers", "1", "--json"])
+        "10m", "--headless", "--local-workers", "1", "--json"])
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
@@ -45,7 +49,14 @@ def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target
         s.send(g)
     # A multi-frame message, too.
     s.send_multipart([b"a", b"b", b"c"])
-    m.proc.wait(timeout=60)
+    # Last, a frame logged by name: frames of one connection arrive in order, so once it is
+    # logged the master has read every frame above.
+    s.send(msgpack.packb(["client_stopped", None, "last_frame"]))
+    wait_for(lambda: "client_stopped names another node id" in m.log() or not m.alive(),
+             what="the master to read every frame")
+    wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
+    m.proc.send_signal(signal.SIGTERM)
+    m.proc.wait(timeout=120)
     s.close()
     ctx.term()
     rc = m.stop()
@@ -66,7 +77,7 @@ class FakeMaster:
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
 
-    def recv(self, want, timeout=10.0):
+    def recv(self, want, timeout=120.0):
         """Returns the first message of type @want (skipping others), as (ident, [type, data, id])."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -107,12 +118,13 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
         fm.recv("spawning")
         _, done = fm.recv("spawning_complete")
         assert done[1]["user_count"] == 3 and done[1]["user_classes_count"] == {"U": 3}, done
-        _, st = fm.recv("stats", timeout=8)
+        _, st = fm.recv("stats")
         assert set(st[1]) >= {"stats", "stats_total", "errors", "user_classes_count", "user_count"}, st[1].keys()
+        wait_for(lambda: target.counts()["served"] > 0, what="the worker's first requests")
         fm.send(ident, "stop", None)
         total = st[1]["stats_total"]["num_requests"]
         while True:
-            _, m2 = fm.recv("stats", timeout=15)
+            _, m2 = fm.recv("stats")
             total += m2[1]["stats_total"]["num_requests"]
             if m2[1].get("acrida_final"):
                 break
@@ -121,7 +133,7 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
         assert total == target.counts()["served"] > 0, (total, target.counts())
         fm.send(ident, "quit", None)
         fm.recv("quit")
-        w.proc.wait(timeout=15)
+        w.proc.wait(timeout=120)
         assert w.stop() == 0, w.log()[-3000:]
         assert "malformed" in w.log(), w.log()[-2000:]
     finally:
@@ -133,14 +145,16 @@ def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
 def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target):
     sc = write_scenario(tmp_path, OK, "shipped.lua")
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "3", "-r", "3", "-t",
-        "2s", "--headless", "--expect-workers", "1", "--json"])
+        "10m", "--headless", "--expect-workers", "1", "--json"])
     # The worker runs elsewhere: no -f, another working directory.
     wdir = tmp_path / "elsewhere"
     wdir.mkdir()
     w = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port", str(port)],
                wdir, "worker")
-    m.proc.wait(timeout=60)
-    w.proc.wait(timeout=30)
+    wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
+    m.proc.send_signal(signal.SIGTERM)
+    m.proc.wait(timeout=120)
+    w.proc.wait(timeout=120)
     assert m.stop() == 0, m.log()[-3000:]
     assert w.stop() == 0, w.log()[-3000:]
     doc = json.loads(m.stdout())
@@ -152,7 +166,7 @@ def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
     import re
     sc = write_scenario(tmp_path, OK)
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2", "-t",
-        "3s", "--headless", "--local-workers", "1", "--json"])
+        "10m", "--headless", "--local-workers", "1", "--json"])
     victim = wait_for(lambda: re.search(r"worker (\S+) \(index 0", m.log()), what="worker").group(1)
     wait_for(lambda: target.counts()["served"] > 100, what="load")
     ctx = zmq.Context()
@@ -162,7 +176,10 @@ def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
     s.connect("tcp://127.0.0.1:%d" % port)
     s.send(msgpack.packb(["quit", None, victim]))
     s.send(msgpack.packb(["client_stopped", None, victim]))
-    m.proc.wait(timeout=60)
+    wait_for(lambda: m.log().count("names another node id") >= 2 or not m.alive(),
+             what="the master to read both spoofed frames")
+    m.proc.send_signal(signal.SIGTERM)
+    m.proc.wait(timeout=120)
     s.close()
     ctx.term()
     assert m.stop() == 0, m.log()[-3000:]
@@ -200,14 +217,17 @@ class FakeWorker:
     def send(self, mtype, data):
         self.sock.send(msgpack.packb([mtype, data, self.node]))
 
-    def pump(self, until, timeout=60.0, what="message"):
-        """Answers the master until @until(message type) is true for a received message."""
+    def pump(self, until, timeout=120.0, what="message"):
+        """Answers the master until @until(message type) is true for a received message, or
+        @until(None) between messages (for a condition that is no message)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if time.monotonic() >= self.next_heartbeat:
                 self.send("heartbeat", {"state": "running", "current_cpu_usage": 1.0})
                 self.next_heartbeat = time.monotonic() + 1.0
             if not self.sock.poll(100):
+                if until(None):
+                    return
                 continue
             mtype, data = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)[:2]
             self.seen.append(mtype)
@@ -234,7 +254,7 @@ def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
     signed overflow) and the run's results are not corrupted."""
     sc = write_scenario(tmp_path, OK)
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2", "-t",
-        "4s", "--headless", "--local-workers", "1", "--json"])
+        "10m", "--headless", "--local-workers", "1", "--json"])
     wait_for(lambda: target.counts()["served"] > 100, what="load")
     big = 2**63 - 1
     fake = FakeWorker(port, "huge_00000000000000000000000000000000")
@@ -256,8 +276,11 @@ def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
         fake.pump(lambda t: t == "ack", what="ack")
         for _ in range(2):
             fake.send("stats", report(False))
+        ignored = "report sequence number %d out of range; ignored" % big
+        fake.pump(lambda t: m.log().count(ignored) >= 2, what="both reports read")
+        m.proc.send_signal(signal.SIGTERM)
         fake.pump(lambda t: t == "quit", what="quit")
-        m.proc.wait(timeout=60)
+        m.proc.wait(timeout=120)
     finally:
         fake.close()
     assert m.stop() == 0, m.log()[-3000:]

@@ -8,24 +8,42 @@ starts after a pause of 0.1 to 1 s set by its id, so the users' requests end at 
 moments of every second rather than all together. Without a stop timeout the users must stop at
 once; with `-s 0.2` the deadline passes while most of those requests are still in flight. Either
 way the in-flight request's completion resumes the task.
+
+Each user marks its first request just before sending it (and, in the test whose task makes two
+requests, its first second request); the master gets SIGTERM (the same stop as the end of
+--run-time) once all of them have, so every user has sent them however slow the machine is.
 """
 import json
 
 import pytest
 
-from conftest import aggregated, headless, row, run_master, write_scenario
+from conftest import (MARK, aggregated, count_marks, headless, marks_env, row, run_master_until,
+                      write_scenario)
 
 USERS = 20
 # 10 users per worker (ids n = 1..10 on each): pauses of 0.1, 0.2, ... 1.0 s.
 SPREAD = "on_start = function(self) acrida.sleep(self.id % 10 / 10 + 0.1) end,"
+SENDING = MARK + """
+local function sending(self, what)
+  what = what or "sent"
+  self.sent = self.sent or {}
+  if not self.sent[what] then
+    self.sent[what] = true
+    mark(what .. "-" .. self.worker_index .. "-" .. self.id)
+  end
+end
+"""
 STOP_MODES = [pytest.param([], id="no-stop-timeout"),
               pytest.param(["-s", "0.2"], id="stop-timeout-0.2s")]
 
 
-def run(tmp_path, target, scenario, stop_args):
-    sc = write_scenario(tmp_path, scenario.replace("SPREAD", SPREAD))
-    rc, out, err = run_master(tmp_path, headless(sc, target.url, USERS, USERS, "3s",
-                                                 extra=["--json"] + stop_args))
+def run(tmp_path, target, scenario, stop_args, marks="sent-"):
+    head = 'local acrida = require "acrida"\n'
+    sc = write_scenario(tmp_path, scenario.replace("SPREAD", SPREAD).replace(head, head + SENDING))
+    rc, out, err = run_master_until(tmp_path, headless(sc, target.url, USERS, USERS, "10m",
+                                                       extra=["--json"] + stop_args),
+                                    lambda: count_marks(tmp_path, marks) == USERS,
+                                    "each user's %s mark" % marks, env=marks_env(tmp_path))
     assert out, "no JSON output (exit %d):\n%s" % (rc, err[-3000:])
     return rc, json.loads(out), target.counts(), err
 
@@ -35,6 +53,7 @@ def test_404s_marked_success_in_code_stay_successes_at_stop(tmp_path, target, st
     rc, doc, counts, err = run(tmp_path, target, """
 local acrida = require "acrida"
 acrida.user { name = "Lenient", SPREAD tasks = { function(self)
+  sending(self)
   local r = self.client:get("/delay/1000?status=404", { name = "slow404", catch_response = true })
   if r.status == 404 then r:success() else r:failure("unexpected status " .. r.status) end
 end } }
@@ -53,6 +72,7 @@ def test_requests_failed_in_code_stay_failures_at_stop(tmp_path, target, stop_ar
     rc, doc, counts, err = run(tmp_path, target, """
 local acrida = require "acrida"
 acrida.user { name = "Strict", SPREAD tasks = { function(self)
+  sending(self)
   local r = self.client:get("/delay/1000", { name = "slow", catch_response = true })
   r:failure("rejected in code")
 end } }
@@ -71,12 +91,14 @@ def test_code_after_the_request_runs_and_nothing_more_is_sent(tmp_path, target, 
     rc, doc, counts, err = run(tmp_path, target, """
 local acrida = require "acrida"
 acrida.user { name = "Forwarder", SPREAD tasks = { function(self)
+  sending(self)
   self.client:get("/delay/1000", { name = "slow" })
   acrida.report { request_type = "AFTER", name = "slow", response_time = 0 }
+  sending(self, "next")
   self.client:get("/status/201", { name = "next" })
   acrida.report { request_type = "AFTER", name = "next", response_time = 0 }
 end } }
-""", stop_args)
+""", stop_args, "next-")
     slow, nxt = row(doc, "GET", "slow"), row(doc, "GET", "next")
     assert slow["num_requests"] >= USERS, (slow, err[-3000:])
     # The code after each recorded request ran exactly once per request, stop included.

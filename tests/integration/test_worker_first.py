@@ -2,7 +2,7 @@
 report interval (no false `lost_reports`, no exit 4) and the count stays exact."""
 import json
 
-from conftest import (Daemon, aggregated, binary, free_port, run_master, wait_for,
+from conftest import (Daemon, aggregated, binary, free_port, run_master_until, wait_for,
                       write_scenario)
 
 ONLY_OK = """
@@ -18,12 +18,17 @@ def test_worker_started_before_its_master_loses_nothing(tmp_path, target):
     try:
         # Without a master the worker's first client_ready stays queued and it sends another one:
         # the master receives both at once and starts the test between them.
-        wait_for(lambda: "sending client_ready again" in w.log(), timeout=60,
+        wait_for(lambda: "sending client_ready again" in w.log(), timeout=120,
                  what="the worker to repeat its client_ready")
-        rc, out, err = run_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2",
-                                             "-t", "3s", "--headless", "--json",
-                                             "--master-bind-host", "127.0.0.1",
-                                             "--master-bind-port", str(port)])
+        # The master runs until the duplicate has arrived and requests were served, then SIGTERM
+        # (the same stop as the end of --run-time).
+        rc, out, err = run_master_until(
+            tmp_path, ["-f", sc, "-H", target.url, "-u", "2", "-r", "2", "-t", "10m",
+                       "--headless", "--json", "--master-bind-host", "127.0.0.1",
+                       "--master-bind-port", str(port)],
+            lambda: ("re-registered" in (tmp_path / "master.log").read_text()
+                     and target.counts()["served"] > 0),
+            "the duplicate client_ready and some requests")
     finally:
         wrc = w.stop()
     assert "re-registered" in err, err[-3000:]  # the duplicate did arrive during the test

@@ -246,7 +246,7 @@ static void test_config_file(void **state)
                          "host = \"http://conf#1\"\n"
                          "; another comment\n"
                          "master-host = elsewhere\n"
-                         "[acrida-other]\n"
+                         "[acrida-target]\n"
                          "not-ours = 1\n"
                          "[test]\n"
                          "web-port = 9000\n");
@@ -388,6 +388,10 @@ static void test_errors(void **state)
     expect_error("invalid value 'many' for --users in acrida.conf:2: expected an integer", NULL);
     write_file("acrida.conf", "users\n");
     expect_error("expected 'key = value' in acrida.conf:1", NULL);
+    write_file("acrida.conf", "[mastr]\nusers = 50\n");
+    expect_error("unknown section [mastr] in acrida.conf:1 (expected [acrida], [master] or "
+                 "[worker])",
+                 NULL);
     unlink("acrida.conf");
 
     setenv("ACRIDA_USERS", "-5", 1);
@@ -629,6 +633,16 @@ static void test_cli_node_id(void **state)
     assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", "a\tb", NULL), -EINVAL);
     assert_string_equal(err, "--node-id must not contain control characters");
     acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id", "x\xff\xfe", NULL),
+                     -EINVAL);
+    assert_string_equal(err, "--node-id must be valid UTF-8");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--node-id",
+                         "n\xc3\xb6"
+                         "de",
+                         NULL),
+                     0);
+    acr_cli_free(&o);
     setenv("ACRIDA_NODE_ID", "", 1); /* empty = unset: generated */
     assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, NULL), 0);
     assert_null(o.node_id);
@@ -645,6 +659,28 @@ static void test_cli_master_checks(void **state)
         -EINVAL);
     assert_string_equal(err, "--host '127.0.0.1:8080' has no scheme: use --host "
                              "http://127.0.0.1:8080 (or https://127.0.0.1:8080)");
+    acr_cli_free(&o);
+    static const char *const bad_hosts[][2] = {
+        {"http://127.0.0.1:99999", "--host 'http://127.0.0.1:99999': the port must be a number "
+                                   "from 1 to 65535"},
+        {"http://h:abc", "--host 'http://h:abc': the port must be a number from 1 to 65535"},
+        {"http://h:", "--host 'http://h:': the port must be a number from 1 to 65535"},
+        {"http://[::1", "--host 'http://[::1': unterminated [IPv6 address]"},
+        {"http://[::1]x", "--host 'http://[::1]x': bad host"},
+        {"http://a\nb", "--host must not contain spaces or control characters"},
+        {"http://u:p@h:1", "--host 'http://u:p@h:1': credentials in the URL are not supported"},
+        {"http://:80", "--host 'http://:80' has no host name: e.g. --host http://127.0.0.1:8080"},
+    };
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
+        assert_int_equal(
+            cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-H", bad_hosts[i][0], NULL),
+            -EINVAL);
+        assert_string_equal(err, bad_hosts[i][1]);
+        acr_cli_free(&o);
+    }
+    assert_int_equal(
+        cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-H", "http://[::1]:8080/", NULL),
+        0);
     acr_cli_free(&o);
     assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-H",
                          "HTTPS://h.example:8443/base", "--local-workers", "auto", NULL),
