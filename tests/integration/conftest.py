@@ -170,10 +170,12 @@ def run_master_until(tmp_path, args, done, what, timeout=300, env=None):
 
 
 def marks_env(tmp_path, env=None):
-    """The environment for a scenario that uses MARK (below) to tell the test what it has done."""
+    """The environment for a scenario that uses MARK (below) to tell the test what it has done. The
+    variable has no ACRIDA_ prefix: the master keeps its ACRIDA_* variables from local workers
+    (master/local.c)."""
     d = tmp_path / "marks"
     d.mkdir(exist_ok=True)
-    return dict(env if env is not None else os.environ, ACRIDA_TEST_MARKS=str(d))
+    return dict(env if env is not None else os.environ, TEST_MARKS_DIR=str(d))
 
 
 def marked(tmp_path, *names):
@@ -187,10 +189,10 @@ def count_marks(tmp_path, prefix):
     return sum(1 for n in os.listdir(d) if n.startswith(prefix)) if d.exists() else 0
 
 
-# Lua for scenarios: mark("x") creates the file x in $ACRIDA_TEST_MARKS (see marks_env).
+# Lua for scenarios: mark("x") creates the file x in $TEST_MARKS_DIR (see marks_env).
 MARK = """
 local function mark(name)
-  local f = assert(io.open(os.getenv("ACRIDA_TEST_MARKS") .. "/" .. name, "w"))
+  local f = assert(io.open(os.getenv("TEST_MARKS_DIR") .. "/" .. name, "w"))
   f:close()
 end
 """
