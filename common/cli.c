@@ -242,6 +242,9 @@ static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
         return fail(err, errlen, "--tls-cert and --tls-key go together");
     if (o->web_auth && !strchr(o->web_auth, ':'))
         return fail(err, errlen, "--web-auth: expected USER:PASS");
+    if (o->local_workers > 0 && o->master_bind_host && strchr(o->master_bind_host, ':'))
+        return fail(err, errlen,
+                    "--local-workers connect over IPv4: use an IPv4 --master-bind-host (or *)");
     if (o->expect_workers == -1) o->expect_workers = o->local_workers > 0 ? o->local_workers : 1;
     return 0;
 }

@@ -44,6 +44,14 @@ size_t acr__local_alive(const acr_master_t *m)
     return n;
 }
 
+const char *acr__local_connect_host(const char *bind_host)
+{
+    if (!bind_host || !*bind_host || strcmp(bind_host, "*") == 0 ||
+        strcmp(bind_host, "0.0.0.0") == 0)
+        return "127.0.0.1";
+    return bind_host;
+}
+
 size_t acr__local_exited(const acr_master_t *m)
 {
     return m->local ? m->local->n - acr__local_alive(m) : 0;
@@ -129,7 +137,7 @@ int acr__local_start(acr_master_t *m, int n)
     size_t k = 0;
     args[k++] = path;
     args[k++] = "--master-host";
-    args[k++] = "127.0.0.1";
+    args[k++] = (char *)acr__local_connect_host(m->opts->master_bind_host);
     args[k++] = "--master-port";
     args[k++] = port;
     args[k++] = "-f";

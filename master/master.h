@@ -55,6 +55,9 @@ int acr__local_start(acr_master_t *m, int n);
  *  @grace_s; handles close when they exit. */
 void acr__local_stop(acr_master_t *m, double grace_s);
 size_t acr__local_alive(const acr_master_t *m);
+/** The address local workers connect to for --master-bind-host @bind_host: loopback for a
+ *  wildcard bind, else the bound address itself (static or @bind_host). */
+const char *acr__local_connect_host(const char *bind_host);
 /** How many local workers have exited (0 without --local-workers). */
 size_t acr__local_exited(const acr_master_t *m);
 void acr__local_free(acr_master_t *m);

@@ -55,3 +55,14 @@ def test_sigterm_while_waiting_for_workers_is_not_a_success(tmp_path, target):
     assert m.stop() == 1, m.log()[-3000:]
     assert "Stopped while waiting for workers (0 of 1 ready): no test ran" in m.log()
     assert m.stdout() == "", m.stdout()
+
+
+def test_local_workers_connect_to_the_bound_address(tmp_path, target):
+    """Bound to one address (127.0.0.2, loopback but not 127.0.0.1), the master's local workers
+    connect there: before, they dialled 127.0.0.1 and the master waited for them forever."""
+    sc = write_scenario(tmp_path, OK)
+    rc, out, err = run_master(tmp_path, headless(sc, target.url, 2, 10, "1s", workers=1, extra=[
+        "--json", "--master-bind-host", "127.0.0.2", "--expect-workers-max-wait", "120"]))
+    assert "1 of 1 workers ready, starting the test" in err, err[-3000:]
+    assert rc == 0, err[-3000:]
+    assert aggregated(json.loads(out))["num_requests"] == target.counts()["served"]

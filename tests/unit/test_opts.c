@@ -688,6 +688,12 @@ static void test_cli_master_checks(void **state)
     assert_int_equal(o.local_workers, acr_cpu_count());
     assert_int_equal(o.expect_workers, acr_cpu_count());
     acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "--local-workers", "1",
+                         "--master-bind-host", "::1", NULL),
+                     -EINVAL);
+    assert_string_equal(err,
+                        "--local-workers connect over IPv4: use an IPv4 --master-bind-host (or *)");
+    acr_cli_free(&o);
     assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", NULL), 0);
     assert_int_equal(o.expect_workers, 1);
     acr_cli_free(&o);
