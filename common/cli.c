@@ -50,7 +50,7 @@ static const acr_opt_def_t defs[] = {
      "start at once, quit at the end (required: there is no web UI yet)", M},
     {"autostart", 0, NULL, ACR_OPT_FLAG, O(autostart), 0, 0, NULL,
      "not yet (no web UI): start at once with the web UI up", M},
-    {"autoquit", 0, NULL, ACR_OPT_INT, O(autoquit), 0, 0, "S",
+    {"autoquit", 0, NULL, ACR_OPT_INT, O(autoquit), 0, 1000000000, "S",
      "not yet (no web UI): with --autostart, quit S seconds after the run ends", M},
     {"web-host", 0, NULL, ACR_OPT_STR, O(web_host), 0, 0, "H",
      "not yet (no web UI): dashboard/API bind address", M},
@@ -263,6 +263,13 @@ int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv,
                     o->loglevel);
     if (role == ACR_CLI_MASTER) return check_master(o, err, errlen);
     if (o->node_id && *o->node_id && check_node_id(o, err, errlen) < 0) return -EINVAL;
+    if (!o->master_host || !*o->master_host)
+        return fail(err, errlen, "--master-host must not be empty");
+    if (strchr(o->master_host, ':') || strpbrk(o->master_host, " /\t\n"))
+        return fail(err, errlen,
+                    "--master-host '%s': expected a host name or IPv4 address (the "
+                    "port goes in --master-port)",
+                    o->master_host);
     return 0;
 }
 

@@ -643,6 +643,14 @@ static void test_cli_node_id(void **state)
                          NULL),
                      0);
     acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--master-host", "", NULL), -EINVAL);
+    assert_string_equal(err, "--master-host must not be empty");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, "--master-host", "10.0.0.1:99", NULL),
+                     -EINVAL);
+    assert_string_equal(err, "--master-host '10.0.0.1:99': expected a host name or IPv4 address "
+                             "(the port goes in --master-port)");
+    acr_cli_free(&o);
     setenv("ACRIDA_NODE_ID", "", 1); /* empty = unset: generated */
     assert_int_equal(cli(&o, ACR_CLI_WORKER, err, sizeof err, NULL), 0);
     assert_null(o.node_id);
