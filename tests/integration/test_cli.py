@@ -108,6 +108,8 @@ def test_locust_command_line_flags_and_return_to_ready(tmp_path, target):
         wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
         m.proc.send_signal(signal.SIGTERM)
         m.proc.wait(timeout=120)
+        for w in workers:  # they got `quit`: a SIGTERM while they exit would race their exit
+            w.proc.wait(timeout=120)
     finally:
         codes = [w.stop() for w in workers]
     assert m.stop() == 0, m.log()[-3000:]
@@ -147,6 +149,7 @@ def test_shared_config_file_serves_both_daemons(tmp_path, target, monkeypatch):
         wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
         m.proc.send_signal(signal.SIGTERM)
         m.proc.wait(timeout=120)
+        w.proc.wait(timeout=120)  # it got `quit` and exits on its own
     finally:
         wrc = w.stop()
     assert m.stop() == 0, m.log()[-3000:]

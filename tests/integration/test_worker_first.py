@@ -29,6 +29,7 @@ def test_worker_started_before_its_master_loses_nothing(tmp_path, target):
             lambda: ("re-registered" in (tmp_path / "master.log").read_text()
                      and target.counts()["served"] > 0),
             "the duplicate client_ready and some requests")
+        w.proc.wait(timeout=120)  # it got `quit` and exits on its own
     finally:
         wrc = w.stop()
     assert "re-registered" in err, err[-3000:]  # the duplicate did arrive during the test
