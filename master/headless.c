@@ -124,12 +124,9 @@ static bool waiting(acr_headless_t *h)
 
 static void check_wait(acr_headless_t *h, bool tick)
 {
-    acr_core_snapshot_t s;
-    acr_core_snapshot(h->core, &s);
-    acr_core_snapshot_free(&s);
-    if (s.ready_workers >= (size_t)h->opts->expect_workers) {
-        ACR_INFO("%zu of %d workers ready, starting the test", s.ready_workers,
-                 h->opts->expect_workers);
+    size_t ready = acr_core_ready_workers(h->core);
+    if (ready >= (size_t)h->opts->expect_workers) {
+        ACR_INFO("%zu of %d workers ready, starting the test", ready, h->opts->expect_workers);
         begin_test(h);
         return;
     }
@@ -147,7 +144,7 @@ static void check_wait(acr_headless_t *h, bool tick)
         return;
     }
     if (tick)
-        ACR_INFO("Waiting for workers to be ready, %zu of %d connected", s.ready_workers,
+        ACR_INFO("Waiting for workers to be ready, %zu of %d connected", ready,
                  h->opts->expect_workers);
 }
 
@@ -212,11 +209,8 @@ static void signal_cb(uv_signal_t *sh, int signum)
         break;
     default: /* ready (still waiting for workers) or stopped */
         if (waiting(h)) {
-            acr_core_snapshot_t s;
-            acr_core_snapshot(h->core, &s);
             ACR_ERROR("Stopped while waiting for workers (%zu of %d ready): no test ran",
-                      s.ready_workers, h->opts->expect_workers);
-            acr_core_snapshot_free(&s);
+                      acr_core_ready_workers(h->core), h->opts->expect_workers);
             h->gave_up = true;
         }
         begin_quit(h);
@@ -229,23 +223,12 @@ static void signal_cb(uv_signal_t *sh, int signum)
 static void print_json(acr_headless_t *h, const acr_core_snapshot_t *s)
 {
     const acr_core_snapshot_t *ws = h->have_final ? &h->final : s;
-    acr_report_worker_t *rows = calloc(ws->nworkers ? ws->nworkers : 1, sizeof(*rows));
-    if (!rows) {
-        ACR_ERROR("out of memory building the JSON report");
-        return;
-    }
-    for (size_t i = 0; i < ws->nworkers; i++) {
-        const acr_core_worker_t *w = &ws->workers[i];
-        rows[i] =
-            (acr_report_worker_t){w->id,        w->host,         w->state,        w->user_count,
-                                  w->cpu_usage, w->memory_usage, w->heartbeat_age};
-    }
     acr_report_meta_t meta = {
         .state = acr_run_state_name(s->state),
         .user_count = s->user_count,
         .run_time = s->run_time,
         .test_id = s->test_id,
-        .workers = rows,
+        .workers = ws->workers,
         .nworkers = ws->nworkers,
         .now = acr_now(),
         .lost_reports = s->lost_reports,
@@ -253,7 +236,6 @@ static void print_json(acr_headless_t *h, const acr_core_snapshot_t *s)
         .current = s->current,
     };
     char *doc = acr_report_json(s->stats, &meta);
-    free(rows);
     if (!doc) {
         ACR_ERROR("out of memory building the JSON report");
         return;

@@ -634,7 +634,7 @@ static json_t *json_workers(const acr_report_meta_t *meta)
     int err = 0;
     json_t *a = json_array();
     for (size_t i = 0; meta && i < meta->nworkers; i++) {
-        const acr_report_worker_t *w = &meta->workers[i];
+        const acr_core_worker_t *w = &meta->workers[i];
         json_t *o = json_object();
         jset(o, "id", jstr_or_null(w->id), &err);
         jset(o, "host", jstr_or_null(w->host), &err);

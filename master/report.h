@@ -8,24 +8,16 @@
 #define ACR_REPORT_H
 
 #include "common/stats.h"
+#include "master/core/core.h"
 
 #include <stdio.h>
-
-/** One worker row of the JSON document and the console. */
-typedef struct acr_report_worker {
-    const char *id, *host, *state;
-    long user_count;
-    double cpu_usage;       /**< percent */
-    long long memory_usage; /**< bytes */
-    double heartbeat_age;   /**< seconds since the last heartbeat */
-} acr_report_worker_t;
 
 typedef struct acr_report_meta {
     const char *state; /**< "ready", "spawning", "running", "stopping", "stopped" */
     long user_count;
     double run_time; /**< seconds since the test started (0 before) */
     const char *test_id;
-    const acr_report_worker_t *workers;
+    const acr_core_worker_t *workers; /**< the core's snapshot rows (master/core/core.h) */
     size_t nworkers;
     double now;                      /**< epoch s, for the current-window values */
     unsigned long long lost_reports; /**< worker report intervals lost (killed/missing workers) */

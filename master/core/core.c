@@ -197,6 +197,11 @@ static int snapshot_workers(acr_core_t *c, acr_core_snapshot_t *s)
     return 0;
 }
 
+size_t acr_core_ready_workers(const acr_core_t *c)
+{
+    return acr__registry_ready(c);
+}
+
 int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out)
 {
     const acr_run_t *r = &c->run;

@@ -151,6 +151,9 @@ int acr_core_stop(acr_core_t *c);
 /** Resets the run's stats as --reset-stats does (entries kept and zeroed, failures and
  *  exceptions emptied), in any state. */
 void acr_core_reset(acr_core_t *c);
+/** How many workers are ready, without the copies a snapshot makes (the console polls it while
+ *  it waits for --expect-workers). */
+size_t acr_core_ready_workers(const acr_core_t *c);
 /** Fills *@out (see acr_core_snapshot_t). Returns 0, or -ENOMEM when the worker and lost lists
  *  could not be copied (they are then empty; the other fields are set). */
 int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out);

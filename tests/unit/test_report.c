@@ -356,8 +356,8 @@ static void test_json(void **state)
     acr_stats_t *s = known_stats();
     acr_stats_entry_t *x = acr_stats_get(s, "GET", "/q?a=1&b=<2>");
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
-    acr_report_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
-                               {"w2", NULL, "missing", 0, 0, 0, 4.0}};
+    acr_core_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
+                             {"w2", NULL, "missing", 0, 0, 0, 4.0}};
     acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3, NULL, 7};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
