@@ -30,7 +30,7 @@ LDLIBS  += $(LDSAN) $(PKG_LIBS) -lm -lpthread
 
 COMMON_SRC := $(wildcard common/*.c proto/*.c)
 WORKER_SRC := $(wildcard worker/*.c worker/http/*.c)
-MASTER_SRC := $(wildcard master/*.c master/core/*.c)
+MASTER_SRC := $(wildcard master/*.c master/core/*.c master/web/*.c)
 TARGET_SRC := $(wildcard tests/target/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 
