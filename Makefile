@@ -76,7 +76,27 @@ $(LIBACR): $(call obj,$(COMMON_SRC))
 $(BUILD)/acrida-worker: $(call obj,$(WORKER_SRC)) $(LIBACR) $(LIBHTTP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/acrida-master: $(call obj,$(MASTER_SRC)) $(LIBACR) $(LIBHTTP)
+# The dashboard's files (master/web/assets.h): master/web/assets/ and uPlot's two files from its
+# npm package (`make deps` runs npm ci; nothing of uPlot is copied into the tree), embedded as a C
+# table by tools/embed_assets.py. The list is a stamp rewritten only when it changes, so adding or
+# removing an asset regenerates the table as editing one does.
+ASSET_EXTS  := html js css svg png ico json txt
+ASSET_FILES := $(sort $(foreach e,$(ASSET_EXTS),$(wildcard master/web/assets/*.$(e)))) \
+               node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css
+ASSETS_LIST := $(BUILD)/gen/assets.list
+ASSETS_C    := $(BUILD)/gen/assets.c
+ASSETS_O    := $(BUILD)/gen/assets.o
+$(ASSETS_LIST): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(ASSET_FILES)' | cmp -s - $@ || echo '$(ASSET_FILES)' > $@
+$(ASSETS_C): $(ASSET_FILES) $(ASSETS_LIST) tools/embed_assets.py
+	$(PYTHON) tools/embed_assets.py $@ $(ASSET_FILES)
+$(ASSETS_O): $(ASSETS_C)
+	$(CC) $(CFLAGS) -c $< -o $@
+node_modules/uplot/dist/%:
+	@echo "$@ is missing: run 'make deps' (it runs npm ci)" >&2; exit 1
+
+$(BUILD)/acrida-master: $(call obj,$(MASTER_SRC)) $(ASSETS_O) $(LIBACR) $(LIBHTTP)
 	$(CC) $(LDFLAGS) -o $@ $^ $(JSON_LIBS) $(LDLIBS)
 
 $(BUILD)/acrida-target: $(call obj,$(TARGET_SRC)) $(LIBACR) $(LIBHTTP)
@@ -89,7 +109,7 @@ LIBMASTER := $(BUILD)/libmaster.a
 $(LIBWORKER): $(filter-out %/main.o,$(call obj,$(WORKER_SRC)))
 	@mkdir -p $(dir $@)
 	rm -f $@; $(AR) rcs $@ $^
-$(LIBMASTER): $(filter-out %/main.o,$(call obj,$(MASTER_SRC)))
+$(LIBMASTER): $(filter-out %/main.o,$(call obj,$(MASTER_SRC))) $(ASSETS_O)
 	@mkdir -p $(dir $@)
 	rm -f $@; $(AR) rcs $@ $^
 UNIT_LINK := $(LIBWORKER) $(LIBMASTER) $(LIBACR) $(LIBHTTP)
