@@ -325,8 +325,45 @@ void acr_scenario_classes_free(acr_user_class_t *classes, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(classes[i].name);
         free(classes[i].host);
+        for (size_t t = 0; classes[i].task_names && t < classes[i].ntasks; t++)
+            free(classes[i].task_names[t]);
+        free(classes[i].task_names);
+        free(classes[i].task_weights);
     }
     free(classes);
+}
+
+/* The task names and weights of the class table on top of @L's stack (left there) into @c.
+ * Returns 0 or -ENOMEM (what was read is freed with the class). */
+static int read_tasks(lua_State *L, acr_user_class_t *c)
+{
+    lua_getfield(L, -1, "ntasks");
+    size_t n = (size_t)lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (n == 0) return 0;
+    c->task_names = calloc(n, sizeof(*c->task_names));
+    c->task_weights = calloc(n, sizeof(*c->task_weights));
+    if (!c->task_names || !c->task_weights) return -ENOMEM;
+    c->ntasks = n;
+    lua_getfield(L, -1, "task_names");
+    lua_getfield(L, -2, "task_cum");
+    double prev = 0;
+    for (size_t t = 0; t < n; t++) {
+        lua_rawgeti(L, -2, (int)t + 1);
+        lua_rawgeti(L, -2, (int)t + 1);
+        const char *name = lua_tostring(L, -2);
+        double cum = lua_tonumber(L, -1);
+        c->task_names[t] = strdup(name ? name : "");
+        c->task_weights[t] = cum - prev;
+        prev = cum;
+        lua_pop(L, 2);
+        if (!c->task_names[t]) {
+            lua_pop(L, 2);
+            return -ENOMEM;
+        }
+    }
+    lua_pop(L, 2);
+    return 0;
 }
 
 int acr_scenario_read_classes(lua_State *L, bool drop_zero, acr_user_class_t **out, size_t *n,
@@ -358,11 +395,13 @@ int acr_scenario_read_classes(lua_State *L, bool drop_zero, acr_user_class_t **o
         lua_getfield(L, -2, "host");
         cls[k].host = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
         bool host_bad = lua_isstring(L, -1) && !cls[k].host;
-        lua_pop(L, 3);
+        lua_pop(L, 2);
         cls[k].weight = w;
         cls[k].fixed_count = fixed;
+        int trc = read_tasks(L, &cls[k]);
+        lua_pop(L, 1);
         k++;
-        if (!cls[k - 1].name || host_bad) goto nomem;
+        if (!cls[k - 1].name || host_bad || trc < 0) goto nomem;
     }
     if (k == 0) {
         acr_scenario_classes_free(cls, k);

@@ -18,6 +18,12 @@ typedef struct acr_user_class {
     double weight;    /**< >= 0; ignored when fixed_count > 0 */
     long fixed_count; /**< 0 = weighted */
     char *host;       /**< the class's host, or NULL */
+    /** The tasks with weight > 0 in declaration order (GET /tasks): their names (the task's
+     *  `name`, else "task<i>" with i its 1-based position in `tasks`) and weights (> 0). Filled
+     *  by acr_scenario_read_classes; NULL and 0 in classes built by hand. */
+    char **task_names;
+    double *task_weights;
+    size_t ntasks;
 } acr_user_class_t;
 
 /**

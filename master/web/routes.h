@@ -61,4 +61,46 @@ void acr_routes_handle(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_re
  *  test's start and end times in @ud, an acr_routes_t. */
 void acr_routes_core_listener(acr_core_t *c, const acr_core_event_t *ev, void *ud);
 
+/* ---- internal to master/web/routes*.c ---- */
+
+struct json_t;
+
+/** The data routes (routes_stats.c). */
+void acr__routes_requests(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_requests_csv(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_failures_csv(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_exceptions_csv(acr_routes_t *r, const acr_httpd_req_t *req,
+                                acr_httpd_resp_t *resp);
+void acr__routes_full_history_csv(acr_routes_t *r, const acr_httpd_req_t *req,
+                                  acr_httpd_resp_t *resp);
+void acr__routes_exceptions(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_report(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_history(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_tasks(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_workers(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+void acr__routes_metrics(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
+
+/** Helpers (routes.c). */
+/** Appends the header line printf(@fmt) + CRLF to @resp (dropped beyond 511 bytes). */
+void acr__routes_header(acr_httpd_resp_t *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** Replaces the answer with @status and {"success": false, "message": printf(@fmt)}. */
+void acr__routes_fail(acr_httpd_resp_t *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** Replaces the body with @text, of type @type (a static string). */
+void acr__routes_text(acr_httpd_resp_t *resp, int status, const char *type, const char *text);
+/** @s[0..len) made safe to echo in a message: printable ASCII, others '?', at most 48
+ *  characters then "...". @size >= 56 holds any. */
+void acr__routes_show(char *dst, size_t size, const char *s, size_t len);
+/** jansson values that never fail on odd input: a string with non-UTF-8 bytes gets '?' for its
+ *  non-ASCII bytes (NULL -> null), a non-finite real is null. NULL only on ENOMEM. */
+struct json_t *acr__routes_jstr(const char *s);
+struct json_t *acr__routes_jreal(double v);
+/** Sets / appends @v, stealing it; sets *@err when either allocation failed. */
+void acr__routes_jset(struct json_t *o, const char *key, struct json_t *v, int *err);
+void acr__routes_jappend(struct json_t *a, struct json_t *v, int *err);
+/** Answers @status with @doc (stolen; NULL = out of memory -> 500) as Locust's Flask does:
+ *  keys sorted, 2-space indent, reals in Python's repr, trailing newline, application/json. */
+void acr__routes_json(acr_httpd_resp_t *resp, int status, struct json_t *doc);
+
 #endif
