@@ -65,6 +65,8 @@ void acr_routes_core_listener(acr_core_t *c, const acr_core_event_t *ev, void *u
 
 struct json_t;
 
+/** POST /swarm (routes_swarm.c). */
+void acr__routes_swarm(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
 /** The data routes (routes_stats.c). */
 void acr__routes_requests(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
 void acr__routes_requests_csv(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_resp_t *resp);
