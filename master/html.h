@@ -28,7 +28,8 @@ typedef struct acr_html_input {
 
 /** Appends the report to @out. Returns 0 or -ENOMEM. */
 int acr_html_report(const acr_html_input_t *in, acr_buf_t *out);
-/** Writes the report to @path atomically. Returns 0 or a negative errno (logged). */
+/** Writes the report to @path atomically, without the download link whatever @in->download
+ *  says (a file has nothing to download from). Returns 0 or a negative errno (logged). */
 int acr_html_write(const acr_html_input_t *in, const char *path);
 
 #endif
