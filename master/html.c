@@ -233,7 +233,8 @@ static const char STYLE[] =
     "pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px}\n"
     ".bad{color:var(--bad)}\n"
     ".chart{margin:12px 0 20px;min-height:40px}.uplot{color:var(--fg)}\n"
-    ".u-select{background:rgba(127,127,127,.15)}\n";
+    ".u-select{background:rgba(127,127,127,.15)}\n"
+    ".uplot table{width:auto}.uplot th,.uplot td{background:none;border:0;padding:0 4px}\n";
 
 static void head(html_writer_t *w, const acr_html_input_t *in)
 {
