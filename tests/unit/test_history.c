@@ -318,6 +318,13 @@ static void test_samples_a_core(void **state)
     assert_true(f->h->samples[1].p50 == 1.0 && f->h->samples[1].p99 == 1.0);
     assert_true(f->h->samples[1].time >= f->h->samples[0].time);
 
+    /* an edit (running -> spawning -> running) is the same test: nothing cleared */
+    size_t kept = f->h->n;
+    assert_int_equal(acr_core_edit(f->c, 2, 100), 0);
+    worker_spawned(f, "h1_a", 2);
+    assert_int_equal(f->h->n, kept);
+    assert_true(uv_is_active((uv_handle_t *)&f->h->timer));
+
     /* the stop: no sample at stopping, a last one at stopped, then no more */
     assert_int_equal(acr_core_stop(f->c), 0);
     size_t before = f->h->n;
