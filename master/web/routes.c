@@ -57,7 +57,9 @@ static const route_t ROUTES[] = {
     {"/metrics", M_GET, acr__routes_metrics},
 };
 
-/* ---- helpers shared with routes_stats.c ---- */
+/* ---- helpers shared with routes_swarm.c and routes_stats.c ---- */
+
+static int dump_json(acr_httpd_resp_t *resp, int status, json_t *doc);
 
 void acr__routes_header(acr_httpd_resp_t *resp, const char *fmt, ...)
 {
@@ -74,12 +76,20 @@ void acr__routes_fail(acr_httpd_resp_t *resp, int status, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
+    int err = 0;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     acr_buf_reset(&resp->headers);
     acr_buf_reset(&resp->body);
-    acr_httpd_json_error(resp, status, msg);
+    json_t *doc = json_object();
+    acr__routes_jset(doc, "success", json_false(), &err);
+    acr__routes_jset(doc, "message", acr__routes_jstr(msg), &err);
+    if (err || dump_json(resp, status, doc) < 0) {
+        acr_buf_reset(&resp->body);
+        acr_httpd_json_error(resp, status, msg); /* the server's own, smaller answer */
+    }
+    json_decref(doc);
 }
 
 void acr__routes_text(acr_httpd_resp_t *resp, int status, const char *type, const char *text)
@@ -179,21 +189,25 @@ static int append_pythonic(acr_buf_t *b, const char *in)
     return rc == 0 ? acr_buf_putc(b, '\n') : rc;
 }
 
-void acr__routes_json(acr_httpd_resp_t *resp, int status, json_t *doc)
+/* Answers @status with @doc (borrowed). Returns 0 or -ENOMEM (the body is then undefined). */
+static int dump_json(acr_httpd_resp_t *resp, int status, json_t *doc)
 {
     char *dump = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |
                                            JSON_REAL_PRECISION(17))
                      : NULL;
-    json_decref(doc);
     acr_buf_reset(&resp->body);
-    if (!dump || append_pythonic(&resp->body, dump) < 0) {
-        free(dump);
-        acr__routes_fail(resp, 500, "out of memory");
-        return;
-    }
+    int rc = dump ? append_pythonic(&resp->body, dump) : -ENOMEM;
     free(dump);
+    if (rc < 0) return rc;
     resp->status = status;
     resp->content_type = "application/json";
+    return 0;
+}
+
+void acr__routes_json(acr_httpd_resp_t *resp, int status, json_t *doc)
+{
+    if (dump_json(resp, status, doc) < 0) acr__routes_fail(resp, 500, "out of memory");
+    json_decref(doc);
 }
 
 /* ---- the dashboard's files ---- */
