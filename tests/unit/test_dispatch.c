@@ -40,7 +40,7 @@ static const char *dispatch_worker_id(const acr_dispatch_t *d, size_t i)
 
 static acr_user_class_t mk(const char *name, double w, long fixed)
 {
-    return (acr_user_class_t){(char *)name, w, fixed, NULL};
+    return (acr_user_class_t){.name = (char *)name, .weight = w, .fixed_count = fixed};
 }
 
 /* Renders the map as "id:{A1,B0}" entries sorted by id, class names abbreviated to their first

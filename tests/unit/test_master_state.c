@@ -124,8 +124,8 @@ static void test_names(void **state)
 /* ---- the core with fake workers ---- */
 
 static acr_user_class_t classes[] = {
-    {(char *)"Reader", 1, 0, NULL},
-    {(char *)"Writer", 1, 0, NULL},
+    {.name = (char *)"Reader", .weight = 1},
+    {.name = (char *)"Writer", .weight = 1},
 };
 
 typedef struct {
