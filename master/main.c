@@ -1,12 +1,17 @@
 /*
- * acrida-master's entry point: options, logging, scenario validation, the ZeroMQ ROUTER, the port
- * file, local workers, headless mode, one libuv loop, and an orderly exit where every handle is
- * closed before the memory goes. Exit codes: acr_master_exit_t (master.h, docs/cli.md).
+ * acrida-master's entry point: options and --check expressions, logging, scenario validation, the
+ * control core and its ZeroMQ ROUTER, the chart history, the end of the process (finish.c), the
+ * front-end of the mode (the headless console, or web mode's HTTP server), the port file, local
+ * workers, one libuv loop, and an orderly exit where every handle is closed before the memory
+ * goes. Exit codes: acr_master_exit_t (master.h, docs/cli.md).
  */
 #include "master/master.h"
 
 #include "common/log.h"
 #include "common/util.h"
+#include "master/check.h"
+#include "master/history.h"
+#include "master/web/web.h"
 #include "proto/msg.h"
 
 #include <errno.h>
@@ -22,7 +27,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-static bool loopback(const char *host)
+bool acr__master_loopback(const char *host)
 {
     return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
            strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
@@ -31,7 +36,7 @@ static bool loopback(const char *host)
 static int write_port_file(const acr_master_t *m)
 {
     char buf[64];
-    int n = snprintf(buf, sizeof buf, "master=%d\nweb=0\n", m->bound_port);
+    int n = snprintf(buf, sizeof buf, "master=%d\nweb=%d\n", m->bound_port, m->web_port);
     int rc = acr_write_file_atomic(m->opts->port_file, buf, (size_t)n);
     if (rc < 0) ACR_ERROR("cannot write --port-file %s: %s", m->opts->port_file, strerror(-rc));
     return rc;
@@ -88,53 +93,86 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
     return rc;
 }
 
+/* Warns about the options --headless does not use (Locust ignores them too). */
+static void warn_headless(const acr_cli_opts_t *o)
+{
+    if (!o->headless) return;
+    const char *unused[4];
+    size_t n = 0;
+    if (o->autostart) unused[n++] = "--autostart";
+    if (o->autoquit >= 0) unused[n++] = "--autoquit";
+    if (o->web_auth && *o->web_auth) unused[n++] = "--web-auth";
+    if (o->tls_cert && *o->tls_cert) unused[n++] = "--tls-cert/--tls-key";
+    for (size_t i = 0; i < n; i++)
+        ACR_WARN("%s has no effect with --headless (there is no web interface)", unused[i]);
+}
+
 /* Runs the master until the loop ends; returns the exit code. */
-static int run(acr_cli_opts_t *opts, const acr_user_class_t *classes, size_t nclasses)
+static int run(acr_master_t *m)
 {
     uv_loop_t loop;
-    acr_master_t m = {.loop = &loop, .opts = opts, .exit_code = ACR_EXIT_OK};
+    const acr_cli_opts_t *opts = m->opts;
     char err[512];
+    m->loop = &loop;
     if (uv_loop_init(&loop) < 0) {
         ACR_ERROR("cannot create the event loop");
         return ACR_EXIT_FATAL;
     }
-    if (core_create(&m, classes, nclasses) < 0) goto fail;
-    int rc = acr_core_listen(m.core, opts->master_bind_host, opts->master_bind_port, &m.bound_port,
-                             err, sizeof err);
+    if (core_create(m, m->classes, m->nclasses) < 0) goto fail;
+    int rc = acr_core_listen(m->core, opts->master_bind_host, opts->master_bind_port,
+                             &m->bound_port, err, sizeof err);
     if (rc < 0) {
         ACR_ERROR("The acrida master port (%s:%d) is not available: %s", opts->master_bind_host,
                   opts->master_bind_port, err);
         goto fail;
     }
-    ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m.bound_port);
-    if (!loopback(opts->master_bind_host))
+    ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
+    if (!acr__master_loopback(opts->master_bind_host))
         ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
                  "authentication: any host that can reach it can join as a worker ***",
-                 opts->master_bind_host, m.bound_port);
-    if (opts->html) ACR_WARN("--html is not supported yet: no HTML report will be written");
-    if (opts->port_file && write_port_file(&m) < 0) goto fail;
-    if (opts->local_workers > 0 && acr__local_start(&m, opts->local_workers) < 0) goto fail;
-    if (acr__headless_start(&m, &m.headless) < 0) goto fail;
+                 opts->master_bind_host, m->bound_port);
+    warn_headless(opts);
+    if (acr_history_new(&loop, m->core, &m->history) < 0) {
+        ACR_ERROR("cannot create the chart history");
+        goto fail;
+    }
+    if (acr__finish_start(m, &m->finish) < 0) goto fail;
+    if (!opts->headless && acr__web_start(m, &m->web) < 0) goto fail;
+    if (opts->port_file && write_port_file(m) < 0) goto fail;
+    if (opts->local_workers > 0 && acr__local_start(m, opts->local_workers) < 0) goto fail;
+    if (opts->headless)
+        rc = acr__headless_start(m, &m->headless);
+    else
+        rc = acr__web_run(m->web);
+    if (rc < 0) goto fail;
     uv_run(&loop, UV_RUN_DEFAULT);
     goto out;
 fail:
-    m.exit_code = ACR_EXIT_FATAL;
-    acr__master_shutdown(&m);
+    m->exit_code = ACR_EXIT_FATAL;
+    acr__master_shutdown(m);
 out:
-    if (m.core) acr_core_close(m.core);
+    acr__master_shutdown(m); /* every handle is closed before anything is freed */
     uv_walk(&loop, close_walk_cb, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) ACR_WARN("event loop closed with open handles");
-    acr__local_free(&m);
-    acr__headless_free(m.headless);
-    acr_core_free(m.core);
-    return m.exit_code;
+    acr__local_free(m);
+    acr__web_free(m->web);
+    acr__headless_free(m->headless);
+    acr__finish_free(m->finish);
+    acr_history_free(m->history);
+    acr_core_free(m->core);
+    return m->exit_code;
 }
 
 void acr__master_shutdown(acr_master_t *m)
 {
+    if (m->shutting_down) return;
+    m->shutting_down = true;
     if (m->core) acr_core_close(m->core);
+    acr__web_close(m->web);
     acr__headless_close(m->headless);
+    acr__finish_close(m->finish);
+    if (m->history) acr_history_close(m->history);
     acr__local_stop(m, LOCAL_TERM_GRACE_S);
 }
 
@@ -162,8 +200,11 @@ int main(int argc, char **argv)
         acr_cli_free(&opts);
         return ACR_EXIT_USAGE;
     }
-    if (!opts.headless) {
-        fprintf(stderr, "acrida-master: the web UI is not available yet; use --headless\n");
+    acr_check_t *checks = NULL;
+    rc = acr_check_parse((const char *const *)opts.check, &checks, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "acrida-master: error: %s\n",
+                rc == -EINVAL ? err : "out of memory parsing --check");
         code = ACR_EXIT_USAGE;
         goto out;
     }
@@ -172,12 +213,21 @@ int main(int argc, char **argv)
     rc = acr_scenario_classes(opts.scenario, &classes, &nclasses, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "acrida-master: %s\n", err);
+        acr_check_free(checks);
         code = ACR_EXIT_FATAL;
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
-    code = run(&opts, classes, nclasses);
+    acr_master_t m = {
+        .opts = &opts,
+        .classes = classes,
+        .nclasses = nclasses,
+        .checks = checks,
+        .exit_code = ACR_EXIT_OK,
+    };
+    code = run(&m);
     acr_scenario_classes_free(classes, nclasses);
+    acr_check_free(checks);
 out:
     acr_log_close();
     acr_cli_free(&opts);
