@@ -497,9 +497,16 @@ static bool eval_item(const check_item_t *it, acr_stats_t *s, double run_time, F
 
 size_t acr_check_eval(const acr_check_t *c, acr_stats_t *s, double run_time, FILE *f)
 {
+    if (!c || c->n == 0) return 0;
+    acr_stats_t *empty = s ? NULL : acr_stats_new(0);
+    if (!s && !empty) {
+        fprintf(f, "check: out of memory, %zu check(s) not evaluated\n", c->n);
+        return c->n;
+    }
     size_t failed = 0;
-    for (size_t i = 0; c && i < c->n; i++)
-        if (!eval_item(&c->items[i], s, run_time, f)) failed++;
-    if (c && c->n) fflush(f);
+    for (size_t i = 0; i < c->n; i++)
+        if (!eval_item(&c->items[i], s ? s : empty, run_time, f)) failed++;
+    acr_stats_free(empty);
+    fflush(f);
     return failed;
 }

@@ -36,13 +36,13 @@ typedef struct acr_check acr_check_t;
  *  with "--check 'p95<3xx': '3xx' is not a number (...)" in @err for the first malformed one, or
  *  -ENOMEM. */
 int acr_check_parse(const char *const *exprs, acr_check_t **out, char *err, size_t errlen);
-/** Evaluates the checks against @s. @run_time (seconds the test ran) is the span of rps and
- *  fail_per_sec only when the stats hold no span of their own (no request time stamps). Prints
- *  one line per check to @f, "check p95<300ms: passed (p95 = 12.3 ms)" or "... FAILED (...)";
- *  a name= check prints one line per matching entry ("check name=/api:p95<1s: passed (GET
- *  /api/items: p95 = 12.3 ms)") or "FAILED (no entry whose name starts
- *  with '/api')". Control characters of
- *  entry names are printed as '?'. Returns the number of failed checks (0 for @c NULL). */
+/** Evaluates the checks against @s (NULL: as empty statistics). @run_time (seconds the test ran) is
+ * the span of rps and fail_per_sec only when the stats hold no span of their own (no request time
+ * stamps). Prints one line per check to @f, "check p95<300ms: passed (p95 = 12.3 ms)" or "...
+ * FAILED (...)"; a name= check prints one line per matching entry ("check name=/api:p95<1s: passed
+ * (GET /api/items: p95 = 12.3 ms)") or "FAILED (no entry whose name starts with '/api')". Control
+ * characters of entry names are printed as '?'. Returns the number of failed checks (0 for @c
+ * NULL). */
 size_t acr_check_eval(const acr_check_t *c, acr_stats_t *s, double run_time, FILE *f);
 /** Number of checks in @c (0 for NULL). */
 size_t acr_check_count(const acr_check_t *c);

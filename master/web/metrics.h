@@ -16,10 +16,11 @@
  *   acrida_run_state{state="ready|...|stopped"}   gauge    1 for the current state, 0 otherwise
  *   acrida_lost_reports_total                     counter  worker report intervals lost
  *
- * The Aggregated entry is its own labelset (method="", name="Aggregated"), so its quantiles
- * (which cannot be computed from the entries') are there: sum the counters over
- * name!="Aggregated" to avoid counting every request twice. Label values are escaped as the
- * format wants (\\, \", \n) and invalid UTF-8 bytes become U+FFFD, so a scrape never fails.
+ * The Aggregated entry is its own labelset (method="", which Prometheus stores as no method
+ * label, and name="Aggregated"), so its quantiles, which cannot be computed from the entries',
+ * are there: sum the counters over name!="Aggregated" to avoid counting every request twice. Label
+ * values are escaped as the format wants (\\, \", \n) and invalid UTF-8 bytes become U+FFFD, so a
+ * scrape never fails.
  */
 #ifndef ACR_MASTER_METRICS_H
 #define ACR_MASTER_METRICS_H

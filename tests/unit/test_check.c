@@ -302,6 +302,13 @@ static void test_eval_empty_and_run_time(void **state)
                              "check name=bad:requests==0: passed (GET bad?name?: requests = 0)\n");
     assert_int_equal(failed, 1);
     free(out);
+    /* no stats at all (no report yet) reads as empty stats */
+    const char *one[] = {"p95<1s", "requests==0", NULL};
+    out = eval_text(one, NULL, 10, &failed);
+    assert_string_equal(out, "check p95<1s: FAILED (p95: no response times recorded)\n"
+                             "check requests==0: passed (requests = 0)\n");
+    assert_int_equal(failed, 1);
+    free(out);
     acr_stats_entry_t *total = acr_stats_total(s);
     total->num_requests = 50; /* as if merged without time stamps */
     total->num_failures = 5;
