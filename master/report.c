@@ -652,30 +652,23 @@ static json_t *json_workers(const acr_report_meta_t *meta)
     return a;
 }
 
-/*
- * Makes jansson's dump @in read like Python's json.dumps: jansson prints reals with "%.17g"
- * (0.1 -> 0.10000000000000001) and \u escapes in upper case. Copies @in rewriting every real
- * outside strings with Python's repr and lower-casing \uXXXX, and adds a trailing newline.
- * Returns a malloc'ed string or NULL.
- */
-static char *rewrite_reals(const char *in)
+int acr_report_pythonic_json(acr_buf_t *b, const char *in)
 {
-    acr_buf_t b = {0};
     const char *p = in;
-    bool ok = acr_buf_append(&b, "", 0) == 0; /* allocated and NUL-terminated from here on */
-    while (ok && *p) {
+    int rc = 0;
+    while (rc == 0 && *p) {
         const char *start = p;
         if (*p == '"') { /* a string: verbatim, except \uXXXX in lower case like Python */
-            size_t at = b.len;
             for (p++; *p && *p != '"'; p++)
                 if (*p == '\\' && p[1]) p++;
             if (*p) p++;
-            ok = acr_buf_append(&b, start, (size_t)(p - start)) == 0;
-            for (size_t i = at; ok && i + 1 < b.len; i++) {
-                if (b.data[i] != '\\') continue;
-                if (b.data[i + 1] == 'u')
-                    for (size_t k = i + 2; k < i + 6 && k < b.len; k++)
-                        b.data[k] = (char)tolower((unsigned char)b.data[k]);
+            size_t at = b->len;
+            rc = acr_buf_append(b, start, (size_t)(p - start));
+            for (size_t i = at; rc == 0 && i + 1 < b->len; i++) {
+                if (b->data[i] != '\\') continue;
+                if (b->data[i + 1] == 'u')
+                    for (size_t k = i + 2; k < i + 6 && k < b->len; k++)
+                        b->data[k] = (char)tolower((unsigned char)b->data[k]);
                 i++; /* skip the escaped character */
             }
         } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
@@ -688,21 +681,16 @@ static char *rewrite_reals(const char *in)
                 memcpy(tok, start, n);
                 tok[n] = '\0';
                 acr_report_fmt_float(rep, sizeof(rep), strtod(tok, NULL));
-                ok = acr_buf_append(&b, rep, strlen(rep)) == 0;
+                rc = acr_buf_append(b, rep, strlen(rep));
             } else {
-                ok = acr_buf_append(&b, start, n) == 0;
+                rc = acr_buf_append(b, start, n);
             }
         } else {
             p++;
-            ok = acr_buf_append(&b, start, 1) == 0;
+            rc = acr_buf_append(b, start, 1);
         }
     }
-    if (ok) ok = acr_buf_putc(&b, '\n') == 0;
-    if (!ok) {
-        acr_buf_free(&b);
-        return NULL;
-    }
-    return b.data;
+    return rc == 0 ? acr_buf_putc(b, '\n') : rc;
 }
 
 char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
@@ -750,7 +738,11 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     dump = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |
                                JSON_REAL_PRECISION(17));
     if (!dump) goto fail;
-    out = rewrite_reals(dump);
+    acr_buf_t b = {0};
+    if (acr_report_pythonic_json(&b, dump) == 0)
+        out = b.data;
+    else
+        acr_buf_free(&b);
 fail:
     free(dump);
     json_decref(doc);

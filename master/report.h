@@ -8,6 +8,7 @@
 #define ACR_REPORT_H
 
 #include "common/stats.h"
+#include "common/util.h"
 #include "master/core/core.h"
 
 #include <stdio.h>
@@ -66,6 +67,12 @@ typedef struct acr_report_lost {
 /** acrida's PREFIX_lost_reports.csv (not a Locust file): header "Worker,Lost Report Intervals",
  *  the @n rows, then "Aggregated" with @total. CRLF line endings like the Locust files. */
 int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsigned long long total);
+
+/** Appends jansson's dump @in (JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |
+ *  JSON_REAL_PRECISION(17)) to @b as Python's json.dumps writes it, the way Flask answers Locust's
+ *  routes: reals in their shortest repr form instead of "%.17g" (0.1, not 0.10000000000000001),
+ *  \uXXXX in lower case, and a trailing newline. Returns 0 or -ENOMEM. */
+int acr_report_pythonic_json(acr_buf_t *b, const char *in);
 
 /**
  * The GET /stats/requests document (Locust 2.12 shape, keys sorted, 2-space indent) plus

@@ -145,50 +145,6 @@ void acr__routes_jappend(json_t *a, json_t *v, int *err)
     if (json_array_append_new(a, v) < 0) *err = 1;
 }
 
-/* Appends jansson's dump @in to @b as Python's json.dumps writes it (as Flask answers Locust's
- * routes): reals in their shortest repr form instead of "%.17g", \uXXXX in lower case, and a
- * trailing newline. Returns 0 or -ENOMEM. */
-static int append_pythonic(acr_buf_t *b, const char *in)
-{
-    const char *p = in;
-    int rc = 0;
-    while (rc == 0 && *p) {
-        const char *start = p;
-        if (*p == '"') {
-            for (p++; *p && *p != '"'; p++)
-                if (*p == '\\' && p[1]) p++;
-            if (*p) p++;
-            size_t at = b->len;
-            rc = acr_buf_append(b, start, (size_t)(p - start));
-            for (size_t i = at; rc == 0 && i + 1 < b->len; i++) {
-                if (b->data[i] != '\\') continue;
-                if (b->data[i + 1] == 'u')
-                    for (size_t k = i + 2; k < i + 6 && k < b->len; k++)
-                        b->data[k] = (char)tolower((unsigned char)b->data[k]);
-                i++;
-            }
-        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
-            bool real = false;
-            for (; *p && strchr("+-0123456789.eE", *p); p++)
-                if (*p == '.' || *p == 'e' || *p == 'E') real = true;
-            size_t n = (size_t)(p - start);
-            if (real && n < 64) {
-                char tok[64], rep[40];
-                memcpy(tok, start, n);
-                tok[n] = '\0';
-                acr_report_fmt_float(rep, sizeof(rep), strtod(tok, NULL));
-                rc = acr_buf_append(b, rep, strlen(rep));
-            } else {
-                rc = acr_buf_append(b, start, n);
-            }
-        } else {
-            p++;
-            rc = acr_buf_append(b, start, 1);
-        }
-    }
-    return rc == 0 ? acr_buf_putc(b, '\n') : rc;
-}
-
 /* Answers @status with @doc (borrowed). Returns 0 or -ENOMEM (the body is then undefined). */
 static int dump_json(acr_httpd_resp_t *resp, int status, json_t *doc)
 {
@@ -196,7 +152,7 @@ static int dump_json(acr_httpd_resp_t *resp, int status, json_t *doc)
                                            JSON_REAL_PRECISION(17))
                      : NULL;
     acr_buf_reset(&resp->body);
-    int rc = dump ? append_pythonic(&resp->body, dump) : -ENOMEM;
+    int rc = dump ? acr_report_pythonic_json(&resp->body, dump) : -ENOMEM;
     free(dump);
     if (rc < 0) return rc;
     resp->status = status;
