@@ -15,21 +15,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define ACR_HTTPD_MAX_HEADER (16 * 1024) /**< request line + headers; beyond: 431 */
 #define ACR_HTTPD_MAX_BODY (1024 * 1024) /**< body; beyond: 413 */
 #define ACR_HTTPD_MAX_CONNS 1024         /**< open connections; beyond, new ones are closed */
+/** From the first byte of a request (or the TCP accept on HTTPS, for the handshake) to its last
+ *  byte; beyond: 408 and close (a bare close when no request had begun). */
+#define ACR_HTTPD_REQUEST_TIMEOUT_MS 10000
+/** A connection with no request under way and nothing to write: closed after this long. */
+#define ACR_HTTPD_IDLE_TIMEOUT_MS 60000
+/** Queued responses that make no write progress for this long: the client does not read; closed. */
+#define ACR_HTTPD_WRITE_TIMEOUT_MS 60000
+/** Queued output above which a connection stops reading and parsing (pipelined requests wait). */
+#define ACR_HTTPD_OUT_PAUSE (1024 * 1024)
 
 typedef struct acr_httpd acr_httpd_t;
 
 /** One parsed request, valid during the handler call only. Strings are NUL-terminated. */
 typedef struct acr_httpd_req {
-    const char *method; /**< "GET", "POST", "HEAD", ... */
-    const char *path;   /**< percent-decoded path without the query ("/stats/requests") */
-    const char *query;  /**< raw query string after '?', "" when none (not decoded) */
+    const char *method;       /**< "GET", "POST", "HEAD", ... */
+    const char *path;         /**< percent-decoded path without the query ("/stats/requests") */
+    const char *query;        /**< raw query string after '?', "" when none (not decoded) */
     const char *content_type; /**< Content-Type header value, "" when absent */
-    const char *body;   /**< the body (NUL-terminated; may contain NULs, see body_len) */
+    const char *body;         /**< the body (NUL-terminated; may contain NULs, see body_len) */
     size_t body_len;
     const char *peer; /**< "ip:port" of the client, for logs */
 } acr_httpd_req_t;
@@ -45,8 +55,7 @@ typedef struct acr_httpd_resp {
     acr_buf_t body;
 } acr_httpd_resp_t;
 
-typedef void (*acr_httpd_handler_fn)(const acr_httpd_req_t *req, acr_httpd_resp_t *resp,
-                                     void *ud);
+typedef void (*acr_httpd_handler_fn)(const acr_httpd_req_t *req, acr_httpd_resp_t *resp, void *ud);
 
 typedef struct acr_httpd_config {
     const char *host; /**< bind address ("127.0.0.1", "::", "0.0.0.0", a name); "*" or "" = all */
@@ -66,9 +75,27 @@ void acr_httpd_close(acr_httpd_t *s);
 /** Frees the server after the loop has closed its handles. NULL is fine. */
 void acr_httpd_free(acr_httpd_t *s);
 
+/** Counters since acr_httpd_start, for logs, /metrics and tests. */
+typedef struct acr_httpd_stats {
+    uint64_t accepted;      /**< connections accepted */
+    uint64_t rejected;      /**< connections closed at once (over ACR_HTTPD_MAX_CONNS) */
+    uint64_t requests;      /**< responses sent (100 Continue not counted) */
+    uint64_t handled;       /**< requests passed to the handler */
+    uint64_t bad_requests;  /**< 400, 408, 413, 431 and 505 answers */
+    uint64_t auth_failures; /**< 401 answers */
+    uint64_t timeouts;      /**< request deadlines (408 or close) and stalled writes (close) */
+    uint64_t tls_failures;  /**< failed TLS handshakes */
+    unsigned open;          /**< connections open now */
+} acr_httpd_stats_t;
+
+/** Copies @s's counters into *@out. */
+void acr_httpd_get_stats(const acr_httpd_t *s, acr_httpd_stats_t *out);
+
 /** Helpers for handlers. */
 /** Value of the first @name field of an application/x-www-form-urlencoded string (query or
- *  body), percent- and '+'-decoded into a malloc'ed string; NULL when absent or out of memory. */
+ *  body), percent- and '+'-decoded into a malloc'ed string; NULL when absent or out of memory.
+ *  Fields are split on '&'; a field without '=' has the value "". A bad escape and %00 stay as
+ *  written. Only @len bytes of @form are read. */
 char *acr_httpd_form_get(const char *form, size_t len, const char *name);
 /** Sets a JSON error answer: @status and {"success": false, "message": @msg}. */
 void acr_httpd_json_error(acr_httpd_resp_t *resp, int status, const char *msg);
