@@ -606,6 +606,37 @@ static int own_defaults(const acr_opts_spec_t *spec, void *out, char *err, size_
     return rc;
 }
 
+/* Is items[@i] a STRLIST option given earlier on the same command line (--check a --check b)? */
+static bool repeated(const cmd_item_t *items, size_t i)
+{
+    if (items[i].def->kind != ACR_OPT_STRLIST) return false;
+    for (size_t j = 0; j < i; j++)
+        if (items[j].def == items[i].def) return true;
+    return false;
+}
+
+/* A repeated STRLIST option adds its words to those of its earlier occurrences. */
+static int append_words(const cmd_item_t *it, void *out, char *err, size_t errlen)
+{
+    char ***f = field_of(it->def, out);
+    char **add = it->val ? list_split(it->val) : list_dup(it->words, (size_t)it->nwords);
+    size_t n = 0, k = 0;
+    while (*f && (*f)[n]) n++;
+    while (add && add[k]) k++;
+    char **l = add ? calloc(n + k + 1, sizeof(*l)) : NULL;
+    if (!l) {
+        list_free(add);
+        seterr(err, errlen, "out of memory for --%s", it->def->name);
+        return -ENOMEM;
+    }
+    memcpy(l, *f, n * sizeof(*l));
+    memcpy(l + n, add, k * sizeof(*l));
+    free(*f); /* its strings moved to @l */
+    free(add);
+    *f = l;
+    return 0;
+}
+
 int acr_opts_parse(const acr_opts_spec_t *spec, void *out, int argc, char **argv, char *err,
                    size_t errlen)
 {
@@ -654,8 +685,9 @@ int acr_opts_parse(const acr_opts_spec_t *spec, void *out, int argc, char **argv
     rc = apply_env(spec, out, err, errlen);
     if (rc < 0) goto out;
     for (size_t i = 0; i < nitems; i++) {
-        rc = apply_value(items[i].def, out, items[i].val, items[i].words, items[i].nwords, "", err,
-                         errlen);
+        rc = repeated(items, i) ? append_words(&items[i], out, err, errlen)
+                                : apply_value(items[i].def, out, items[i].val, items[i].words,
+                                              items[i].nwords, "", err, errlen);
         if (rc < 0) goto out;
     }
     rc = 0;
