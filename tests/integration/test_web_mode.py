@@ -257,7 +257,7 @@ def test_failed_check_in_web_mode_exits_3(tmp_path, target):
     sc = write_scenario(tmp_path, OK)
     m = WebMaster(tmp_path, ["-f", sc, "-H", target.url, "--local-workers", "1", "-u", "1",
                              "-r", "1", "--autostart", "--autoquit", "0",
-                             "--check", "fail_ratio>0.5"])
+                             "--check", "requests>0", "--check", "fail_ratio>0.5"])
     try:
         wait_for(lambda: target.counts()["served"] > 20 or (not m.alive() and _died(m)),
                  what="requests from the autostarted test")
@@ -268,6 +268,7 @@ def test_failed_check_in_web_mode_exits_3(tmp_path, target):
         m.stop()
     assert rc == 3, m.log()[-3000:]
     out = m.stdout()
+    assert "check requests>0: passed" in out, out
     assert "check fail_ratio>0.5: FAILED" in out, out
     # the check line comes after the final tables
     assert out.index("Aggregated") < out.index("check fail_ratio>0.5")
