@@ -40,7 +40,7 @@ LIBHTTP  := $(BUILD)/libllhttp.a
 BINS     := $(BUILD)/acrida-master $(BUILD)/acrida-worker $(BUILD)/acrida-target
 UNITS    := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: FORCE all deps run test test-unit test-integration test-san fuzz bench install clean format check-format
+.PHONY: FORCE all deps run test test-unit test-integration test-browser test-san fuzz bench install clean format check-format
 
 all: $(BINS)
 
@@ -128,7 +128,7 @@ run:
 test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory check-format
-	$(MAKE) test-unit test-integration
+	$(MAKE) test-unit test-integration test-browser
 	$(MAKE) SAN=address,undefined test-san
 
 test-unit: $(UNITS)
@@ -136,6 +136,10 @@ test-unit: $(UNITS)
 
 test-integration: all
 	ACRIDA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The dashboard in headless Chromium (playwright-core from node_modules/, installed by deps).
+test-browser: all
+	ACRIDA_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/browser
 
 # The sanitizer pass: unit tests and the integration suite against the ASan/UBSan binaries.
 test-san: $(UNITS) all

@@ -432,6 +432,12 @@ async function poll() {
     renderStats(s);
     renderFailures(s);
     renderWorkers(s);
+    if (!app.autoOpened) {
+      // A master that never ran a test opens the start dialog, as Locust's page does.
+      app.autoOpened = true;
+      const fresh = s.state === 'ready' && !(s.stats || []).some((r) => (r.num_requests ?? 0) > 0);
+      if (fresh) openSwarm(false);
+    }
     const jobs = [getJSON('./exceptions').then((x) => {
       app.exceptions = Array.isArray(x && x.exceptions) ? x.exceptions : [];
       renderExceptions();
@@ -439,11 +445,6 @@ async function poll() {
     if (app.tab === 'ratios') jobs.push(getJSON('./tasks').then(renderRatios).catch(() => {}));
     if (app.tab === 'charts') jobs.push(fetchHistory().then(renderCharts));
     await Promise.all(jobs);
-    if (!app.autoOpened) {
-      app.autoOpened = true;
-      const fresh = s.state === 'ready' && !(s.stats || []).some((r) => (r.num_requests ?? 0) > 0);
-      if (fresh) openSwarm(false);
-    }
   } catch (e) {
     showConnError(`Cannot read the master's statistics (${e.message}); retrying every ${POLL_MS / 1000} s.`);
   } finally {
@@ -490,15 +491,16 @@ function setupTabs() {
 let swarmEdit = false;
 
 function openSwarm(edit) {
-  swarmEdit = edit;
   const d = $('swarm-dialog');
+  if (d.open) return; // already open (the user's click raced the automatic opening): keep it as is
+  swarmEdit = edit;
   d.classList.toggle('editing', edit);
   $('swarm-title').textContent = edit ? 'Change the running test' : 'Start a new test';
   $('swarm-submit').textContent = edit ? 'Update' : 'Start';
   for (const e of d.querySelectorAll('.start-only input')) e.disabled = edit;
   $('swarm-error').hidden = true;
   if (edit && app.stats && isNum(app.stats.user_count)) $('user_count').value = String(app.stats.user_count);
-  if (!d.open) d.showModal();
+  d.showModal();
   $('user_count').focus();
 }
 
