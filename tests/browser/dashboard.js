@@ -80,6 +80,18 @@ async function waitText(page, selector, want, what) {
   }, [selector, want], { timeout: DEADLINE });
 }
 
+// Polls an async predicate in the page (waitForFunction would take its promise for a true value)
+// until it is true, failing after the deadline.
+async function pollPage(page, what, fn) {
+  step(what);
+  const end = Date.now() + DEADLINE;
+  for (;;) {
+    if (await page.evaluate(fn)) return;
+    check(Date.now() < end, `timed out after ${DEADLINE / 1000} s ${what}`);
+    await page.waitForTimeout(250);
+  }
+}
+
 async function tab(page, name) {
   await page.click(`[data-testid=tab-${name}]`);
   await page.waitForSelector(`#panel-${name}:not([hidden])`);
@@ -195,11 +207,10 @@ async function full(browser) {
     }, null, { timeout: DEADLINE });
 
     // Screenshots while the test runs, with data in every tab and some history in the charts.
-    step('waiting for 8 chart samples');
-    await page.waitForFunction(async () => {
+    await pollPage(page, 'waiting for 8 chart samples in ./stats/history', async () => {
       const h = await (await fetch('./stats/history', { cache: 'no-store' })).json();
       return Array.isArray(h) && h.length >= 8;
-    }, null, { timeout: DEADLINE, polling: 500 });
+    });
     await tab(page, 'stats');
     await shot(page, 'dashboard-statistics');
     await tab(page, 'charts');
