@@ -14,7 +14,9 @@ connections do not exhaust the ephemeral ports of one address pair. The users al
 count from the worker's reports), the requests they completed and the connections the worker
 holds (its ESTABLISHED sockets) are measured, and the RSS growth is divided by the users alive.
 
-Master: bench/master_load.py (500 simulated workers, 100 entries per report every 3 s).
+Master: bench/master_load.py (500 simulated workers, 100 entries per report every 3 s), and
+bench/master_web_load.py: the same load on a master in web mode running a test, with the latency of
+GET /stats/requests and the master's CPU with 20 dashboards polling.
 
 Every figure, the per-round ratios and their medians against the targets are printed; the same
 text is saved in bench/results/latest.md, and docs/benchmarks.md shows it unchanged.
@@ -35,6 +37,7 @@ import time
 import urllib.request
 
 import master_load
+import master_web_load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -360,8 +363,9 @@ def provenance(args):
                 model = line.split(":", 1)[1].strip()
                 break
     cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
-          "--idle %s --master-load %s" % (args.rounds, args.users, args.warm, args.window, args.tail,
-                                          args.tools or "''", args.idle or "''", args.master_load or "''")
+          "--idle %s --master-load %s --master-web-load %s" % (
+              args.rounds, args.users, args.warm, args.window, args.tail, args.tools or "''",
+              args.idle or "''", args.master_load or "''", args.master_web_load or "''")
     return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
             "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                git("rev-parse", "--short", "HEAD"), version, model,
@@ -441,6 +445,20 @@ def master(args, out):
     return r
 
 
+def master_web(args, out):
+    workers, entries, window = [int(x) for x in args.master_web_load.split(",")]
+    out()
+    out("## Master in web mode under load (bench/master_web_load.py: %d simulated workers, %d entries "
+        "per report every 3 s, a test running, %d s windows)" % (workers, entries, window))
+    out()
+    r = master_web_load.run(os.path.abspath(args.build), workers, entries, window)
+    for line in master_web_load.table(r):
+        out(line)
+    out()
+    out("Load average after this section: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
+    return r
+
+
 def verdict(ok_median, ok_rounds):
     if ok_median and all(ok_rounds):
         return "met"
@@ -458,7 +476,7 @@ def ratio_row(out, label, rounds, key, tool, want):
                                           verdict(want(med), [want(x) for x in per])))
 
 
-def targets(rounds, mem, mres, out):
+def targets(rounds, mem, mres, wres, out):
     out()
     out("## Against the targets (medians of the per-round ratios)")
     out()
@@ -491,6 +509,13 @@ def targets(rounds, mem, mres, out):
             "%d of %d reports merged | %s |" % (
                 mres["workers"], mres["entries"], 100 * mres["cpu"], mres["merged_reports"],
                 mres["sent"]["reports"], "met" if mres["cpu"] <= 0.5 else "missed"))
+    if wres:
+        cpu = wres["dash"]["cpu"]
+        errors = sum(x["errors"] for x in wres["dash"]["client"].values())
+        out("| master in web mode: the same load with %d dashboards polling, ≤ 50 %% of one core | "
+            "**%.1f %%** | %.1f %% without dashboards, %d dashboard errors | %s |" % (
+                master_web_load.DASHBOARDS, 100 * cpu, 100 * wres["base"]["cpu"], errors,
+                "met" if cpu <= 0.5 and not errors else "missed"))
 
 
 def main():
@@ -505,7 +530,13 @@ def main():
     ap.add_argument("--idle", default="10000,100000", help="idle user counts ('' to skip)")
     ap.add_argument("--master-load", default="500,100,30",
                     help="simulated workers,entries,window s for bench/master_load.py ('' to skip)")
+    ap.add_argument("--master-web-load", default="500,100,30",
+                    help="simulated workers,entries,window s for bench/master_web_load.py ('' to skip)")
+    ap.add_argument("--only-master-web", action="store_true",
+                    help="run only bench/master_web_load.py (as --tools '' --idle '' --master-load '')")
     args = ap.parse_args()
+    if args.only_master_web:
+        args.tools = args.idle = args.master_load = ""
     args.build = os.path.abspath(args.build)
     tools = [t for t in args.tools.split(",") if t]
     tmp = tempfile.mkdtemp(prefix="acrida-bench-")
@@ -522,7 +553,8 @@ def main():
         rounds = throughput(args, tools, tmp, out) if tools else []
         mem = memory(args, tmp, out) if args.idle else []
         mres = master(args, out) if args.master_load else None
-        targets(rounds, mem, mres, out)
+        wres = master_web(args, out) if args.master_web_load else None
+        targets(rounds, mem, mres, wres, out)
         out()
         out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
     finally:
