@@ -39,6 +39,7 @@
 #include <openssl/evp.h>
 
 #include "common/log.h"
+#include "master/report.h"
 #include "master/web/httpd_int.h"
 
 typedef acr__httpd_conn_t conn_t;
@@ -292,9 +293,11 @@ static const char *reason_phrase(int status)
 static bool has_header(const acr_buf_t *h, const char *name)
 {
     size_t n = strlen(name);
-    const char *p = h->data, *end = h->data + h->len;
+    const char *p = h->data, *end;
 
-    while (p && p < end) {
+    if (!p) return false;
+    end = p + h->len;
+    while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if ((size_t)(end - p) > n && p[n] == ':' && strncasecmp(p, name, n) == 0) return true;
         p = eol ? eol + 1 : end;
@@ -1405,8 +1408,9 @@ void acr_httpd_json_error(acr_httpd_resp_t *resp, int status, const char *msg)
         doc = json_pack("{s:b, s:s}", "success", 0, "message", "invalid message");
     if (doc) dump = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII);
     json_decref(doc);
-    if (!dump || acr_buf_append(&resp->body, dump, strlen(dump)) < 0) {
-        static const char fallback[] = "{\"message\": \"internal error\", \"success\": false}";
+    /* written like the routes' JSON (and Flask's): lower-case \uXXXX, a final newline */
+    if (!dump || acr_report_pythonic_json(&resp->body, dump) < 0) {
+        static const char fallback[] = "{\"message\": \"internal error\", \"success\": false}\n";
         acr_buf_reset(&resp->body);
         acr_buf_append(&resp->body, fallback, sizeof(fallback) - 1);
     }

@@ -342,7 +342,7 @@ static void test_get(void **state)
     r = roundtrip(t, &c, "GET /json-error HTTP/1.1\r\n\r\n");
     assert_int_equal(r->status, 409);
     assert_line(r, "Content-Type: application/json");
-    assert_body(r, "{\n  \"message\": \"bad \\\"x\\\"\",\n  \"success\": false\n}");
+    assert_body(r, "{\n  \"message\": \"bad \\\"x\\\"\",\n  \"success\": false\n}\n");
     cli_close(&c);
     assert_int_equal(t->calls, 5);
     tsrv_free(t);
@@ -620,7 +620,7 @@ static void test_auth(void **state)
     assert_int_equal(r[0].status, 401);
     assert_line(&r[0], "WWW-Authenticate: Basic realm=\"acrida\"");
     assert_line(&r[0], "Access-Control-Allow-Origin: *");
-    assert_body(&r[0], "{\n  \"message\": \"authentication required\",\n  \"success\": false\n}");
+    assert_body(&r[0], "{\n  \"message\": \"authentication required\",\n  \"success\": false\n}\n");
     auth_req(req, sizeof req, "/stats/requests", "user:pa:ss");
     cli_puts(&c, req);
     cli_wait(t, &c, 2, 0, NULL);
@@ -1014,7 +1014,8 @@ static void test_json_error(void **state)
     assert_int_equal(r.status, 400);
     assert_string_equal(r.content_type, "application/json");
     assert_string_equal(
-        r.body.data, "{\n  \"message\": \"user_count must be a number\",\n  \"success\": false\n}");
+        r.body.data,
+        "{\n  \"message\": \"user_count must be a number\",\n  \"success\": false\n}\n");
     json_error_t je;
     json_t *doc = json_loads(r.body.data, 0, &je);
     assert_non_null(doc);
@@ -1022,7 +1023,7 @@ static void test_json_error(void **state)
     json_decref(doc);
     acr_httpd_json_error(&r, 400, "caf\xc3\xa9 \x01");
     assert_string_equal(r.body.data,
-                        "{\n  \"message\": \"caf\\u00E9 \\u0001\",\n  \"success\": false\n}");
+                        "{\n  \"message\": \"caf\\u00e9 \\u0001\",\n  \"success\": false\n}\n");
     acr_httpd_json_error(&r, 400, "bad \xff utf-8");
     assert_non_null(strstr(r.body.data, "\"success\": false"));
     acr_buf_free(&r.body);
