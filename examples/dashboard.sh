@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The dashboard on this machine: starts the bundled target server on an ephemeral port and
+# acrida-master in web mode with two local workers against it, prints the dashboard's URL, and
+# runs until Ctrl-C (which stops a running test, writes the results and ends both processes).
+# Usage: examples/dashboard.sh [build-dir] [web-port]   (defaults: build, 8089)
+set -euo pipefail
+build=${1:-build}
+web_port=${2:-8089}
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+target_pid=""
+cleanup() {
+  if [ -n "$target_pid" ] && kill -0 "$target_pid" 2>/dev/null; then
+    kill -TERM "$target_pid" 2>/dev/null || true
+    wait "$target_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$build/acrida-target" --port 0 --port-file "$tmp/target.port" 2>"$tmp/target.log" &
+target_pid=$!
+for _ in $(seq 1 100); do [ -s "$tmp/target.port" ] && break; sleep 0.05; done
+port=$(sed -n 's/^port=//p' "$tmp/target.port")
+[ -n "$port" ] || { echo "acrida-target did not start:" >&2; cat "$tmp/target.log" >&2; exit 1; }
+
+echo "acrida-target listening on 127.0.0.1:$port"
+echo "dashboard: http://127.0.0.1:$web_port/  (type a user count and a spawn rate, press Start; Ctrl-C here ends it)"
+status=0
+"$build/acrida-master" -f "$here/quickstart.lua" -H "http://127.0.0.1:$port" --local-workers 2 \
+  --web-port "$web_port" --master-bind-host 127.0.0.1 --master-bind-port 0 || status=$?
+echo "master exit code: $status"
