@@ -94,7 +94,7 @@ static const acr_opt_def_t defs[] = {
      "not yet (refused): run only tasks with these tags", M},
     {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, O(exclude_tags), 0, 0, "TAG",
      "not yet (refused): skip tasks with these tags", M},
-    {"check", 0, NULL, ACR_OPT_STRLIST, O(check), 0, 0, "EXPR",
+    {"check", 0, NULL, ACR_OPT_STRMULTI, O(check), 0, 0, "EXPR",
      "CI threshold, e.g. p95<300ms (repeatable); any failed check exits 3", M},
     {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
      "exit as if complete (not 4) when report intervals were lost with dead workers", M},

@@ -83,6 +83,35 @@ static char **list_dup(char *const *words, size_t n)
 }
 
 /* Splits "a, b c" or "[a, b]" into an owned list. Quotes around words are stripped. */
+/* Splits @s at ';' into trimmed, non-empty items (ACR_OPT_STRMULTI). NULL on ENOMEM. */
+static char **list_split_semi(const char *s)
+{
+    char **l = calloc(1, sizeof(*l)), **nl;
+    size_t n = 0;
+
+    if (!l) return NULL;
+    while (*s) {
+        const char *b, *e;
+        while (*s == ';' || isspace((unsigned char)*s)) s++;
+        if (!*s) break;
+        b = s;
+        while (*s && *s != ';') s++;
+        e = s;
+        while (e > b && isspace((unsigned char)e[-1])) e--;
+        nl = realloc(l, (n + 2) * sizeof(*l));
+        if (!nl) goto fail;
+        l = nl;
+        l[n] = strndup(b, (size_t)(e - b));
+        if (!l[n]) goto fail;
+        l[++n] = NULL;
+    }
+    return l;
+fail:
+    l[n] = NULL;
+    list_free(l);
+    return NULL;
+}
+
 static char **list_split(const char *s)
 {
     char **l = calloc(1, sizeof(*l)), **nl;
@@ -225,8 +254,11 @@ static int apply_value(const acr_opt_def_t *def, void *out, const char *val, cha
         *(double *)f = v;
         return 0;
     }
-    case ACR_OPT_STRLIST: {
-        char **l = val ? list_split(val) : list_dup(words, (size_t)nwords);
+    case ACR_OPT_STRLIST:
+    case ACR_OPT_STRMULTI: {
+        char **l = def->kind == ACR_OPT_STRMULTI ? list_split_semi(val ? val : "")
+                   : val                         ? list_split(val)
+                                                 : list_dup(words, (size_t)nwords);
         if (!l) goto nomem;
         list_free(*(char ***)f);
         *(char ***)f = l;
@@ -594,7 +626,7 @@ static int own_defaults(const acr_opts_spec_t *spec, void *out, char *err, size_
         if (d->kind == ACR_OPT_STR && *(char **)f) {
             *(char **)f = strdup(*(char **)f);
             if (!*(char **)f) rc = -ENOMEM;
-        } else if (d->kind == ACR_OPT_STRLIST && *(char ***)f) {
+        } else if ((d->kind == ACR_OPT_STRLIST || d->kind == ACR_OPT_STRMULTI) && *(char ***)f) {
             char **src = *(char ***)f;
             size_t n = 0;
             while (src[n]) n++;
@@ -606,20 +638,23 @@ static int own_defaults(const acr_opts_spec_t *spec, void *out, char *err, size_
     return rc;
 }
 
-/* Is items[@i] a STRLIST option given earlier on the same command line (--check a --check b)? */
+/* Is items[@i] a list option given earlier on the same command line (--check a --check b)? */
 static bool repeated(const cmd_item_t *items, size_t i)
 {
-    if (items[i].def->kind != ACR_OPT_STRLIST) return false;
+    if (items[i].def->kind != ACR_OPT_STRLIST && items[i].def->kind != ACR_OPT_STRMULTI)
+        return false;
     for (size_t j = 0; j < i; j++)
         if (items[j].def == items[i].def) return true;
     return false;
 }
 
-/* A repeated STRLIST option adds its words to those of its earlier occurrences. */
+/* A repeated list option adds its items to those of its earlier occurrences. */
 static int append_words(const cmd_item_t *it, void *out, char *err, size_t errlen)
 {
     char ***f = field_of(it->def, out);
-    char **add = it->val ? list_split(it->val) : list_dup(it->words, (size_t)it->nwords);
+    char **add = it->def->kind == ACR_OPT_STRMULTI ? list_split_semi(it->val ? it->val : "")
+                 : it->val                         ? list_split(it->val)
+                                                   : list_dup(it->words, (size_t)it->nwords);
     size_t n = 0, k = 0;
     while (*f && (*f)[n]) n++;
     while (add && add[k]) k++;
@@ -704,7 +739,7 @@ void acr_opts_free(const acr_opts_spec_t *spec, void *out)
         if (d->kind == ACR_OPT_STR) {
             free(*(char **)f);
             *(char **)f = NULL;
-        } else if (d->kind == ACR_OPT_STRLIST) {
+        } else if (d->kind == ACR_OPT_STRLIST || d->kind == ACR_OPT_STRMULTI) {
             list_free(*(char ***)f);
             *(char ***)f = NULL;
         }
@@ -726,6 +761,7 @@ static const char *default_metavar(acr_opt_kind_t kind)
         return "TIME";
     case ACR_OPT_STRLIST:
         return "VALUE...";
+    case ACR_OPT_STRMULTI:
     case ACR_OPT_STR:
         break;
     }

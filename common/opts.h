@@ -26,6 +26,9 @@ typedef enum {
     ACR_OPT_TIMESPAN, /**< double seconds via acr_parse_timespan */
     ACR_OPT_STRLIST,  /**< char ** NULL-terminated; takes all following non-option words on the
                            command line, whitespace/comma separated in env/config */
+    ACR_OPT_STRMULTI, /**< char ** NULL-terminated; repeatable: each occurrence takes one value
+                           and adds its items (--check 'p95 < 300ms' --check rps>10); items
+                           are separated by ';' in any source, spaces kept */
     ACR_OPT_COUNT,    /**< int; a decimal number or "auto" (the number of online CPUs),
                            range-checked by min/max */
 } acr_opt_kind_t;

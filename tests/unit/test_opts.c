@@ -73,11 +73,11 @@ static const acr_opts_spec_t spec = {
 };
 
 static const char *const env_vars[] = {
-    "ACRIDA_HOST",          "ACRIDA_USERS",      "ACRIDA_SPAWN_RATE", "ACRIDA_HATCH_RATE",
-    "ACRIDA_RUN_TIME",      "ACRIDA_HEADLESS",   "ACRIDA_TAGS",       "ACRIDA_EXCLUDE_TAGS",
-    "ACRIDA_CONFIG",        "ACRIDA_WEB_PORT",   "ACRIDA_BOGUS",      "ACRIDA_VERBOSE",
-    "ACRIDA_MASTER_HOST",   "ACRIDA_PROCS",      "ACRIDA_NODE_ID",    "ACRIDA_PROCESSES",
-    "ACRIDA_LOCAL_WORKERS", "ACRIDA_MASTER_PORT"};
+    "ACRIDA_HOST",          "ACRIDA_USERS",       "ACRIDA_SPAWN_RATE", "ACRIDA_HATCH_RATE",
+    "ACRIDA_RUN_TIME",      "ACRIDA_HEADLESS",    "ACRIDA_TAGS",       "ACRIDA_EXCLUDE_TAGS",
+    "ACRIDA_CONFIG",        "ACRIDA_WEB_PORT",    "ACRIDA_BOGUS",      "ACRIDA_VERBOSE",
+    "ACRIDA_MASTER_HOST",   "ACRIDA_PROCS",       "ACRIDA_NODE_ID",    "ACRIDA_PROCESSES",
+    "ACRIDA_LOCAL_WORKERS", "ACRIDA_MASTER_PORT", "ACRIDA_CHECK"};
 
 static char tmpdir[256], oldcwd[1024];
 
@@ -604,6 +604,38 @@ static void test_cli_shared_config_and_env(void **state)
     acr_cli_free(&o);
 }
 
+/* --check: each occurrence is one expression (spaces kept), repeats add up, ';' separates items
+ * in every source, and the command line replaces what the environment or config file gave. */
+static void test_cli_check_repeatable(void **state)
+{
+    acr_cli_opts_t o;
+    char err[256];
+    (void)state;
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "--check",
+                         "p95 < 300ms", "--check=rps>10", "--check", "avg<1s; fail_ratio<1%",
+                         "--headless", NULL),
+                     0);
+    const char *const want[] = {"p95 < 300ms", "rps>10", "avg<1s", "fail_ratio<1%"};
+    assert_list(o.check, want, 4);
+    acr_cli_free(&o);
+    setenv("ACRIDA_CHECK", " p99 < 2s ;; rps > 5 ", 1);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", NULL), 0);
+    const char *const from_env[] = {"p99 < 2s", "rps > 5"};
+    assert_list(o.check, from_env, 2);
+    acr_cli_free(&o);
+    assert_int_equal(
+        cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "--check", "max<9s", NULL), 0);
+    const char *const cmdline[] = {"max<9s"};
+    assert_list(o.check, cmdline, 1);
+    acr_cli_free(&o);
+    unsetenv("ACRIDA_CHECK");
+    write_file("acrida.conf", "scenario = s.lua\ncheck = name=/a b:p95 < 1s; requests > 0\n");
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, NULL), 0);
+    const char *const from_conf[] = {"name=/a b:p95 < 1s", "requests > 0"};
+    assert_list(o.check, from_conf, 2);
+    acr_cli_free(&o);
+}
+
 static void test_cli_node_id(void **state)
 {
     acr_cli_opts_t o;
@@ -763,6 +795,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_shared_config_and_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_check_repeatable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_node_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_master_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_help, setup, teardown),
