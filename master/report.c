@@ -572,7 +572,8 @@ static json_t *json_stats_row(const acr_stats_entry_t *e, const acr_stats_entry_
     bool have = e->hist.count > 0;
     bool any = total->last_request_ts > 0;
     char *safe = html_escape(e->name, false);
-    jset(o, "method", jstr(e->method), &err);
+    /* Locust's Aggregated entry has no method: null, as its /stats/requests and dashboard expect */
+    jset(o, "method", e == total ? json_null() : jstr(e->method), &err);
     jset(o, "name", jstr(e->name), &err);
     jset(o, "safe_name", safe ? jstr(safe) : NULL, &err);
     free(safe);
