@@ -10,18 +10,21 @@ their reports as in a real run and the chart history is sampled. Reports are sen
 workers stop reporting and the bench waits until the master's reports_merged equals the reports
 sent (and the Aggregated row's num_requests the requests in them).
 
-After a 5 s warm-up, four windows of the same length follow, each measuring the master's CPU
-(user + system from /proc, as bench/master_load.py):
+After a 5 s warm-up, five windows of the same length follow, each measuring the master's CPU
+(user + system from /proc, as bench/master_load.py) and the time it waited for a CPU (run queue
+delay from /proc/PID/schedstat: how much the machine's other processes got in its way):
   1. no HTTP client: the cost of merging alone;
-  2. one client (http.client, keep-alive) GETs /stats/requests every 100 ms: its latency
-     (request sent to last body byte read) and the document's size;
-  3. 20 simulated dashboards poll what master/web/assets/app.js polls every 2 s (POLL_MS):
+  2. 20 simulated dashboards poll what master/web/assets/app.js polls every 2 s (POLL_MS):
      /stats/requests, then /exceptions, and the open tab's route: /stats/history on the Charts
      tab (dashboards 0, 2, 4, ...), /tasks on the Ratios tab (1, 3, 5, ...); each on its own
      keep-alive connection, started 100 ms apart;
-  4. a robustness check: the client of window 2 again, while 200 idle keep-alive connections (one
+  3. one client (http.client, keep-alive) GETs /stats/requests every 100 ms: its latency
+     (request sent to last body byte read) and the document's size;
+  4. a robustness check: the client of window 3 again, while 200 idle keep-alive connections (one
      request each, then nothing) and one slowloris (a request line, then one header byte per
-     second; it reconnects when the master cuts it off) are open.
+     second; it reconnects when the master cuts it off) are open;
+  5. the client of window 3 alone again: windows 3 and 5 bracket window 4, so a drift over the run
+     (the merged statistics grow) is not mistaken for the effect of the idle connections.
 The HTTP clients run in child processes (this script's "client" mode), not in the process that
 drives the simulated workers.
 
@@ -30,6 +33,7 @@ usage: bench/master_web_load.py [--build build] [--workers 500] [--entries 100] 
 import argparse
 import http.client
 import json
+import math
 import os
 import queue
 import random
@@ -61,7 +65,7 @@ def percentile(sorted_values, p):
     """Nearest-rank percentile of an ascending list (None when empty)."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1))
     return sorted_values[k]
 
 
@@ -433,9 +437,10 @@ def run_in(tmp, build, workers, entries, seconds):
         r.start_reporting()
         r.pump_for(5)
         base = window(r, seconds)
-        alone = window(r, seconds, Client(web_port, "latency"))
         dash = window(r, seconds, Client(web_port, "dashboards"))
+        alone = window(r, seconds, Client(web_port, "latency"))
         rough = window(r, seconds, Client(web_port, "latency", IDLE_CONNS, True))
+        again = window(r, seconds, Client(web_port, "latency"))
         r.reporting = False
         r.pump(lambda: r.api("GET", "/stats/requests")["reports_merged"] == r.sent_reports, 120,
                "every report merged")
@@ -454,7 +459,7 @@ def run_in(tmp, build, workers, entries, seconds):
     log = open(log_path, errors="replace").read()
     agg = [x for x in doc["stats"] if x["name"] == "Aggregated"][0]
     return {"workers": workers, "entries": entries, "window": seconds, "base": base, "alone": alone,
-            "dash": dash, "rough": rough, "sent_reports": r.sent_reports, "sent_requests": r.sent_requests,
+            "dash": dash, "rough": rough, "again": again, "sent_reports": r.sent_reports, "sent_requests": r.sent_requests,
             "merged_reports": doc["reports_merged"], "merged_requests": agg["num_requests"],
             "lost": doc["lost_reports"], "rows": len(doc["stats"]), "listed_workers": len(doc["workers"]),
             "exit": master.returncode, "malformed": log.count("malformed"),
@@ -469,55 +474,51 @@ def pct(v):
     return "%.1f %%" % (100 * v)
 
 
-def load(w):
-    return "%.2f" % w["load"]
-
-
 def kib(v):
-    return "-" if v is None else "%.0f KiB" % (v / 1024)
+    if v is None:
+        return "-"
+    return "%d bytes" % v if v < 10240 else "%.0f KiB" % (v / 1024)
 
 
 def table(r):
     """The result as printed by `make bench` (bench/bench.py) and by this script."""
-    n = r["window"]
     d = r["dash"]["client"]
-    dreq = sum(x["count"] + x["errors"] for x in d.values())
-    derr = sum(x["errors"] for x in d.values())
-    la, ro = r["alone"]["client"], r["rough"]["client"]
+    ro = r["rough"]["client"]
     slow = ro.get("slowloris", [])
-    cut = ", ".join(sorted({"%s after %.0f s" % (x["status"], x["after_s"]) for x in slow})) or "none"
-    lines = [
-        "| window (%d s each, test running) | master CPU | master waiting for a CPU | load average (1 min) at its end | reports merged | HTTP requests | HTTP errors |" % n,
-        "|---|---|---|---|---|---|---|",
-        "| no HTTP client | %s of one core | %s | %s | %d | 0 | 0 |" % (
-            pct(r["base"]["cpu"]), pct(r["base"]["wait"]), load(r["base"]), r["base"]["merged"]),
-        "| 1 client: GET /stats/requests every 100 ms | %s | %s | %s | %d | %d | %d |" % (
-            pct(r["alone"]["cpu"]), pct(r["alone"]["wait"]), load(r["alone"]), r["alone"]["merged"],
-            la["count"] + la["errors"], la["errors"]),
-        "| %d dashboards polling as app.js every 2 s | %s | %s | %s | %d | %d | %d |" % (
-            DASHBOARDS, pct(r["dash"]["cpu"]), pct(r["dash"]["wait"]), load(r["dash"]), r["dash"]["merged"],
-            dreq, derr),
-        "| 1 client as above + %d idle keep-alive connections + 1 slowloris | %s | %s | %s | %d | %d | %d |" % (
-            IDLE_CONNS, pct(r["rough"]["cpu"]), pct(r["rough"]["wait"]), load(r["rough"]), r["rough"]["merged"],
-            ro["count"] + ro["errors"], ro["errors"]),
-        "",
-        "| GET latency (ms), request sent to last byte read | requests | p50 | p90 | p99 | max | answer size |",
-        "|---|---|---|---|---|---|---|",
-        "| /stats/requests, 1 client every 100 ms | %d | %s | %s | %s | %s | %s |" % (
-            la["count"], ms(la["p50"]), ms(la["p90"]), ms(la["p99"]), ms(la["max"]), kib(la["size"])),
-    ]
-    for path in ("/stats/requests", "/exceptions", "/stats/history", "/tasks"):
-        x = d[path]
-        lines.append("| %s, %d dashboards | %d | %s | %s | %s | %s | %s |" % (
-            path, DASHBOARDS, x["count"], ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["max"]), kib(x["size"])))
+    ends = {}
+    for x in slow:
+        ends.setdefault(x["status"], []).append(x["after_s"])
+    cut = ", ".join("%d x %s after %.0f-%.0f s" % (len(v), k, min(v), max(v)) for k, v in sorted(ends.items()))
+    one = "1 client: GET /stats/requests every 100 ms"
+    rows = [("no HTTP client", r["base"], []),
+            ("%d dashboards polling as app.js every 2 s" % DASHBOARDS, r["dash"], list(d.values())),
+            (one, r["alone"], [r["alone"]["client"]]),
+            ("1 client as above + %d idle keep-alive connections + 1 slowloris" % IDLE_CONNS, r["rough"], [ro]),
+            ("1 client as above, alone again", r["again"], [r["again"]["client"]])]
+    lines = ["| window (%g s each, test running) | master CPU (of one core) | master waiting for a CPU | "
+             "load average (1 min) at its end | reports merged | HTTP requests | HTTP errors |" % r["window"],
+             "|---|---|---|---|---|---|---|"]
+    for label, w, res in rows:
+        lines.append("| %s | %s | %s | %.2f | %d | %d | %d |" % (
+            label, pct(w["cpu"]), pct(w["wait"]), w["load"], w["merged"],
+            sum(x["count"] + x["errors"] for x in res), sum(x["errors"] for x in res)))
+    lat = [("/stats/requests, 1 client every 100 ms", r["alone"]["client"])]
+    lat += [("%s, %d dashboards" % (path, DASHBOARDS), d[path])
+            for path in ("/stats/requests", "/exceptions", "/stats/history", "/tasks")]
+    lat += [("/stats/requests, 1 client every 100 ms, with %d idle connections + 1 slowloris" % IDLE_CONNS, ro),
+            ("/stats/requests, 1 client every 100 ms, alone again", r["again"]["client"])]
+    lines += ["", "| GET latency (ms), request sent to last byte read | requests | p50 | p90 | p99 | max | "
+              "answer size |", "|---|---|---|---|---|---|---|"]
+    for label, x in lat:
+        lines.append("| %s | %d | %s | %s | %s | %s | %s |" % (
+            label, x["count"], ms(x["p50"]), ms(x["p90"]), ms(x["p99"]), ms(x["max"]), kib(x["size"])))
     lines += [
-        "| /stats/requests, 1 client every 100 ms, with %d idle connections + 1 slowloris | %d | %s | %s | %s | %s | %s |" % (
-            IDLE_CONNS, ro["count"], ms(ro["p50"]), ms(ro["p90"]), ms(ro["p99"]), ms(ro["max"]), kib(ro["size"])),
         "",
         "/stats/requests listed %d workers and %d rows (%d entries + Aggregated; rows are capped at "
         "500 + Aggregated, as Locust). Idle keep-alive connections still open at the end of their "
-        "window: %d of %d; slowloris connections ended by the master: %d (%s)." % (
-            r["listed_workers"], r["rows"], r["rows"] - 1, ro.get("idle_open", 0), IDLE_CONNS, len(slow), cut),
+        "window: %d of %d; slowloris connections ended by the master: %d%s." % (
+            r["listed_workers"], r["rows"], r["rows"] - 1, ro.get("idle_open", 0), IDLE_CONNS, len(slow),
+            " (%s)" % cut if cut else ""),
         "",
         "| | sent | merged by the master |",
         "|---|---|---|",
@@ -525,7 +526,8 @@ def table(r):
         "| requests in them | %d | %d |" % (r["sent_requests"], r["merged_requests"]),
         "",
         "Reports lost: %d; frames dropped as malformed: %d; sequence gaps or reorderings logged: %d; "
-        "master exit status after SIGTERM (--exit-code-on-error 0): %d." % (r["lost"], r["malformed"], r["seq_warnings"], r["exit"]),
+        "master exit status after SIGTERM (--exit-code-on-error 0): %d." % (
+            r["lost"], r["malformed"], r["seq_warnings"], r["exit"]),
     ]
     return lines
 
