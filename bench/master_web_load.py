@@ -10,7 +10,7 @@ their reports as in a real run and the chart history is sampled. Reports are sen
 workers stop reporting and the bench waits until the master's reports_merged equals the reports
 sent (and the Aggregated row's num_requests the requests in them).
 
-After a 5 s warm-up, five windows of the same length follow, each measuring the master's CPU
+After a 5 s warm-up, six windows of the same length follow, each measuring the master's CPU
 (user + system from /proc, as bench/master_load.py) and the time it waited for a CPU (run queue
 delay from /proc/PID/schedstat: how much the machine's other processes got in its way):
   1. no HTTP client: the cost of merging alone;
@@ -24,7 +24,8 @@ delay from /proc/PID/schedstat: how much the machine's other processes got in it
      request each, then nothing) and one slowloris (a request line, then one header byte per
      second; it reconnects when the master cuts it off) are open;
   5. the client of window 3 alone again: windows 3 and 5 bracket window 4, so a drift over the run
-     (the merged statistics grow) is not mistaken for the effect of the idle connections.
+     (the merged statistics grow) is not mistaken for the effect of the idle connections;
+  6. no HTTP client again: windows 1 and 6 show how much of a drift is the merging's.
 The HTTP clients run in child processes (this script's "client" mode), not in the process that
 drives the simulated workers.
 
@@ -441,6 +442,7 @@ def run_in(tmp, build, workers, entries, seconds):
         alone = window(r, seconds, Client(web_port, "latency"))
         rough = window(r, seconds, Client(web_port, "latency", IDLE_CONNS, True))
         again = window(r, seconds, Client(web_port, "latency"))
+        last = window(r, seconds)
         r.reporting = False
         r.pump(lambda: r.api("GET", "/stats/requests")["reports_merged"] == r.sent_reports, 120,
                "every report merged")
@@ -459,7 +461,7 @@ def run_in(tmp, build, workers, entries, seconds):
     log = open(log_path, errors="replace").read()
     agg = [x for x in doc["stats"] if x["name"] == "Aggregated"][0]
     return {"workers": workers, "entries": entries, "window": seconds, "base": base, "alone": alone,
-            "dash": dash, "rough": rough, "again": again, "sent_reports": r.sent_reports, "sent_requests": r.sent_requests,
+            "dash": dash, "rough": rough, "again": again, "last": last, "sent_reports": r.sent_reports, "sent_requests": r.sent_requests,
             "merged_reports": doc["reports_merged"], "merged_requests": agg["num_requests"],
             "lost": doc["lost_reports"], "rows": len(doc["stats"]), "listed_workers": len(doc["workers"]),
             "exit": master.returncode, "malformed": log.count("malformed"),
@@ -488,13 +490,15 @@ def table(r):
     ends = {}
     for x in slow:
         ends.setdefault(x["status"], []).append(x["after_s"])
-    cut = ", ".join("%d x %s after %.0f-%.0f s" % (len(v), k, min(v), max(v)) for k, v in sorted(ends.items()))
+    cut = ", ".join("%d x %s after %s s" % (len(v), k, "%.0f" % min(v) if round(min(v)) == round(max(v))
+                                             else "%.0f-%.0f" % (min(v), max(v))) for k, v in sorted(ends.items()))
     one = "1 client: GET /stats/requests every 100 ms"
     rows = [("no HTTP client", r["base"], []),
             ("%d dashboards polling as app.js every 2 s" % DASHBOARDS, r["dash"], list(d.values())),
             (one, r["alone"], [r["alone"]["client"]]),
             ("1 client as above + %d idle keep-alive connections + 1 slowloris" % IDLE_CONNS, r["rough"], [ro]),
-            ("1 client as above, alone again", r["again"], [r["again"]["client"]])]
+            ("1 client as above, alone again", r["again"], [r["again"]["client"]]),
+            ("no HTTP client again", r["last"], [])]
     lines = ["| window (%g s each, test running) | master CPU (of one core) | master waiting for a CPU | "
              "load average (1 min) at its end | reports merged | HTTP requests | HTTP errors |" % r["window"],
              "|---|---|---|---|---|---|---|"]
