@@ -7,24 +7,7 @@ set -euo pipefail
 build=${1:-build}
 web_port=${2:-8089}
 here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d)
-target_pid=""
-cleanup() {
-  if [ -n "$target_pid" ] && kill -0 "$target_pid" 2>/dev/null; then
-    kill -TERM "$target_pid" 2>/dev/null || true
-    wait "$target_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-"$build/acrida-target" --port 0 --port-file "$tmp/target.port" 2>"$tmp/target.log" &
-target_pid=$!
-for _ in $(seq 1 100); do [ -s "$tmp/target.port" ] && break; sleep 0.05; done
-port=$(sed -n 's/^port=//p' "$tmp/target.port")
-[ -n "$port" ] || { echo "acrida-target did not start:" >&2; cat "$tmp/target.log" >&2; exit 1; }
-
-echo "acrida-target listening on 127.0.0.1:$port"
+. "$here/target.sh"
 # The URL once the master has bound its web port (the real one when web-port is 0). The master
 # runs in the foreground, so that Ctrl-C reaches it.
 (
