@@ -1,6 +1,7 @@
 /*
  * The master's HTTP/1.1 server: listener, connections, llhttp request parsing, answers, limits
- * and deadlines (TLS is in httpd_tls.c; the shared structs and the state diagram in httpd_int.h).
+ * and deadlines (TLS is in httpd_tls.c, binding in httpd_listen.c, the handlers' helpers in
+ * httpd_helpers.c; the shared structs and the state diagram in httpd_int.h).
  *
  * Requests on a connection are answered strictly in order. The parser pauses at the end of every
  * message; the request is checked (version, target, Basic auth) and handed to the synchronous
@@ -8,7 +9,9 @@
  * requests collect in one output buffer that goes out with one uv_write while the next fills.
  * While more than out_pause bytes wait to be written the connection stops reading, so a client
  * that pipelines without reading holds at most out_pause plus one response; when its queued
- * output makes no progress for write_timeout_ms it is closed.
+ * output makes no progress for write_timeout_ms it is closed. Parsing and answering share a time
+ * budget per loop iteration (httpd_int.h), so no client holds the loop, and at the connection cap
+ * the least recently active connection is closed to let a new one in.
  *
  * Answers made here rather than by the handler (all with a JSON body
  * {"message": ..., "success": false} and then a close, except 401 and 204):
@@ -33,13 +36,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "common/log.h"
-#include "master/report.h"
 #include "master/web/httpd_int.h"
 
 typedef acr__httpd_conn_t conn_t;
@@ -49,6 +50,7 @@ enum { H_CTYPE = 0, H_AUTHZ, H_EXPECT };
 static const char *const state_names[] = {"handshake", "reading", "blocked", "draining", "closed"};
 
 static void conn_run(conn_t *c);
+static void undefer(conn_t *c);
 static void flush(conn_t *c);
 static void arm_timer(conn_t *c);
 static void update_reading(conn_t *c);
@@ -124,7 +126,9 @@ static void conn_close(conn_t *c)
     if (c->state == ACR__HC_CLOSED) return;
     set_state(c, ACR__HC_CLOSED);
     c->tmode = ACR__HT_NONE;
+    undefer(c);
     if (c->detached) return;
+    c->srv->live--;
     c->closes_pending = 2;
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -571,9 +575,13 @@ static int head_count(conn_t *c, const char *end)
 static int head_data(conn_t *c, const char *at, size_t len)
 {
     if (c->parser.flags & F_TRAILING) {
-        c->trailer_bytes += len;
-        if (c->trailer_bytes > ACR_HTTPD_MAX_HEADER)
-            return limit(c, 431, "request trailers too large");
+        /* counted as the head is: from the first trailer byte, separators included */
+        if (!c->in_head) {
+            c->in_head = true;
+            c->head_mark = at;
+            c->head_bytes = 0;
+        }
+        if (head_count(c, at + len) < 0) return limit(c, 431, "request trailers too large");
         return 0;
     }
     if (head_count(c, at + len) < 0) return limit(c, 431, "request headers too large");
@@ -594,7 +602,7 @@ static int on_message_begin(llhttp_t *p)
     c->in_msg = true;
     c->in_head = false;
     c->head_mark = NULL;
-    c->head_bytes = c->trailer_bytes = 0;
+    c->head_bytes = 0;
     c->body_bytes = 0;
     c->limit_status = 0;
     c->upgrade = false;
@@ -675,14 +683,25 @@ static int on_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     const acr_buf_t *e = &c->hval[H_EXPECT];
+    bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
 
     c->in_head = false;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > ACR_HTTPD_MAX_BODY)
         return limit(c, 413, "request body too large");
-    /* a client waiting for 100 Continue gets it when its body is welcome */
-    if (c->hseen[H_EXPECT] && e->len == 12 && strncasecmp(e->data, "100-continue", 12) == 0 &&
-        p->http_major == 1 && p->http_minor >= 1 && auth_ok(c))
+    /* a client waiting for 100 Continue gets it when it has a body and the body is welcome */
+    if (has_body && c->hseen[H_EXPECT] && e->len == 12 &&
+        strncasecmp(e->data, "100-continue", 12) == 0 && p->http_major == 1 && p->http_minor >= 1 &&
+        auth_ok(c))
         emit(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+/* A chunk announced beyond the body limit is refused at once, not after 1 MiB has arrived. */
+static int on_chunk_header(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    if (p->content_length > ACR_HTTPD_MAX_BODY - c->body_bytes)
+        return limit(c, 413, "request body too large");
     return 0;
 }
 
@@ -699,6 +718,7 @@ static int on_message_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     c->in_msg = false;
+    c->in_head = false; /* after trailers */
     c->upgrade = c->upgrade || p->upgrade;
     return HPE_PAUSED; /* answer this request before parsing the next */
 }
@@ -714,6 +734,7 @@ static const llhttp_settings_t parser_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -770,12 +791,92 @@ static void parse_error(conn_t *c, enum llhttp_errno err)
     set_state(c, ACR__HC_DRAINING);
 }
 
+/* ---- fairness: the per-iteration budget and the deferred queue ------------------------------- */
+
+/* Whether this loop iteration's budget is spent (a new iteration, seen as a new uv_now(), starts
+ * a new budget). Never for a detached connection. */
+static bool slice_over(const conn_t *c)
+{
+    acr_httpd_t *s = c->srv;
+    uint64_t now;
+
+    if (c->detached) return false;
+    now = uv_now(s->loop);
+    if (now != s->slice_at) {
+        s->slice_at = now;
+        s->slice_spent = 0;
+    }
+    return s->slice_spent >= s->slice_ns;
+}
+
+static void on_resume(uv_idle_t *h);
+
+/* Queues @c (at the tail) to go on at the next iteration; it stops reading meanwhile. */
+static void defer(conn_t *c)
+{
+    acr_httpd_t *s = c->srv;
+
+    if (c->deferred) return;
+    c->deferred = true;
+    c->dnext = NULL;
+    c->dprev = s->defer_tail;
+    if (s->defer_tail)
+        s->defer_tail->dnext = c;
+    else
+        s->defer_head = c;
+    s->defer_tail = c;
+    if (s->resume_init && !uv_is_active((uv_handle_t *)&s->resume))
+        uv_idle_start(&s->resume, on_resume);
+}
+
+static void undefer(conn_t *c)
+{
+    acr_httpd_t *s = c->srv;
+
+    if (!c->deferred) return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        s->defer_head = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    else
+        s->defer_tail = c->dprev;
+    c->dprev = c->dnext = NULL;
+    c->deferred = false;
+}
+
+/* A new iteration: the deferred connections go on in their order, each with at least one request,
+ * until the budget is spent again (those deferred anew wait at the tail). */
+static void on_resume(uv_idle_t *h)
+{
+    acr_httpd_t *s = acr_container_of(h, acr_httpd_t, resume);
+    conn_t *c;
+
+    s->slice_at = uv_now(s->loop);
+    s->slice_spent = 0;
+    while ((c = s->defer_head) != NULL) {
+        undefer(c);
+        c->granted = true;
+        conn_run(c);
+        if (s->slice_spent >= s->slice_ns) break;
+    }
+    if (!s->defer_head) uv_idle_stop(h);
+}
+
 /* Parses and answers requests while the connection is READING, then flushes and rearms. */
 static void conn_run(conn_t *c)
 {
     while (c->state == ACR__HC_READING && !c->failed) {
         enum llhttp_errno err;
+        uint64_t t0;
         if (c->ilen == 0 && !(c->ssl && acr__httpd_tls_pull(c))) break;
+        if (!c->granted && slice_over(c)) {
+            defer(c); /* its input waits in the stash */
+            break;
+        }
+        c->granted = false;
+        t0 = c->detached ? 0 : uv_hrtime();
         if (!c->req_started) start_request(c);
         if (c->in_head) c->head_mark = c->ip;
         err = llhttp_execute(&c->parser, c->ip, c->ilen);
@@ -800,10 +901,13 @@ static void conn_run(conn_t *c)
             answer(c);
             if (c->state == ACR__HC_CLOSED) return;
             c->req_started = false; /* the next byte starts the next request's deadline */
+            if (!c->detached) c->active_at = uv_now(c->srv->loop);
         } else {
             parse_error(c, err);
         }
+        if (!c->detached) c->srv->slice_spent += uv_hrtime() - t0;
     }
+    c->granted = false;
     if (c->failed) {
         conn_close(c);
         return;
@@ -948,6 +1052,8 @@ static void update_reading(conn_t *c)
     switch (c->state) {
     case ACR__HC_HANDSHAKE:
     case ACR__HC_READING:
+        want = !c->eof && !c->deferred; /* a deferred connection's input waits in the kernel */
+        break;
     case ACR__HC_DRAINING: /* read and discard: see EOF, and no reset over unread input */
         want = !c->eof;
         break;
@@ -1095,6 +1201,35 @@ static void reject(acr_httpd_t *s, uv_stream_t *l)
     }
 }
 
+/* At the cap: closes the least recently active connection (accepted or answered longest ago) so a
+ * new client gets in (the earliest accepted among equals). Idle connections, slow clients and
+ * stalled readers cannot hold every slot; a client that is being served was active recently. False
+ * when there is none to close. */
+static bool evict(acr_httpd_t *s)
+{
+    conn_t *victim = NULL;
+    uint64_t now = uv_now(s->loop);
+
+    for (conn_t *c = s->conns; c; c = c->next)
+        if (c->state != ACR__HC_CLOSED && !c->detached &&
+            (!victim || c->active_at <= victim->active_at))
+            victim = c;
+    if (!victim) return false;
+    ACR_DEBUG("web: %s: closed to make room (connection cap)", victim->peer);
+    conn_close(victim);
+    s->evicted++;
+    s->cap_unlogged++;
+    if (!s->cap_logged || now - s->cap_logged_at >= 10000) {
+        ACR_WARN("web: %u connections open (the limit): closed %llu least recently active "
+                 "connection(s) to accept new ones",
+                 s->max_conns, (unsigned long long)s->cap_unlogged);
+        s->cap_logged = true;
+        s->cap_logged_at = now;
+        s->cap_unlogged = 0;
+    }
+    return true;
+}
+
 static void link_conn(acr_httpd_t *s, conn_t *c)
 {
     c->srv = s;
@@ -1122,7 +1257,7 @@ static void on_connection(uv_stream_t *l, int status)
         return;
     }
     if (s->closing) return;
-    if (s->stats.open >= s->max_conns || !(c = calloc(1, sizeof(*c)))) {
+    if ((s->live >= s->max_conns && !evict(s)) || !(c = calloc(1, sizeof(*c)))) {
         reject(s, l);
         return;
     }
@@ -1130,7 +1265,9 @@ static void on_connection(uv_stream_t *l, int status)
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    c->active_at = uv_now(s->loop);
     s->stats.open++;
+    s->live++;
     snprintf(c->peer, sizeof(c->peer), "?");
     c->state = ACR__HC_READING;
     if ((rc = uv_accept(l, (uv_stream_t *)&c->tcp)) < 0) {
@@ -1156,92 +1293,6 @@ static void on_connection(uv_stream_t *l, int status)
     arm_timer(c);
 }
 
-/* ---- listening ------------------------------------------------------------------------------- */
-
-/* Binds and listens on @sa with a plain socket (so a failed address can be retried at once), then
- * gives it to libuv. 0 or a negative errno. */
-static int listen_on(acr_httpd_t *s, const struct sockaddr *sa, socklen_t salen)
-{
-    int fd, one = 1, zero = 0, rc;
-
-    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-    if (bind(fd, sa, salen) < 0 || listen(fd, 511) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listening = true;
-    if ((rc = uv_tcp_open(&s->listener, fd)) < 0) {
-        close(fd);
-        return rc;
-    }
-    return uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-}
-
-static int bound_port_of(acr_httpd_t *s)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) != 0) return -1;
-    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-}
-
-/* "" or "*": every interface, IPv6 and IPv4 on one socket when the host has IPv6, else 0.0.0.0.
- * Otherwise the first address @host resolves to that can be bound ("[::1]" brackets allowed). */
-static int bind_listen(acr_httpd_t *s, const char *host, int port, char *err, size_t errlen)
-{
-    char name[256];
-    int rc = -EINVAL;
-
-    if (!host || !*host || strcmp(host, "*") == 0) {
-        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        a6.sin6_addr = in6addr_any;
-        a4.sin_addr.s_addr = htonl(INADDR_ANY);
-        rc = listen_on(s, (struct sockaddr *)&a6, sizeof(a6));
-        if (rc == -EAFNOSUPPORT || rc == -EADDRNOTAVAIL || rc == -EPROTONOSUPPORT)
-            rc = listen_on(s, (struct sockaddr *)&a4, sizeof(a4));
-        if (rc < 0) snprintf(err, errlen, "cannot listen on *:%d: %s", port, strerror(-rc));
-        return rc;
-    }
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-        host++;
-        n -= 2;
-    }
-    if (n >= sizeof(name)) {
-        snprintf(err, errlen, "web host name too long");
-        return -EINVAL;
-    }
-    memcpy(name, host, n);
-    name[n] = '\0';
-
-    uv_getaddrinfo_t gai;
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    rc = uv_getaddrinfo(s->loop, &gai, NULL, name, portstr, &hints); /* synchronous */
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot resolve web host '%s': %s", name, uv_strerror(rc));
-        return rc;
-    }
-    rc = -EADDRNOTAVAIL;
-    for (struct addrinfo *ai = gai.addrinfo; ai; ai = ai->ai_next) {
-        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-        rc = listen_on(s, ai->ai_addr, ai->ai_addrlen);
-        if (rc == 0 || s->listening) break; /* a libuv failure ends the search: handle is used */
-    }
-    uv_freeaddrinfo(gai.addrinfo);
-    if (rc < 0) snprintf(err, errlen, "cannot listen on %s:%d: %s", name, port, strerror(-rc));
-    return rc;
-}
-
 /* ---- the server ------------------------------------------------------------------------------ */
 
 static acr_httpd_t *server_new(const acr_httpd_config_t *cfg, char *err, size_t errlen)
@@ -1254,12 +1305,13 @@ static acr_httpd_t *server_new(const acr_httpd_config_t *cfg, char *err, size_t 
     }
     s->handler = cfg->handler;
     s->ud = cfg->ud;
-    s->max_conns = ACR_HTTPD_MAX_CONNS;
     s->request_timeout_ms = ACR_HTTPD_REQUEST_TIMEOUT_MS;
     s->idle_timeout_ms = ACR_HTTPD_IDLE_TIMEOUT_MS;
     s->write_timeout_ms = ACR_HTTPD_WRITE_TIMEOUT_MS;
     s->linger_ms = ACR__HTTPD_LINGER_MS;
     s->out_pause = ACR_HTTPD_OUT_PAUSE;
+    s->slice_ns = ACR__HTTPD_SLICE_NS;
+    s->max_conns = acr__httpd_conn_cap(ACR_HTTPD_MAX_CONNS);
     if (cfg->auth) {
         unsigned int mdlen = 0;
         if (!strchr(cfg->auth, ':')) {
@@ -1306,7 +1358,7 @@ int acr_httpd_start(uv_loop_t *loop, const acr_httpd_config_t *cfg, acr_httpd_t 
             return rc;
         }
     }
-    rc = bind_listen(s, cfg->host, cfg->port, err, errlen);
+    rc = acr__httpd_bind(s, cfg->host, cfg->port, on_connection, err, errlen);
     if (rc < 0) {
         if (s->listening)
             uv_close((uv_handle_t *)&s->listener, free_server_cb); /* freed on the loop */
@@ -1314,8 +1366,10 @@ int acr_httpd_start(uv_loop_t *loop, const acr_httpd_config_t *cfg, acr_httpd_t 
             acr_httpd_free(s);
         return rc;
     }
-    if (bound_port) *bound_port = bound_port_of(s);
-    ACR_DEBUG("web: listening on port %d%s%s", bound_port_of(s), s->ssl_ctx ? " (TLS)" : "",
+    uv_idle_init(loop, &s->resume);
+    s->resume_init = true;
+    if (bound_port) *bound_port = acr__httpd_bound_port(s);
+    ACR_DEBUG("web: listening on port %d%s%s", acr__httpd_bound_port(s), s->ssl_ctx ? " (TLS)" : "",
               s->auth ? " (Basic auth)" : "");
     *out = s;
     return 0;
@@ -1330,6 +1384,7 @@ void acr_httpd_close(acr_httpd_t *s)
         s->listening = false;
     }
     for (conn_t *c = s->conns; c; c = c->next) conn_close(c);
+    if (s->resume_init) uv_close((uv_handle_t *)&s->resume, NULL);
 }
 
 void acr_httpd_free(acr_httpd_t *s)
@@ -1342,79 +1397,6 @@ void acr_httpd_free(acr_httpd_t *s)
 void acr_httpd_get_stats(const acr_httpd_t *s, acr_httpd_stats_t *out)
 {
     *out = s->stats;
-}
-
-/* ---- helpers for handlers -------------------------------------------------------------------- */
-
-/* The next decoded byte of a form component of @n bytes at *@i < @n ('+' is a space, %XX a byte;
- * a bad escape is kept as it is, and so is %00, which a C string cannot hold). */
-static char form_next(const char *s, size_t n, size_t *i)
-{
-    char ch = s[(*i)++];
-    if (ch == '+') return ' ';
-    if (ch == '%' && n - *i >= 2) {
-        int hi = hexval((unsigned char)s[*i]), lo = hexval((unsigned char)s[*i + 1]);
-        if (hi >= 0 && lo >= 0 && (hi | lo) != 0) {
-            *i += 2;
-            return (char)(hi * 16 + lo);
-        }
-    }
-    return ch;
-}
-
-/* Whether the form component @k (@n bytes) decodes to @name. */
-static bool form_key_is(const char *k, size_t n, const char *name)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (*name == '\0' || form_next(k, n, &i) != *name) return false;
-        name++;
-    }
-    return *name == '\0';
-}
-
-char *acr_httpd_form_get(const char *form, size_t len, const char *name)
-{
-    size_t pos = 0;
-
-    if (!form || !name) return NULL;
-    while (pos < len) {
-        size_t end = pos, eq = pos;
-        while (end < len && form[end] != '&') end++;
-        while (eq < end && form[eq] != '=') eq++;
-        if (end > pos && form_key_is(form + pos, eq - pos, name)) {
-            size_t vs = eq < end ? eq + 1 : end, vn = end - vs, o = 0, i = 0;
-            char *v = malloc(vn + 1);
-            if (!v) return NULL;
-            while (i < vn) v[o++] = form_next(form + vs, vn, &i);
-            v[o] = '\0';
-            return v; /* the first value wins */
-        }
-        pos = end + 1;
-    }
-    return NULL;
-}
-
-void acr_httpd_json_error(acr_httpd_resp_t *resp, int status, const char *msg)
-{
-    json_t *doc;
-    char *dump = NULL;
-
-    resp->status = status;
-    resp->content_type = "application/json";
-    acr_buf_reset(&resp->body);
-    doc = json_pack("{s:b, s:s}", "success", 0, "message", msg ? msg : "");
-    if (!doc) /* not UTF-8 */
-        doc = json_pack("{s:b, s:s}", "success", 0, "message", "invalid message");
-    if (doc) dump = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII);
-    json_decref(doc);
-    /* written like the routes' JSON (and Flask's): lower-case \uXXXX, a final newline */
-    if (!dump || acr_report_pythonic_json(&resp->body, dump) < 0) {
-        static const char fallback[] = "{\"message\": \"internal error\", \"success\": false}\n";
-        acr_buf_reset(&resp->body);
-        acr_buf_append(&resp->body, fallback, sizeof(fallback) - 1);
-    }
-    free(dump);
 }
 
 /* ---- detached connections (fuzzing) ---------------------------------------------------------- */

@@ -20,7 +20,9 @@
 
 #define ACR_HTTPD_MAX_HEADER (16 * 1024) /**< request line + headers; beyond: 431 */
 #define ACR_HTTPD_MAX_BODY (1024 * 1024) /**< body; beyond: 413 */
-#define ACR_HTTPD_MAX_CONNS 1024         /**< open connections; beyond, new ones are closed */
+/** Open connections (at most half the open-file limit); a new one beyond closes the least recently
+ *  active (accepted or answered) connection. */
+#define ACR_HTTPD_MAX_CONNS 1024
 /** From the first byte of a request (or the TCP accept on HTTPS, for the handshake) to its last
  *  byte; beyond: 408 and close (a bare close when no request had begun). */
 #define ACR_HTTPD_REQUEST_TIMEOUT_MS 10000
@@ -78,7 +80,7 @@ void acr_httpd_free(acr_httpd_t *s);
 /** Counters since acr_httpd_start, for logs, /metrics and tests. */
 typedef struct acr_httpd_stats {
     uint64_t accepted;      /**< connections accepted */
-    uint64_t rejected;      /**< connections closed at once (over ACR_HTTPD_MAX_CONNS) */
+    uint64_t rejected;      /**< new connections closed at once (none could be made room for) */
     uint64_t requests;      /**< responses sent (100 Continue not counted) */
     uint64_t handled;       /**< requests passed to the handler */
     uint64_t bad_requests;  /**< 400, 408, 413, 431 and 505 answers */

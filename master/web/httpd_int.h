@@ -8,6 +8,12 @@
  *   HANDSHAKE --handshake done--> READING --too much output queued--> BLOCKED --drained--> READING
  *   any --last response queued (close, error, EOF)--> DRAINING --written, FIN, client EOF--> CLOSED
  * Its one timer serves whichever deadline the state needs (acr__httpd_tmode_t).
+ *
+ * Fairness: answering is budgeted per loop iteration (slice_ns of handler and parser time for all
+ * connections together). A connection with input left when the budget is spent is deferred: it
+ * stops reading and waits in a FIFO queue that an idle handle serves at the next iteration, so
+ * pipelined or simultaneous expensive requests never hold the loop (and the workers' heartbeats)
+ * for long. At the connection cap the least recently active connection makes room for a new one.
  */
 #ifndef ACR_MASTER_HTTPD_INT_H
 #define ACR_MASTER_HTTPD_INT_H
@@ -23,6 +29,8 @@
 #define ACR__HTTPD_LINGER_MS 2000 /**< after our FIN, wait this long for the client's */
 #define ACR__HTTPD_KEEP_BUF                                                                        \
     (64 * 1024) /**< per-connection buffers shrink to this between requests */
+/** Parsing and answering time per loop iteration, all connections together. */
+#define ACR__HTTPD_SLICE_NS (10u * 1000 * 1000)
 
 typedef enum {
     ACR__HC_HANDSHAKE = 0, /**< TLS handshake in progress */
@@ -45,8 +53,15 @@ typedef struct acr__httpd_conn acr__httpd_conn_t;
 struct acr_httpd {
     uv_loop_t *loop; /**< NULL for a detached server (fuzzing) */
     uv_tcp_t listener;
-    bool listening; /**< listener initialised and not closed */
-    bool closing;   /**< acr_httpd_close was called */
+    bool listening;   /**< listener initialised and not closed */
+    bool closing;     /**< acr_httpd_close was called */
+    uv_idle_t resume; /**< serves the deferred connections while any wait */
+    bool resume_init; /**< resume initialised (after a successful bind) */
+    unsigned live;    /**< connections accepted and not closing (what the cap counts) */
+    uint64_t evicted; /**< connections closed to make room for a new one at the cap */
+    acr__httpd_conn_t *defer_head, *defer_tail; /**< FIFO of deferred connections */
+    uint64_t slice_at;                          /**< uv_now() of the current budget */
+    uint64_t slice_spent; /**< ns spent parsing and answering since slice_at */
     SSL_CTX *ssl_ctx;
     acr_httpd_handler_fn handler;
     void *ud;
@@ -57,6 +72,7 @@ struct acr_httpd {
     unsigned max_conns;
     uint64_t request_timeout_ms, idle_timeout_ms, write_timeout_ms, linger_ms;
     size_t out_pause;
+    uint64_t slice_ns; /**< ACR__HTTPD_SLICE_NS; 0 = one request per connection per turn */
     /* rate-limited logs */
     uint64_t cap_logged_at, accept_err_logged_at;
     uint64_t cap_unlogged;
@@ -78,7 +94,11 @@ struct acr__httpd_conn {
     acr__httpd_state_t state;
     acr__httpd_tmode_t tmode;
     bool reading, writing, shutting, eof, failed;
-    char peer[64]; /**< "ip:port" */
+    char peer[64];      /**< "ip:port" */
+    uint64_t active_at; /**< uv_now() of the accept or the last answer: the cap's LRU order */
+    bool deferred;      /**< in the server's deferred queue (not reading meanwhile) */
+    bool granted;       /**< resumed: may parse one request whatever the budget */
+    acr__httpd_conn_t *dprev, *dnext; /**< the deferred queue */
 
     /* TLS (NULL for plain HTTP); the SSL owns both BIOs */
     SSL *ssl;
@@ -96,7 +116,7 @@ struct acr__httpd_conn {
     /* the request being parsed */
     bool in_msg, in_head, upgrade;
     const char *head_mark; /**< head bytes are counted up to here */
-    size_t head_bytes, trailer_bytes;
+    size_t head_bytes;     /**< of the head, then of the trailers */
     uint64_t body_bytes;
     int limit_status; /**< 413/431 when a callback stopped the parser for a limit */
     acr_buf_t url, body;
@@ -135,6 +155,17 @@ int acr__httpd_tls_emit(acr__httpd_conn_t *c, const char *p, size_t n);
 void acr__httpd_tls_shutdown(acr__httpd_conn_t *c);
 /** Moves what OpenSSL wrote (handshake, alerts, records) into c->out. 0 or -ENOMEM. */
 int acr__httpd_tls_drain(acr__httpd_conn_t *c);
+
+/* httpd_listen.c */
+/** Binds and listens on @host:@port ("" or "*": every interface) with @cb for new connections;
+ *  0 or a negative errno with a message in @err. s->listening tells whether s->listener was
+ *  initialised (then it must be closed, also after a failure). */
+int acr__httpd_bind(acr_httpd_t *s, const char *host, int port, uv_connection_cb cb, char *err,
+                    size_t errlen);
+/** The port s->listener is bound to, -1 if unknown. */
+int acr__httpd_bound_port(acr_httpd_t *s);
+/** The connection cap: @want, or half the open-file limit when lower. */
+unsigned acr__httpd_conn_cap(unsigned want);
 
 /* Fuzzing and tests: a server without a listener and connections without a socket. */
 /** A server for @cfg (auth and handler only; no TLS, no socket). NULL when out of memory. Free

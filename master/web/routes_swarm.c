@@ -22,6 +22,9 @@
 
 #define SHOW_MAX 48      /* characters of a bad value echoed in an error message */
 #define MAX_CLASSES 4096 /* user_classes entries accepted in one /swarm */
+/* The slowest spawn rate accepted (one user per ~11.6 days): the ramp waits 1/rate seconds per
+ * step, and a rate like 1e-300 made that wait overflow into an instant ramp. */
+#define MIN_RATE 1e-6
 
 /* One /swarm request, parsed and checked. */
 typedef struct swarm {
@@ -89,6 +92,8 @@ static bool check_rate(swarm_t *s, const char *field, double rate, const char *s
 {
     if (!isfinite(rate) || rate <= 0)
         return swarm_error(s, "%s must be a number > 0, got '%s'", field, shown);
+    if (rate < MIN_RATE)
+        return swarm_error(s, "%s must be at least %g users/s, got '%s'", field, MIN_RATE, shown);
     if (rate > ACR_ROUTES_MAX_RATE)
         return swarm_error(s, "%s must be at most %g users/s, got '%s'", field, ACR_ROUTES_MAX_RATE,
                            shown);
@@ -121,9 +126,13 @@ static bool check_host_url(swarm_t *s, const char *url)
                     : strncasecmp(url, "https://", 8) == 0 ? 8
                                                            : 0;
     if (scheme == 0) return swarm_error(s, "host '%s' must be an http:// or https:// URL", shown);
-    for (const char *p = url; *p; p++)
+    for (const char *p = url; *p; p++) {
         if ((unsigned char)*p <= 0x20 || *p == 0x7f)
             return swarm_error(s, "host must not contain spaces or control characters");
+        if ((unsigned char)*p >= 0x80) /* not UTF-8 for sure, and no IDN: write it as punycode */
+            return swarm_error(s, "host must be ASCII (a name in punycode: xn--...), got '%s'",
+                               shown);
+    }
     const char *auth = url + scheme;
     size_t alen = strcspn(auth, "/?#");
     if (alen == 0 || auth[0] == ':') return swarm_error(s, "host '%s' has no host name", shown);

@@ -317,6 +317,18 @@ static const bad_case_t bad_cases[] = {
      "unknown user class 'X<'", 400},
     {"application/json", "{\"user_count\": 1, \"spawn_rate\": 1, \"user_classes\": 7}",
      "user_classes", 400},
+    /* hostile values found by tests/integration/test_web_hostile.py's attacks: a spawn rate so
+     * small that the ramp's wait overflowed (the ramp went instant); a host that is not ASCII */
+    {"application/x-www-form-urlencoded", "user_count=1&spawn_rate=1e-300",
+     "spawn_rate must be at least 1e-06 users/s", 400},
+    {"application/x-www-form-urlencoded", "user_count=1&spawn_rate=4.9e-324", "spawn_rate", 400},
+    {"application/json", "{\"user_count\": 1, \"spawn_rate\": 1e-300}", "spawn_rate", 400},
+    {"application/x-www-form-urlencoded", "user_count=1&spawn_rate=1&host=http%3A%2F%2F%FF%FE",
+     "host must be ASCII", 400},
+    {"application/x-www-form-urlencoded", "user_count=1&spawn_rate=1&host=http%3A%2F%2F%C3%A9.com",
+     "host must be ASCII", 400},
+    {"application/x-www-form-urlencoded", "user_count=1&spawn_rate=1&host=http%3A%2F%2Fa%0D%0AX",
+     "control characters", 400},
     {"text/plain", "user_count=1&spawn_rate=1", "Content-Type", 415},
     {"multipart/form-data; boundary=x", "--x--", "Content-Type", 415},
 };
