@@ -1113,6 +1113,26 @@ static void tls_handshake(conn_t *c)
     }
 }
 
+/* The first bytes on an HTTPS connection look like a plain HTTP request (a TLS record starts with
+ * 0x16, a request with a method in capitals): answers a plain 400 saying so, then closes. */
+static bool plain_on_tls(conn_t *c, const char *p, size_t n)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: 50\r\n"
+                              "Connection: close\r\n\r\n"
+                              "This port speaks HTTPS: use an https:// address.\r\n";
+
+    if (c->state != ACR__HC_HANDSHAKE || BIO_number_written(c->rbio) != 0 || n < 4) return false;
+    for (size_t i = 0; i < 3; i++)
+        if (p[i] < 'A' || p[i] > 'Z') return false;
+    ACR_DEBUG("web: %s: plain HTTP on the HTTPS port", c->peer);
+    c->srv->stats.tls_failures++;
+    if (acr_buf_append(&c->out, msg, sizeof(msg) - 1) < 0) c->failed = true;
+    set_state(c, ACR__HC_DRAINING);
+    return true;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
@@ -1128,7 +1148,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == ACR__HC_DRAINING) return; /* discarded */
-    if (c->ssl) {
+    if (c->ssl && plain_on_tls(c, buf->base, (size_t)nread)) {
+        /* answered in plain text; the rest is discarded */
+    } else if (c->ssl) {
         if (acr__httpd_tls_input(c, buf->base, (size_t)nread) < 0) {
             conn_close(c);
             return;

@@ -1051,14 +1051,25 @@ static void test_tls(void **state)
     assert_int_equal(res.status, 401);
     assert_int_equal(t->calls, 2);
 
-    /* plain HTTP to the TLS port: the handshake fails, the connection closes, nothing else */
+    /* plain HTTP to the TLS port: a plain 400 that says so, then the close */
     cli_t c;
+    tresp_t pr[2];
     cli_open(&c, t->port);
     cli_puts(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     cli_wait_eof(t, &c);
-    assert_true(c.in.len == 0 || strncmp(c.in.data, "HTTP/", 5) != 0);
+    assert_int_equal(cli_parse(&c, 0, pr, 2), 1);
+    assert_int_equal(pr[0].status, 400);
+    assert_line(&pr[0], "Connection: close");
+    assert_body(&pr[0], "This port speaks HTTPS: use an https:// address.\r\n");
     cli_close(&c);
     assert_int_equal(stats(t).tls_failures, 1);
+    /* other bytes that are no TLS: the handshake fails, nothing in plain text */
+    cli_open(&c, t->port);
+    cli_puts(&c, "\x01\x02\x03\x04garbage\r\n\r\n");
+    cli_wait_eof(t, &c);
+    assert_true(c.in.len == 0 || strncmp(c.in.data, "HTTP/", 5) != 0);
+    cli_close(&c);
+    assert_int_equal(stats(t).tls_failures, 2);
     /* and a client that never starts its handshake is closed at the deadline */
     t->s->request_timeout_ms = 50;
     cli_open(&c, t->port);
@@ -1067,7 +1078,7 @@ static void test_tls(void **state)
 
     assert_int_equal(run_req(&t->loop, ss, &rq, &res), 0);
     assert_int_equal(res.status, 401);
-    assert_int_equal(stats(t).accepted, 3); /* keep-alive: one connection for the client */
+    assert_int_equal(stats(t).accepted, 4); /* keep-alive: one connection for the client */
     close_session(&t->loop, ss);
     acr_http_client_free(hcl);
     tsrv_free(t);
