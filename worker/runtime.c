@@ -427,6 +427,11 @@ int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t l
     return rc < 0 ? rc : prepare_classes(rt, err, errlen);
 }
 
+lua_State *acr_rt_lua(acr_rt_t *rt)
+{
+    return rt->L;
+}
+
 size_t acr_rt_nclasses(const acr_rt_t *rt)
 {
     return rt->nclasses;

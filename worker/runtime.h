@@ -44,6 +44,8 @@ int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t l
                        size_t errlen);
 
 size_t acr_rt_nclasses(const acr_rt_t *rt);
+/** The runtime's main Lua state (the scenario's), for the worker's events and messages. */
+struct lua_State *acr_rt_lua(acr_rt_t *rt);
 /** All running users (stopping users not counted). */
 size_t acr_rt_user_count(const acr_rt_t *rt);
 /** Users that exist in any state, stopping ones included. */
