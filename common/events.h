@@ -18,17 +18,25 @@ struct lua_State;
  *  (file:line lines), both valid during the call. */
 typedef void (*acr_events_error_fn)(const char *msg, const char *traceback, void *ud);
 
-/** Installs acrida.events (the standard events) and acrida.event() into the acrida module at
- *  the top of @L's stack... or in package.loaded.acrida; call once per state, after
- *  acr_scenario_open. Returns 0 or -ENOMEM. */
+/** Installs acrida.events (the standard events) and acrida.event([name]) into the acrida module
+ *  (the one acr_scenario_open registered, else package.loaded.acrida). Call after
+ *  acr_scenario_open; a second call on the same state does nothing. Returns 0, -EINVAL when there
+ *  is no acrida module, or -ENOMEM. */
 int acr_events_open(struct lua_State *L);
 
-/** Fires the event @name with the @nargs values on top of @L's stack (popped), calling each
- *  listener protected on @L (listeners cannot wait: acrida.sleep inside one is an error). Errors
- *  go to @on_error (NULL: logged). Returns the number of listeners that raised; 0 when none is
- *  registered. */
+/** Fires the standard event @name with the @nargs values on top of @L's stack (popped), calling
+ *  each listener protected on @L, in registration order (listeners should not wait: acrida.sleep
+ *  inside one raises, and that error is reported like any other). Each error goes to @on_error
+ *  (NULL: the state's handler, see acr_events_set_error_handler, else the log). Returns the
+ *  number of listeners that raised; 0 when none is registered. */
 int acr_events_fire(struct lua_State *L, const char *name, int nargs, acr_events_error_fn on_error,
                     void *ud);
+
+/** The handler of listener errors for @L: errors raised by listeners during a Lua-side
+ *  `ev:fire(...)` (standard or custom event) go there, and those of acr_events_fire called with a
+ *  NULL @on_error. The listener's error never propagates to the code that fired the event. Until a
+ *  handler is set, errors are logged. A later call replaces the handler. */
+void acr_events_set_error_handler(struct lua_State *L, acr_events_error_fn fn, void *ud);
 
 /** Whether the event @name has at least one listener: the cheap test before building the
  *  arguments of a hot event such as `request`. */
