@@ -21,6 +21,9 @@
  *   413 body over ACR_HTTPD_MAX_BODY (Content-Length up front, or counted while chunked)
  *   431 request line + headers (or trailers) over ACR_HTTPD_MAX_HEADER
  *   505 an HTTP major version other than 1
+ *   503 an answer over out_pause bytes when out_total_max bytes would then wait for clients
+ *       (Retry-After: 10): slow readers of large answers (the full-history CSV) cannot exhaust
+ *       memory
  *   204 for OPTIONS (after auth; the handler is not called): Allow and the CORS Allow-* headers,
  *       so a browser's preflight for a cross-origin POST succeeds.
  * Every response carries Access-Control-Allow-Origin: *, Cache-Control: no-store (unless the
@@ -51,6 +54,7 @@ static const char *const state_names[] = {"handshake", "reading", "blocked", "dr
 
 static void conn_run(conn_t *c);
 static void undefer(conn_t *c);
+static void account_out(conn_t *c);
 static void flush(conn_t *c);
 static void arm_timer(conn_t *c);
 static void update_reading(conn_t *c);
@@ -127,6 +131,7 @@ static void conn_close(conn_t *c)
     set_state(c, ACR__HC_CLOSED);
     c->tmode = ACR__HT_NONE;
     undefer(c);
+    account_out(c); /* its queued output no longer counts */
     if (c->detached) return;
     c->srv->live--;
     c->closes_pending = 2;
@@ -160,6 +165,14 @@ static void finish_if_done(conn_t *c)
 static size_t pending_out(const conn_t *c)
 {
     return c->out.len + c->wout.len;
+}
+
+/* Brings srv->out_total up to date with what @c has queued. */
+static void account_out(conn_t *c)
+{
+    size_t now = c->state == ACR__HC_CLOSED ? 0 : pending_out(c);
+    c->srv->out_total = c->srv->out_total - c->out_acct + now;
+    c->out_acct = now;
 }
 
 /* Queues @n response bytes (encrypted first on TLS). */
@@ -381,7 +394,7 @@ static void respond_error(conn_t *c, int status, const char *msg, const char *hd
     acr_buf_free(&r.body);
     if (status == 401)
         c->srv->stats.auth_failures++;
-    else if (status != 404 && status != 500)
+    else if (status != 404 && status != 500 && status != 503)
         c->srv->stats.bad_requests++;
 }
 
@@ -536,6 +549,18 @@ static void answer(conn_t *c)
             ACR_ERROR("web: the handler's answer to %s %s is invalid (status %d)", req.method,
                       log_escape(c->path.data, c->path.len, esc, sizeof(esc)), r->status);
             respond_error(c, 500, "internal error", NULL, close);
+        } else if (!c->detached && r->body.len > s->out_pause && p->method != HTTP_HEAD &&
+                   s->out_total - c->out_acct + pending_out(c) + r->body.len > s->out_total_max) {
+            uint64_t now = uv_now(s->loop);
+            if (!s->busy_logged || now - s->busy_logged_at >= 10000) {
+                ACR_WARN("web: %s: an answer of %zu bytes refused (503): %zu bytes already wait "
+                         "for clients that read slowly",
+                         c->peer, r->body.len, s->out_total);
+                s->busy_logged = true;
+                s->busy_logged_at = now;
+            }
+            respond_error(c, 503, "the server is busy sending large answers: retry later",
+                          "Retry-After: 10\r\n", close);
         } else {
             respond(c, r->status, r->content_type, &r->headers, r->body.data, r->body.len, close);
         }
@@ -920,6 +945,7 @@ static void conn_run(conn_t *c)
     }
     flush(c);
     if (c->state == ACR__HC_CLOSED) return;
+    account_out(c);
     update_reading(c);
     arm_timer(c);
 }
@@ -1332,6 +1358,7 @@ static acr_httpd_t *server_new(const acr_httpd_config_t *cfg, char *err, size_t 
     s->write_timeout_ms = ACR_HTTPD_WRITE_TIMEOUT_MS;
     s->linger_ms = ACR__HTTPD_LINGER_MS;
     s->out_pause = ACR_HTTPD_OUT_PAUSE;
+    s->out_total_max = ACR__HTTPD_OUT_TOTAL;
     s->slice_ns = ACR__HTTPD_SLICE_NS;
     s->max_conns = acr__httpd_conn_cap(ACR_HTTPD_MAX_CONNS);
     if (cfg->auth) {

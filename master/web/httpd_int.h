@@ -29,6 +29,9 @@
 #define ACR__HTTPD_LINGER_MS 2000 /**< after our FIN, wait this long for the client's */
 #define ACR__HTTPD_KEEP_BUF                                                                        \
     (64 * 1024) /**< per-connection buffers shrink to this between requests */
+/** Output queued on all connections together above which a response over out_pause bytes is
+ *  refused (503) rather than queued: slow readers of large answers cannot exhaust memory. */
+#define ACR__HTTPD_OUT_TOTAL ((size_t)256 * 1024 * 1024)
 /** Parsing and answering time per loop iteration, all connections together. */
 #define ACR__HTTPD_SLICE_NS (10u * 1000 * 1000)
 
@@ -62,6 +65,7 @@ struct acr_httpd {
     acr__httpd_conn_t *defer_head, *defer_tail; /**< FIFO of deferred connections */
     uint64_t slice_at;                          /**< uv_now() of the current budget */
     uint64_t slice_spent; /**< ns spent parsing and answering since slice_at */
+    size_t out_total;     /**< output queued on every connection (their out_acct summed) */
     SSL_CTX *ssl_ctx;
     acr_httpd_handler_fn handler;
     void *ud;
@@ -72,11 +76,12 @@ struct acr_httpd {
     unsigned max_conns;
     uint64_t request_timeout_ms, idle_timeout_ms, write_timeout_ms, linger_ms;
     size_t out_pause;
-    uint64_t slice_ns; /**< ACR__HTTPD_SLICE_NS; 0 = one request per connection per turn */
+    size_t out_total_max; /**< ACR__HTTPD_OUT_TOTAL */
+    uint64_t slice_ns;    /**< ACR__HTTPD_SLICE_NS; 0 = one request per connection per turn */
     /* rate-limited logs */
-    uint64_t cap_logged_at, accept_err_logged_at;
+    uint64_t cap_logged_at, accept_err_logged_at, busy_logged_at;
     uint64_t cap_unlogged;
-    bool cap_logged, accept_err_logged;
+    bool cap_logged, accept_err_logged, busy_logged;
     acr_httpd_stats_t stats;
     char rbuf[ACR__HTTPD_READ_BUF]; /**< socket reads, consumed synchronously */
     char pbuf[ACR__HTTPD_READ_BUF]; /**< TLS plaintext, consumed synchronously */
@@ -133,6 +138,7 @@ struct acr__httpd_conn {
     /* output: out fills while wout is in flight */
     acr_buf_t out, wout, sink;
     uint64_t written, progress_seen;
+    size_t out_acct; /**< this connection's share of srv->out_total */
 };
 
 /* httpd_tls.c */

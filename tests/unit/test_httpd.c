@@ -898,6 +898,49 @@ static void test_client_not_reading(void **state)
     tsrv_free(t);
 }
 
+static bool pred_one_call(void *arg)
+{
+    return ((tsrv_t *)arg)->calls >= 1;
+}
+
+/* Output queued on all connections together is bounded: with large answers already waiting for a
+ * client that does not read, another large answer is refused (503, Retry-After) instead of being
+ * queued, a small one still goes, and the large one goes once the first client has read. */
+static void test_output_budget(void **state)
+{
+    (void)state;
+    tsrv_t *t = tsrv_new(NULL, NULL, NULL);
+    t->s->out_total_max = 24u << 20;
+    cli_t a, b;
+    tresp_t r[1];
+    cli_open(&a, t->port);
+    a.noread = true;
+    cli_puts(&a, "GET /big/20000000 HTTP/1.1\r\n\r\n"); /* more than the socket buffers hold */
+    run_until_pred(&t->loop, pred_one_call, t, "the first large answer");
+    cli_open(&b, t->port);
+    cli_puts(&b, "GET /big/20000000 HTTP/1.1\r\n\r\nGET /small HTTP/1.1\r\n\r\n");
+    cli_wait(t, &b, 2, 0, NULL);
+    tresp_t two[2];
+    assert_int_equal(cli_parse(&b, 0, two, 2), 2);
+    assert_int_equal(two[0].status, 503);
+    assert_line(&two[0], "Retry-After: 10");
+    assert_int_equal(two[1].status, 200);
+    assert_body(&two[1], "GET /small ?");
+    a.noread = false;
+    cli_wait(t, &a, 1, 0, r);
+    assert_int_equal(r[0].body_len, 20000000);
+    acr_buf_reset(&b.in);
+    cli_puts(&b, "GET /big/20000000 HTTP/1.1\r\n\r\n");
+    cli_wait(t, &b, 1, 0, r);
+    assert_int_equal(r[0].status, 200);
+    assert_int_equal(r[0].body_len, 20000000);
+    cli_close(&a);
+    cli_close(&b);
+    wait_open(t, 0);
+    assert_int_equal(t->s->out_total, 0);
+    tsrv_free(t);
+}
+
 static void test_close_from_handler(void **state)
 {
     (void)state;
@@ -1188,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_conn_cap),
         cmocka_unit_test(test_conn_cap_rlimit),
         cmocka_unit_test(test_fair_turns),
+        cmocka_unit_test(test_output_budget),
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_client_not_reading),
         cmocka_unit_test(test_close_from_handler),
