@@ -306,3 +306,18 @@ int acr_events_fire(lua_State *L, const char *name, int nargs, acr_events_error_
     lua_settop(L, base);
     return failed;
 }
+
+int acr_events_call(lua_State *L, int nargs, const char *what, acr_events_error_fn on_error,
+                    void *ud)
+{
+    int fn = lua_gettop(L) - nargs; /* the function's index */
+    lua_pushcfunction(L, l_msgh);
+    lua_insert(L, fn);
+    int failed = 0;
+    if (lua_pcall(L, nargs, 0, fn) != 0) {
+        failed = 1;
+        report_error(L, -1, what, on_error, ud);
+    }
+    lua_settop(L, fn - 1);
+    return failed;
+}

@@ -32,6 +32,12 @@ int acr_events_open(struct lua_State *L);
 int acr_events_fire(struct lua_State *L, const char *name, int nargs, acr_events_error_fn on_error,
                     void *ud);
 
+/** Calls the function below the @nargs values on top of @L's stack (all popped) protected as a
+ *  listener is: an error goes to @on_error (NULL: the state's handler, else the log, naming
+ *  @what). For message handlers and other scenario callbacks. Returns 0, or 1 when it raised. */
+int acr_events_call(struct lua_State *L, int nargs, const char *what, acr_events_error_fn on_error,
+                    void *ud);
+
 /** The handler of listener errors for @L: errors raised by listeners during a Lua-side
  *  `ev:fire(...)` (standard or custom event) go there, and those of acr_events_fire called with a
  *  NULL @on_error. The listener's error never propagates to the code that fired the event. Until a

@@ -52,6 +52,11 @@ static acr_msg_type_t type_from_name(const char *s, size_t n)
     return ACR_MSG_CUSTOM;
 }
 
+bool acr_msg_type_is_builtin(const char *name)
+{
+    return type_from_name(name, strlen(name)) != ACR_MSG_CUSTOM;
+}
+
 /* ---- field access ---- */
 
 int acr__dec_fail(acr__dec_t *d, const char *fmt, ...)
@@ -360,7 +365,8 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return decode_exception(d, data, m);
     case ACR_MSG_SCENARIO:
         return decode_scenario(d, data, m);
-    case ACR_MSG_CUSTOM: /* logged by type name; no handler takes custom data yet */
+    case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
+        return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:
     case ACR_MSG_STOP:
     case ACR_MSG_CLIENT_STOPPED:
@@ -458,5 +464,6 @@ void acr_msg_free(acr_msg_t *m)
     if (m->stats) acr_stats_free(m->stats);
     free(m->scenario_name);
     free(m->scenario_source);
+    free(m->data);
     memset(m, 0, sizeof(*m));
 }

@@ -45,6 +45,9 @@ typedef enum {
 
 /** Wire name of a known type ("client_ready", ...). */
 const char *acr_msg_type_name(acr_msg_type_t t);
+/** Whether @name is one of the protocol's own types (legacy names included), which a custom
+ *  message may not use. */
+bool acr_msg_type_is_builtin(const char *name);
 
 typedef struct acr_class_count {
     char *name;
@@ -88,6 +91,11 @@ typedef struct acr_msg {
     /* scenario */
     char *scenario_name, *scenario_source;
     size_t scenario_len;
+    /* custom: the data element, re-encoded as one msgpack value (NULL when nil). stats: the
+     * report's fields other than the protocol's (those report_to_master listeners added) as one
+     * msgpack map (NULL when there are none). Either is at most ACR_MSG_MAX_DEPTH deep. */
+    char *data;
+    size_t data_len;
 } acr_msg_t;
 
 /**
@@ -123,6 +131,20 @@ int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *clas
 int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
                          size_t n, int64_t user_count, int64_t seq, bool final,
                          const char *node_id);
+/** The same report with @nextra more fields: @extra holds @nextra key/value pairs packed as the
+ *  body of a msgpack map (common/lua_value.h, acr_lua_value_encode_pairs), none of them a key of
+ *  the report itself. */
+int acr_msg_encode_stats_extra(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
+                               size_t n, int64_t user_count, int64_t seq, bool final,
+                               const void *extra, size_t extra_len, uint32_t nextra,
+                               const char *node_id);
+/** The keys of a stats report's data map, NULL-terminated: fields added to a report may not use
+ *  them. */
+extern const char *const acr_msg_stats_keys[];
+/** A custom message [type, data, node_id]: @data is one msgpack value of @len bytes (NULL: nil).
+ *  -EINVAL when @type is a built-in type. */
+int acr_msg_encode_custom(acr_buf_t *b, const char *type, const void *data, size_t len,
+                          const char *node_id);
 int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback, uint64_t count,
                              const char *node_id);
 int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, size_t len,

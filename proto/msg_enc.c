@@ -137,9 +137,45 @@ int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *clas
 int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
                          size_t n, int64_t user_count, int64_t seq, bool final, const char *node_id)
 {
+    return acr_msg_encode_stats_extra(b, delta, classes, n, user_count, seq, final, NULL, 0, 0,
+                                      node_id);
+}
+
+int acr_msg_encode_stats_extra(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
+                               size_t n, int64_t user_count, int64_t seq, bool final,
+                               const void *extra, size_t extra_len, uint32_t nextra,
+                               const char *node_id)
+{
     ENC_BEGIN("stats");
-    PACK_OR_FAIL(acr__pack_stats_data(pk, delta, classes, n, user_count, seq, final));
+    PACK_OR_FAIL(acr__pack_stats_data(pk, delta, classes, n, user_count, seq, final,
+                                      extra_len ? nextra : 0));
+    if (nextra && extra_len) PACK_OR_FAIL(acr_buf_append(b, extra, extra_len));
     ENC_END();
+}
+
+int acr_msg_encode_custom(acr_buf_t *b, const char *type, const void *data, size_t len,
+                          const char *node_id)
+{
+    if (!type || acr_msg_type_is_builtin(type)) return -EINVAL;
+    ENC_BEGIN(type);
+    PACK_OR_FAIL(data && len ? acr_buf_append(b, data, len) : msgpack_pack_nil(pk));
+    ENC_END();
+}
+
+int acr__repack(const msgpack_object *o, char **out, size_t *len)
+{
+    acr_buf_t b = {0};
+    msgpack_packer pk;
+    acr__packer_init(&pk, &b);
+    *out = NULL;
+    *len = 0;
+    if (msgpack_pack_object(&pk, *o) != 0) {
+        acr_buf_free(&b);
+        return -ENOMEM;
+    }
+    *out = b.data;
+    *len = b.len;
+    return 0;
 }
 
 int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback, uint64_t count,

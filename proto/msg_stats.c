@@ -211,6 +211,38 @@ static int decode_errors(acr__dec_t *d, const msgpack_object *o, acr_stats_t *s)
     return 0;
 }
 
+const char *const acr_msg_stats_keys[] = {
+    "stats",      "stats_total", "errors",       "user_classes_count",
+    "user_count", "acrida_seq",  "acrida_final", NULL,
+};
+
+static bool is_stats_key(const msgpack_object *k)
+{
+    if (k->type != MSGPACK_OBJECT_STR) return false;
+    for (const char *const *s = acr_msg_stats_keys; *s; s++)
+        if (strlen(*s) == k->via.str.size && memcmp(*s, k->via.str.ptr, k->via.str.size) == 0)
+            return true;
+    return false;
+}
+
+/* The report's other fields (a report_to_master listener's) as one map in m->data. */
+static int decode_extra(const msgpack_object *data, acr_msg_t *m)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < data->via.map.size; i++)
+        if (!is_stats_key(&data->via.map.ptr[i].key)) n++;
+    if (n == 0) return 0;
+    msgpack_object_kv *kv = calloc(n, sizeof(*kv));
+    if (!kv) return -ENOMEM;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < data->via.map.size; i++)
+        if (!is_stats_key(&data->via.map.ptr[i].key)) kv[k++] = data->via.map.ptr[i];
+    msgpack_object map = {.type = MSGPACK_OBJECT_MAP, .via.map = {.size = n, .ptr = kv}};
+    int r = acr__repack(&map, &m->data, &m->data_len);
+    free(kv);
+    return r;
+}
+
 int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
 {
     int r;
@@ -245,7 +277,8 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
     }
     snprintf(d->prefix, sizeof(d->prefix), "stats: stats_total: ");
     if ((r = decode_entry(d, total, m->stats, true))) return r;
-    return decode_errors(d, errors, m->stats);
+    if ((r = decode_errors(d, errors, m->stats))) return r;
+    return decode_extra(data, m);
 }
 
 /* ---- encoding ---- */
@@ -380,14 +413,14 @@ static int pack_errors(msgpack_packer *pk, acr_stats_t *delta)
 }
 
 int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class_count_t *classes,
-                         size_t n, int64_t user_count, int64_t seq, bool final)
+                         size_t n, int64_t user_count, int64_t seq, bool final, uint32_t nextra)
 {
     size_t ne = 0, nsend = 0;
     acr_stats_entry_t *const *ents = acr_stats_sorted(delta, &ne);
     for (size_t i = 0; i < ne; i++)
         if (ents[i]->num_requests || ents[i]->num_failures) nsend++;
 
-    PACK_OR_ENOMEM(msgpack_pack_map(pk, 7));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, 7 + nextra));
     PACK_OR_ENOMEM(pack_key(pk, "stats"));
     PACK_OR_ENOMEM(msgpack_pack_array(pk, nsend));
     for (size_t i = 0; i < ne; i++)
