@@ -5,13 +5,21 @@
  * runtime's users.
  *
  * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on quit/SIGTERM.
+ * The scenario's events fire on the runtime's Lua state: test_start at the first spawn of a test
+ * (not at each ramp step), spawning_complete after each spawn is applied, test_stop once the users
+ * of a stop or quit are gone, report_to_master before each report (the fields its listeners add
+ * travel in the report), quitting at shutdown. Listener and message handler errors become
+ * exception rows. Custom messages from the master go to the handlers of
+ * acrida.runner:register_message; acrida.runner:send_message sends to the master.
  * A stop (or quit) is graceful: acr_rt_stop_all() lets in-flight requests complete and be
  * recorded; only when every user is gone is the final report (acrida_final) sent, so the master's
  * total equals what the target served.
  */
 #include "worker/worker.h"
 
+#include "common/events.h"
 #include "common/log.h"
+#include "common/lua_value.h"
 #include "common/stats.h"
 #include "common/util.h"
 #include "proto/msg.h"
@@ -22,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <lua.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +68,9 @@ typedef struct worker {
     char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
     size_t scenario_len;
     acr_class_count_t *counts;
+    char *host;        /**< the last spawn's host, for the events' env */
+    bool test_started; /**< test_start fired and test_stop not yet */
+    bool quitting_fired;
     ws_t state;
     bool acked, timers_on;
     int64_t index;
@@ -130,17 +142,137 @@ static size_t fill_counts(worker_t *w, int64_t *users)
     return acr_rt_nclasses(w->rt);
 }
 
+/* ---- the scenario's events ---- */
+
+static void listener_error(const char *msg, const char *tb, void *ud)
+{
+    worker_t *w = ud;
+    ACR_WARN("error in a scenario listener or message handler: %s", msg);
+    if (w->stats && acr_stats_add_exception(w->stats, msg, tb, w->node_id, 1) < 0)
+        ACR_ERROR("out of memory recording an exception");
+}
+
+static lua_State *scenario_lua(worker_t *w)
+{
+    return w->rt_loaded && w->rt ? acr_rt_lua(w->rt) : NULL;
+}
+
+/* Pushes the events' env: role, host, user_count, worker_index. */
+static void push_env(worker_t *w, lua_State *L)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, "worker");
+    lua_setfield(L, -2, "role");
+    if (w->host) {
+        lua_pushstring(L, w->host);
+        lua_setfield(L, -2, "host");
+    }
+    lua_pushnumber(L, (double)acr_rt_user_count(w->rt));
+    lua_setfield(L, -2, "user_count");
+    if (w->index >= 0) {
+        lua_pushnumber(L, (double)w->index);
+        lua_setfield(L, -2, "worker_index");
+    }
+}
+
+/* Fires @name with the env as its argument (when it has listeners). */
+static void fire_env(worker_t *w, const char *name)
+{
+    lua_State *L = scenario_lua(w);
+    if (!L || !acr_events_has_listeners(L, name)) return;
+    push_env(w, L);
+    acr_events_fire(L, name, 1, listener_error, w);
+}
+
+static void fire_test_stop(worker_t *w)
+{
+    if (!w->test_started) return;
+    w->test_started = false;
+    fire_env(w, "test_stop");
+}
+
+static void fire_quitting(worker_t *w)
+{
+    if (w->quitting_fired) return;
+    w->quitting_fired = true;
+    fire_env(w, "quitting");
+}
+
+/* report_to_master(data): the fields the listeners add to @data, as map pairs in @extra. */
+static uint32_t report_extra(worker_t *w, acr_buf_t *extra)
+{
+    lua_State *L = scenario_lua(w);
+    if (!L || !acr_events_has_listeners(L, "report_to_master")) return 0;
+    char err[512];
+    uint32_t n = 0;
+    int top = lua_gettop(L);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    acr_events_fire(L, "report_to_master", 1, listener_error, w);
+    if (acr_lua_value_encode_pairs(L, -1, "data", acr_msg_stats_keys, extra, &n, err, sizeof err) <
+        0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "report_to_master: %s", err);
+        listener_error(msg, "", w);
+        acr_buf_reset(extra);
+        n = 0;
+    }
+    lua_settop(L, top);
+    return n;
+}
+
+/* acrida.runner:send_message on a worker: to the master only. */
+static int send_custom(const char *type, const void *data, size_t len, const char *node_id,
+                       void *ud, char *err, size_t errlen)
+{
+    worker_t *w = ud;
+    if (node_id) {
+        snprintf(err, errlen, "a worker sends to the master only: leave node_id out");
+        return -EINVAL;
+    }
+    if (!w->ch) {
+        snprintf(err, errlen, "not connected to the master");
+        return -ENOTCONN;
+    }
+    acr_buf_t b = {0};
+    int rc = acr_msg_encode_custom(&b, type, data, len, w->node_id);
+    if (rc == 0) rc = acr_zchan_send(w->ch, NULL, 0, b.data, b.len);
+    acr_buf_free(&b);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot send to the master: %s", strerror(-rc));
+        return rc == -EINVAL ? -EIO : rc;
+    }
+    return 1;
+}
+
+static void on_custom(worker_t *w, const acr_msg_t *m)
+{
+    lua_State *L = scenario_lua(w);
+    char err[256];
+    if (!L) {
+        ACR_WARN("message '%s' from the master before any scenario was loaded; ignored",
+                 m->type_name);
+        return;
+    }
+    if (acr_messages_dispatch(L, m->type_name, m->data, m->data_len, m->node_id, listener_error, w,
+                              err, sizeof err) < 0)
+        ACR_WARN("message '%s' from the master dropped: %s", m->type_name, err);
+}
+
 /* Exceptions of the interval, then the stats delta; then the delta is reset. */
 static void send_report(worker_t *w, bool final)
 {
+    acr_buf_t extra = {0};
+    uint32_t nextra = report_extra(w, &extra);
     size_t nexc;
     acr_stats_exception_t *const *ex = acr_stats_exceptions(w->stats, &nexc);
     for (size_t i = 0; i < nexc; i++) send_exception(w, ex[i]->msg, ex[i]->traceback, ex[i]->count);
     int64_t users;
     size_t n = fill_counts(w, &users);
     acr_buf_reset(&w->out);
-    int rc =
-        acr_msg_encode_stats(&w->out, w->stats, w->counts, n, users, ++w->seq, final, w->node_id);
+    int rc = acr_msg_encode_stats_extra(&w->out, w->stats, w->counts, n, users, ++w->seq, final,
+                                        extra.data, extra.len, nextra, w->node_id);
+    acr_buf_free(&extra);
     if (rc == 0) {
         send_out(w, "stats");
     } else {
@@ -269,6 +401,8 @@ static void exit_cb(uv_timer_t *t)
 static void finish_quit(worker_t *w)
 {
     if (w->state == WS_DONE || uv_is_active((uv_handle_t *)&w->exit_timer)) return;
+    fire_test_stop(w);
+    fire_quitting(w);
     send_report(w, true);
     send_nil(w, "quit");
     uv_timer_stop(&w->hb_timer);
@@ -316,6 +450,7 @@ static void users_stopped(acr_rt_t *rt, void *ud)
     worker_t *w = ud;
     (void)rt;
     if (w->state != WS_STOPPING) return;
+    fire_test_stop(w);
     send_report(w, true);
     send_nil(w, "client_stopped");
     send_client_ready(w);
@@ -330,8 +465,18 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
         .loop = w->loop, .stats = w->stats, .http = w->http, .node_id = w->node_id};
     acr_rt_t *rt = acr_rt_new(&rc, err, errlen);
     if (!rt) return -ENOMEM;
-    int r = path ? acr_rt_load_file(rt, path, err, errlen)
-                 : acr_rt_load_string(rt, name, src, len, err, errlen);
+    lua_State *L = acr_rt_lua(rt);
+    int r = acr_events_open(L);
+    if (r == 0) r = acr_messages_open(L, send_custom, w);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot install the events and messages: %s", strerror(-r));
+        w->closing++;
+        acr_rt_close(rt, chan_closed, w);
+        return r;
+    }
+    acr_events_set_error_handler(L, listener_error, w);
+    r = path ? acr_rt_load_file(rt, path, err, errlen)
+             : acr_rt_load_string(rt, name, src, len, err, errlen);
     acr_class_count_t *counts = NULL;
     if (r == 0) {
         counts = calloc(acr_rt_nclasses(rt) + 1, sizeof(*counts));
@@ -407,12 +552,23 @@ static void on_spawn(worker_t *w, const acr_msg_t *m)
     }
     w->last_spawn_ts = m->timestamp;
     if (acr_rt_set_host(w->rt, m->host) < 0) ACR_ERROR("out of memory setting the host");
+    free(w->host);
+    w->host = m->host ? strdup(m->host) : NULL;
     acr_rt_set_stop_timeout(w->rt, m->stop_timeout > 0 ? m->stop_timeout : 0);
     if (w->state == WS_READY) acr_stats_clear(w->stats, acr_now()); /* a new test */
     set_state(w, WS_SPAWNING);
+    if (!w->test_started) { /* once per test, not at each ramp step */
+        w->test_started = true;
+        fire_env(w, "test_start");
+    }
     if (acr_rt_set_users(w->rt, m->classes, m->nclasses) < 0)
         ACR_ERROR("could not start every user (out of memory)");
     send_spawning_complete(w);
+    lua_State *L = scenario_lua(w);
+    if (L && acr_events_has_listeners(L, "spawning_complete")) {
+        lua_pushnumber(L, (double)acr_rt_user_count(w->rt));
+        acr_events_fire(L, "spawning_complete", 1, listener_error, w);
+    }
     set_state(w, WS_RUNNING);
     ACR_INFO("running %zu users", acr_rt_user_count(w->rt));
 }
@@ -484,6 +640,9 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         break;
     case ACR_MSG_RECONNECT:
         ACR_INFO("the master asked for a reconnect; the DEALER reconnects by itself");
+        break;
+    case ACR_MSG_CUSTOM:
+        on_custom(w, &m);
         break;
     default:
         ACR_DEBUG("unexpected message '%s' from the master ignored", m.type_name);
@@ -598,5 +757,6 @@ run:
     acr_buf_free(&w.out);
     free(w.counts);
     free(w.scenario_src);
+    free(w.host);
     return w.exit_code;
 }
