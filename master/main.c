@@ -1,9 +1,10 @@
 /*
- * acrida-master's entry point: options and --check expressions, logging, scenario validation, the
- * control core and its ZeroMQ ROUTER, the chart history, the end of the process (finish.c), the
- * front-end of the mode (the headless console, or web mode's HTTP server), the port file, local
- * workers, one libuv loop, and an orderly exit where every handle is closed before the memory
- * goes. Exit codes: acr_master_exit_t (master.h, docs/cli.md).
+ * acrida-master's entry point: options and --check expressions, logging, the scenario's runtime
+ * (master/lua_rt.h: the scenario loaded once, its classes, events and messages), the control core
+ * and its ZeroMQ ROUTER, the chart history, the end of the process (finish.c), the front-end of the
+ * mode (the headless console, or web mode's HTTP server), the port file, local workers, one libuv
+ * loop, and an orderly exit where every handle is closed before the memory goes. Exit codes:
+ * acr_master_exit_t (master.h, docs/cli.md).
  */
 #include "master/master.h"
 
@@ -11,6 +12,7 @@
 #include "common/util.h"
 #include "master/check.h"
 #include "master/history.h"
+#include "master/lua_rt.h"
 #include "master/web/web.h"
 #include "proto/msg.h"
 
@@ -126,6 +128,10 @@ static int run(acr_master_t *m)
                   opts->master_bind_port, err);
         goto fail;
     }
+    if ((rc = acr_lua_rt_attach(m->lua, m->core, opts->host)) < 0) {
+        ACR_ERROR("cannot attach the scenario's runtime to the core: %s", strerror(-rc));
+        goto fail;
+    }
     ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
     if (!acr__master_loopback(opts->master_bind_host))
         ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
@@ -168,6 +174,7 @@ void acr__master_shutdown(acr_master_t *m)
 {
     if (m->shutting_down) return;
     m->shutting_down = true;
+    acr_lua_rt_quitting(m->lua); /* test_stop if still due, quitting; before the channel closes */
     if (m->core) acr_core_close(m->core);
     acr__web_close(m->web);
     acr__headless_close(m->headless);
@@ -210,7 +217,8 @@ int main(int argc, char **argv)
     }
     acr_user_class_t *classes = NULL;
     size_t nclasses = 0;
-    rc = acr_scenario_classes(opts.scenario, &classes, &nclasses, err, sizeof err);
+    acr_lua_rt_t *lua = NULL;
+    rc = acr_lua_rt_new(opts.scenario, &lua, &classes, &nclasses, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "acrida-master: %s\n", err);
         acr_check_free(checks);
@@ -223,9 +231,11 @@ int main(int argc, char **argv)
         .classes = classes,
         .nclasses = nclasses,
         .checks = checks,
+        .lua = lua,
         .exit_code = ACR_EXIT_OK,
     };
     code = run(&m);
+    acr_lua_rt_free(lua); /* after run(): the core it was attached to is gone */
     acr_scenario_classes_free(classes, nclasses);
     acr_check_free(checks);
 out:

@@ -161,6 +161,43 @@ int acr_core_stop(acr_core_t *c)
     return acr__run_stop(c);
 }
 
+void acr_core_set_hooks(acr_core_t *c, const acr_core_hooks_t *hooks, void *ud)
+{
+    c->hooks = hooks ? *hooks : (acr_core_hooks_t){0};
+    c->hooks_ud = hooks ? ud : NULL;
+}
+
+int acr_core_send_custom(acr_core_t *c, const char *type, const void *data, size_t len,
+                         const char *node_id)
+{
+    if (!c->chan || c->closed) return -ESHUTDOWN;
+    if (!type || acr_msg_type_is_builtin(type)) return -EINVAL;
+    if (node_id && !acr__registry_find(c, node_id)) return -ENOENT;
+    acr_buf_t b = {0};
+    int sent = 0;
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        const char *id = c->reg.workers[i]->id;
+        if (node_id && strcmp(node_id, id) != 0) continue;
+        acr_buf_reset(&b);
+        if (acr_msg_encode_custom(&b, type, data, len, id) < 0) {
+            acr_buf_free(&b);
+            return -ENOMEM;
+        }
+        int rc = acr_zchan_send(c->chan, id, strlen(id), b.data, b.len);
+        if (rc < 0 && rc != -EHOSTUNREACH)
+            ACR_DEBUG("custom message to worker %s failed: %s", id, strerror(-rc));
+        sent++;
+    }
+    acr_buf_free(&b);
+    return sent;
+}
+
+int acr_core_add_exception(acr_core_t *c, const char *msg, const char *traceback, const char *node)
+{
+    return acr_stats_add_exception(c->agg.stats, msg ? msg : "", traceback ? traceback : "",
+                                   node ? node : "master", 1);
+}
+
 void acr_core_reset(acr_core_t *c)
 {
     acr_stats_reset(c->agg.stats, acr_now());

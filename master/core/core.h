@@ -128,7 +128,7 @@ int acr_core_new(uv_loop_t *loop, const acr_core_config_t *cfg, acr_core_t **out
  *  Returns 0 and the bound port in *@bound_port, or a negative errno with @err filled. */
 int acr_core_listen(acr_core_t *c, const char *host, int port, int *bound_port, char *err,
                     size_t errlen);
-/** Adds a subscriber (called in subscription order). Returns 0, or -ENOSPC past four. */
+/** Adds a subscriber (called in subscription order). Returns 0, or -ENOSPC past eight. */
 int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud);
 
 /**
@@ -158,6 +158,32 @@ size_t acr_core_ready_workers(const acr_core_t *c);
  *  could not be copied (they are then empty; the other fields are set). */
 int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out);
 void acr_core_snapshot_free(acr_core_snapshot_t *s);
+
+/** What the master's scenario runtime (master/lua_rt.h) hears from the workers beyond the
+ *  subscribers' events. Each may be NULL; strings and data are valid during the call. */
+typedef struct acr_core_hooks {
+    /** A message of a type the protocol does not know (the scenario's): @data is its data
+     *  element as one msgpack value (NULL for nil). */
+    void (*on_custom)(acr_core_t *c, const char *node_id, const char *type, const void *data,
+                      size_t len, void *ud);
+    /** A stats report, after it was merged: @extra its fields other than the protocol's as one
+     *  msgpack map (NULL when none), @user_count the users it reported (-1 when absent). */
+    void (*on_report)(acr_core_t *c, const char *node_id, const void *extra, size_t extra_len,
+                      long user_count, void *ud);
+} acr_core_hooks_t;
+
+/** Sets the hooks (copied; replaces earlier ones; NULL removes them). Without an on_custom hook a
+ *  custom message is logged as Locust does ("Unknown message type received ..."). */
+void acr_core_set_hooks(acr_core_t *c, const acr_core_hooks_t *hooks, void *ud);
+/** Sends a custom message [type, data, node_id] (@data: one msgpack value of @len bytes, NULL for
+ *  nil) to worker @node_id, or to every registered worker (missing ones included, as Locust)
+ *  when @node_id is NULL. Returns the number of workers it went to; -ENOENT for an unknown
+ *  @node_id, -EINVAL for a built-in type, -ESHUTDOWN once the channel is closed, -ENOMEM. */
+int acr_core_send_custom(acr_core_t *c, const char *type, const void *data, size_t len,
+                         const char *node_id);
+/** Adds an exception row (message, traceback, the node it happened on, e.g. "master") to the
+ *  run's stats, as the workers' `exception` messages do. Returns 0 or -ENOMEM. */
+int acr_core_add_exception(acr_core_t *c, const char *msg, const char *traceback, const char *node);
 
 /** The master is going away: `quit` to every live worker, then ACR_CORE_EV_QUIT_DONE once all
  *  of them answered or after 5 s. Stops the run-time limit; a second call does nothing. */

@@ -86,7 +86,7 @@ typedef struct acr_agg {
     acr_hist_t *window_sum;
 } acr_agg_t;
 
-#define ACR__CORE_MAX_SUBS 4
+#define ACR__CORE_MAX_SUBS 8
 
 struct acr_core {
     uv_loop_t *loop;
@@ -101,6 +101,8 @@ struct acr_core {
         void *ud;
     } subs[ACR__CORE_MAX_SUBS];
     size_t nsubs;
+    acr_core_hooks_t hooks;
+    void *hooks_ud;
     uv_timer_t quit_timer;
     bool quitting, quit_done, closed;
 };

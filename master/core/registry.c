@@ -372,6 +372,9 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
         break;
     case ACR_MSG_STATS:
         acr__agg_on_stats(c, w, nid, msg);
+        if (c->hooks.on_report) /* the worker_report event, after the merge */
+            c->hooks.on_report(c, nid, msg->data, msg->data_len, (long)msg->user_count,
+                               c->hooks_ud);
         break;
     case ACR_MSG_SPAWNING:
         if (!w) {
@@ -403,6 +406,10 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
         acr__agg_on_exception(c, nid, msg);
         break;
     case ACR_MSG_CUSTOM:
+        if (c->hooks.on_custom) {
+            c->hooks.on_custom(c, nid, msg->type_name, msg->data, msg->data_len, c->hooks_ud);
+            break;
+        }
         printable(nid, strlen(nid), pid, sizeof pid);
         ACR_WARN("Unknown message type received from worker %s: %s", pid,
                  msg->type_name ? msg->type_name : "?");
