@@ -231,7 +231,8 @@ static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
     if (o->host && *o->host && check_host(o->host, err, errlen) < 0) return -EINVAL;
     if (o->users < 0) return fail(err, errlen, "--users must be >= 0");
-    if (!(o->spawn_rate > 0)) return fail(err, errlen, "--spawn-rate must be > 0");
+    if (!(o->spawn_rate >= ACR_MIN_SPAWN_RATE))
+        return fail(err, errlen, "--spawn-rate must be at least 1e-06 users/s");
     if (o->run_time != -1 && !(o->run_time > 0)) return fail(err, errlen, "--run-time must be > 0");
     if (o->stop_timeout != -1 && o->stop_timeout < 0)
         return fail(err, errlen, "--stop-timeout must be >= 0");

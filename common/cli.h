@@ -24,6 +24,10 @@ typedef enum {
 
 /** Every option of both daemons. Strings and lists are owned: acr_cli_free(). A daemon reads only
  *  its own fields; the other daemon's keep their defaults. */
+/** The slowest spawn rate accepted (-r and /swarm; one user per ~11.6 days): the ramp waits
+ *  1/rate seconds per step, and a rate like 1e-300 overflowed that wait into an instant ramp. */
+#define ACR_MIN_SPAWN_RATE 1e-6
+
 typedef struct acr_cli_opts {
     /* both */
     char *scenario;

@@ -20,11 +20,9 @@
 #include <string.h>
 #include <strings.h>
 
-#define SHOW_MAX 48      /* characters of a bad value echoed in an error message */
-#define MAX_CLASSES 4096 /* user_classes entries accepted in one /swarm */
-/* The slowest spawn rate accepted (one user per ~11.6 days): the ramp waits 1/rate seconds per
- * step, and a rate like 1e-300 made that wait overflow into an instant ramp. */
-#define MIN_RATE 1e-6
+#define SHOW_MAX 48                 /* characters of a bad value echoed in an error message */
+#define MAX_CLASSES 4096            /* user_classes entries accepted in one /swarm */
+#define MIN_RATE ACR_MIN_SPAWN_RATE /* common/cli.h */
 
 /* One /swarm request, parsed and checked. */
 typedef struct swarm {

@@ -700,6 +700,14 @@ static void test_cli_master_checks(void **state)
     assert_string_equal(err, "--host '127.0.0.1:8080' has no scheme: use --host "
                              "http://127.0.0.1:8080 (or https://127.0.0.1:8080)");
     acr_cli_free(&o);
+    /* a rate so small that the ramp's wait would overflow; the slowest one accepted */
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-r", "1e-300", NULL),
+                     -EINVAL);
+    assert_string_equal(err, "--spawn-rate must be at least 1e-06 users/s");
+    acr_cli_free(&o);
+    assert_int_equal(cli(&o, ACR_CLI_MASTER, err, sizeof err, "-f", "s.lua", "-r", "1e-6", NULL),
+                     0);
+    acr_cli_free(&o);
     static const char *const bad_hosts[][2] = {
         {"http://127.0.0.1:99999", "--host 'http://127.0.0.1:99999': the port must be a number "
                                    "from 1 to 65535"},
