@@ -24,19 +24,200 @@
 
 #define ACR_CLASSES_KEY "acrida.classes"
 #define ACR_MODULE_KEY "acrida.module"
+#define ACR_APPLY_TAGS_KEY "acrida.apply_tags"
 
 /* Arguments: the module table, the classes list, a table of C helpers. */
 static const char prelude_src[] =
     "local acrida, classes, C = ...\n"
-    "local type, pairs, ipairs, error, tostring, rawget, rawset = "
-    "type, pairs, ipairs, error, tostring, rawget, rawset\n"
+    "local type, pairs, ipairs, error, tostring, rawget, rawset, next = type, pairs, ipairs, "
+    "error, tostring, rawget, rawset, next\n"
     "local random, huge = math.random, math.huge\n"
     "local now = C.time\n"
     "local byname = {}\n"
+    "local DECL = setmetatable({}, { __mode = 'k' })\n"
     "local KNOWN = { name = true, weight = true, fixed_count = true, host = true,\n"
     "  wait_time = true, on_start = true, on_stop = true, tasks = true }\n"
-    "local function bad(msg) error(msg, 3) end\n"
+    "local SETKNOWN = { name = true, weight = true, tags = true, wait_time = true,\n"
+    "  on_start = true, on_stop = true, tasks = true }\n"
+    "local function bad(msg, lv) error(msg, lv or 3) end\n"
     "local function isnum(v) return type(v) == 'number' and v == v and v < huge end\n"
+    "local function check_tags(tags, P, lv)\n"
+    "  if tags == nil then return {} end\n"
+    "  if type(tags) ~= 'table' then bad(P .. \"'tags' must be a list of strings\", lv + 1) end\n"
+    "  local out = {}\n"
+    "  for _, g in pairs(tags) do\n"
+    "    if type(g) ~= 'string' then bad(P .. \"'tags' must be a list of strings\", lv + 1) end\n"
+    "    out[#out + 1] = g\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "local function check_wait(wt, P, lv)\n"
+    "  if isnum(wt) then\n"
+    "    if wt < 0 then bad(P .. \"'wait_time' must be >= 0\", lv + 1) end\n"
+    "    local s = wt\n"
+    "    return function() return s end\n"
+    "  elseif wt ~= nil and type(wt) ~= 'function' then\n"
+    "    bad(P .. \"'wait_time' must be a function such as acrida.between(1, 3)\", lv + 1)\n"
+    "  end\n"
+    "  return wt\n"
+    "end\n"
+    "local function check_hooks(spec, P, lv)\n"
+    "  for _, k in ipairs({ 'on_start', 'on_stop' }) do\n"
+    "    if spec[k] ~= nil and type(spec[k]) ~= 'function' then\n"
+    "      bad(P .. \"'\" .. k .. \"' must be a function(self)\", lv + 1)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "-- The entries of a tasks list: { fn = f | set = declaration, weight, name, tags }.\n"
+    "local function entries(tasks, P, seq, lv)\n"
+    "  if type(tasks) ~= 'table' or next(tasks) == nil then\n"
+    "    bad(P .. \"'tasks' is required (a non-empty list of tasks)\", lv + 1)\n"
+    "  end\n"
+    "  local n = 0\n"
+    "  for _ in pairs(tasks) do n = n + 1 end\n"
+    "  if n ~= #tasks then\n"
+    "    bad(P .. \"'tasks' must be a list: tasks = { f1, { fn = f2, weight = 2 } }\", lv + 1)\n"
+    "  end\n"
+    "  local out, any = {}, false\n"
+    "  for i, t in ipairs(tasks) do\n"
+    "    local TP = P .. 'task #' .. i .. ': '\n"
+    "    local e\n"
+    "    if type(t) == 'table' and DECL[t] then\n"
+    "      e = { set = t, weight = t.weight, name = t.name or (t.kind .. i), tags = t.tags }\n"
+    "    elseif type(t) == 'table' then\n"
+    "      local fn, w, tname = t.fn or t[1], t.weight, t.name\n"
+    "      if w == nil then w = 1 end\n"
+    "      if type(fn) ~= 'function' then bad(TP .. \"'fn' must be a function(self)\", lv + 1) "
+    "end\n"
+    "      if not isnum(w) or w < 0 then bad(TP .. \"'weight' must be a number >= 0\", lv + 1) "
+    "end\n"
+    "      if tname ~= nil and type(tname) ~= 'string' then bad(TP .. \"'name' must be a string\", "
+    "lv + 1) end\n"
+    "      e = { fn = fn, weight = w, name = tname or ('task' .. i), tags = check_tags(t.tags, TP, "
+    "lv + 1) }\n"
+    "    elseif type(t) == 'function' then\n"
+    "      e = { fn = t, weight = 1, name = 'task' .. i, tags = {} }\n"
+    "    else\n"
+    "      bad(TP .. 'expected a function, a table { fn = function(self) ... end, weight = n }, '\n"
+    "        .. 'an acrida.taskset or an acrida.sequence', lv + 1)\n"
+    "    end\n"
+    "    if seq and e.weight % 1 ~= 0 then\n"
+    "      bad(TP .. \"'weight' in a sequence must be an integer (runs in a row)\", lv + 1)\n"
+    "    end\n"
+    "    if e.weight > 0 then any = true end\n"
+    "    out[#out + 1] = e\n"
+    "  end\n"
+    "  if not any then bad(P .. \"'tasks' has no task with weight > 0\", lv + 1) end\n"
+    "  return out\n"
+    "end\n"
+    "local function declare_set(kind, spec)\n"
+    "  local W = 'acrida.' .. kind\n"
+    "  if type(spec) ~= 'table' then bad(W .. ' expects a table: ' .. W .. ' { tasks = { ... } }', "
+    "4) end\n"
+    "  local name = spec.name\n"
+    "  if name ~= nil and (type(name) ~= 'string' or name == '') then\n"
+    "    bad(W .. \": 'name' must be a non-empty string\", 4)\n"
+    "  end\n"
+    "  local P = W .. (name and (\" '\" .. name .. \"'\") or '') .. ': '\n"
+    "  local w = spec.weight\n"
+    "  if w == nil then w = 1 end\n"
+    "  if not isnum(w) or w < 0 then bad(P .. \"'weight' must be a number >= 0\", 4) end\n"
+    "  check_hooks(spec, P, 4)\n"
+    "  local d = { kind = kind, name = name, weight = w, tags = check_tags(spec.tags, P, 4),\n"
+    "    wait_time = check_wait(spec.wait_time, P, 4), on_start = spec.on_start,\n"
+    "    on_stop = spec.on_stop, entries = entries(spec.tasks, P, kind == 'sequence', 4) }\n"
+    "  for k, v in pairs(spec) do\n"
+    "    if not SETKNOWN[k] then d[k] = v end\n"
+    "  end\n"
+    "  DECL[d] = true\n"
+    "  return d\n"
+    "end\n"
+    "function acrida.taskset(spec)\n"
+    "  local d = declare_set('taskset', spec)\n"
+    "  return d\n"
+    "end\n"
+    "function acrida.sequence(spec)\n"
+    "  local d = declare_set('sequence', spec)\n"
+    "  return d\n"
+    "end\n"
+    "local function has_any(tags, set)\n"
+    "  for i = 1, #tags do\n"
+    "    if set[tags[i]] then return true end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
+    "-- The runnable tree of a task list after the tag filter (inc/exc: sets of tags or nil): "
+    "items\n"
+    "-- (functions or nested nodes), cum (cumulative weights), total, names, seq (a sequence's "
+    "run\n"
+    "-- order, weights expanded), nil when nothing is left.\n"
+    "local function prepare(d, ents, inh, inc, exc, seqkind)\n"
+    "  local items, names, cum, total, seq = {}, {}, {}, 0, nil\n"
+    "  if seqkind then seq = {} end\n"
+    "  for _, e in ipairs(ents) do\n"
+    "    if e.weight > 0 then\n"
+    "      local tags = inh\n"
+    "      if #e.tags > 0 then\n"
+    "        tags = {}\n"
+    "        for i = 1, #inh do tags[i] = inh[i] end\n"
+    "        for i = 1, #e.tags do tags[#tags + 1] = e.tags[i] end\n"
+    "      end\n"
+    "      local item\n"
+    "      if e.set then\n"
+    "        item = prepare(e.set, e.set.entries, tags, inc, exc, e.set.kind == 'sequence')\n"
+    "      elseif (not inc or has_any(tags, inc)) and not (exc and has_any(tags, exc)) then\n"
+    "        item = e.fn\n"
+    "      end\n"
+    "      if item then\n"
+    "        total = total + e.weight\n"
+    "        local k = #items + 1\n"
+    "        items[k], cum[k], names[k] = item, total, e.name\n"
+    "        if seq then\n"
+    "          for _ = 1, e.weight do seq[#seq + 1] = item end\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if #items == 0 then return nil end\n"
+    "  local node = { items = items, n = #items, cum = cum, total = total, names = names, seq = "
+    "seq,\n"
+    "    nseq = seq and #seq or 0, decl = d }\n"
+    "  if d then\n"
+    "    node.wait_time, node.on_start, node.on_stop = d.wait_time, d.on_start, d.on_stop\n"
+    "  end\n"
+    "  return node\n"
+    "end\n"
+    "local function set_root(cls, root)\n"
+    "  cls.root = root\n"
+    "  cls.ntasks = root and root.n or 0\n"
+    "  cls.task_fns = root and root.items or {}\n"
+    "  cls.task_cum = root and root.cum or {}\n"
+    "  cls.task_names = root and root.names or {}\n"
+    "  cls.total = root and root.total or 0\n"
+    "end\n"
+    "local function tagset(list)\n"
+    "  if list == nil or #list == 0 then return nil end\n"
+    "  local s = {}\n"
+    "  for i = 1, #list do s[list[i]] = true end\n"
+    "  return s\n"
+    "end\n"
+    "-- Applies --tags/--exclude-tags to every class; nil, or the message naming the first class "
+    "left\n"
+    "-- without a task (nothing is changed then).\n"
+    "local function apply_tags(inc, exc)\n"
+    "  inc, exc = tagset(inc), tagset(exc)\n"
+    "  local roots = {}\n"
+    "  for i, cls in ipairs(classes) do\n"
+    "    local r = prepare(nil, cls.entries, {}, inc, exc, false)\n"
+    "    if not r and (cls.weight > 0 or cls.fixed_count > 0) then\n"
+    "      return \"user class '\" .. cls.name .. \"' has no task left after "
+    "--tags/--exclude-tags\"\n"
+    "    end\n"
+    "    roots[i] = r or false\n"
+    "  end\n"
+    "  for i, cls in ipairs(classes) do set_root(cls, roots[i] or nil) end\n"
+    "  return nil\n"
+    "end\n"
     "function acrida.user(spec)\n"
     "  if type(spec) ~= 'table' then\n"
     "    bad('acrida.user expects a table: acrida.user { name = \"...\", tasks = { ... } }')\n"
@@ -62,64 +243,17 @@ static const char prelude_src[] =
     "    end\n"
     "    host = host:gsub('/+$', '')\n"
     "  end\n"
-    "  local wt = spec.wait_time\n"
-    "  if isnum(wt) then\n"
-    "    if wt < 0 then bad(P .. \"'wait_time' must be >= 0\") end\n"
-    "    local s = wt\n"
-    "    wt = function() return s end\n"
-    "  elseif wt ~= nil and type(wt) ~= 'function' then\n"
-    "    bad(P .. \"'wait_time' must be a function such as acrida.between(1, 3)\")\n"
-    "  end\n"
-    "  for _, k in ipairs({ 'on_start', 'on_stop' }) do\n"
-    "    if spec[k] ~= nil and type(spec[k]) ~= 'function' then\n"
-    "      bad(P .. \"'\" .. k .. \"' must be a function(self)\")\n"
-    "    end\n"
-    "  end\n"
-    "  local tasks = spec.tasks\n"
-    "  if type(tasks) ~= 'table' or next(tasks) == nil then\n"
-    "    bad(P .. \"'tasks' is required (a non-empty list of tasks)\")\n"
-    "  end\n"
-    "  local n = 0\n"
-    "  for _ in pairs(tasks) do n = n + 1 end\n"
-    "  if n ~= #tasks then bad(P .. \"'tasks' must be a list: tasks = { f1, { fn = f2, weight = 2 "
-    "} }\") "
-    "end\n"
-    "  local fns, cum, names, tags, total = {}, {}, {}, {}, 0\n"
-    "  for i, t in ipairs(tasks) do\n"
-    "    local TP = P .. 'task #' .. i .. ': '\n"
-    "    local fn, w, tname, ttags = t, 1, nil, nil\n"
-    "    if type(t) == 'table' then\n"
-    "      fn, w, tname, ttags = t.fn or t[1], t.weight, t.name, t.tags\n"
-    "      if w == nil then w = 1 end\n"
-    "      if type(fn) ~= 'function' then bad(TP .. \"'fn' must be a function(self)\") end\n"
-    "      if not isnum(w) or w < 0 then bad(TP .. \"'weight' must be a number >= 0\") end\n"
-    "      if tname ~= nil and type(tname) ~= 'string' then bad(TP .. \"'name' must be a string\") "
-    "end\n"
-    "      if ttags ~= nil then\n"
-    "        if type(ttags) ~= 'table' then bad(TP .. \"'tags' must be a list of strings\") end\n"
-    "        for _, g in pairs(ttags) do\n"
-    "          if type(g) ~= 'string' then bad(TP .. \"'tags' must be a list of strings\") end\n"
-    "        end\n"
-    "      end\n"
-    "    elseif type(t) ~= 'function' then\n"
-    "      bad(TP .. 'expected a function or a table { fn = function(self) ... end, weight = n "
-    "}')\n"
-    "    end\n"
-    "    if w > 0 then\n"
-    "      total = total + w\n"
-    "      local k = #fns + 1\n"
-    "      fns[k], cum[k], names[k], tags[k] = fn, total, tname or ('task' .. i), ttags or {}\n"
-    "    end\n"
-    "  end\n"
-    "  if #fns == 0 then bad(P .. \"'tasks' has no task with weight > 0\") end\n"
+    "  local wt = check_wait(spec.wait_time, P, 3)\n"
+    "  check_hooks(spec, P, 3)\n"
+    "  local ents = entries(spec.tasks, P, false, 3)\n"
     "  local proto = {}\n"
     "  for k, v in pairs(spec) do\n"
     "    if not KNOWN[k] then proto[k] = v end\n"
     "  end\n"
     "  local cls = { name = name, weight = weight, fixed_count = fixed, host = host,\n"
-    "    wait_time = wt, on_start = spec.on_start, on_stop = spec.on_stop, ntasks = #fns,\n"
-    "    task_fns = fns, task_cum = cum, task_names = names, task_tags = tags, total = total,\n"
+    "    wait_time = wt, on_start = spec.on_start, on_stop = spec.on_stop, entries = ents,\n"
     "    proto = proto }\n"
+    "  set_root(cls, prepare(nil, ents, {}, nil, nil, false))\n"
     "  byname[name] = cls\n"
     "  classes[#classes + 1] = cls\n"
     "  return cls\n"
@@ -161,7 +295,8 @@ static const char prelude_src[] =
     "  end\n"
     "  return pacing(1 / n)\n"
     "end\n"
-    "acrida.time = now\n";
+    "acrida.time = now\n"
+    "return apply_tags\n";
 
 static int l_time(lua_State *L)
 {
@@ -174,6 +309,11 @@ static int l_time(lua_State *L)
 static int l_sleep_master(lua_State *L)
 {
     return luaL_error(L, "acrida.sleep is only available inside a user on a worker");
+}
+
+static int l_spawn_master(lua_State *L)
+{
+    return luaL_error(L, "acrida.spawn is only available on workers");
 }
 
 static int l_report_noop(lua_State *L)
@@ -221,6 +361,8 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
     lua_setfield(L, -2, "sleep");
     lua_pushcfunction(L, l_report_noop);
     lua_setfield(L, -2, "report");
+    lua_pushcfunction(L, l_spawn_master);
+    lua_setfield(L, -2, "spawn");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_pushvalue(L, -3);
@@ -241,9 +383,40 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
     lua_newtable(L); /* C helpers */
     lua_pushcfunction(L, l_time);
     lua_setfield(L, -2, "time");
-    if (lua_pcall(L, 3, 0, 0) != 0) {
+    if (lua_pcall(L, 3, 1, 0) != 0) {
         set_err(err, errlen, lua_tostring(L, -1));
         lua_pop(L, 2);
+        return -EINVAL;
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, ACR_APPLY_TAGS_KEY);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Pushes @list (NULL-terminated, may be NULL) as a Lua list. */
+static void push_list(lua_State *L, const char *const *list)
+{
+    lua_newtable(L);
+    for (int i = 0; list && list[i]; i++) {
+        lua_pushstring(L, list[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+int acr_scenario_apply_tags(lua_State *L, const char *const *tags, const char *const *exclude,
+                            char *err, size_t errlen)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, ACR_APPLY_TAGS_KEY);
+    push_list(L, tags);
+    push_list(L, exclude);
+    if (lua_pcall(L, 2, 1, 0) != 0) {
+        set_err(err, errlen, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -EINVAL;
+    }
+    if (lua_isstring(L, -1)) {
+        set_err(err, errlen, lua_tostring(L, -1));
+        lua_pop(L, 1);
         return -EINVAL;
     }
     lua_pop(L, 1);
@@ -420,6 +593,13 @@ nomem:
 int acr_scenario_classes(const char *path, acr_user_class_t **out, size_t *n, char *err,
                          size_t errlen)
 {
+    return acr_scenario_classes_tagged(path, NULL, NULL, out, n, err, errlen);
+}
+
+int acr_scenario_classes_tagged(const char *path, const char *const *tags,
+                                const char *const *exclude, acr_user_class_t **out, size_t *n,
+                                char *err, size_t errlen)
+{
     int rc;
     lua_State *L = luaL_newstate();
     *out = NULL;
@@ -432,6 +612,10 @@ int acr_scenario_classes(const char *path, acr_user_class_t **out, size_t *n, ch
     if (rc < 0) goto done;
     rc = acr_scenario_exec_file(L, path, err, errlen);
     if (rc < 0) goto done;
+    if (acr_scenario_nclasses(L) > 0 && ((tags && tags[0]) || (exclude && exclude[0]))) {
+        rc = acr_scenario_apply_tags(L, tags, exclude, err, errlen);
+        if (rc < 0) goto done;
+    }
     rc = acr_scenario_read_classes(L, true, out, n, err, errlen);
 done:
     lua_close(L);

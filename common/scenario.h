@@ -36,6 +36,15 @@ int acr_scenario_classes(const char *path, acr_user_class_t **out, size_t *n, ch
                          size_t errlen);
 void acr_scenario_classes_free(acr_user_class_t *classes, size_t n);
 
+/**
+ * acr_scenario_classes with the tag filter of --tags/--exclude-tags (NULL-terminated lists, NULL
+ * or empty = no filter; see acr_scenario_apply_tags). A class left without a task is an error:
+ * "user class 'X' has no task left after --tags/--exclude-tags".
+ */
+int acr_scenario_classes_tagged(const char *path, const char *const *tags,
+                                const char *const *exclude, acr_user_class_t **out, size_t *n,
+                                char *err, size_t errlen);
+
 /* ---- lower level, for the worker's runtime (worker/runtime*.c) ---- */
 
 struct lua_State;
@@ -58,14 +67,27 @@ int acr_scenario_exec_file(struct lua_State *L, const char *path, char *err, siz
 int acr_scenario_exec_string(struct lua_State *L, const char *chunkname, const char *src,
                              size_t len, char *err, size_t errlen);
 
+/**
+ * Filters the task trees of every declared class: a task runs only if its tags (its own, and
+ * those of the tasksets around it) include one of @tags (when non-empty) and none of @exclude;
+ * tasksets left empty are dropped. The filter starts from the declared tasks each time, so a
+ * later call with other lists replaces it; empty lists restore every task. A class with weight
+ * or fixed_count > 0 left without a task fails the whole call (nothing changes): -EINVAL with
+ * "user class 'X' has no task left after --tags/--exclude-tags" in @err.
+ */
+int acr_scenario_apply_tags(struct lua_State *L, const char *const *tags,
+                            const char *const *exclude, char *err, size_t errlen);
+
 /** Number of classes declared so far (acrida.user calls), including weight-0 ones. */
 size_t acr_scenario_nclasses(struct lua_State *L);
 
 /**
  * Pushes the validated class table @i (0-based, declaration order) on @L's stack. Its fields:
  * name, weight, fixed_count, host (nil or without a trailing '/'), wait_time (nil or function),
- * on_start, on_stop, ntasks, task_fns, task_cum (cumulative weights), task_names, task_tags,
- * total (sum of weights) and proto (the extra fields, the instances' __index).
+ * on_start, on_stop, entries (the declared task list), root (the runnable task tree after the
+ * tag filter: items, n, cum, total, names, seq, decl, wait_time, on_start, on_stop; nil when the
+ * filter left nothing), ntasks, task_fns, task_cum (cumulative weights), task_names (of the
+ * root's entries), total (sum of weights) and proto (the extra fields, the instances' __index).
  */
 void acr_scenario_push_class(struct lua_State *L, size_t i);
 

@@ -437,7 +437,10 @@ static void finish_request(acr__user_t *u, lua_State *L, const acr_http_response
         luaL_unref(L, LUA_REGISTRYINDEX, rq->check_ref);
         rq->check_ref = LUA_NOREF;
     }
-    if (rq->catch_resp) {
+    if (rq->norecord) { /* a forwarder's request: the verdict is computed, nothing recorded */
+        r->catch_resp = rq->catch_resp;
+        r->resolved = true;
+    } else if (rq->catch_resp) {
         r->catch_resp = true;
         if (verdict) r->verdict = strdup(verdict);
         if (verdict && !r->verdict) ACR_ERROR("out of memory keeping a verdict");
@@ -529,6 +532,7 @@ static acr__req_t *req_reset(lua_State *L, acr__user_t *u)
     acr_buf_reset(&rq->buf);
     rq->nhdrs = 0;
     rq->catch_resp = false;
+    rq->norecord = false;
     if (rq->check_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, rq->check_ref);
         rq->check_ref = LUA_NOREF;
@@ -692,6 +696,10 @@ static void parse_options(lua_State *L, acr__req_t *rq, int opts_idx, req_opts_t
     if (!lua_isnil(L, -1)) o->redirects = lua_toboolean(L, -1);
     lua_getfield(L, opts_idx, "catch_response");
     rq->catch_resp = lua_toboolean(L, -1);
+    lua_getfield(L, opts_idx, "record");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "self.client: opts.record must be a boolean");
+    rq->norecord = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
     lua_getfield(L, opts_idx, "check");
     if (lua_isfunction(L, -1)) {
         lua_pushvalue(L, -1);
@@ -699,7 +707,7 @@ static void parse_options(lua_State *L, acr__req_t *rq, int opts_idx, req_opts_t
     } else if (!lua_isnil(L, -1)) {
         luaL_error(L, "self.client: opts.check must be a function(r)");
     }
-    lua_pop(L, 4);
+    lua_pop(L, 5);
 }
 
 /* Starts @req on the user's session and yields; a request that cannot start gets its verdict at
@@ -741,7 +749,10 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
     acr__client_t *c = luaL_checkudata(L, 1, ACR__CLIENT_MT);
     if (!c->u) return luaL_error(L, "self.client: this user has stopped");
     acr__user_t *u = acr__rt_check_user(L, "self.client");
-    if (u != c->u) return luaL_error(L, "self.client belongs to another user");
+    /* A task of acrida.spawn may use a user's client (captured in its closure): the request
+     * goes through the task's own session, with the user's host and TLS setting. */
+    if (u != c->u && !u->green) return luaL_error(L, "self.client belongs to another user");
+    acr__class_t *cls = c->u->cls;
     if (acr__user_stop_due(u)) { /* the user ends here, nothing is sent */
         u->abandon = true;
         return lua_yield(L, 0);
@@ -750,7 +761,7 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
     const char *url = luaL_checklstring(L, url_idx, &ulen);
     if (!lua_isnoneornil(L, opts_idx)) luaL_checktype(L, opts_idx, LUA_TTABLE);
     req_opts_t o = {.redirects = true};
-    if (!is_absolute(url)) o.host = u->cls->host ? u->cls->host : u->rt->host;
+    if (!is_absolute(url)) o.host = cls->host ? cls->host : u->rt->host;
     acr__req_t *rq = req_reset(L, u);
     build_request(L, rq, method, url, ulen, opts_idx, &o);
     size_t body_off, body_len;
@@ -772,7 +783,7 @@ static int do_request(lua_State *L, const char *method, int url_idx, int opts_id
         .body_len = body_len,
         .timeout = o.timeout,
         .allow_redirects = o.redirects,
-        .insecure = u->cls->insecure,
+        .insecure = cls->insecure,
     };
     return start_request(L, u, &req, !is_absolute(url) && !o.host);
 }

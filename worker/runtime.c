@@ -26,16 +26,89 @@
 
 static const char user_prelude[] =
     "local C = ...\n"
-    "local xpcall, random = xpcall, math.random\n"
+    "local xpcall, random, type, rawget, rawset, error = xpcall, math.random, type, rawget, "
+    "rawset, error\n"
     "local on_error, task_end, wait = C.on_error, C.task_end, C.wait\n"
-    "local function pick(cls)\n"
-    "  local fns, n = cls.task_fns, cls.ntasks\n"
-    "  if n == 1 then return fns[1] end\n"
-    "  local r, cum = random() * cls.total, cls.task_cum\n"
+    "local STACK = {} -- key in a user of the list of tasksets it is in, innermost last\n"
+    "local INT_NOW, INT_WAIT = {}, {} -- self:interrupt() error values\n"
+    "local function handler(e)\n"
+    "  if e == INT_NOW or e == INT_WAIT then return e end\n"
+    "  return on_error(e)\n"
+    "end\n"
+    "local function pick(node)\n"
+    "  local items, n = node.items, node.n\n"
+    "  if n == 1 then return items[1] end\n"
+    "  local r, cum = random() * node.total, node.cum\n"
     "  for i = 1, n - 1 do\n"
-    "    if r < cum[i] then return fns[i] end\n"
+    "    if r < cum[i] then return items[i] end\n"
     "  end\n"
-    "  return fns[n]\n"
+    "  return items[n]\n"
+    "end\n"
+    "local function pause(self, wt)\n"
+    "  local s = 0\n"
+    "  if wt then\n"
+    "    local ok, v = xpcall(wt, handler, self)\n"
+    "    if ok then s = v end\n"
+    "  end\n"
+    "  wait(s)\n"
+    "end\n"
+    "local run_set\n"
+    "-- The task loop of the user (node = its class's root) or of a taskset. Returns the "
+    "interrupt\n"
+    "-- value that ended a taskset; the user's own loop never returns.\n"
+    "local function loop(self, node, wt, uwt)\n"
+    "  local seq, nseq, i = node.seq, node.nseq, 0\n"
+    "  while true do\n"
+    "    local t\n"
+    "    if seq then\n"
+    "      i = i % nseq + 1\n"
+    "      t = seq[i]\n"
+    "    else\n"
+    "      t = pick(node)\n"
+    "    end\n"
+    "    local after\n"
+    "    if type(t) == 'function' then\n"
+    "      local ok, e = xpcall(t, handler, self)\n"
+    "      task_end(true)\n"
+    "      if not ok and (e == INT_NOW or e == INT_WAIT) then return e end\n"
+    "    else\n"
+    "      after = run_set(self, t, uwt)\n"
+    "    end\n"
+    "    if after == INT_NOW then wait(0) else pause(self, wt) end\n"
+    "  end\n"
+    "end\n"
+    "run_set = function(self, node, uwt)\n"
+    "  local st = rawget(self, STACK)\n"
+    "  if not st then\n"
+    "    st = {}\n"
+    "    rawset(self, STACK, st)\n"
+    "  end\n"
+    "  local prev = rawget(self, 'taskset')\n"
+    "  st[#st + 1] = node\n"
+    "  rawset(self, 'taskset', node.decl)\n"
+    "  local r, ok, e = nil, true, nil\n"
+    "  local f = node.on_start\n"
+    "  if f then\n"
+    "    ok, e = xpcall(f, handler, self)\n"
+    "    task_end(true)\n"
+    "  end\n"
+    "  if ok then\n"
+    "    r = loop(self, node, node.wait_time or uwt, uwt)\n"
+    "  elseif e == INT_NOW or e == INT_WAIT then\n"
+    "    r = e\n"
+    "  else -- on_start failed: back to the parent without on_stop, like a failed task\n"
+    "    st[#st] = nil\n"
+    "    rawset(self, 'taskset', prev)\n"
+    "    return nil\n"
+    "  end\n"
+    "  st[#st] = nil\n"
+    "  f = node.on_stop\n"
+    "  if f then\n"
+    "    xpcall(f, handler, self)\n"
+    "    task_end(true)\n"
+    "  end\n"
+    "  rawset(self, 'taskset', prev)\n"
+    "  return r\n"
     "end\n"
     "local function user_main(self, cls)\n"
     "  local f = cls.on_start\n"
@@ -46,24 +119,42 @@ static const char user_prelude[] =
     "  else\n"
     "    task_end(true)\n"
     "  end\n"
-    "  local wt = cls.wait_time\n"
-    "  while true do\n"
-    "    xpcall(pick(cls), on_error, self)\n"
-    "    task_end(true)\n"
-    "    local s = 0\n"
-    "    if wt then\n"
-    "      local ok, v = xpcall(wt, on_error, self)\n"
-    "      if ok then s = v end\n"
-    "    end\n"
-    "    wait(s)\n"
-    "  end\n"
+    "  local root = cls.root\n"
+    "  if not root then return end\n"
+    "  loop(self, root, cls.wait_time, cls.wait_time)\n"
     "end\n"
     "local function user_stop(self, cls)\n"
+    "  local st = rawget(self, STACK)\n"
+    "  if st then\n"
+    "    for i = #st, 1, -1 do\n"
+    "      local node = st[i]\n"
+    "      st[i] = nil\n"
+    "      rawset(self, 'taskset', node.decl)\n"
+    "      if node.on_stop then xpcall(node.on_stop, handler, self) end\n"
+    "    end\n"
+    "    rawset(self, 'taskset', nil)\n"
+    "  end\n"
     "  local f = cls.on_stop\n"
-    "  if f then xpcall(f, on_error, self) end\n"
+    "  if f then xpcall(f, handler, self) end\n"
     "  task_end(true)\n"
     "end\n"
-    "return user_main, user_stop\n";
+    "local function interrupt(self, opts)\n"
+    "  local st = rawget(self, STACK)\n"
+    "  if not st or #st == 0 then\n"
+    "    error('self:interrupt() is only for tasks of an acrida.taskset or acrida.sequence '\n"
+    "      .. '(self:stop() stops the user)', 2)\n"
+    "  end\n"
+    "  if type(opts) == 'table' and opts.reschedule == false then error(INT_WAIT, 0) end\n"
+    "  error(INT_NOW, 0)\n"
+    "end\n"
+    "local function in_taskset(self)\n"
+    "  local st = rawget(self, STACK)\n"
+    "  return st ~= nil and #st > 0\n"
+    "end\n"
+    "local function spawn_main(fn, ...)\n"
+    "  xpcall(fn, on_error, ...)\n"
+    "end\n"
+    "return user_main, user_stop, interrupt, in_taskset, spawn_main\n";
 
 acr__user_t *acr__rt_check_user(lua_State *L, const char *what)
 {
@@ -284,6 +375,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     rt->worker_index = -1;
     rt->main_ref = rt->stop_ref = rt->onerror_ref = LUA_NOREF;
     rt->json_encode_ref = rt->json_decode_ref = LUA_NOREF;
+    rt->spawn_main_ref = rt->intaskset_ref = LUA_NOREF;
     rt->node_id = strdup(cfg->node_id ? cfg->node_id : "local");
     if (!rt->node_id) goto nomem;
     rt->L = luaL_newstate();
@@ -298,6 +390,8 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     lua_setfield(L, -2, "sleep");
     lua_pushcfunction(L, l_report);
     lua_setfield(L, -2, "report");
+    lua_pushcfunction(L, acr__users_l_spawn);
+    lua_setfield(L, -2, "spawn");
     lua_pop(L, 1);
 
     /* The prelude's C helpers; the methods every user instance inherits. */
@@ -312,19 +406,27 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     lua_setfield(L, -2, "task_end");
     lua_pushcfunction(L, l_wait);
     lua_setfield(L, -2, "wait");
-    if (lua_pcall(L, 1, 2, 0) != 0) {
+    if (lua_pcall(L, 1, 5, 0) != 0) {
         snprintf(err, errlen, "prelude: %s", lua_tostring(L, -1));
         goto fail;
     }
+    rt->spawn_main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    rt->intaskset_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int interrupt_idx = lua_gettop(L);
+    lua_pushvalue(L, -2);
     rt->stop_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -3);
     rt->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushcfunction(L, acr__rt_onerror);
     rt->onerror_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    lua_createtable(L, 0, 1); /* methods, behind every class's proto */
+    lua_createtable(L, 0, 2); /* methods, behind every class's proto */
     lua_pushcfunction(L, l_self_stop);
     lua_setfield(L, -2, "stop");
+    lua_pushvalue(L, interrupt_idx);
+    lua_setfield(L, -2, "interrupt");
     lua_setfield(L, LUA_REGISTRYINDEX, "acrida.methods");
+    lua_settop(L, interrupt_idx - 3);
 
     /* lua-cjson for opts.json and r:json() */
     lua_getglobal(L, "require");
@@ -479,6 +581,68 @@ void acr_rt_set_worker_index(acr_rt_t *rt, int64_t index)
     lua_pop(rt->L, 2);
 }
 
+static bool same_list(char *const *a, const char *const *b)
+{
+    size_t i = 0;
+    for (; a && a[i] && b && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0) return false;
+    return !(a && a[i]) && !(b && b[i]);
+}
+
+static void free_list(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++) free(l[i]);
+    free(l);
+}
+
+static char **copy_list(const char *const *l, bool *nomem)
+{
+    size_t n = 0;
+    while (l && l[n]) n++;
+    if (n == 0) return NULL;
+    char **c = calloc(n + 1, sizeof(*c));
+    if (!c) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        c[i] = strdup(l[i]);
+        if (!c[i]) goto fail;
+    }
+    return c;
+fail:
+    free_list(c);
+    *nomem = true;
+    return NULL;
+}
+
+int acr_rt_set_tags(acr_rt_t *rt, const char *const *tags, const char *const *exclude, char *err,
+                    size_t errlen)
+{
+    if (same_list(rt->tags, tags) && same_list(rt->exclude_tags, exclude)) return 0;
+    bool nomem = false;
+    char **t = copy_list(tags, &nomem), **x = copy_list(exclude, &nomem);
+    if (nomem) {
+        free_list(t);
+        free_list(x);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = acr_scenario_apply_tags(rt->L, tags, exclude, err, errlen);
+    if (rc < 0) {
+        free_list(t);
+        free_list(x);
+        return rc;
+    }
+    free_list(rt->tags);
+    free_list(rt->exclude_tags);
+    rt->tags = t;
+    rt->exclude_tags = x;
+    return 0;
+}
+
+size_t acr_rt_green_count(const acr_rt_t *rt)
+{
+    return rt->ngreen;
+}
+
 void acr_rt_set_stop_timeout(acr_rt_t *rt, double seconds)
 {
     rt->stop_timeout = seconds > 0 ? seconds : 0;
@@ -524,6 +688,8 @@ void acr__rt_release(acr_rt_t *rt)
         free(rt->classes[i].host);
     }
     free(rt->classes);
+    free_list(rt->tags);
+    free_list(rt->exclude_tags);
     lua_close(rt->L);
     free(rt->host);
     free(rt->node_id);

@@ -60,6 +60,19 @@ void acr_rt_class_counts(const acr_rt_t *rt, acr_class_count_t *out);
 /** The host for users whose class sets none (the master's -H); copied, NULL clears. */
 int acr_rt_set_host(acr_rt_t *rt, const char *host);
 void acr_rt_set_worker_index(acr_rt_t *rt, int64_t index);
+/**
+ * Applies the master's --tags/--exclude-tags (NULL-terminated lists, NULL = none) to the classes'
+ * task lists (acr_scenario_apply_tags): users started from now on run only the kept tasks. A call
+ * with the lists already applied does nothing. -EINVAL when a class is left without a task
+ * ("user class 'X' has no task left after --tags/--exclude-tags" in @err; the previous filter
+ * stays), -ENOMEM.
+ */
+int acr_rt_set_tags(acr_rt_t *rt, const char *const *tags, const char *const *exclude, char *err,
+                    size_t errlen);
+
+/** Tasks of acrida.spawn alive now. */
+size_t acr_rt_green_count(const acr_rt_t *rt);
+
 /** Seconds a stopping user may take to finish its current task (0 = stop at once). */
 void acr_rt_set_stop_timeout(acr_rt_t *rt, double seconds);
 

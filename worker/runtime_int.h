@@ -25,6 +25,7 @@
 #define ACR__IDLE_TRIM_S 1.0
 #define ACR__CLIENT_MT "acrida.client"
 #define ACR__RESP_MT "acrida.response"
+#define ACR__TASK_MT "acrida.task"
 
 typedef enum {
     ACR__USER_STARTING = 0, /**< on_start running (or not yet resumed) */
@@ -42,6 +43,11 @@ typedef enum {
 } acr__wait_t;
 
 typedef struct acr__user acr__user_t;
+
+/** The handle acrida.spawn returns (userdata): g is NULL once the task is gone. */
+typedef struct acr__ghandle {
+    acr__user_t *g;
+} acr__ghandle_t;
 
 typedef struct acr__class {
     char *name;
@@ -61,6 +67,7 @@ typedef struct acr__req {
     size_t method_off, name_off, url_off;
     int check_ref; /**< LUA_NOREF or the check function */
     bool catch_resp;
+    bool norecord; /**< opts.record == false: no stats entry, no request event */
 } acr__req_t;
 
 /** The self.client userdata. */
@@ -68,11 +75,17 @@ typedef struct acr__client {
     acr__user_t *u; /**< NULL once the user is gone */
 } acr__client_t;
 
+/*
+ * A simulated user, or (green == true) a background task of acrida.spawn: same coroutine, waits,
+ * ready queue and HTTP machinery, but no class (cls NULL), no self, no on_stop; it lives in the
+ * runtime's green list and is killed at the end of a test (acr_rt_stop_all) without waiting.
+ */
 struct acr__user {
     acr_rt_t *rt;
-    acr__class_t *cls;
-    acr_list_t link;  /**< in its class's running list, the stopping list or the dead list */
-    acr_list_t ready; /**< in the ready queue */
+    acr__class_t *cls; /**< NULL for a green task */
+    acr_list_t link;   /**< in its class's running list, the stopping list, the green list or the
+                        *   dead list */
+    acr_list_t ready;  /**< in the ready queue */
     lua_State *co;
     int co_ref, self_ref;
     acr__client_t *client;
@@ -88,10 +101,13 @@ struct acr__user {
     uint8_t closes; /**< handles still closing */
     bool co_alive;  /**< the coroutine is suspended and may be resumed */
     bool timer_on;
-    bool stopping_list; /**< link is in the runtime's stopping list */
-    bool stop_req;      /**< stop asked: no new task */
-    bool hard;          /**< stop at the next request, wait or yield */
-    bool abandon;       /**< set by a yielding C function: leave the coroutine */
+    bool stopping_list;     /**< link is in the runtime's stopping list */
+    bool stop_req;          /**< stop asked: no new task */
+    bool hard;              /**< stop at the next request, wait or yield */
+    bool abandon;           /**< set by a yielding C function: leave the coroutine */
+    bool green;             /**< a task of acrida.spawn */
+    int nstart;             /**< green: values on the coroutine for its first resume */
+    acr__ghandle_t *handle; /**< green: its Lua handle, NULL once collected */
 };
 
 struct acr_rt {
@@ -107,10 +123,14 @@ struct acr_rt {
     size_t nclasses;
     bool loaded;
     int main_ref, stop_ref, onerror_ref, json_encode_ref, json_decode_ref;
-    acr__user_t *current; /**< the user whose coroutine runs now */
-    acr_list_t ready_q;   /**< users to resume at the next loop turn (acr__user_t.ready) */
-    uint64_t rgen;        /**< ready-queue generation */
-    acr_list_t dead;      /**< users whose handles are to be closed (acr__user_t.link) */
+    int spawn_main_ref, intaskset_ref; /**< the user prelude's spawn_main and in_taskset */
+    acr_list_t green;                  /**< tasks of acrida.spawn (acr__user_t.link) */
+    size_t ngreen;
+    char **tags, **exclude_tags; /**< the tag filter last applied (NULL-terminated or NULL) */
+    acr__user_t *current;        /**< the user whose coroutine runs now */
+    acr_list_t ready_q;          /**< users to resume at the next loop turn (acr__user_t.ready) */
+    uint64_t rgen;               /**< ready-queue generation */
+    acr_list_t dead;             /**< users whose handles are to be closed (acr__user_t.link) */
     uv_idle_t idle;
     uv_timer_t reaper;
     bool reaper_on;
@@ -166,5 +186,7 @@ void acr__user_leave(acr__user_t *u);
 /** True when @u must stop at its next request, wait or yield: stopped without a stop timeout,
  *  or past its deadline (then marked hard). */
 bool acr__user_stop_due(acr__user_t *u);
+/** acrida.spawn(fn, ...): starts a green task at the next loop turn; returns its handle. */
+int acr__users_l_spawn(lua_State *L);
 
 #endif

@@ -31,8 +31,9 @@ static void user_set_state(acr__user_t *u, acr__user_state_t to)
 {
     if (u->state == to) return;
     if (acr_log_enabled(ACR_LOG_DEBUG)) {
-        ACR_DEBUG("user %lld (%s): %s -> %s", (long long)u->id, u->cls->name,
-                  user_state_names[u->state], user_state_names[to]);
+        ACR_DEBUG("user %lld (%s): %s -> %s", (long long)u->id,
+                  u->cls ? u->cls->name : "spawned task", user_state_names[u->state],
+                  user_state_names[to]);
     }
     u->state = (uint8_t)to;
 }
@@ -103,7 +104,7 @@ static void cancel_wake(acr__user_t *u)
 
 static void wake(acr__user_t *u)
 {
-    int nargs = u->wait == ACR__WAIT_START ? 2 : 0;
+    int nargs = u->wait == ACR__WAIT_START ? (u->green ? u->nstart : 2) : 0;
     acr__user_resume(u, nargs);
 }
 
@@ -131,9 +132,19 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
 
 /* ---- lifecycle ---- */
 
+static void user_done(acr__user_t *u);
+
+/* Kills every green task (no waiting: their coroutines are dropped, requests aborted). */
+static void kill_green(acr_rt_t *rt)
+{
+    acr_list_t *n;
+    while ((n = acr_list_first(&rt->green))) user_done(link_user(n));
+}
+
 static void maybe_stop_done(acr_rt_t *rt)
 {
     if (rt->stop_done && rt->nrunning == 0 && rt->nstopping == 0) {
+        kill_green(rt); /* also those the users' on_stop started */
         void (*cb)(acr_rt_t *, void *) = rt->stop_done;
         rt->stop_done = NULL;
         cb(rt, rt->stop_ud);
@@ -158,7 +169,12 @@ static void user_done(acr__user_t *u)
     if (u->state == ACR__USER_DONE) return;
     acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
-    if (u->stopping_list) {
+    if (u->green) {
+        acr_list_remove(&u->link);
+        rt->ngreen--;
+        if (u->handle) u->handle->g = NULL;
+        u->handle = NULL;
+    } else if (u->stopping_list) {
         stopping_unlink(u);
     } else {
         class_unlink(u);
@@ -171,7 +187,7 @@ static void user_done(acr__user_t *u)
     acr__lua_http_free_req(u);
     acr_list_push_back(&rt->dead, &u->link);
     if (!uv_is_active((uv_handle_t *)&rt->idle)) uv_idle_start(&rt->idle, idle_cb);
-    maybe_stop_done(rt);
+    if (!u->green) maybe_stop_done(rt);
 }
 
 /* One of the user's handles closed; the memory goes with the last. */
@@ -227,13 +243,33 @@ static int begin_phase(acr__user_t *u, int fn_ref)
     return 0;
 }
 
+/* Whether stopping @u runs Lua: its class's on_stop, or the on_stop of tasksets it is in. */
+static bool has_stop_work(acr__user_t *u)
+{
+    lua_State *L = u->rt->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->cls->ref);
+    lua_getfield(L, -1, "on_stop");
+    bool yes = lua_isfunction(L, -1);
+    lua_pop(L, 2);
+    if (yes) return true;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->rt->intaskset_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->self_ref);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pop(L, 1);
+        return false;
+    }
+    yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
 void acr__user_leave(acr__user_t *u)
 {
     acr_rt_t *rt = u->rt;
     acr__lua_http_resolve_pending(u);
     drop_coroutine(u);
     if (u->state == ACR__USER_DONE) return;
-    if (u->state == ACR__USER_STOPPING || rt->closing) {
+    if (u->state == ACR__USER_STOPPING || rt->closing || u->green) {
         user_done(u);
         return;
     }
@@ -246,11 +282,7 @@ void acr__user_leave(acr__user_t *u)
     user_set_state(u, ACR__USER_STOPPING);
     double cap = rt->stop_timeout > 0 ? rt->stop_timeout : ACR__ONSTOP_CAP_S;
     u->deadline = acr_mono_s() + cap;
-    lua_rawgeti(rt->L, LUA_REGISTRYINDEX, u->cls->ref);
-    lua_getfield(rt->L, -1, "on_stop");
-    bool has_on_stop = lua_isfunction(rt->L, -1);
-    lua_pop(rt->L, 2);
-    if (!has_on_stop || begin_phase(u, rt->stop_ref) < 0) user_done(u);
+    if (!has_stop_work(u) || begin_phase(u, rt->stop_ref) < 0) user_done(u);
 }
 
 bool acr__user_stop_due(acr__user_t *u)
@@ -354,11 +386,115 @@ static void reaper_cb(uv_timer_t *t)
     }
 }
 
+/* ---- green tasks (acrida.spawn) ---- */
+
+static acr__ghandle_t *check_task(lua_State *L)
+{
+    return luaL_checkudata(L, 1, ACR__TASK_MT);
+}
+
+/* task:kill(): the task is gone at once (a request in flight is abandoned, not recorded); from
+ * inside the task itself it ends there. Returns whether it was alive. */
+static int l_task_kill(lua_State *L)
+{
+    acr__ghandle_t *h = check_task(L);
+    acr__user_t *g = h->g;
+    if (!g) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (g == g->rt->current) {
+        if (L != g->co || !lua_isyieldable(L))
+            return luaL_error(L, "a spawned task can kill itself only from its own function");
+        g->abandon = true;
+        return lua_yield(L, 0);
+    }
+    user_done(g);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_task_alive(lua_State *L)
+{
+    lua_pushboolean(L, check_task(L)->g != NULL);
+    return 1;
+}
+
+static int l_task_gc(lua_State *L)
+{
+    acr__ghandle_t *h = lua_touserdata(L, 1);
+    if (h->g) h->g->handle = NULL;
+    h->g = NULL;
+    return 0;
+}
+
+static int l_task_tostring(lua_State *L)
+{
+    acr__ghandle_t *h = check_task(L);
+    lua_pushfstring(L, "<acrida task %s>", h->g ? "alive" : "gone");
+    return 1;
+}
+
+int acr__users_l_spawn(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!rt || rt->closing) return luaL_error(L, "acrida.spawn: the worker is shutting down");
+    int nargs = lua_gettop(L);
+    if (nargs > 200) return luaL_error(L, "acrida.spawn: too many arguments");
+    acr__user_t *g = calloc(1, sizeof(*g));
+    if (!g) return luaL_error(L, "acrida.spawn: out of memory");
+    g->rt = rt;
+    g->green = true;
+    g->co_ref = g->self_ref = LUA_NOREF;
+    if (uv_timer_init(rt->loop, &g->timer) < 0) {
+        free(g);
+        return luaL_error(L, "acrida.spawn: cannot create a timer");
+    }
+    g->timer.data = g;
+    acr_list_init(&g->link);
+    acr_list_init(&g->ready);
+    g->id = -1;
+    lua_State *co = lua_newthread(L);
+    g->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    g->co = co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, rt->spawn_main_ref);
+    for (int i = 1; i <= nargs; i++) lua_pushvalue(L, i);
+    lua_xmove(L, co, nargs);
+    g->nstart = nargs;
+    g->co_alive = true;
+    g->state = ACR__USER_RUNNING;
+    acr_list_push_back(&rt->green, &g->link);
+    rt->ngreen++;
+    acr__ghandle_t *h = lua_newuserdata(L, sizeof(*h));
+    h->g = g;
+    g->handle = h;
+    luaL_getmetatable(L, ACR__TASK_MT);
+    lua_setmetatable(L, -2);
+    acr__user_wait(g, 0, ACR__WAIT_START);
+    return 1;
+}
+
 int acr__users_init(acr_rt_t *rt)
 {
     acr_list_init(&rt->ready_q);
     acr_list_init(&rt->dead);
     acr_list_init(&rt->stopping);
+    acr_list_init(&rt->green);
+    luaL_newmetatable(rt->L, ACR__TASK_MT);
+    lua_createtable(rt->L, 0, 2);
+    lua_pushcfunction(rt->L, l_task_kill);
+    lua_setfield(rt->L, -2, "kill");
+    lua_pushcfunction(rt->L, l_task_alive);
+    lua_setfield(rt->L, -2, "alive");
+    lua_setfield(rt->L, -2, "__index");
+    lua_pushcfunction(rt->L, l_task_gc);
+    lua_setfield(rt->L, -2, "__gc");
+    lua_pushcfunction(rt->L, l_task_tostring);
+    lua_setfield(rt->L, -2, "__tostring");
+    lua_pop(rt->L, 1);
     int rc = uv_idle_init(rt->loop, &rt->idle);
     if (rc == 0) rc = uv_timer_init(rt->loop, &rt->reaper);
     return rc;
@@ -412,6 +548,7 @@ int acr__users_set_count(acr_rt_t *rt, acr__class_t *c, size_t count)
 
 void acr__users_stop_all(acr_rt_t *rt)
 {
+    kill_green(rt);
     for (size_t i = 0; i < rt->nclasses; i++) {
         acr_list_t *n;
         while ((n = acr_list_last(&rt->classes[i].users))) user_request_stop(link_user(n));
@@ -433,6 +570,7 @@ void acr__users_close(acr_rt_t *rt)
         while ((n = acr_list_first(&rt->classes[i].users))) user_done(link_user(n));
     }
     while (!acr_list_empty(&rt->stopping)) user_done(link_user(acr_list_first(&rt->stopping)));
+    kill_green(rt);
     rt->closing = true;
     close_dead(rt);
     rt->idle.data = rt;

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "tests/unit/unit_srv.h"
 
+#include "common/scenario.h"
 #include "common/stats.h"
 #include "common/util.h"
 #include "worker/runtime_int.h"
@@ -122,6 +123,12 @@ static bool reqs_reached(void *arg)
 {
     count_wait_t *w = arg;
     return reqs(w->f, w->method, w->name) >= w->n;
+}
+
+static bool total_reached(void *arg)
+{
+    count_wait_t *w = arg;
+    return acr_stats_total(w->f->stats)->num_requests >= w->n;
 }
 
 static bool runs_reached(void *arg)
@@ -757,6 +764,239 @@ static void test_stop_timeout_lets_the_task_finish(void **state)
     fx_free(&f);
 }
 
+/* ---- tasksets, sequences, tags, spawn, record = false ---- */
+
+static bool has_exception(fx_t *f, const char *needle)
+{
+    size_t n;
+    acr_stats_exception_t *const *ex = acr_stats_exceptions(f->stats, &n);
+    for (size_t i = 0; i < n; i++)
+        if (strstr(ex[i]->msg, needle)) return true;
+    for (size_t i = 0; i < n; i++) print_message("exception: %s\n", ex[i]->msg);
+    return false;
+}
+
+/* A sequence runs its tasks in order (weight 2 = twice in a row) and wraps around; interrupt
+ * runs its on_stop and returns to the user's loop, which enters it again (on_start again); a
+ * user stopped inside it runs the sequence's on_stop, then the user's. */
+static void test_sequence_order_and_interrupt(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, false);
+    fx_load_ok(&f, "local log, entered = {}, 0\n"
+                   "local function L(s) log[#log + 1] = s end\n"
+                   "acrida.user { name = 'S', n = 0,\n"
+                   "  on_stop = function(self) L('ustop')\n"
+                   "    acrida.report{ name = table.concat(log, ' ') } end,\n"
+                   "  tasks = { acrida.sequence { name = 'seq',\n"
+                   "    on_start = function(self) entered = entered + 1; L('start')\n"
+                   "      if entered == 2 then self:stop() end end,\n"
+                   "    on_stop = function(self) L('stop:' .. self.taskset.name) end,\n"
+                   "    tasks = { function(self) L('a') end,\n"
+                   "      { weight = 2, fn = function(self) L('b') end },\n"
+                   "      function(self) L('c'); self.n = self.n + 1\n"
+                   "        if self.n == 2 then self:interrupt() end end } } } }\n");
+    acr_rt_set_class_users(f.rt, 0, 1);
+    fx_wait_gone(&f);
+    expect_no_exception(&f);
+    assert_int_equal(reqs(&f, "CUSTOM", "start a b b c a b b c stop:seq start stop:seq ustop"), 1);
+    fx_free(&f);
+}
+
+/* Nested tasksets: the inner one's tasks see self.taskset, interrupt leaves one level only (the
+ * sequence around inner goes on with its next task; the sequence's interrupt returns to outer);
+ * a user stopped inside runs the on_stop of the tasksets it is in, innermost first;
+ * self:interrupt() in a top-level task is an exception and the user goes on. */
+static void test_nested_taskset_interrupt_levels(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, false);
+    fx_load_ok(
+        &f,
+        "local log, entered = {}, 0\n"
+        "local function L(s) log[#log + 1] = s end\n"
+        "local inner = acrida.taskset { name = 'inner',\n"
+        "  on_start = function(self) L('in+') end, on_stop = function(self) L('in-') end,\n"
+        "  tasks = { function(self) assert(self.taskset.name == 'inner')\n"
+        "    L('x'); self:interrupt() end } }\n"
+        "local outer = acrida.taskset { name = 'outer', ny = 0,\n"
+        "  on_start = function(self) L('out+') end,\n"
+        "  on_stop = function(self) L('out-') end,\n"
+        "  tasks = { acrida.sequence { tasks = { inner, function(self)\n"
+        "    assert(self.taskset.kind == 'sequence'); L('y'); entered = entered + 1\n"
+        "    if entered == 2 then acrida.report{ name = table.concat(log, ' ') }; self:stop() end\n"
+        "    self:interrupt{ reschedule = false } end } } } }\n"
+        "acrida.user { name = 'N', wait_time = 0,\n"
+        "  on_stop = function(self) acrida.report{ name = table.concat(log, ' ') } end,\n"
+        "  tasks = { outer } }\n"
+        "acrida.user { name = 'Top', k = 0, tasks = { function(self)\n"
+        "    assert(self.taskset == nil); self.k = self.k + 1\n"
+        "    if self.k == 1 then self:interrupt() end\n"
+        "    acrida.report{ name = 'top_ok' }; self:stop() end } }\n");
+    acr_rt_set_class_users(f.rt, 0, 1);
+    acr_rt_set_class_users(f.rt, 1, 1);
+    fx_wait_gone(&f);
+    assert_true(has_exception(&f, "self:interrupt() is only for tasks of an acrida.taskset"));
+    assert_int_equal(reqs(&f, "CUSTOM", "top_ok"), 1);
+    /* y's interrupt leaves the sequence only: outer picks it again (no on_start/on_stop) */
+    assert_int_equal(reqs(&f, "CUSTOM", "out+ in+ x in- y in+ x in- y"), 1);
+    assert_int_equal(reqs(&f, "CUSTOM", "out+ in+ x in- y in+ x in- y out-"), 1);
+    fx_free(&f);
+}
+
+static const char tags_scenario[] =
+    "acrida.user { name = 'T', tasks = {\n"
+    "  { name = 'ra', tags = { 'read' }, fn = function() acrida.report{ name = 'read' } end },\n"
+    "  { name = 'wr', tags = { 'write' }, fn = function() acrida.report{ name = 'write' } end },\n"
+    "  function() acrida.report{ name = 'untagged' } end,\n"
+    "  acrida.taskset { tags = { 'admin' }, tasks = {\n"
+    "    function(self) acrida.report{ name = 'admin' }; self:interrupt() end,\n"
+    "    { tags = { 'write' }, fn = function(self) acrida.report{ name = 'admin_write' }\n"
+    "      self:interrupt() end } } } } }\n"
+    "acrida.user { name = 'W', weight = 1, tasks = {\n"
+    "  { tags = { 'write' }, fn = function() acrida.report{ name = 'w_write' } end } } }\n";
+
+static void run_tagged(fx_t *f, size_t nclass, uint64_t total)
+{
+    for (size_t i = 0; i < nclass; i++) acr_rt_set_class_users(f->rt, i, 2);
+    count_wait_t w = {f, NULL, NULL, total};
+    run_until_pred(&f->loop, total_reached, &w, "tagged tasks to run");
+    fx_stop(f);
+}
+
+/* --tags keeps tasks with one of the tags (a taskset's tags apply to its tasks; an empty one is
+ * dropped), --exclude-tags drops those with one; a class left empty is an error naming it. */
+static void test_tags_filter_tasks(void **state)
+{
+    (void)state;
+    fx_t f;
+    char err[256];
+    fx_init(&f, false);
+    fx_load_ok(&f, tags_scenario);
+    const char *read[] = {"read", NULL}, *write[] = {"write", NULL}, *admin[] = {"admin", NULL};
+    assert_int_equal(acr_rt_set_tags(f.rt, read, NULL, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "user class 'W' has no task left after --tags/--exclude-tags");
+    /* still unfiltered after the refused call */
+    const char *rw[] = {"read", "write", NULL};
+    assert_int_equal(acr_rt_set_tags(f.rt, rw, admin, err, sizeof err), 0);
+    run_tagged(&f, 2, 2000);
+    assert_true(reqs(&f, "CUSTOM", "read") > 0 && reqs(&f, "CUSTOM", "write") > 0);
+    assert_true(reqs(&f, "CUSTOM", "w_write") > 0);
+    assert_int_equal(reqs(&f, "CUSTOM", "untagged") + reqs(&f, "CUSTOM", "admin") +
+                         reqs(&f, "CUSTOM", "admin_write"),
+                     0);
+    acr_stats_clear(f.stats, acr_now());
+    assert_int_equal(acr_rt_set_tags(f.rt, NULL, write, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "user class 'W' has no task left after --tags/--exclude-tags");
+    assert_int_equal(acr_rt_set_tags(f.rt, NULL, read, err, sizeof err), 0);
+    run_tagged(&f, 2, 4000);
+    assert_true(reqs(&f, "CUSTOM", "write") > 0 && reqs(&f, "CUSTOM", "untagged") > 0);
+    assert_true(reqs(&f, "CUSTOM", "admin") > 0 && reqs(&f, "CUSTOM", "admin_write") > 0);
+    assert_true(reqs(&f, "CUSTOM", "w_write") > 0);
+    assert_int_equal(reqs(&f, "CUSTOM", "read"), 0);
+    expect_no_exception(&f);
+    fx_free(&f);
+}
+
+/* The master's loader filters too (GET /tasks shows the kept tasks) and names the empty class. */
+static void test_tags_on_the_master_loader(void **state)
+{
+    (void)state;
+    char path[64] = "/tmp/acr_tags_XXXXXX.lua", err[256];
+    int fd = mkstemps(path, 4);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, tags_scenario, strlen(tags_scenario)),
+                     (ssize_t)strlen(tags_scenario));
+    close(fd);
+    acr_user_class_t *cls;
+    size_t n;
+    const char *admin[] = {"admin", NULL}, *read[] = {"read", NULL};
+    assert_int_equal(acr_scenario_classes_tagged(path, admin, NULL, &cls, &n, err, sizeof err),
+                     -EINVAL);
+    assert_string_equal(err, "user class 'W' has no task left after --tags/--exclude-tags");
+    assert_int_equal(acr_scenario_classes_tagged(path, NULL, read, &cls, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(cls[0].ntasks, 3); /* wr, task3, the admin taskset */
+    assert_string_equal(cls[0].task_names[0], "wr");
+    assert_string_equal(cls[0].task_names[2], "taskset4");
+    acr_scenario_classes_free(cls, n);
+    unlink(path);
+}
+
+static bool green_reached(void *arg)
+{
+    count_wait_t *w = arg;
+    return acr_rt_green_count(w->f->rt) >= w->n;
+}
+
+/* acrida.spawn: 100 background tasks sleeping forever are all gone after a stop (which does not
+ * wait for them); an error in one is an exception; handles report alive/kill; a spawned task
+ * can sleep, report, and request through a user's client (recorded normally). */
+static void test_spawn_killed_at_stop(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, true);
+    char src[2048];
+    snprintf(
+        src, sizeof src,
+        "acrida.user { name = 'G', host = 'http://127.0.0.1:%d',\n"
+        "  on_start = function(self)\n"
+        "    for i = 1, 50 do acrida.spawn(function(n) while true do acrida.sleep(3600) end end, "
+        "i) end\n"
+        "    acrida.spawn(function() error('boom in spawn') end)\n"
+        "    local t = acrida.spawn(function(c, name)\n"
+        "      c:get('/', { name = name }); acrida.report{ name = 'spawned_done' } end,\n"
+        "      self.client, 'from_spawn')\n"
+        "    local k = acrida.spawn(function() acrida.sleep(3600) end)\n"
+        "    assert(k:alive()); assert(k:kill() == true); assert(not k:alive())\n"
+        "    self.t = t end,\n"
+        "  tasks = { function(self) acrida.sleep(3600) end } }\n",
+        f.sv->port);
+    fx_load_ok(&f, src);
+    acr_rt_set_class_users(f.rt, 0, 2);
+    count_wait_t w = {&f, "CUSTOM", "spawned_done", 2};
+    run_until_pred(&f.loop, reqs_reached, &w, "both spawned requests");
+    count_wait_t g = {&f, NULL, NULL, 100};
+    run_until_pred(&f.loop, green_reached, &g, "100 spawned tasks");
+    assert_int_equal(acr_rt_green_count(f.rt), 100);
+    assert_int_equal(reqs(&f, "GET", "from_spawn"), 2);
+    assert_true(has_exception(&f, "boom in spawn"));
+    fx_stop(&f);
+    assert_int_equal(acr_rt_green_count(f.rt), 0);
+    fx_free(&f);
+}
+
+/* record = false: the request is sent (the server counts it) and the response returned, but no
+ * stats entry is made; check and catch_response still work on the response. */
+static void test_record_false(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, true);
+    char src[1024];
+    snprintf(
+        src, sizeof src,
+        "acrida.user { name = 'F', host = 'http://127.0.0.1:%d', tasks = { function(self)\n"
+        "  local r = self.client:post('/json', { json = { a = 1 }, record = false })\n"
+        "  assert(r.status == 200 and r:json().ok, 'forwarded')\n"
+        "  local c = self.client:get('/status/500', { record = false, catch_response = true })\n"
+        "  assert(c:failure('x') == false)\n"
+        "  self.client:get('/', { name = 'counted' })\n"
+        "  self:stop() end } }\n",
+        f.sv->port);
+    fx_load_ok(&f, src);
+    acr_rt_set_class_users(f.rt, 0, 3);
+    fx_wait_gone(&f);
+    expect_no_exception(&f);
+    assert_int_equal(srv_nreqs(f.sv), 9);
+    assert_int_equal(reqs(&f, "GET", "counted"), 3);
+    assert_int_equal(acr_stats_total(f.stats)->num_requests, 3);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -776,6 +1016,12 @@ int main(void)
         cmocka_unit_test(test_long_sleep_trims_buffers_keeps_connection),
         cmocka_unit_test(test_graceful_stop_records_in_flight_requests),
         cmocka_unit_test(test_stop_timeout_lets_the_task_finish),
+        cmocka_unit_test(test_sequence_order_and_interrupt),
+        cmocka_unit_test(test_nested_taskset_interrupt_levels),
+        cmocka_unit_test(test_tags_filter_tasks),
+        cmocka_unit_test(test_tags_on_the_master_loader),
+        cmocka_unit_test(test_spawn_killed_at_stop),
+        cmocka_unit_test(test_record_false),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
