@@ -91,9 +91,9 @@ static const acr_opt_def_t defs[] = {
     {"exit-code-on-error", 0, NULL, ACR_OPT_INT, O(exit_code_on_error), 0, 255, "N",
      "exit code when a request failed or a task raised (default 1)", M},
     {"tags", 'T', NULL, ACR_OPT_STRLIST, O(tags), 0, 0, "TAG",
-     "not yet (refused): run only tasks with these tags", M},
+     "run only tasks with one of these tags (sent to the workers)", M},
     {"exclude-tags", 'E', NULL, ACR_OPT_STRLIST, O(exclude_tags), 0, 0, "TAG",
-     "not yet (refused): skip tasks with these tags", M},
+     "skip tasks with any of these tags (sent to the workers)", M},
     {"check", 0, NULL, ACR_OPT_STRMULTI, O(check), 0, 0, "EXPR",
      "CI threshold, e.g. p95<300ms (repeatable); any failed check exits 3", M},
     {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
@@ -224,10 +224,40 @@ static int check_node_id(const acr_cli_opts_t *o, char *err, size_t errlen)
     return 0;
 }
 
+/* Tags travel in every spawn: at most ACR_CLI_MAX_TAGS, each 1..ACR_CLI_TAG_MAX printable
+ * UTF-8 bytes. */
+static int check_tags(char **tags, const char *opt, char *err, size_t errlen)
+{
+    size_t i = 0;
+    for (; tags && tags[i]; i++) {
+        size_t len = strlen(tags[i]);
+        if (i >= ACR_CLI_MAX_TAGS) {
+            snprintf(err, errlen, "%s: at most %d tags", opt, ACR_CLI_MAX_TAGS);
+            return -EINVAL;
+        }
+        if (len == 0 || len > ACR_CLI_TAG_MAX) {
+            snprintf(err, errlen, "%s: a tag must be 1 to %d bytes", opt, ACR_CLI_TAG_MAX);
+            return -EINVAL;
+        }
+        for (const char *p = tags[i]; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                snprintf(err, errlen, "%s: a tag must not contain control characters", opt);
+                return -EINVAL;
+            }
+        }
+        if (!acr_proto_utf8_valid(tags[i], len)) {
+            snprintf(err, errlen, "%s: a tag must be valid UTF-8", opt);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
 {
-    if ((o->tags && o->tags[0]) || (o->exclude_tags && o->exclude_tags[0]))
-        return fail(err, errlen, "--tags/--exclude-tags are not supported yet");
+    if (check_tags(o->tags, "--tags", err, errlen) < 0 ||
+        check_tags(o->exclude_tags, "--exclude-tags", err, errlen) < 0)
+        return -EINVAL;
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
     if (o->host && *o->host && check_host(o->host, err, errlen) < 0) return -EINVAL;
     if (o->users < 0) return fail(err, errlen, "--users must be >= 0");

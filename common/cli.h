@@ -16,6 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define ACR_CLI_MAX_TAGS 100 /**< per --tags / --exclude-tags */
+#define ACR_CLI_TAG_MAX 200  /**< bytes per tag */
+
 /** The daemon parsing; also the role bits of the option table. */
 typedef enum {
     ACR_CLI_MASTER = 1u << 0,

@@ -142,8 +142,9 @@ static int send_custom(const char *type, const void *data, size_t len, const cha
     return rc;
 }
 
-int acr_lua_rt_new(const char *path, acr_lua_rt_t **out, acr_user_class_t **classes, size_t *n,
-                   char *err, size_t errlen)
+int acr_lua_rt_new(const char *path, const char *const *tags, const char *const *exclude_tags,
+                   acr_lua_rt_t **out, acr_user_class_t **classes, size_t *n, char *err,
+                   size_t errlen)
 {
     *out = NULL;
     *classes = NULL;
@@ -164,6 +165,9 @@ int acr_lua_rt_new(const char *path, acr_lua_rt_t **out, acr_user_class_t **clas
         acr_events_set_error_handler(rt->L, listener_error, rt);
         rc = acr_scenario_exec_file(rt->L, path, err, errlen);
     }
+    if (rc == 0 && acr_scenario_nclasses(rt->L) > 0 &&
+        ((tags && tags[0]) || (exclude_tags && exclude_tags[0])))
+        rc = acr_scenario_apply_tags(rt->L, tags, exclude_tags, err, errlen);
     if (rc == 0) rc = acr_scenario_read_classes(rt->L, true, classes, n, err, errlen);
     if (rc < 0) {
         acr_lua_rt_free(rt);

@@ -21,12 +21,15 @@
 typedef struct acr_lua_rt acr_lua_rt_t;
 
 /**
- * Loads the scenario @path in a new state and reads its classes into *@classes / *@n (free with
- * acr_scenario_classes_free). Errors as acr_scenario_classes ("<file>:<line>: <message>",
+ * Loads the scenario @path in a new state, applies --tags/--exclude-tags (@tags, @exclude_tags:
+ * NULL-terminated, NULL = none; see acr_scenario_apply_tags) and reads its classes into
+ * *@classes / *@n (free with acr_scenario_classes_free). Errors as acr_scenario_classes_tagged
+ * ("<file>:<line>: <message>", "user class 'X' has no task left after --tags/--exclude-tags",
  * -EINVAL; -ENOMEM).
  */
-int acr_lua_rt_new(const char *path, acr_lua_rt_t **out, acr_user_class_t **classes, size_t *n,
-                   char *err, size_t errlen);
+int acr_lua_rt_new(const char *path, const char *const *tags, const char *const *exclude_tags,
+                   acr_lua_rt_t **out, acr_user_class_t **classes, size_t *n, char *err,
+                   size_t errlen);
 
 /** Attaches the runtime to @core (subscribes, sets the core's hooks) and fires init. @host is the
  *  master's -H for the events' env (NULL: none). Returns 0 or a negative errno. */

@@ -85,6 +85,8 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
             .host = o->host,
             .stop_timeout = o->stop_timeout,
             .reset_stats = o->reset_stats,
+            .tags = (const char *const *)o->tags,
+            .exclude_tags = (const char *const *)o->exclude_tags,
             .scenario_name = slash ? slash + 1 : o->scenario,
             .scenario_src = src.data,
             .scenario_len = src.len,
@@ -218,7 +220,9 @@ int main(int argc, char **argv)
     acr_user_class_t *classes = NULL;
     size_t nclasses = 0;
     acr_lua_rt_t *lua = NULL;
-    rc = acr_lua_rt_new(opts.scenario, &lua, &classes, &nclasses, err, sizeof err);
+    rc = acr_lua_rt_new(opts.scenario, (const char *const *)opts.tags,
+                        (const char *const *)opts.exclude_tags, &lua, &classes, &nclasses, err,
+                        sizeof err);
     if (rc < 0) {
         fprintf(stderr, "acrida-master: %s\n", err);
         acr_check_free(checks);

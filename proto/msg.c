@@ -278,6 +278,45 @@ static int decode_heartbeat(acr__dec_t *d, const msgpack_object *data, acr_msg_t
     return r < 0 ? r : 0;
 }
 
+static void free_list(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++) free(l[i]);
+    free(l);
+}
+
+/* parsed_options.<key>: nil/absent or an array of at most ACR_MSG_MAX_TAGS strings of 1 to
+ * ACR_MSG_TAG_MAX bytes, into a NULL-terminated list (NULL when empty). */
+static int get_tag_list(acr__dec_t *d, const msgpack_object *po, const char *key, char ***out)
+{
+    const msgpack_object *o = acr__map_get(po, key);
+    if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+    if (o->type != MSGPACK_OBJECT_ARRAY)
+        return acr__dec_fail(d, "'parsed_options.%s' is not an array", key);
+    uint32_t n = o->via.array.size;
+    if (n > ACR_MSG_MAX_TAGS)
+        return acr__dec_fail(d, "'parsed_options.%s' has more than %d tags", key, ACR_MSG_MAX_TAGS);
+    if (n == 0) return 0;
+    char **l = calloc((size_t)n + 1, sizeof(*l));
+    if (!l) return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *t = &o->via.array.ptr[i];
+        int r;
+        if (t->type == MSGPACK_OBJECT_STR &&
+            (t->via.str.size == 0 || t->via.str.size > ACR_MSG_TAG_MAX)) {
+            r = acr__dec_fail(d, "'parsed_options.%s' has a tag of %u bytes (1 to %d)", key,
+                              t->via.str.size, ACR_MSG_TAG_MAX);
+        } else {
+            r = acr__dup_str(d, t, key, &l[i]);
+        }
+        if (r < 0) {
+            free_list(l);
+            return r;
+        }
+    }
+    *out = l;
+    return 1;
+}
+
 static int decode_spawn(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
 {
     if (data->type != MSGPACK_OBJECT_MAP) return acr__dec_fail(d, "data is not a map");
@@ -291,7 +330,10 @@ static int decode_spawn(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
     r = acr__get_num(d, data, "stop_timeout", ACR__NIL_OK, &m->stop_timeout);
     if (r < 0) return r;
     if (r == 1 && m->stop_timeout < 0) return acr__dec_fail(d, "'stop_timeout' is negative");
-    return 0;
+    const msgpack_object *po = acr__map_get(data, "parsed_options");
+    if (!po || po->type != MSGPACK_OBJECT_MAP) return 0; /* Locust's other options: ignored */
+    r = get_tag_list(d, po, "tags", &m->tags);
+    return r < 0 ? r : get_tag_list(d, po, "exclude_tags", &m->exclude_tags);
 }
 
 static int decode_spawning_complete(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
@@ -459,6 +501,8 @@ void acr_msg_free(acr_msg_t *m)
     free(m->state);
     free(m->host);
     acr__free_classes(m->classes, m->nclasses);
+    free_list(m->tags);
+    free_list(m->exclude_tags);
     free(m->exc_msg);
     free(m->exc_traceback);
     if (m->stats) acr_stats_free(m->stats);

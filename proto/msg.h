@@ -25,6 +25,9 @@
 /** Entries per stats report accepted on receive: each decoded entry holds a ~16 KB histogram, so
  *  this bounds a report's memory (~160 MB) whatever the frame holds. */
 #define ACR_MSG_MAX_ENTRIES 10000
+/** Tags per list in a spawn's parsed_options, and bytes per tag, accepted on receive. */
+#define ACR_MSG_MAX_TAGS 1000
+#define ACR_MSG_TAG_MAX 1024
 
 typedef enum {
     ACR_MSG_CUSTOM = 0, /**< any type we do not know: only its type_name is kept */
@@ -75,6 +78,9 @@ typedef struct acr_msg {
     double timestamp;
     char *host;          /**< NULL when nil */
     double stop_timeout; /**< < 0 when nil */
+    /** parsed_options.tags / .exclude_tags (--tags / --exclude-tags): NULL-terminated lists, NULL
+     *  when absent or nil */
+    char **tags, **exclude_tags;
     /* spawn, spawning_complete, stats */
     acr_class_count_t *classes;
     size_t nclasses;
@@ -116,6 +122,13 @@ int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_
 /** @host may be NULL; @stop_timeout < 0 is nil. parsed_options is sent as an empty map. */
 int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
                          const char *host, double stop_timeout, const char *node_id);
+/** acr_msg_encode_spawn with the master's --tags / --exclude-tags (NULL-terminated lists, NULL =
+ *  none) in parsed_options, as Locust's `tags` and `exclude_tags`; without either,
+ *  parsed_options is {} as from acr_msg_encode_spawn. */
+int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+                              size_t n, const char *host, double stop_timeout,
+                              const char *const *tags, const char *const *exclude_tags,
+                              const char *node_id);
 /** A message whose data is nil: spawning, stop, client_stopped, quit, reconnect, and a bare
  *  master heartbeat. */
 int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id);

@@ -97,9 +97,23 @@ int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_
     ENC_END();
 }
 
-int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
-                         const char *host, double stop_timeout, const char *node_id)
+static int pack_tag_list(msgpack_packer *pk, const char *const *list)
 {
+    size_t n = 0;
+    while (list && list[n]) n++;
+    if (n == 0) return msgpack_pack_nil(pk);
+    if (msgpack_pack_array(pk, n)) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (acr__pack_str(pk, list[i])) return -1;
+    return 0;
+}
+
+int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+                              size_t n, const char *host, double stop_timeout,
+                              const char *const *tags, const char *const *exclude_tags,
+                              const char *node_id)
+{
+    bool with_tags = (tags && tags[0]) || (exclude_tags && exclude_tags[0]);
     ENC_BEGIN("spawn");
     PACK_OR_FAIL(msgpack_pack_map(pk, 5));
     PACK_OR_FAIL(acr__pack_str(pk, "timestamp"));
@@ -111,8 +125,21 @@ int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t
     PACK_OR_FAIL(acr__pack_str(pk, "stop_timeout"));
     PACK_OR_FAIL(stop_timeout >= 0 ? msgpack_pack_double(pk, stop_timeout) : msgpack_pack_nil(pk));
     PACK_OR_FAIL(acr__pack_str(pk, "parsed_options"));
-    PACK_OR_FAIL(msgpack_pack_map(pk, 0));
+    PACK_OR_FAIL(msgpack_pack_map(pk, with_tags ? 2 : 0));
+    if (with_tags) {
+        PACK_OR_FAIL(acr__pack_str(pk, "tags"));
+        PACK_OR_FAIL(pack_tag_list(pk, tags));
+        PACK_OR_FAIL(acr__pack_str(pk, "exclude_tags"));
+        PACK_OR_FAIL(pack_tag_list(pk, exclude_tags));
+    }
     ENC_END();
+}
+
+int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
+                         const char *host, double stop_timeout, const char *node_id)
+{
+    return acr_msg_encode_spawn_tags(b, timestamp, classes, n, host, stop_timeout, NULL, NULL,
+                                     node_id);
 }
 
 int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id)

@@ -555,6 +555,10 @@ static void on_spawn(worker_t *w, const acr_msg_t *m)
     free(w->host);
     w->host = m->host ? strdup(m->host) : NULL;
     acr_rt_set_stop_timeout(w->rt, m->stop_timeout > 0 ? m->stop_timeout : 0);
+    char terr[256];
+    if (acr_rt_set_tags(w->rt, (const char *const *)m->tags, (const char *const *)m->exclude_tags,
+                        terr, sizeof terr) < 0)
+        ACR_ERROR("the master's --tags/--exclude-tags: %s; the task lists stay as they were", terr);
     if (w->state == WS_READY) acr_stats_clear(w->stats, acr_now()); /* a new test */
     set_state(w, WS_SPAWNING);
     if (!w->test_started) { /* once per test, not at each ramp step */

@@ -56,6 +56,8 @@ typedef struct acr_core_config {
     const char *host;    /**< the default host sent with `spawn` (NULL: the workers' own) */
     double stop_timeout; /**< seconds; < 0 = not set (nil on the wire) */
     bool reset_stats;    /**< reset the stats once spawning completes (--reset-stats) */
+    /** --tags / --exclude-tags, sent in every `spawn` (NULL-terminated; NULL = none) */
+    const char *const *tags, *const *exclude_tags;
     /** The scenario shipped to acrida workers after their ack (workers without -f load it);
      *  NULL = none. */
     const char *scenario_name;

@@ -96,8 +96,9 @@ static void send_spawns(acr_core_t *c)
         if (ts <= r->last_spawn_ts) ts = r->last_spawn_ts + 1e-6;
         r->last_spawn_ts = ts;
         acr_buf_reset(&c->sendbuf);
-        if (acr_msg_encode_spawn(&c->sendbuf, ts, r->spawn_classes, nc, host, c->cfg.stop_timeout,
-                                 id) < 0) {
+        if (acr_msg_encode_spawn_tags(&c->sendbuf, ts, r->spawn_classes, nc, host,
+                                      c->cfg.stop_timeout, c->cfg.tags, c->cfg.exclude_tags,
+                                      id) < 0) {
             ACR_ERROR("out of memory encoding spawn");
             return;
         }
