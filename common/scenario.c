@@ -12,6 +12,8 @@
  */
 #include "common/scenario.h"
 
+#include "common/events.h"
+
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -390,6 +392,10 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
     }
     lua_setfield(L, LUA_REGISTRYINDEX, ACR_APPLY_TAGS_KEY);
     lua_pop(L, 1);
+    if (acr_events_open(L) < 0) {
+        set_err(err, errlen, "cannot install acrida.events");
+        return -ENOMEM;
+    }
     return 0;
 }
 

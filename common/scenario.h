@@ -53,8 +53,9 @@ struct lua_State;
  * Opens LuaJIT's standard libraries in @L and installs the `acrida` module (package.loaded and the
  * global) for @role ("master" or "worker"): acrida.user, the wait_time helpers, acrida.time,
  * acrida.runner.role, and role defaults for acrida.sleep (an error outside a worker's user) and
- * acrida.report (a no-op). The worker's runtime then replaces those two. Seeds math.random from the
- * pid and the clock. Returns 0 or -EINVAL (message in @err).
+ * acrida.report (a no-op), acrida.spawn (an error outside a worker), and acrida.events
+ * (common/events.h). The worker's runtime then replaces sleep, report and spawn. Seeds
+ * math.random from the pid and the clock. Returns 0 or -EINVAL (message in @err), -ENOMEM.
  */
 int acr_scenario_open(struct lua_State *L, const char *role, char *err, size_t errlen);
 

@@ -158,8 +158,9 @@ static const char *blob_str(const acr__resp_t *r, size_t off)
     return off == SIZE_MAX ? NULL : r->blob + off;
 }
 
-static void record(acr_rt_t *rt, const char *method, const char *name, uint64_t rt_us, uint64_t len,
-                   const char *error)
+/* Records a request in the stats and fires the `request` event on @L. */
+static void record(acr_rt_t *rt, lua_State *L, const char *method, const char *name, uint64_t rt_us,
+                   uint64_t len, const char *error, const char *url, int status)
 {
     if (!rt->stats) return;
     acr_stats_entry_t *e = acr_stats_get(rt->stats, method, name);
@@ -168,6 +169,8 @@ static void record(acr_rt_t *rt, const char *method, const char *name, uint64_t 
         return;
     }
     acr_stats_log(rt->stats, e, true, rt_us, len, error, acr_now());
+    acr__rt_request_event(rt, L, method, name, true, (double)rt_us / 1000.0, (double)len, error,
+                          url, status);
 }
 
 /* Removes @r's pending registration on its user; the caller records. */
@@ -193,13 +196,14 @@ static void resolve(lua_State *L, acr_rt_t *rt, acr__resp_t *r, const char *erro
 {
     if (r->resolved) return;
     unpend(L, r);
-    record(rt, blob_str(r, r->method_off), blob_str(r, r->name_off), r->elapsed_us,
-           r->content_length, error);
+    record(rt, L, blob_str(r, r->method_off), blob_str(r, r->name_off), r->elapsed_us,
+           r->content_length, error, blob_str(r, r->url_off), r->status);
 }
 
 void acr__lua_http_resolve_pending(acr__user_t *u)
 {
-    lua_State *L = u->rt->L;
+    /* the user's own coroutine when it is the one running (listeners of `request` run there) */
+    lua_State *L = u->rt->current == u && u->co ? u->co : u->rt->L;
     while (u->npend > 0) {
         int ref = u->pend[u->npend - 1];
         lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
@@ -460,8 +464,8 @@ static void finish_request(acr__user_t *u, lua_State *L, const acr_http_response
         u->pend[u->npend++] = r->pend_ref;
     } else {
         r->resolved = true;
-        record(rt, rq->buf.data + rq->method_off, rq->buf.data + rq->name_off, hr->elapsed_us,
-               hr->content_length, verdict);
+        record(rt, L, rq->buf.data + rq->method_off, rq->buf.data + rq->name_off, hr->elapsed_us,
+               hr->content_length, verdict, r->blob + r->url_off, hr->status);
     }
 out:
     lua_settop(L, ridx);

@@ -13,6 +13,7 @@
  */
 #include "worker/runtime_int.h"
 
+#include "common/events.h"
 #include "common/log.h"
 #include "common/scenario.h"
 
@@ -252,13 +253,66 @@ int acr__rt_onerror(lua_State *L)
     return 1;
 }
 
+/* Listener errors of the events the runtime fires: exception rows, like task errors. */
+static void listener_error(const char *msg, const char *tb, void *ud)
+{
+    acr_rt_t *rt = ud;
+    ACR_DEBUG("error in a listener: %s\n%s", msg, tb);
+    if (rt->stats && acr_stats_add_exception(rt->stats, msg, tb, rt->node_id, 1) < 0)
+        ACR_ERROR("out of memory recording an exception");
+}
+
+void acr__rt_request_event(acr_rt_t *rt, lua_State *L, const char *type, const char *name,
+                           bool has_rt, double ms, double len, const char *exc, const char *url,
+                           int status)
+{
+    if (rt->closing || rt->in_request_ev || !acr_events_has_listeners(L, "request")) return;
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "request_type");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    if (has_rt) {
+        lua_pushnumber(L, ms);
+        lua_setfield(L, -2, "response_time");
+    }
+    lua_pushnumber(L, len);
+    lua_setfield(L, -2, "response_length");
+    if (exc) {
+        lua_pushstring(L, exc);
+        lua_setfield(L, -2, "exception");
+    }
+    if (url) {
+        lua_pushstring(L, url);
+        lua_setfield(L, -2, "url");
+    }
+    if (status >= 0) {
+        lua_pushinteger(L, status);
+        lua_setfield(L, -2, "status");
+    }
+    rt->in_request_ev = true;
+    acr_events_fire(L, "request", 1, listener_error, rt);
+    rt->in_request_ev = false;
+}
+
+void acr__rt_user_event(acr__user_t *u, lua_State *L, const char *name)
+{
+    if (u->rt->closing || u->self_ref == LUA_NOREF || !acr_events_has_listeners(L, name)) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->self_ref);
+    acr_events_fire(L, name, 1, listener_error, u->rt);
+}
+
 /* C.task_end(ok): the end of on_start, a task or on_stop. Resolves catch_response verdicts; a
  * user asked to stop leaves here. */
 static int l_task_end(lua_State *L)
 {
     acr__user_t *u = acr__rt_check_user(L, "task_end");
     acr__lua_http_resolve_pending(u);
-    if (u->state == ACR__USER_STARTING && lua_toboolean(L, 1)) u->state = ACR__USER_RUNNING;
+    if (u->state == ACR__USER_STARTING && lua_toboolean(L, 1)) {
+        u->state = ACR__USER_RUNNING;
+        u->started_ev = true;
+        acr__rt_user_event(u, L, "user_start");
+    }
     if (u->stop_req && u->state != ACR__USER_STOPPING) {
         u->abandon = true;
         return lua_yield(L, 0);
@@ -362,6 +416,7 @@ static int l_report(lua_State *L)
     if (!e) return luaL_error(L, "acrida.report: out of memory");
     acr_stats_log(rt->stats, e, has_rt, (uint64_t)llround(ms * 1000.0), (uint64_t)len, exc,
                   acr_now());
+    acr__rt_request_event(rt, L, type, name, has_rt, ms, len, exc, NULL, -1);
     return 0;
 }
 
@@ -508,14 +563,42 @@ nomem:
     return -ENOMEM;
 }
 
+/* The init event, once the scenario loaded: env = {role, host, user_count, worker_index}. */
+static void fire_init(acr_rt_t *rt)
+{
+    lua_State *L = rt->L;
+    if (!acr_events_has_listeners(L, "init")) return;
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, "worker");
+    lua_setfield(L, -2, "role");
+    if (rt->host) {
+        lua_pushstring(L, rt->host);
+        lua_setfield(L, -2, "host");
+    }
+    lua_pushnumber(L, 0);
+    lua_setfield(L, -2, "user_count");
+    if (rt->worker_index >= 0) {
+        lua_pushnumber(L, (double)rt->worker_index);
+        lua_setfield(L, -2, "worker_index");
+    }
+    acr_events_fire(L, "init", 1, listener_error, rt);
+}
+
+static int loaded(acr_rt_t *rt, int rc, char *err, size_t errlen)
+{
+    if (rc < 0) return rc;
+    rc = prepare_classes(rt, err, errlen);
+    if (rc == 0) fire_init(rt);
+    return rc;
+}
+
 int acr_rt_load_file(acr_rt_t *rt, const char *path, char *err, size_t errlen)
 {
     if (rt->loaded) {
         snprintf(err, errlen, "a scenario is already loaded");
         return -EBUSY;
     }
-    int rc = acr_scenario_exec_file(rt->L, path, err, errlen);
-    return rc < 0 ? rc : prepare_classes(rt, err, errlen);
+    return loaded(rt, acr_scenario_exec_file(rt->L, path, err, errlen), err, errlen);
 }
 
 int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t len, char *err,
@@ -525,8 +608,7 @@ int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t l
         snprintf(err, errlen, "a scenario is already loaded");
         return -EBUSY;
     }
-    int rc = acr_scenario_exec_string(rt->L, name, src, len, err, errlen);
-    return rc < 0 ? rc : prepare_classes(rt, err, errlen);
+    return loaded(rt, acr_scenario_exec_string(rt->L, name, src, len, err, errlen), err, errlen);
 }
 
 lua_State *acr_rt_lua(acr_rt_t *rt)

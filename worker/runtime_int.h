@@ -106,6 +106,7 @@ struct acr__user {
     bool hard;              /**< stop at the next request, wait or yield */
     bool abandon;           /**< set by a yielding C function: leave the coroutine */
     bool green;             /**< a task of acrida.spawn */
+    bool started_ev;        /**< user_start fired: user_stop fires when it is gone */
     int nstart;             /**< green: values on the coroutine for its first resume */
     acr__ghandle_t *handle; /**< green: its Lua handle, NULL once collected */
 };
@@ -126,6 +127,7 @@ struct acr_rt {
     int spawn_main_ref, intaskset_ref; /**< the user prelude's spawn_main and in_taskset */
     acr_list_t green;                  /**< tasks of acrida.spawn (acr__user_t.link) */
     size_t ngreen;
+    bool in_request_ev;          /**< a `request` listener runs: its own reports fire no event */
     char **tags, **exclude_tags; /**< the tag filter last applied (NULL-terminated or NULL) */
     acr__user_t *current;        /**< the user whose coroutine runs now */
     acr_list_t ready_q;          /**< users to resume at the next loop turn (acr__user_t.ready) */
@@ -151,6 +153,14 @@ void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level);
 /** The user whose coroutine is @L, or raises a Lua error naming @what. */
 acr__user_t *acr__rt_check_user(lua_State *L, const char *what);
 int acr__rt_onerror(lua_State *L);
+/** Fires the `request` event on @L (when it has listeners) for a recorded request or
+ *  measurement: {request_type, name, response_time (ms, nil when none), response_length,
+ *  exception (nil or the error text), url, status}; @url NULL and @status < 0 leave them nil. */
+void acr__rt_request_event(acr_rt_t *rt, lua_State *L, const char *type, const char *name,
+                           bool has_rt, double ms, double len, const char *exc, const char *url,
+                           int status);
+/** Fires user_start / user_stop with @u's self on @L (when they have listeners). */
+void acr__rt_user_event(acr__user_t *u, lua_State *L, const char *name);
 /** Frees the runtime once it is closing and its last handle has closed (users.c calls it from
  *  each close callback); no-op before. Runs the acr_rt_close callback last. */
 void acr__rt_release(acr_rt_t *rt);

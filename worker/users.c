@@ -180,6 +180,10 @@ static void user_done(acr__user_t *u)
         class_unlink(u);
     }
     user_set_state(u, ACR__USER_DONE);
+    if (u->started_ev) { /* after on_stop; the user object is still whole */
+        u->started_ev = false;
+        acr__rt_user_event(u, rt->L, "user_stop");
+    }
     if (u->client) u->client->u = NULL;
     u->client = NULL;
     if (u->self_ref != LUA_NOREF) luaL_unref(rt->L, LUA_REGISTRYINDEX, u->self_ref);

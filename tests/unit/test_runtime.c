@@ -997,6 +997,65 @@ static void test_record_false(void **state)
     fx_free(&f);
 }
 
+/* The worker's events: init once after the load, user_start after on_start and user_stop after
+ * on_stop per user, request per recorded request or measurement with its fields (none for
+ * record = false); a listener's error is an exception row and the next listener still runs. */
+static void test_user_and_request_events(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f, true);
+    char src[3000];
+    snprintf(
+        src, sizeof src,
+        "local log, inits = {}, 0\n"
+        "acrida.events.init:add_listener(function(env)\n"
+        "  inits = inits + 1; assert(env.role == 'worker') end)\n"
+        "acrida.events.user_start:add_listener(function(u)\n"
+        "  assert(u.started, 'after on_start'); log[#log + 1] = 'start' end)\n"
+        "acrida.events.user_stop:add_listener(function(u)\n"
+        "  assert(u.stopped, 'after on_stop'); log[#log + 1] = 'stop' end)\n"
+        "acrida.events.user_stop:add_listener(function(u) error('listener boom') end)\n"
+        "acrida.events.user_stop:add_listener(function(u)\n"
+        "  acrida.report{ name = 'second listener ran' } end)\n"
+        "acrida.events.request:add_listener(function(r)\n"
+        "  if r.request_type == 'GET' then\n"
+        "    assert(r.name == '/status/404' and r.status == 404 and r.exception == 'HTTP 404')\n"
+        "    assert(r.url:match('/status/404$') and r.response_time >= 0)\n"
+        "    assert(r.response_length == 5)\n"
+        "    acrida.report{ name = 'seen_get' }\n"
+        "  elseif r.name == 'job' then\n"
+        "    assert(r.request_type == 'ASYNC' and r.response_time == 12 and r.url == nil)\n"
+        "    assert(r.response_length == 3 and r.exception == 'slow')\n"
+        "    acrida.report{ name = 'seen_job' }\n"
+        "  end end)\n"
+        "acrida.user { name = 'E', host = 'http://127.0.0.1:%d',\n"
+        "  on_start = function(self) self.started = true end,\n"
+        "  on_stop = function(self) self.stopped = true\n"
+        "    acrida.report{ name = table.concat(log, ' ') .. ' inits=' .. inits } end,\n"
+        "  tasks = { function(self)\n"
+        "    self.client:get('/', { record = false })\n"
+        "    self.client:get('/status/404')\n"
+        "    acrida.report{ request_type = 'ASYNC', name = 'job', response_time = 12,\n"
+        "      response_length = 3, exception = 'slow' }\n"
+        "    self:stop() end } }\n",
+        f.sv->port);
+    fx_load_ok(&f, src);
+    acr_rt_set_class_users(f.rt, 0, 2);
+    fx_wait_gone(&f);
+    assert_int_equal(reqs(&f, "CUSTOM", "seen_get"), 2);
+    assert_int_equal(reqs(&f, "CUSTOM", "seen_job"), 2);
+    /* the first user's on_stop sees both starts; the second's also the first's stop */
+    assert_int_equal(reqs(&f, "CUSTOM", "start start inits=1"), 1);
+    assert_int_equal(reqs(&f, "CUSTOM", "start start stop inits=1"), 1);
+    assert_int_equal(reqs(&f, "CUSTOM", "second listener ran"), 2);
+    assert_true(has_exception(&f, "listener boom"));
+    size_t n;
+    acr_stats_exceptions(f.stats, &n);
+    assert_int_equal(n, 1); /* only the listener's error: every assert above held */
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1022,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_tags_on_the_master_loader),
         cmocka_unit_test(test_spawn_killed_at_stop),
         cmocka_unit_test(test_record_false),
+        cmocka_unit_test(test_user_and_request_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
