@@ -1,7 +1,8 @@
 /*
  * The master <-> worker messages: Locust 2.x's wire format, one msgpack array
  * [type: str, data: any, node_id: str] per ZeroMQ payload frame, plus acrida's negotiated
- * extensions (see proto/PROTOCOL.md). This is the only module that touches msgpack.
+ * extensions (see proto/PROTOCOL.md). This is the only module that uses msgpack-c (the data of
+ * custom messages is read and written by common/lua_value.c).
  *
  * Decoding treats every byte as hostile: the frame size is checked first, a pre-scan rejects
  * container counts larger than the remaining bytes and nesting deeper than ACR_MSG_MAX_DEPTH,
