@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 
-import pytest
-
 from conftest import (MARK, count_marks, headless, marks_env, run_master_until, write_scenario)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,10 +98,8 @@ def test_events_roles_counts_and_messages(tmp_path, target):
         tmp_path, headless(sc, target.url, 4, 1, "10m", workers=2, extra=["--json"]),
         done, "the message exchange and reports", env=marks_env(tmp_path))
     assert count_marks(tmp_path, "bad_env") == 0
-    # test_start, test_stop, quitting: once per process, 1 master + 2 workers (init on the workers:
-    # test_worker_user_events)
-    assert roles(by_process(tmp_path, "init"), "master") == [1]
-    for ev in ("test_start", "test_stop", "quitting", "after_boom"):
+    # init, test_start, test_stop, quitting: once per process, 1 master + 2 workers
+    for ev in ("init", "test_start", "test_stop", "quitting", "after_boom"):
         c = by_process(tmp_path, ev)
         assert roles(c, "master") == [1], (ev, c, err[-3000:])
         assert roles(c, "worker") == [1, 1], (ev, c, err[-3000:])
@@ -152,8 +148,6 @@ acrida.user { name = "U", wait_time = acrida.constant(0.2),
     assert count_marks(tmp_path, "ran_after.worker") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="init, user_start, user_stop and request on workers are "
-                   "fired by the worker's runtime (issue #9, the other half)")
 def test_worker_user_events(tmp_path, target):
     sc = write_scenario(tmp_path, """
 local acrida = require "acrida"
@@ -212,8 +206,6 @@ def test_example_events(tmp_path, target):
     assert rc == 0, err[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="user_start/user_stop on workers are fired by the worker's "
-                   "runtime (issue #9, the other half)")
 def test_example_events_counts_users(tmp_path, target):
     report = tmp_path / "events-report.txt"
     rc, out, err = run_example(tmp_path, target, "events.lua",
