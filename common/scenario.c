@@ -365,6 +365,10 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
     lua_setfield(L, -2, "report");
     lua_pushcfunction(L, l_spawn_master);
     lua_setfield(L, -2, "spawn");
+    lua_pushcfunction(L, l_report_noop); /* load shapes run on the master (master/shape.c) */
+    lua_setfield(L, -2, "shape");
+    lua_pushcfunction(L, l_report_noop);
+    lua_setfield(L, -2, "stages");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_pushvalue(L, -3);
