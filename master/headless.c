@@ -1,7 +1,8 @@
 /*
  * The automatic start, a front-end of the control core (master/core/core.h): it waits for
  * --expect-workers ready workers (bounded by --expect-workers-max-wait; a local worker that exits
- * first ends the wait), starts the test with --users, --spawn-rate and --run-time and, with
+ * first ends the wait), starts the test with --users, --spawn-rate and --run-time (or with the
+ * scenario's load shape, master/shape.h, which then drives the users and rate) and, with
  * --headless, prints the stats table every 2 s and ends the process when the test is stopped.
  * Web mode's --autostart runs the same wait and start with the dashboard up, and the process
  * stays. Signals, the history CSV, the final outputs and the exit code are finish.c's, shared by
@@ -12,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "master/report.h"
+#include "master/shape.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,7 +58,18 @@ static void begin_test(acr_headless_t *h)
 {
     const acr_cli_opts_t *o = h->opts;
     end_wait(h);
-    if (acr_core_start(h->core, o->users, o->spawn_rate, NULL, o->run_time, NULL, 0) < 0) {
+    int rc;
+    if (h->m->shape) { /* the shape gives the users and rate (master/shape.h) */
+        char err[1024];
+        rc = acr_shape_start(h->m->shape, NULL, o->run_time, err, sizeof err);
+        if (rc > 0) { /* nil at once: nothing to run */
+            acr__finish_request_quit(h->m);
+            return;
+        }
+    } else {
+        rc = acr_core_start(h->core, o->users, o->spawn_rate, NULL, o->run_time, NULL, 0);
+    }
+    if (rc < 0) {
         h->m->start_failed = true;
         acr__finish_request_quit(h->m);
         return;

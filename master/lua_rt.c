@@ -8,6 +8,7 @@
 #include "common/events.h"
 #include "common/log.h"
 #include "common/lua_value.h"
+#include "master/shape.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -157,6 +158,7 @@ int acr_lua_rt_new(const char *path, const char *const *tags, const char *const 
         return -ENOMEM;
     }
     int rc = acr_scenario_open(rt->L, "master", err, errlen);
+    if (rc == 0) rc = acr_shape_open(rt->L); /* acrida.shape / acrida.stages (master/shape.h) */
     if (rc == 0 && (rc = acr_events_open(rt->L)) < 0)
         snprintf(err, errlen, "cannot install acrida.events");
     if (rc == 0 && (rc = acr_messages_open(rt->L, send_custom, rt)) < 0)
@@ -197,6 +199,11 @@ void acr_lua_rt_quitting(acr_lua_rt_t *rt)
     fire_env(rt, "quitting");
     if (rt->core) acr_core_set_hooks(rt->core, NULL, NULL);
     rt->core = NULL;
+}
+
+struct lua_State *acr_lua_rt_state(acr_lua_rt_t *rt)
+{
+    return rt->L;
 }
 
 void acr_lua_rt_free(acr_lua_rt_t *rt)

@@ -39,6 +39,10 @@ int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const char *host);
  *  quitting; the core is no longer used afterwards. Calls after the first do nothing. */
 void acr_lua_rt_quitting(acr_lua_rt_t *rt);
 
+/** The scenario's Lua state, for the load shape (master/shape.h: acr_shape_new), which runs on
+ *  it; owned by @rt. */
+struct lua_State *acr_lua_rt_state(acr_lua_rt_t *rt);
+
 /** Closes the Lua state. NULL is fine. */
 void acr_lua_rt_free(acr_lua_rt_t *rt);
 

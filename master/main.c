@@ -13,6 +13,7 @@
 #include "master/check.h"
 #include "master/history.h"
 #include "master/lua_rt.h"
+#include "master/shape.h"
 #include "master/web/web.h"
 #include "proto/msg.h"
 
@@ -97,6 +98,37 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
     return rc;
 }
 
+/* A failed load shape: the run exits non-zero (master/shape.h). */
+static void shape_failed(void *ud)
+{
+    acr_master_t *m = ud;
+    m->start_failed = true;
+}
+
+/* The scenario's load shape, if it declared one. Returns 0 or a negative errno (logged). */
+static int shape_create(acr_master_t *m, char *err, size_t errlen)
+{
+    acr_shape_config_t cfg = {
+        .loop = m->loop,
+        .core = m->core,
+        .L = acr_lua_rt_state(m->lua),
+        .classes = m->classes,
+        .nclasses = m->nclasses,
+        .on_error = shape_failed,
+        .ud = m,
+    };
+    err[0] = '\0';
+    int rc = acr_shape_new(&cfg, &m->shape, err, errlen);
+    if (rc < 0) {
+        ACR_ERROR("%s", *err ? err : strerror(-rc));
+        return rc;
+    }
+    if (m->shape)
+        ACR_INFO("The scenario's load shape (%s) sets the users and spawn rate of each test%s",
+                 acr_shape_where(m->shape), m->opts->headless ? " (-u/-r are not used)" : "");
+    return 0;
+}
+
 /* Warns about the options --headless does not use (Locust ignores them too). */
 static void warn_headless(const acr_cli_opts_t *o)
 {
@@ -134,6 +166,7 @@ static int run(acr_master_t *m)
         ACR_ERROR("cannot attach the scenario's runtime to the core: %s", strerror(-rc));
         goto fail;
     }
+    if (shape_create(m, err, sizeof err) < 0) goto fail;
     ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
     if (!acr__master_loopback(opts->master_bind_host))
         ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
@@ -166,6 +199,7 @@ out:
     acr__local_free(m);
     acr__web_free(m->web);
     acr__headless_free(m->headless);
+    acr_shape_free(m->shape);
     acr__finish_free(m->finish);
     acr_history_free(m->history);
     acr_core_free(m->core);
@@ -180,6 +214,7 @@ void acr__master_shutdown(acr_master_t *m)
     if (m->core) acr_core_close(m->core);
     acr__web_close(m->web);
     acr__headless_close(m->headless);
+    acr_shape_close(m->shape);
     acr__finish_close(m->finish);
     if (m->history) acr_history_close(m->history);
     acr__local_stop(m, LOCAL_TERM_GRACE_S);

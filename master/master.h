@@ -42,6 +42,7 @@ typedef struct acr_finish acr_finish_t;
 typedef struct acr_history acr_history_t;
 typedef struct acr_check acr_check_t;
 typedef struct acr_lua_rt acr_lua_rt_t; /**< master/lua_rt.h */
+typedef struct acr_shape acr_shape_t;   /**< master/shape.h */
 
 /** What is process-wide. One per process, owned by main.c. */
 typedef struct acr_master {
@@ -52,6 +53,7 @@ typedef struct acr_master {
     const acr_check_t *checks; /**< --check, parsed before anything started; NULL = none */
     acr_core_t *core;
     acr_lua_rt_t *lua; /**< the scenario's runtime on the master (events, messages) */
+    acr_shape_t *shape; /**< the scenario's load shape; NULL = none (-u/-r, /swarm's fields) */
     acr_history_t *history;
     acr_finish_t *finish;
     acr_headless_t *headless; /**< --headless, or web mode's --autostart */
