@@ -694,6 +694,22 @@ int acr_report_pythonic_json(acr_buf_t *b, const char *in)
     return rc == 0 ? acr_buf_putc(b, '\n') : rc;
 }
 
+/* The load shape's current target, or null (acrida's extension). */
+static json_t *json_shape(const acr_report_meta_t *meta)
+{
+    if (!meta || !meta->have_shape) return json_null();
+    int err = 0;
+    json_t *o = json_object();
+    jset(o, "users", json_integer(meta->shape_users), &err);
+    jset(o, "spawn_rate", jreal(meta->shape_rate), &err);
+    jset(o, "stage", meta->shape_stage > 0 ? json_integer(meta->shape_stage) : json_null(), &err);
+    if (err) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
 {
     int err = 0;
@@ -734,6 +750,7 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     jset(doc, "test_id", jstr_or_null(meta ? meta->test_id : NULL), &err);
     jset(doc, "lost_reports", json_integer(meta ? (json_int_t)meta->lost_reports : 0), &err);
     jset(doc, "reports_merged", json_integer(meta ? (json_int_t)meta->reports_merged : 0), &err);
+    jset(doc, "shape", json_shape(meta), &err);
     if (err) goto fail;
 
     dump = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |

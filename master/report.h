@@ -26,6 +26,11 @@ typedef struct acr_report_meta {
      *  NULL = use the whole run's. An empty histogram gives null, as Locust before data. */
     const acr_hist_t *current;
     unsigned long long reports_merged; /**< worker stats reports merged into the run's stats */
+    /** The load shape's current target (master/shape.h), "shape": {"users", "spawn_rate",
+     *  "stage"} in the JSON; false = "shape": null. @shape_stage: 1-based, 0 = null. */
+    bool have_shape;
+    long shape_users, shape_stage;
+    double shape_rate;
 } acr_report_meta_t;
 
 /** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below

@@ -39,6 +39,9 @@ struct acr_routes {
     const acr_cli_opts_t *opts;      /**< required: scenario, host, csv, csv_full_history */
     const acr_user_class_t *classes; /**< the scenario's classes (/tasks, user_classes) */
     size_t nclasses;
+    /** The scenario's load shape (master/shape.h): it starts each test and gives its users and
+     *  rate, so /swarm's user_count and spawn_rate are optional; NULL = none. */
+    struct acr_shape *shape;
 
     /* The last test, for the HTML report (/stats/report). /swarm sets users, spawn_rate and
      * host; a front-end that starts a test itself (--autostart) sets them as well. */

@@ -9,6 +9,7 @@
 #include "master/core/dispatch.h"
 #include "master/html.h"
 #include "master/report.h"
+#include "master/shape.h"
 #include "master/web/metrics.h"
 
 #include <errno.h>
@@ -72,6 +73,10 @@ void acr__routes_requests(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd
         .current = snap.current,
         .reports_merged = snap.reports_merged,
     };
+    if (acr_shape_current(r->shape, &meta.shape_users, &meta.shape_rate, &meta.shape_stage)) {
+        meta.have_shape = true;
+        meta.shape_stage += 1; /* 1-based; -1 (a shape function) becomes 0 = null */
+    }
     char *doc = acr_report_json(snap.stats, &meta);
     snapshot_free(&snap, empty);
     if (!doc || acr_buf_append(&resp->body, doc, strlen(doc)) < 0) {

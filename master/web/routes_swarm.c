@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "master/report.h"
+#include "master/shape.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -472,6 +473,42 @@ static void swarm_reply(acr_routes_t *r, const swarm_t *s, acr_httpd_resp_t *res
     acr__routes_json(resp, 200, doc);
 }
 
+/* A start with the scenario's load shape: the shape gives the users, rate and classes; a test under
+ * way follows the shape and is not edited. */
+static void swarm_shape(acr_routes_t *r, swarm_t *s, bool edit, acr_httpd_resp_t *resp)
+{
+    char err[1024];
+    if (edit) {
+        acr__routes_fail(resp, 409,
+                         "the scenario's load shape drives the test under way: stop it to start "
+                         "another");
+        return;
+    }
+    const char *host = s->host[0] ? s->host : current_host(r);
+    int rc = acr_shape_start(r->shape, host, s->run_time, err, sizeof err);
+    if (rc == 1 || rc == -EINVAL) {
+        acr__routes_fail(resp, rc == 1 ? 409 : 500, "load shape (%s): %s",
+                         acr_shape_where(r->shape), err);
+        return;
+    }
+    if (rc == -EAGAIN) {
+        acr__routes_fail(resp, 503,
+                         "no worker is connected: start acrida-worker (or use "
+                         "--local-workers) and swarm again");
+        return;
+    }
+    if (rc < 0) {
+        acr__routes_fail(resp, rc == -EBUSY ? 409 : 503, "cannot start the test: %s", err);
+        return;
+    }
+    long stage;
+    acr_shape_current(r->shape, &r->users, &r->spawn_rate, &stage);
+    if (s->host[0]) memcpy(r->host, s->host, sizeof(r->host));
+    ACR_INFO("web: starting the test with the load shape (%s)", acr_shape_where(r->shape));
+    swarm_reply(r, s, resp);
+    if (r->on_swarm) r->on_swarm(r, false, r->ud);
+}
+
 /* Acts on a checked request: a start from ready/stopped, an edit while a test is under way. */
 static void swarm_act(acr_routes_t *r, swarm_t *s, acr_httpd_resp_t *resp)
 {
@@ -489,6 +526,10 @@ static void swarm_act(acr_routes_t *r, swarm_t *s, acr_httpd_resp_t *resp)
     if (edit && s->have_run_time) {
         acr__routes_fail(resp, 400,
                          "run_time applies when a test starts: stop the test under way first");
+        return;
+    }
+    if (r->shape) {
+        swarm_shape(r, s, edit, resp);
         return;
     }
     if (edit) {
@@ -546,9 +587,9 @@ void acr__routes_swarm(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd_re
                          shown);
         goto done;
     }
-    if (!s->err[0] && !s->have_users)
+    if (!s->err[0] && !s->have_users && !r->shape)
         swarm_error(s, "user_count is required (an integer >= 0; legacy name locust_count)");
-    if (!s->err[0] && !s->have_rate)
+    if (!s->err[0] && !s->have_rate && !r->shape)
         swarm_error(s, "spawn_rate is required (a number > 0; legacy name hatch_rate)");
     if (!s->err[0]) check_classes(s, r);
     if (s->err[0]) {

@@ -83,6 +83,7 @@ int acr__web_start(acr_master_t *m, acr_web_t **out)
         .opts = o,
         .classes = m->classes,
         .nclasses = m->nclasses,
+        .shape = m->shape,
         .users = o->users,
         .spawn_rate = o->spawn_rate,
     };
