@@ -348,7 +348,8 @@ static const char *const TOP_KEYS[] = {"current_response_time_percentile_50",
                                        "run_time",
                                        "test_id",
                                        "lost_reports",
-                                       "reports_merged"};
+                                       "reports_merged",
+                                       "shape"};
 
 static void test_json(void **state)
 {
@@ -358,7 +359,7 @@ static void test_json(void **state)
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
     acr_core_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
                              {"w2", NULL, "missing", 0, 0, 0, 4.0}};
-    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3, NULL, 7};
+    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3, NULL, 7, false, 0, 0, 0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     size_t len = strlen(txt);
@@ -381,6 +382,7 @@ static void test_json(void **state)
     assert_true(jnum(doc, "run_time") == 30.25);
     assert_int_equal(json_integer_value(json_object_get(doc, "lost_reports")), 3);
     assert_int_equal(json_integer_value(json_object_get(doc, "reports_merged")), 7);
+    assert_true(json_is_null(json_object_get(doc, "shape"))); /* no load shape */
     assert_true(jnum(doc, "fail_ratio") == 2.0 / 5.0);
     /* window [T0, T0+8): 3 requests over 8 s */
     assert_true(jnum(doc, "total_rps") == 0.375);
@@ -457,7 +459,7 @@ static void test_json_current_window(void **state)
     assert_non_null(win);
     acr_hist_reset(win);
     for (int i = 0; i < 100; i++) acr_hist_record(win, 50000); /* 50 ms, unlike the run's */
-    acr_report_meta_t m = {"running", 1, 1, "t", NULL, 0, T0 + 10, 0, win, 0};
+    acr_report_meta_t m = {"running", 1, 1, "t", NULL, 0, T0 + 10, 0, win, 0, false, 0, 0, 0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
@@ -481,7 +483,7 @@ static void test_json_empty_and_limits(void **state)
     (void)state;
     acr_stats_t *s = acr_stats_new(T0);
     assert_non_null(s);
-    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0, NULL, 0};
+    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0, NULL, 0, false, 0, 0, 0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
