@@ -117,11 +117,13 @@ static void check_stage(lua_State *L, int t, int i, double prev)
                    "acrida.stages: stage %d: duration must be a number of seconds > 0 (counted "
                    "from the start of the test), got %s",
                    i, shown(L, -1));
-    if (d <= prev)
+    if (d <= prev) {
+        const char *this = lua_pushfstring(L, "%f", d), *before = lua_pushfstring(L, "%f", prev);
         luaL_error(L,
                    "acrida.stages: stage %d: duration %s is not after stage %d's %s: durations "
                    "count from the start of the test (e.g. 60, 120, 180)",
-                   i, shown(L, -1), i - 1, lua_pushfstring(L, "%f", prev));
+                   i, this, i - 1, before);
+    }
     lua_setfield(L, out, "duration");
 
     lua_getfield(L, t, "users");
@@ -258,7 +260,9 @@ static int set_classes(acr_shape_target_t *t, char *const *names, size_t n)
 /* A number in a message: "-1", "nan", "'x'", "nil", "a table". */
 static void show_value(lua_State *L, int idx, char *buf, size_t len)
 {
-    if (lua_type(L, idx) == LUA_TNUMBER)
+    if (lua_type(L, idx) == LUA_TNUMBER && isnan(lua_tonumber(L, idx)))
+        snprintf(buf, len, "nan");
+    else if (lua_type(L, idx) == LUA_TNUMBER)
         snprintf(buf, len, "%.17g", lua_tonumber(L, idx));
     else if (lua_type(L, idx) == LUA_TSTRING)
         snprintf(buf, len, "'%.40s' (a string)", lua_tostring(L, idx));
