@@ -333,7 +333,8 @@ static int decode_spawn(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
     const msgpack_object *po = acr__map_get(data, "parsed_options");
     if (!po || po->type != MSGPACK_OBJECT_MAP) return 0; /* Locust's other options: ignored */
     r = get_tag_list(d, po, "tags", &m->tags);
-    return r < 0 ? r : get_tag_list(d, po, "exclude_tags", &m->exclude_tags);
+    if (r >= 0) r = get_tag_list(d, po, "exclude_tags", &m->exclude_tags);
+    return r < 0 ? r : 0;
 }
 
 static int decode_spawning_complete(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
