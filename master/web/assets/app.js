@@ -141,6 +141,28 @@ const app = {
 
 // ---- header and buttons -----------------------------------------------------------------------
 
+// The scenario's load shape drives the test: its current target (acrida's "shape" field).
+function renderShape(shape) {
+  let cell = $('hdr-shape');
+  if (!cell) {
+    const box = document.createElement('div');
+    const dt = document.createElement('dt');
+    dt.textContent = 'Shape';
+    cell = document.createElement('dd');
+    cell.id = 'hdr-shape';
+    cell.dataset.testid = 'hdr-shape';
+    box.append(dt, cell);
+    box.hidden = true;
+    $('hdr-runtime').parentElement.after(box);
+  }
+  const on = shape && isNum(shape.users);
+  cell.parentElement.hidden = !on;
+  if (!on) return;
+  const stage = isNum(shape.stage) ? `, stage ${shape.stage}` : '';
+  cell.textContent = `shape: ${fmtInt(shape.users)} users${stage}`;
+  cell.title = `${fmtRate(shape.spawn_rate)} users/s`;
+}
+
 function renderHeader(s) {
   const state = s.state || 'unknown';
   const st = $('hdr-state');
@@ -152,6 +174,7 @@ function renderHeader(s) {
   const workers = Array.isArray(s.workers) ? s.workers : [];
   $('hdr-workers').textContent = fmtInt(workers.length);
   $('hdr-runtime').textContent = fmtDuration(s.run_time);
+  renderShape(s.shape);
 
   const running = RUNNING.has(state);
   $('btn-new').hidden = running || state === 'stopping';
