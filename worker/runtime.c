@@ -165,8 +165,9 @@ acr__user_t *acr__rt_check_user(lua_State *L, const char *what)
     acr__user_t *u = rt ? rt->current : NULL;
     if (!u || u->co != L) {
         luaL_error(L,
-                   "%s can only be called from a user's own tasks (not at load time, nor from "
-                   "another coroutine)",
+                   "%s can only be called from a user's tasks or an acrida.spawn task (not at "
+                   "load time, in an event listener or message handler, nor from another "
+                   "coroutine)",
                    what);
         return NULL;
     }
