@@ -1009,6 +1009,200 @@ static void test_mutations_do_not_crash(void **state)
     free(copy);
 }
 
+/* ---- the spawn's parsed_options tags / exclude_tags (--tags / --exclude-tags) ---- */
+
+/* How a test fills one of the two keys of parsed_options. */
+enum tag_kind {
+    TAGS_ABSENT,
+    TAGS_NIL,
+    TAGS_STRING,  /* "x" instead of an array */
+    TAGS_LIST,    /* an array of @n copies of @tag (@len bytes) */
+    TAGS_INTEGER, /* [ 7 ] */
+};
+
+struct tag_value {
+    enum tag_kind kind;
+    uint32_t n;
+    const char *tag;
+    size_t len;
+};
+
+static void pack_tags(msgpack_packer *pk, const char *key, const struct tag_value *v)
+{
+    if (v->kind == TAGS_ABSENT) return;
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    switch (v->kind) {
+    case TAGS_NIL:
+        msgpack_pack_nil(pk);
+        break;
+    case TAGS_STRING:
+        msgpack_pack_str_with_body(pk, "x", 1);
+        break;
+    case TAGS_INTEGER:
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_int(pk, 7);
+        break;
+    default:
+        msgpack_pack_array(pk, v->n);
+        for (uint32_t i = 0; i < v->n; i++) msgpack_pack_str_with_body(pk, v->tag, v->len);
+        break;
+    }
+}
+
+/* ("spawn", {timestamp, user_classes_count: {U: 1}, host: nil, stop_timeout: nil,
+ *  parsed_options: {tags: ..., exclude_tags: ...}}, NODE), as a Locust master sends it. */
+static void build_spawn(msgpack_sbuffer *sb, const struct tag_value *tags,
+                        const struct tag_value *excl)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "spawn", 5);
+    msgpack_pack_map(&pk, 5);
+    msgpack_pack_str_with_body(&pk, "timestamp", 9);
+    msgpack_pack_double(&pk, 1.5);
+    msgpack_pack_str_with_body(&pk, "user_classes_count", 18);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "U", 1);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "host", 4);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_str_with_body(&pk, "stop_timeout", 12);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_str_with_body(&pk, "parsed_options", 14);
+    msgpack_pack_map(&pk, (tags->kind != TAGS_ABSENT) + (excl->kind != TAGS_ABSENT));
+    pack_tags(&pk, "tags", tags);
+    pack_tags(&pk, "exclude_tags", excl);
+    msgpack_pack_str_with_body(&pk, NODE, strlen(NODE));
+}
+
+static size_t list_len(char **l)
+{
+    size_t n = 0;
+    while (l && l[n]) n++;
+    return n;
+}
+
+static void test_spawn_tags_roundtrip(void **state)
+{
+    (void)state;
+    acr_class_count_t cls[] = {{"WebUser", 2}};
+    const char *tags[] = {"checkout", "caf\xc3\xa9", NULL};
+    const char *excl[] = {"slow", NULL};
+    acr_buf_t b = {0};
+    acr_msg_t m;
+
+    assert_int_equal(acr_msg_encode_spawn_tags(&b, 2.0, cls, 1, "http://h", -1, tags, excl, NODE),
+                     0);
+    char err[256];
+    /* 0, not 1: a spawn with tags is a spawn, not a custom message */
+    assert_int_equal(acr_msg_decode(b.data, b.len, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.type, ACR_MSG_SPAWN);
+    assert_int_equal(list_len(m.tags), 2);
+    assert_string_equal(m.tags[0], "checkout");
+    assert_string_equal(m.tags[1], "caf\xc3\xa9");
+    assert_int_equal(list_len(m.exclude_tags), 1);
+    assert_string_equal(m.exclude_tags[0], "slow");
+    acr_msg_free(&m);
+
+    /* without either list: both NULL */
+    acr_buf_reset(&b);
+    assert_int_equal(acr_msg_encode_spawn_tags(&b, 2.0, cls, 1, NULL, -1, NULL, NULL, NODE), 0);
+    decode_ok(&b, &m);
+    assert_null(m.tags);
+    assert_null(m.exclude_tags);
+    acr_msg_free(&m);
+    acr_buf_free(&b);
+}
+
+/* Absent, nil and empty lists are no filter; the limits themselves are accepted. */
+static void test_spawn_tags_accepted(void **state)
+{
+    (void)state;
+    char *longest = malloc(ACR_MSG_TAG_MAX);
+    assert_non_null(longest);
+    memset(longest, 't', ACR_MSG_TAG_MAX);
+    const struct {
+        struct tag_value tags, excl;
+        size_t ntags, nexcl;
+    } cases[] = {
+        {{TAGS_ABSENT, 0, NULL, 0}, {TAGS_ABSENT, 0, NULL, 0}, 0, 0},
+        {{TAGS_NIL, 0, NULL, 0}, {TAGS_NIL, 0, NULL, 0}, 0, 0},
+        {{TAGS_LIST, 0, NULL, 0}, {TAGS_LIST, 0, NULL, 0}, 0, 0},
+        {{TAGS_LIST, ACR_MSG_MAX_TAGS, "a", 1}, {TAGS_ABSENT, 0, NULL, 0}, ACR_MSG_MAX_TAGS, 0},
+        {{TAGS_ABSENT, 0, NULL, 0}, {TAGS_LIST, 1, longest, ACR_MSG_TAG_MAX}, 0, 1},
+    };
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(cases); i++) {
+        msgpack_sbuffer sb;
+        build_spawn(&sb, &cases[i].tags, &cases[i].excl);
+        acr_buf_t b = {.data = sb.data, .len = sb.size};
+        acr_msg_t m;
+        decode_ok(&b, &m);
+        assert_int_equal(m.type, ACR_MSG_SPAWN);
+        if (list_len(m.tags) != cases[i].ntags || list_len(m.exclude_tags) != cases[i].nexcl)
+            fail_msg("case %zu: %zu tags, %zu excluded", i, list_len(m.tags),
+                     list_len(m.exclude_tags));
+        if (cases[i].nexcl) assert_int_equal(strlen(m.exclude_tags[0]), ACR_MSG_TAG_MAX);
+        acr_msg_free(&m);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    free(longest);
+}
+
+/* Each refused with the key and the reason, nothing leaked (the sanitizer build checks), also when
+ * the good `tags` were already decoded and `exclude_tags` is the bad one. */
+static void test_spawn_tags_refused(void **state)
+{
+    (void)state;
+    char *too_long = malloc(ACR_MSG_TAG_MAX + 1);
+    assert_non_null(too_long);
+    memset(too_long, 't', ACR_MSG_TAG_MAX + 1);
+    const struct tag_value good = {TAGS_LIST, 2, "ok", 2};
+    const struct {
+        const char *name;
+        struct tag_value tags, excl;
+        const char *reason;
+    } cases[] = {
+        {"too many tags",
+         {TAGS_LIST, ACR_MSG_MAX_TAGS + 1, "a", 1},
+         good,
+         "'parsed_options.tags' has more than 1000 tags"},
+        {"too many excluded",
+         good,
+         {TAGS_LIST, ACR_MSG_MAX_TAGS + 1, "a", 1},
+         "'parsed_options.exclude_tags' has more than 1000 tags"},
+        {"tag too long",
+         {TAGS_LIST, 1, too_long, ACR_MSG_TAG_MAX + 1},
+         good,
+         "'parsed_options.tags' has a tag of 1025 bytes (1 to 1024)"},
+        {"empty tag",
+         good,
+         {TAGS_LIST, 1, "", 0},
+         "'parsed_options.exclude_tags' has a tag of 0 bytes (1 to 1024)"},
+        {"not UTF-8", {TAGS_LIST, 1, "a\xff\xfe", 3}, good, "'tags' is not valid UTF-8"},
+        {"overlong UTF-8",
+         good,
+         {TAGS_LIST, 1, "\xc0\xaf", 2},
+         "'exclude_tags' is not valid UTF-8"},
+        {"NUL byte", {TAGS_LIST, 1, "a\0b", 3}, good, "'tags' contains a NUL byte"},
+        {"a string", {TAGS_STRING, 0, NULL, 0}, good, "'parsed_options.tags' is not an array"},
+        {"excluded a string",
+         good,
+         {TAGS_STRING, 0, NULL, 0},
+         "'parsed_options.exclude_tags' is not an array"},
+        {"an integer tag", {TAGS_INTEGER, 0, NULL, 0}, good, "'tags' is not a string"},
+        {"an integer excluded", good, {TAGS_INTEGER, 0, NULL, 0}, "'exclude_tags' is not a string"},
+    };
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(cases); i++) {
+        msgpack_sbuffer sb;
+        build_spawn(&sb, &cases[i].tags, &cases[i].excl);
+        expect_rejected(cases[i].name, sb.data, sb.size, cases[i].reason);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    free(too_long);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1017,6 +1211,9 @@ int main(void)
         cmocka_unit_test(test_client_ready_ack_roundtrip),
         cmocka_unit_test(test_heartbeat_roundtrip),
         cmocka_unit_test(test_spawn_roundtrip),
+        cmocka_unit_test(test_spawn_tags_roundtrip),
+        cmocka_unit_test(test_spawn_tags_accepted),
+        cmocka_unit_test(test_spawn_tags_refused),
         cmocka_unit_test(test_spawning_complete_exception_roundtrip),
         cmocka_unit_test(test_nil_types_and_legacy),
         cmocka_unit_test(test_scenario_and_custom),
