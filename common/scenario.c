@@ -324,6 +324,16 @@ static int l_report_noop(lua_State *L)
     return 0;
 }
 
+/* acrida.pool where no runtime installed its own (master/pools.c, worker/pools.c): an inert
+ * declaration, so that a scenario loads for validation. */
+static int l_pool_default(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "name");
+    return 1;
+}
+
 static void set_err(char *err, size_t errlen, const char *msg)
 {
     if (err && errlen) snprintf(err, errlen, "%s", msg ? msg : "unknown error");
@@ -369,6 +379,8 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
     lua_setfield(L, -2, "shape");
     lua_pushcfunction(L, l_report_noop);
     lua_setfield(L, -2, "stages");
+    lua_pushcfunction(L, l_pool_default); /* replaced by master/pools.c and worker/pools.c */
+    lua_setfield(L, -2, "pool");
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_pushvalue(L, -3);

@@ -8,6 +8,7 @@
 #include "common/events.h"
 #include "common/log.h"
 #include "common/lua_value.h"
+#include "master/pools.h"
 #include "master/shape.h"
 
 #include <errno.h>
@@ -24,6 +25,8 @@ struct acr_lua_rt {
     char *host;
     bool test_started; /**< test_start fired, test_stop not yet */
     bool quit;
+    acr_pools_t *pools; /**< the scenario's data pools (master/pools.h) */
+    acr_buf_t pool_buf; /**< scratch for pool answers */
 };
 
 static void listener_error(const char *msg, const char *tb, void *ud)
@@ -73,8 +76,12 @@ static void fire_test_stop(acr_lua_rt_t *rt)
 static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
 {
     acr_lua_rt_t *rt = ud;
-    if (!rt->core || ev->type != ACR_CORE_EV_STATE) return;
+    if (!rt->core) return;
+    if (ev->type == ACR_CORE_EV_WORKERS) acr_pools_expire(rt->pools, acr_mono_s());
+    if (ev->type != ACR_CORE_EV_STATE) return;
+    if (ev->to == ACR_RUN_STOPPED) acr_pools_test_stop(rt->pools); /* every lease returns */
     if (ev->to == ACR_RUN_SPAWNING && (ev->from == ACR_RUN_READY || ev->from == ACR_RUN_STOPPED)) {
+        acr_pools_test_start(rt->pools);
         rt->test_started = true;
         fire_env(rt, "test_start");
     } else if (ev->to == ACR_RUN_RUNNING && acr_events_has_listeners(rt->L, "spawning_complete")) {
@@ -127,6 +134,35 @@ static void on_report(acr_core_t *c, const char *node_id, const void *extra, siz
     lua_settop(L, top);
 }
 
+/* An answer of the pool store to a worker. */
+static void pool_reply(const char *node_id, const acr_pool_reply_t *rep, void *ud)
+{
+    acr_lua_rt_t *rt = ud;
+    if (!rt->core) return;
+    acr_buf_reset(&rt->pool_buf);
+    if (acr_msg_encode_pool_rep(&rt->pool_buf, rep->req_id, rep->row, rep->row_len, rep->row_id,
+                                rep->size, rep->available, rep->error, node_id) < 0) {
+        ACR_ERROR("out of memory answering a pool request of worker %s", node_id);
+        return;
+    }
+    int rc = acr_core_send_frame(rt->core, node_id, rt->pool_buf.data, rt->pool_buf.len);
+    if (rc < 0) ACR_DEBUG("pool answer to worker %s not sent: %s", node_id, strerror(-rc));
+}
+
+static void on_pool(acr_core_t *c, const char *node_id, const struct acr_msg_pool *req, void *ud)
+{
+    acr_lua_rt_t *rt = ud;
+    (void)c;
+    if (rt->core) acr_pools_request(rt->pools, node_id, req, acr_mono_s());
+}
+
+static void on_worker_lost(acr_core_t *c, const char *node_id, void *ud)
+{
+    acr_lua_rt_t *rt = ud;
+    (void)c;
+    acr_pools_release_node(rt->pools, node_id);
+}
+
 /* acrida.runner:send_message on the master: to one worker or all. */
 static int send_custom(const char *type, const void *data, size_t len, const char *node_id,
                        void *ud, char *err, size_t errlen)
@@ -159,6 +195,14 @@ int acr_lua_rt_new(const char *path, const char *const *tags, const char *const 
     }
     int rc = acr_scenario_open(rt->L, "master", err, errlen);
     if (rc == 0) rc = acr_shape_open(rt->L); /* acrida.shape / acrida.stages (master/shape.h) */
+    if (rc == 0 && !(rt->pools = acr_pools_new(pool_reply, rt))) rc = -ENOMEM;
+    if (rc == 0) { /* acrida.pool (master/pools.h): CSV files relative to the scenario's dir */
+        const char *slash = strrchr(path, '/');
+        char *dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+        rc = dir ? acr_pools_open(rt->L, rt->pools, dir) : -ENOMEM;
+        free(dir);
+        if (rc < 0) snprintf(err, errlen, "cannot install acrida.pool");
+    }
     if (rc == 0 && (rc = acr_events_open(rt->L)) < 0)
         snprintf(err, errlen, "cannot install acrida.events");
     if (rc == 0 && (rc = acr_messages_open(rt->L, send_custom, rt)) < 0)
@@ -184,7 +228,10 @@ int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const char *host)
     if (host && !(rt->host = strdup(host))) return -ENOMEM;
     int rc = acr_core_subscribe(core, on_core_event, rt);
     if (rc < 0) return rc;
-    acr_core_hooks_t hooks = {.on_custom = on_custom, .on_report = on_report};
+    acr_core_hooks_t hooks = {.on_custom = on_custom,
+                              .on_report = on_report,
+                              .on_pool = on_pool,
+                              .on_worker_lost = on_worker_lost};
     acr_core_set_hooks(core, &hooks, rt);
     rt->core = core;
     fire_env(rt, "init");
@@ -206,10 +253,17 @@ struct lua_State *acr_lua_rt_state(acr_lua_rt_t *rt)
     return rt->L;
 }
 
+acr_pools_t *acr_lua_rt_pools(acr_lua_rt_t *rt)
+{
+    return rt ? rt->pools : NULL;
+}
+
 void acr_lua_rt_free(acr_lua_rt_t *rt)
 {
     if (!rt) return;
     if (rt->L) lua_close(rt->L);
+    acr_pools_free(rt->pools);
+    acr_buf_free(&rt->pool_buf);
     free(rt->host);
     free(rt);
 }

@@ -43,6 +43,9 @@ void acr_lua_rt_quitting(acr_lua_rt_t *rt);
  *  it; owned by @rt. */
 struct lua_State *acr_lua_rt_state(acr_lua_rt_t *rt);
 
+/** The scenario's data pools (master/pools.h), owned by @rt; NULL when @rt is NULL. */
+struct acr_pools *acr_lua_rt_pools(acr_lua_rt_t *rt);
+
 /** Closes the Lua state. NULL is fine. */
 void acr_lua_rt_free(acr_lua_rt_t *rt);
 

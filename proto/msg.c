@@ -30,6 +30,8 @@ static const char *const type_names[] = {
     [ACR_MSG_EXCEPTION] = "exception",
     [ACR_MSG_RECONNECT] = "reconnect",
     [ACR_MSG_SCENARIO] = "scenario",
+    [ACR_MSG_POOL_REQ] = "acrida_pool_req",
+    [ACR_MSG_POOL_REP] = "acrida_pool_rep",
 };
 
 const char *acr_msg_type_name(acr_msg_type_t t)
@@ -408,6 +410,10 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return decode_exception(d, data, m);
     case ACR_MSG_SCENARIO:
         return decode_scenario(d, data, m);
+    case ACR_MSG_POOL_REQ:
+        return acr__msg_decode_pool_req(d, data, m);
+    case ACR_MSG_POOL_REP:
+        return acr__msg_decode_pool_rep(d, data, m);
     case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
         return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:
@@ -510,5 +516,7 @@ void acr_msg_free(acr_msg_t *m)
     free(m->scenario_name);
     free(m->scenario_source);
     free(m->data);
+    free(m->pool.name);
+    free(m->pool.error);
     memset(m, 0, sizeof(*m));
 }

@@ -45,7 +45,33 @@ typedef enum {
     ACR_MSG_EXCEPTION,
     ACR_MSG_RECONNECT,
     ACR_MSG_SCENARIO, /**< acrida extension: master ships the scenario source */
+    ACR_MSG_POOL_REQ, /**< acrida extension: "acrida_pool_req", a worker's data pool request */
+    ACR_MSG_POOL_REP, /**< acrida extension: "acrida_pool_rep", the master's answer */
 } acr_msg_type_t;
+
+/** The operation of an acrida_pool_req (proto/PROTOCOL.md, "Data pools"). */
+typedef enum {
+    ACR_POOL_OP_ACQUIRE = 0,  /**< lease a free row (waits up to the timeout) */
+    ACR_POOL_OP_NEXT,         /**< the next row of a queue, circular or random pool */
+    ACR_POOL_OP_RELEASE,      /**< give back one leased row (no answer) */
+    ACR_POOL_OP_RELEASE_USER, /**< a user ended: give back its rows, drop its waits (no answer) */
+    ACR_POOL_OP_SIZE,         /**< size and available */
+} acr_pool_op_t;
+
+/** Bytes of a pool name on the wire. */
+#define ACR_MSG_POOL_NAME_MAX 256
+
+/** The fields of acrida_pool_req / acrida_pool_rep in a decoded message; strings owned by it. */
+typedef struct acr_msg_pool {
+    char *name; /**< req: the pool */
+    acr_pool_op_t op;
+    uint64_t req_id;         /**< both: the worker's request id, echoed in the answer */
+    uint64_t user;           /**< req: the user, unique on its worker */
+    int64_t row_id;          /**< req (release) and rep (a leased row): -1 when absent */
+    double timeout;          /**< req (acquire): seconds, < 0 = wait without limit */
+    char *error;             /**< rep: NULL, "timeout", "exhausted", "unknown pool 'x'", ... */
+    int64_t size, available; /**< rep: -1 when absent */
+} acr_msg_pool_t;
 
 /** Wire name of a known type ("client_ready", ...). */
 const char *acr_msg_type_name(acr_msg_type_t t);
@@ -103,6 +129,8 @@ typedef struct acr_msg {
      * msgpack map (NULL when there are none). Either is at most ACR_MSG_MAX_DEPTH deep. */
     char *data;
     size_t data_len;
+    /* acrida_pool_req / acrida_pool_rep; a reply's row is in data / data_len (NULL for nil) */
+    acr_msg_pool_t pool;
 } acr_msg_t;
 
 /**
@@ -162,6 +190,15 @@ int acr_msg_encode_custom(acr_buf_t *b, const char *type, const void *data, size
 int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *traceback, uint64_t count,
                              const char *node_id);
 int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, size_t len,
+                            const char *node_id);
+
+/** acrida_pool_req [proto/PROTOCOL.md]: @row_id < 0 and @timeout < 0 are sent as nil. */
+int acr_msg_encode_pool_req(acr_buf_t *b, const char *pool, acr_pool_op_t op, uint64_t req_id,
+                            uint64_t user, int64_t row_id, double timeout, const char *node_id);
+/** acrida_pool_rep: @row is one msgpack value of @row_len bytes (NULL: nil); @row_id < 0 is nil;
+ *  @error NULL is nil. */
+int acr_msg_encode_pool_rep(acr_buf_t *b, uint64_t req_id, const void *row, size_t row_len,
+                            int64_t row_id, int64_t size, int64_t available, const char *error,
                             const char *node_id);
 
 /** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.

@@ -69,6 +69,11 @@ bool acr__utf8_valid(const char *s, size_t n);
  *  m->final. On failure the caller frees @m. */
 int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 
+/** The data of acrida_pool_req / acrida_pool_rep into m->pool (and a reply's row into m->data);
+ *  msg_pool.c. On failure the caller frees @m. */
+int acr__msg_decode_pool_req(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+int acr__msg_decode_pool_rep(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+
 /** Locust's response_times key (ms, rounded as proto/PROTOCOL.md says) for @us microseconds. */
 int64_t acr__locust_bucket_ms(uint64_t us);
 

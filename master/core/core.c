@@ -192,6 +192,13 @@ int acr_core_send_custom(acr_core_t *c, const char *type, const void *data, size
     return sent;
 }
 
+int acr_core_send_frame(acr_core_t *c, const char *node_id, const void *payload, size_t len)
+{
+    if (!c->chan || c->closed) return -ESHUTDOWN;
+    if (!acr__registry_find(c, node_id)) return -ENOENT;
+    return acr_zchan_send(c->chan, node_id, strlen(node_id), payload, len);
+}
+
 int acr_core_add_exception(acr_core_t *c, const char *msg, const char *traceback, const char *node)
 {
     return acr_stats_add_exception(c->agg.stats, msg ? msg : "", traceback ? traceback : "",

@@ -47,6 +47,7 @@ typedef enum {
 const char *acr_worker_state_name(acr_worker_state_t s);
 
 typedef struct acr_core acr_core_t;
+struct acr_msg_pool; /**< proto/msg.h */
 
 /** What the core is built from. Every pointer is borrowed and must outlive the core, except the
  *  scenario source, which acr_core_new copies. */
@@ -172,6 +173,10 @@ typedef struct acr_core_hooks {
      *  msgpack map (NULL when none), @user_count the users it reported (-1 when absent). */
     void (*on_report)(acr_core_t *c, const char *node_id, const void *extra, size_t extra_len,
                       long user_count, void *ud);
+    /** An acrida_pool_req from registered worker @node_id (master/pools.h). */
+    void (*on_pool)(acr_core_t *c, const char *node_id, const struct acr_msg_pool *req, void *ud);
+    /** Worker @node_id is lost: it went missing, quit or was removed (its pool leases return). */
+    void (*on_worker_lost)(acr_core_t *c, const char *node_id, void *ud);
 } acr_core_hooks_t;
 
 /** Sets the hooks (copied; replaces earlier ones; NULL removes them). Without an on_custom hook a
@@ -183,6 +188,10 @@ void acr_core_set_hooks(acr_core_t *c, const acr_core_hooks_t *hooks, void *ud);
  *  @node_id, -EINVAL for a built-in type, -ESHUTDOWN once the channel is closed, -ENOMEM. */
 int acr_core_send_custom(acr_core_t *c, const char *type, const void *data, size_t len,
                          const char *node_id);
+/** Sends one encoded payload (a whole [type, data, node_id] frame) to registered worker @node_id.
+ *  Returns 0, -ENOENT for an unknown worker, -ESHUTDOWN once the channel is closed, or the
+ *  channel's error. */
+int acr_core_send_frame(acr_core_t *c, const char *node_id, const void *payload, size_t len);
 /** Adds an exception row (message, traceback, the node it happened on, e.g. "master") to the
  *  run's stats, as the workers' `exception` messages do. Returns 0 or -ENOMEM. */
 int acr_core_add_exception(acr_core_t *c, const char *msg, const char *traceback, const char *node);

@@ -144,6 +144,12 @@ static void registry_remove(acr_core_t *c, acr_mworker_t *w)
     worker_free(w);
 }
 
+/* The worker is gone for the pools: its leases return (master/pools.h). */
+static void worker_lost(acr_core_t *c, acr_mworker_t *w)
+{
+    if (c->hooks.on_worker_lost) c->hooks.on_worker_lost(c, w->id, c->hooks_ud);
+}
+
 static int64_t index_of(acr_core_t *c, const char *id)
 {
     for (size_t i = 0; i < c->reg.nindexes; i++)
@@ -329,6 +335,7 @@ static void on_quit(acr_core_t *c, acr_mworker_t *w, const char *node_id)
     if (acr__run_active(c)) acr__agg_close_gap(c, w, "quit without a final report");
     char *id = strdup(w->id);
     ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(c) - was_live);
+    worker_lost(c, w);
     registry_remove(c, w);
     if (!id) return;
     if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
@@ -405,6 +412,9 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
     case ACR_MSG_EXCEPTION:
         acr__agg_on_exception(c, nid, msg);
         break;
+    case ACR_MSG_POOL_REQ:
+        if (w && c->hooks.on_pool) c->hooks.on_pool(c, nid, &msg->pool, c->hooks_ud);
+        break;
     case ACR_MSG_CUSTOM:
         if (c->hooks.on_custom) {
             c->hooks.on_custom(c, nid, msg->type_name, msg->data, msg->data_len, c->hooks_ud);
@@ -466,6 +476,7 @@ static void liveness_tick(uv_timer_t *t)
             if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
             w->stop_pending = false;
             w->quit_pending = false;
+            worker_lost(c, w);
             if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
                 acr__run_workers_changed(c, NULL, w->id);
                 if (acr__registry_live(c) == 0)
@@ -476,6 +487,7 @@ static void liveness_tick(uv_timer_t *t)
                    now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
             ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
             if (acr__run_active(c)) acr__agg_close_gap(c, w, "removed while missing");
+            worker_lost(c, w);
             registry_remove(c, w);
             continue;
         }
