@@ -498,6 +498,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     lua_pop(L, 1);
 
     acr__lua_http_open(rt);
+    acr__pools_open(rt); /* acrida.pool (worker/pools.c) */
     if (acr__users_init(rt) < 0) {
         snprintf(err, errlen, "cannot initialise the scheduler");
         goto fail_noclose;

@@ -40,7 +40,10 @@ typedef enum {
     ACR__WAIT_BETWEEN,  /**< wait_time between tasks (timer or ready queue) */
     ACR__WAIT_SLEEP,    /**< acrida.sleep inside a task (timer or ready queue) */
     ACR__WAIT_HTTP,     /**< a request in flight */
+    ACR__WAIT_POOL,     /**< a pool request waits for the master's answer (worker/pools.c) */
 } acr__wait_t;
+
+typedef struct acr__pools acr__pools_t; /**< worker/pools.c */
 
 typedef struct acr__user acr__user_t;
 
@@ -109,6 +112,7 @@ struct acr__user {
     bool started_ev;        /**< user_start fired: user_stop fires when it is gone */
     int nstart;             /**< green: values on the coroutine for its first resume */
     acr__ghandle_t *handle; /**< green: its Lua handle, NULL once collected */
+    uint64_t pool_uid;      /**< its id in pool requests (worker/pools.c), 0 before the first */
 };
 
 struct acr_rt {
@@ -141,6 +145,7 @@ struct acr_rt {
     uint64_t next_seq;
     void (*stop_done)(acr_rt_t *rt, void *ud);
     void *stop_ud;
+    acr__pools_t *pools; /**< the data pools' state (worker/pools.c), owned by the Lua state */
     bool closing;
     int closes;
     void (*closed_cb)(void *ud);
@@ -176,6 +181,14 @@ void acr__lua_http_free_req(acr__user_t *u);
 /** Releases what @u keeps for its next request (request buffers, the session's buffers); the
  *  keep-alive connections and cookies stay. Called when the user starts a long wait. */
 void acr__lua_http_trim(acr__user_t *u);
+
+/* pools.c */
+/** Installs acrida.pool (the worker's) and the pools' state in rt->L. Returns 0. */
+int acr__pools_open(acr_rt_t *rt);
+/** @u's coroutine is dropped: answers to its pending requests are ignored. */
+void acr__pools_user_left(acr__user_t *u);
+/** @u is gone: tells the master to return its rows and drop its waits (release_user). */
+void acr__pools_user_done(acr__user_t *u);
 
 /* users.c */
 /** Initialises the scheduler's lists and handles. 0 or a libuv error. */

@@ -154,6 +154,7 @@ static void maybe_stop_done(acr_rt_t *rt)
 static void drop_coroutine(acr__user_t *u)
 {
     cancel_wake(u);
+    acr__pools_user_left(u);
     if (u->co_ref != LUA_NOREF) luaL_unref(u->rt->L, LUA_REGISTRYINDEX, u->co_ref);
     u->co_ref = LUA_NOREF;
     u->co = NULL;
@@ -180,7 +181,8 @@ static void user_done(acr__user_t *u)
         class_unlink(u);
     }
     user_set_state(u, ACR__USER_DONE);
-    if (u->started_ev) { /* after on_stop; the user object is still whole */
+    acr__pools_user_done(u); /* the master frees the rows it still holds */
+    if (u->started_ev) {     /* after on_stop; the user object is still whole */
         u->started_ev = false;
         acr__rt_user_event(u, rt->L, "user_stop");
     }
@@ -360,6 +362,7 @@ static void user_request_stop(acr__user_t *u)
         acr__user_leave(u);
         break;
     case ACR__WAIT_SLEEP:
+    case ACR__WAIT_POOL: /* a pool wait ends like a sleep; the answer is then ignored */
         if (u->hard) acr__user_leave(u);
         break;
     default: /* HTTP: the completion resumes the task (acr__user_stop_due decides after) */
@@ -378,7 +381,7 @@ static void reaper_cb(uv_timer_t *t)
         if (u->deadline <= 0 || now < u->deadline || u->hard) continue;
         u->hard = true;
         if (u->wait == ACR__WAIT_SLEEP || u->wait == ACR__WAIT_BETWEEN ||
-            u->wait == ACR__WAIT_START) {
+            u->wait == ACR__WAIT_START || u->wait == ACR__WAIT_POOL) {
             acr__user_leave(u);
             n = rt->stopping.next; /* restart: leaving may have moved users */
             now = acr_mono_s();

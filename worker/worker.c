@@ -26,6 +26,7 @@
 #include "proto/proto.h"
 #include "proto/zchan.h"
 #include "worker/http/http.h"
+#include "worker/pools.h"
 #include "worker/runtime.h"
 
 #include <errno.h>
@@ -73,6 +74,7 @@ typedef struct worker {
     bool quitting_fired;
     ws_t state;
     bool acked, timers_on;
+    bool master_acrida; /**< the ack carried acrida's capabilities: pools work */
     int64_t index;
     double last_spawn_ts;
     int64_t seq;
@@ -243,6 +245,15 @@ static int send_custom(const char *type, const void *data, size_t len, const cha
         return rc == -EINVAL ? -EIO : rc;
     }
     return 1;
+}
+
+/* A pool request of the runtime (worker/pools.c) to the master: acrida masters only. */
+static int send_pool(const void *frame, size_t len, void *ud)
+{
+    worker_t *w = ud;
+    if (!w->ch || !w->acked) return -ENOTCONN;
+    if (!w->master_acrida) return -ENOTSUP;
+    return acr_zchan_send(w->ch, NULL, 0, frame, len);
 }
 
 static void on_custom(worker_t *w, const acr_msg_t *m)
@@ -475,6 +486,7 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
         return r;
     }
     acr_events_set_error_handler(L, listener_error, w);
+    acr_rt_pools_set_sender(rt, send_pool, w);
     r = path ? acr_rt_load_file(rt, path, err, errlen)
              : acr_rt_load_string(rt, name, src, len, err, errlen);
     acr_class_count_t *counts = NULL;
@@ -616,6 +628,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
     switch (m.type) {
     case ACR_MSG_ACK:
         w->index = m.index;
+        w->master_acrida = m.acrida;
         if (!w->acked) ACR_INFO("connected to the master (worker index %lld)", (long long)m.index);
         w->acked = true;
         uv_timer_stop(&w->ready_timer);
@@ -647,6 +660,9 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         break;
     case ACR_MSG_CUSTOM:
         on_custom(w, &m);
+        break;
+    case ACR_MSG_POOL_REP:
+        if (w->rt) acr_rt_pools_on_reply(w->rt, &m);
         break;
     default:
         ACR_DEBUG("unexpected message '%s' from the master ignored", m.type_name);
