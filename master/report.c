@@ -9,6 +9,8 @@
  */
 #include "master/report.h"
 
+#include "master/pools.h"
+
 #include "common/util.h"
 
 #include <ctype.h>
@@ -694,6 +696,27 @@ int acr_report_pythonic_json(acr_buf_t *b, const char *in)
     return rc == 0 ? acr_buf_putc(b, '\n') : rc;
 }
 
+/* The data pools' counts (acrida's extension). */
+static json_t *json_pools(const acr_report_meta_t *meta)
+{
+    int err = 0;
+    json_t *o = json_object();
+    for (size_t i = 0; i < meta->npools; i++) {
+        const acr_pool_stat_t *p = &meta->pools[i];
+        json_t *e = json_object();
+        jset(e, "size", json_integer((json_int_t)p->size), &err);
+        jset(e, "available", json_integer((json_int_t)p->available), &err);
+        jset(e, "leased", json_integer((json_int_t)p->leased), &err);
+        jset(e, "waiting", json_integer((json_int_t)p->waiting), &err);
+        jset(o, p->name, e, &err);
+    }
+    if (err) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 /* The load shape's current target, or null (acrida's extension). */
 static json_t *json_shape(const acr_report_meta_t *meta)
 {
@@ -751,6 +774,7 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     jset(doc, "lost_reports", json_integer(meta ? (json_int_t)meta->lost_reports : 0), &err);
     jset(doc, "reports_merged", json_integer(meta ? (json_int_t)meta->reports_merged : 0), &err);
     jset(doc, "shape", json_shape(meta), &err);
+    if (meta && meta->npools) jset(doc, "pools", json_pools(meta), &err);
     if (err) goto fail;
 
     dump = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |

@@ -31,6 +31,10 @@ typedef struct acr_report_meta {
     bool have_shape;
     long shape_users, shape_stage;
     double shape_rate;
+    /** The scenario's data pools (master/pools.h) as "pools": {name: {"size", "available",
+     *  "leased", "waiting"}}; the key is left out when @npools is 0. */
+    const struct acr_pool_stat *pools;
+    size_t npools;
 } acr_report_meta_t;
 
 /** Formats a response time in ms the way every writer shows it: "0" for zero, two decimals below

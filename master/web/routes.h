@@ -42,6 +42,8 @@ struct acr_routes {
     /** The scenario's load shape (master/shape.h): it starts each test and gives its users and
      *  rate, so /swarm's user_count and spawn_rate are optional; NULL = none. */
     struct acr_shape *shape;
+    /** The scenario's data pools (master/pools.h), shown in /stats/requests; NULL = none. */
+    struct acr_pools *pools;
 
     /* The last test, for the HTML report (/stats/report). /swarm sets users, spawn_rate and
      * host; a front-end that starts a test itself (--autostart) sets them as well. */

@@ -9,6 +9,7 @@
 #include "master/core/dispatch.h"
 #include "master/html.h"
 #include "master/report.h"
+#include "master/pools.h"
 #include "master/shape.h"
 #include "master/web/metrics.h"
 
@@ -77,6 +78,11 @@ void acr__routes_requests(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd
         meta.have_shape = true;
         meta.shape_stage += 1; /* 1-based; -1 (a shape function) becomes 0 = null */
     }
+    acr_pool_stat_t pools[64]; /* the first 64 pools: /stats/requests stays small */
+    meta.npools = r->pools ? acr_pools_count(r->pools) : 0;
+    if (meta.npools > ACR_ARRAY_SIZE(pools)) meta.npools = ACR_ARRAY_SIZE(pools);
+    for (size_t i = 0; i < meta.npools; i++) acr_pools_stat(r->pools, i, &pools[i]);
+    meta.pools = pools;
     char *doc = acr_report_json(snap.stats, &meta);
     snapshot_free(&snap, empty);
     if (!doc || acr_buf_append(&resp->body, doc, strlen(doc)) < 0) {

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "master/lua_rt.h"
 #include "master/web/httpd.h"
 #include "master/web/routes.h"
 
@@ -84,6 +85,7 @@ int acr__web_start(acr_master_t *m, acr_web_t **out)
         .classes = m->classes,
         .nclasses = m->nclasses,
         .shape = m->shape,
+        .pools = acr_lua_rt_pools(m->lua),
         .users = o->users,
         .spawn_rate = o->spawn_rate,
     };
