@@ -51,6 +51,29 @@ struct acr__pools {
 
 static const char *const modes[] = {"lease", "queue", "circular", "random"};
 
+/* The methods as the scenario sees them: each C function runs under pcall (LuaJIT yields across
+ * it), so its errors and the master's hard errors (an unknown pool, a wrong operation: nil, msg,
+ * true) are raised at the scenario's own file:line. */
+static const char methods_src[] = "local error, pcall = error, pcall\n"
+                                  "local function wrap(f)\n"
+                                  "  return function(...)\n"
+                                  "    local ok, a, b, hard = pcall(f, ...)\n"
+                                  "    if not ok or hard then error(ok and b or a, 2) end\n"
+                                  "    if b ~= nil then return a, b end\n"
+                                  "    return a\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "local m = {}\n"
+                                  "for k, f in pairs(...) do m[k] = wrap(f) end\n"
+                                  "return m\n";
+
+/* Answer errors that are results (nil, err); any other is raised in the user. */
+static bool soft_error(const char *e)
+{
+    return strcmp(e, "timeout") == 0 || strcmp(e, "exhausted") == 0 ||
+           strcmp(e, "test stopped") == 0 || strcmp(e, "empty pool") == 0;
+}
+
 /* ---- requests ---- */
 
 static int send_req(acr__pools_t *ps, const char *name, acr_pool_op_t op, uint64_t req_id,
@@ -294,6 +317,7 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
 {
     acr__pools_t *ps = rt->pools;
     pending_t *pd = NULL;
+    if (!ps) return;
     for (acr_list_t *n = ps->pending.next; n != &ps->pending; n = n->next) {
         pending_t *p = acr_list_entry(n, pending_t, link);
         if (p->req_id == m->pool.req_id) {
@@ -319,16 +343,24 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
         int64_t v = pd->result == RES_SIZE ? m->pool.size : m->pool.available;
         if (m->pool.error) {
             lua_pushnil(co);
-            lua_pushstring(co, m->pool.error);
-            nargs = 2;
+            lua_pushfstring(co, "pool '%s': %s", pd->name, m->pool.error);
+            lua_pushboolean(co, 1);
+            nargs = 3;
         } else {
             lua_pushnumber(co, (double)(v < 0 ? 0 : v));
             nargs = 1;
         }
     } else if (!m->data) {
+        const char *e = m->pool.error ? m->pool.error : "no row";
         lua_pushnil(co);
-        lua_pushstring(co, m->pool.error ? m->pool.error : "no row");
-        nargs = 2;
+        if (soft_error(e)) {
+            lua_pushstring(co, e);
+            nargs = 2;
+        } else {
+            lua_pushfstring(co, "pool '%s': %s", pd->name, e);
+            lua_pushboolean(co, 1);
+            nargs = 3;
+        }
     } else if (acr_lua_value_push(co, m->data, m->data_len, err, sizeof err) < 0) {
         ACR_WARN("pool '%s': the master's row cannot be read: %s", pd->name, err);
         lua_pushnil(co);
@@ -425,6 +457,8 @@ int acr__pools_open(acr_rt_t *rt)
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, HELD_KEY);
     luaL_newmetatable(L, POOL_MT);
+    if (luaL_loadbuffer(L, methods_src, sizeof(methods_src) - 1, "=[acrida pools]") != 0)
+        return -EINVAL;
     lua_createtable(L, 0, 5);
     lua_pushcfunction(L, l_acquire);
     lua_setfield(L, -2, "acquire");
@@ -436,6 +470,7 @@ int acr__pools_open(acr_rt_t *rt)
     lua_setfield(L, -2, "size");
     lua_pushcfunction(L, l_available);
     lua_setfield(L, -2, "available");
+    if (lua_pcall(L, 1, 1, 0) != 0) return -EINVAL;
     lua_setfield(L, -2, "methods");
     lua_pushcfunction(L, l_index);
     lua_setfield(L, -2, "__index");
