@@ -9,17 +9,17 @@
 -- On each worker a `request` listener appends every recorded result to a buffer (a listener must
 -- not wait, so it only buffers). A background task started with acrida.spawn from the first
 -- user's on_start sends the buffer to FORWARD_URL (default: Elasticsearch's _bulk API on
--- 127.0.0.1:9200) in Elasticsearch's bulk format whenever it holds BATCH results, or every
--- second, with `record = false`: those requests are not in the statistics and fire no `request`
--- event. Spawned tasks are killed at once when the test stops, so each user's on_stop flushes
--- what is left, including a batch whose request was abandoned by the kill. Every document has an
--- `_id` (worker and sequence number): sending one twice overwrites it, so the store ends up with
--- exactly one document per recorded request.
+-- 127.0.0.1:9200) in Elasticsearch's bulk format whenever it holds BATCH results (all it holds:
+-- at high rates a batch is larger), or every second, with `record = false`: those requests are
+-- not in the statistics and fire no `request` event. Spawned tasks are killed at once when the
+-- test stops, so each user's on_stop flushes what is left, including a batch whose request was
+-- abandoned by the kill. Every document has an `_id` (worker and sequence number): sending one
+-- twice overwrites it, so the store ends up with exactly one document per recorded request.
 local acrida = require "acrida"
 
 local FORWARD_URL = os.getenv("FORWARD_URL") or "http://127.0.0.1:9200/_bulk"
 local INDEX = "acrida"
-local BATCH = 100 -- send as soon as this many results wait
+local BATCH = 100 -- send the buffer once it holds this many results (checked every 0.1 s)
 local PERIOD = 1 -- else every PERIOD seconds
 
 local start_forwarding, flush_all -- workers only: a user's on_start and on_stop call them
