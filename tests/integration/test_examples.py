@@ -95,7 +95,10 @@ def test_example_forwarder(tmp_path, target):
         sc = copy_example(tmp_path, "forwarder.lua")
         rc, out, err = run_master_until(
             tmp_path, headless(sc, target.url, 4, 4, "10m", workers=2, extra=["--json"]),
-            lambda: store.count() >= 300, "300 results forwarded",
+            # the stop must not follow a flush: wait on the target's count, not the store's, so
+            # results are left in the buffers for the users' on_stop to send
+            lambda: target.counts()["served"] >= 400 and store.count() >= 300,
+            "400 requests served, 300 results forwarded",
             env=dict(os.environ, FORWARD_URL=store.url))
     finally:
         store.close()
