@@ -6,7 +6,7 @@ register_message, a message that cannot be sent at load time) is found when the 
 scenario: the master prints `acrida-master: <file>:<line>: <message>` naming the field and exits 1
 before any worker runs (the scenario marks every worker that loads it, and no mark appears; the
 target serves nothing). A runtime error (a listener that raises, a message whose data cannot be
-sent, a bad acrida.report or acrida.spawn) is an exception row with its file:line, and the test
+sent, a bad acrida.report, acrida.sleep in a listener) is an exception row with its file:line, and the test
 goes on; a shape that raises stops the test with the error shown and exits 1."""
 import csv
 import os
@@ -106,6 +106,9 @@ RUNTIME = """
 acrida.events.request:add_listener(function(r)
   if r.name == "/" then error("listener failed on " .. r.name) end          -- line L1
 end)
+acrida.events.request:add_listener(function(r)
+  if r.name == "/" then acrida.sleep(0.1) end                              -- line L4
+end)
 local seen = 0
 acrida.events.request:add_listener(function(r) seen = seen + 1 end)        -- still runs
 acrida.user { name = "A", wait_time = acrida.constant(0.01), tasks = { function(self)
@@ -123,7 +126,7 @@ def test_runtime_errors_are_exception_rows_and_the_test_goes_on(tmp_path, target
     text = PRELUDE + RUNTIME
     lines = text.split("\n")
     at = {tag: next(i for i, s in enumerate(lines, 1) if s.endswith("-- line " + tag))
-          for tag in ("L1", "L2", "L3")}
+          for tag in ("L1", "L2", "L3", "L4")}
     sc = os.path.basename(write_scenario(tmp_path, text))  # run in tmp_path: short file:line
     prefix = str(tmp_path / "run")
     rc, out, err = run_master_until(
@@ -137,6 +140,9 @@ def test_runtime_errors_are_exception_rows_and_the_test_goes_on(tmp_path, target
         "scenario.lua:%d: send_message('x'): data.f is a function, which cannot be sent"
         % at["L2"],
         "scenario.lua:%d: acrida.report: 'name' is required (a string)" % at["L3"],
+        "scenario.lua:%d: acrida.sleep can only be called from a user's tasks or an acrida.spawn "
+        "task (not at load time, in an event listener or message handler, nor from another "
+        "coroutine)" % at["L4"],
     }, msgs
 
 
