@@ -165,33 +165,42 @@ static void set_defaults(acr_cli_opts_t *o)
     o->master_port = ACR_PROTO_DEFAULT_PORT;
 }
 
-/* -H/--host: an http:// or https:// URL with a host; the message shows the fix. */
-static int check_host(const char *url, char *err, size_t errlen)
+/* -H/--host and /swarm's host (common/cli.h). */
+int acr_cli_check_url(const char *url, const char *what, const char *shown, char *err,
+                      size_t errlen)
 {
+    bool cli = what[0] == '-'; /* an option: the messages suggest the corrected command */
+    if (!shown) shown = url;
+    for (const char *p = url; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return fail(err, errlen, "%s must not contain spaces or control characters", what);
+        if ((unsigned char)*p >= 0x80) /* no IDN: a name is written in punycode */
+            return fail(err, errlen, "%s must be ASCII (a name in punycode: xn--...), got '%s'",
+                        what, shown);
+    }
     size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
                     : strncasecmp(url, "https://", 8) == 0 ? 8
                                                            : 0;
-    if (scheme == 0 && !strstr(url, "://"))
-        return fail(err, errlen, "--host '%s' has no scheme: use --host http://%s (or https://%s)",
-                    url, url, url);
+    if (scheme == 0 && cli && !strstr(url, "://"))
+        return fail(err, errlen, "%s '%s' has no scheme: use %s http://%s (or https://%s)", what,
+                    shown, what, shown, shown);
     if (scheme == 0)
-        return fail(err, errlen, "--host '%s': expected an http:// or https:// URL", url);
-    for (const char *p = url; *p; p++)
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return fail(err, errlen, "--host must not contain spaces or control characters");
+        return fail(err, errlen, "%s '%s' must be an http:// or https:// URL", what, shown);
     const char *auth = url + scheme;
     size_t alen = strcspn(auth, "/?#");
+    if ((alen == 0 || auth[0] == ':') && cli)
+        return fail(err, errlen, "%s '%s' has no host name: e.g. %s %.*s127.0.0.1:8080", what,
+                    shown, what, (int)scheme, url);
     if (alen == 0 || auth[0] == ':')
-        return fail(err, errlen, "--host '%s' has no host name: e.g. --host %.*s127.0.0.1:8080",
-                    url, (int)scheme, url);
+        return fail(err, errlen, "%s '%s' has no host name", what, shown);
     if (memchr(auth, '@', alen))
-        return fail(err, errlen, "--host '%s': credentials in the URL are not supported", url);
+        return fail(err, errlen, "%s '%s': credentials in the URL are not supported", what, shown);
     const char *port = NULL;
     if (auth[0] == '[') {
         const char *close = memchr(auth, ']', alen);
-        if (!close) return fail(err, errlen, "--host '%s': unterminated [IPv6 address]", url);
+        if (!close) return fail(err, errlen, "%s '%s': unterminated [IPv6 address]", what, shown);
         if (close + 1 < auth + alen) {
-            if (close[1] != ':') return fail(err, errlen, "--host '%s': bad host", url);
+            if (close[1] != ':') return fail(err, errlen, "%s '%s': bad host", what, shown);
             port = close + 2;
         }
     } else {
@@ -202,7 +211,8 @@ static int check_host(const char *url, char *err, size_t errlen)
         size_t plen = (size_t)(auth + alen - port), digits = strspn(port, "0123456789");
         long v = digits == plen && plen > 0 && plen <= 5 ? strtol(port, NULL, 10) : 0;
         if (v < 1 || v > 65535)
-            return fail(err, errlen, "--host '%s': the port must be a number from 1 to 65535", url);
+            return fail(err, errlen, "%s '%s': the port must be a number from 1 to 65535", what,
+                        shown);
     }
     return 0;
 }
@@ -259,7 +269,8 @@ static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
         check_tags(o->exclude_tags, "--exclude-tags", err, errlen) < 0)
         return -EINVAL;
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
-    if (o->host && *o->host && check_host(o->host, err, errlen) < 0) return -EINVAL;
+    if (o->host && *o->host && acr_cli_check_url(o->host, "--host", NULL, err, errlen) < 0)
+        return -EINVAL;
     if (o->users < 0) return fail(err, errlen, "--users must be >= 0");
     if (!(o->spawn_rate >= ACR_MIN_SPAWN_RATE))
         return fail(err, errlen, "--spawn-rate must be at least 1e-06 users/s");

@@ -83,4 +83,11 @@ int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv,
 /** Frees the strings and lists in @o. */
 void acr_cli_free(acr_cli_opts_t *o);
 
+/** Checks a target URL as -H and /swarm's host take it: http:// or https://, a host, ASCII
+ *  without spaces or control characters, no credentials, a port from 1 to 65535. @what names it
+ *  in the message ("--host", whose messages suggest the corrected command, or "host"); @shown is
+ *  the URL as the message shows it (NULL: @url). Returns 0 or -EINVAL with the message in @err. */
+int acr_cli_check_url(const char *url, const char *what, const char *shown, char *err,
+                      size_t errlen);
+
 #endif

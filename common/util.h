@@ -61,6 +61,10 @@ int acr_write_file_atomic(const char *path, const void *data, size_t len);
 /** strdup that returns NULL for NULL. */
 char *acr_strdup(const char *s);
 
+/** The reason phrase of HTTP status @status ("Not Found"); a generic one ("OK", "Redirect",
+ *  "Error") for a code it does not name. */
+const char *acr_http_reason(int status);
+
 /** Number of online CPUs (at least 1). */
 int acr_cpu_count(void);
 

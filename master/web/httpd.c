@@ -244,68 +244,6 @@ static void flush(conn_t *c)
 
 /* ---- responses ------------------------------------------------------------------------------- */
 
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 503:
-        return "Service Unavailable";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return status < 300 ? "OK" : status < 400 ? "Redirect" : "Error";
-    }
-}
-
 /* True if the handler's header block holds a @name line (case-insensitive). */
 static bool has_header(const acr_buf_t *h, const char *name)
 {
@@ -357,7 +295,7 @@ static void respond(conn_t *c, int status, const char *ctype, const acr_buf_t *h
     int rc;
 
     acr_buf_reset(h);
-    rc = acr_buf_appendf(h, "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
+    rc = acr_buf_appendf(h, "HTTP/1.1 %d %s\r\n", status, acr_http_reason(status));
     if (!nobody)
         rc |= acr_buf_appendf(h, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                               ctype ? ctype : "text/plain; charset=utf-8", blen);

@@ -121,41 +121,8 @@ static bool check_host_url(swarm_t *s, const char *url)
 {
     char shown[SHOW_MAX + 8];
     acr__routes_show(shown, sizeof(shown), url, strlen(url));
-    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
-                    : strncasecmp(url, "https://", 8) == 0 ? 8
-                                                           : 0;
-    if (scheme == 0) return swarm_error(s, "host '%s' must be an http:// or https:// URL", shown);
-    for (const char *p = url; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return swarm_error(s, "host must not contain spaces or control characters");
-        if ((unsigned char)*p >= 0x80) /* not UTF-8 for sure, and no IDN: write it as punycode */
-            return swarm_error(s, "host must be ASCII (a name in punycode: xn--...), got '%s'",
-                               shown);
-    }
-    const char *auth = url + scheme;
-    size_t alen = strcspn(auth, "/?#");
-    if (alen == 0 || auth[0] == ':') return swarm_error(s, "host '%s' has no host name", shown);
-    if (memchr(auth, '@', alen))
-        return swarm_error(s, "host '%s': credentials in the URL are not supported", shown);
-    const char *port = NULL;
-    if (auth[0] == '[') {
-        const char *close = memchr(auth, ']', alen);
-        if (!close) return swarm_error(s, "host '%s': unterminated [IPv6 address]", shown);
-        if (close + 1 < auth + alen) {
-            if (close[1] != ':') return swarm_error(s, "host '%s': bad host", shown);
-            port = close + 2;
-        }
-    } else {
-        const char *colon = memchr(auth, ':', alen);
-        if (colon) port = colon + 1;
-    }
-    if (port) {
-        size_t plen = (size_t)(auth + alen - port), digits = strspn(port, "0123456789");
-        long v = digits == plen && plen > 0 && plen <= 5 ? strtol(port, NULL, 10) : 0;
-        if (v < 1 || v > 65535)
-            return swarm_error(s, "host '%s': the port must be a number from 1 to 65535", shown);
-    }
-    return true;
+    if (s->err[0]) return false;
+    return acr_cli_check_url(url, "host", shown, s->err, sizeof(s->err)) == 0;
 }
 
 /* host: every '<' and '>' removed (as Locust), then checked; empty = not given. */

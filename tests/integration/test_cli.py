@@ -49,8 +49,9 @@ def test_host_without_scheme_is_refused_with_the_fix(tmp_path, host):
     assert rc == 2 and "has no scheme" in err, (rc, err)
 
 
-@pytest.mark.parametrize("host, why", [("ftp://example.com", "expected an http:// or https:// URL"),
+@pytest.mark.parametrize("host, why", [("ftp://example.com", "must be an http:// or https:// URL"),
                                        ("http://", "has no host name"),
+                                       ("http://\u00e9.example", "must be ASCII (a name in punycode"),
                                        ("https://:8080/x", "has no host name")])
 def test_host_that_is_no_http_url_is_refused(tmp_path, host, why):
     sc = write_scenario(tmp_path, ONLY_OK)

@@ -22,70 +22,6 @@ static const char *const route_names[TGT_R_COUNT_] = {
     "/close",   "other",
 };
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
-    }
-}
-
 static bool no_body_status(int status)
 {
     return status < 200 || status == 204 || status == 304;
@@ -119,11 +55,12 @@ static void head(tgt_conn_t *c, int status, const char *ctype, long long clen, c
     else if (c->http10)
         conn = "Connection: keep-alive\r\n";
     if (status < 200) { /* informational: a bare status line */
-        acr__tgt_outf(c, "HTTP/1.1 %d %s\r\n%s\r\n", status, reason(status), extra ? extra : "");
+        acr__tgt_outf(c, "HTTP/1.1 %d %s\r\n%s\r\n", status, acr_http_reason(status),
+                      extra ? extra : "");
         return;
     }
     acr__tgt_outf(c, "HTTP/1.1 %d %s\r\nServer: acrida-target\r\n%s%s%s%s%s%s\r\n", status,
-                  reason(status), ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                  acr_http_reason(status), ctype ? "Content-Type: " : "", ctype ? ctype : "",
                   ctype ? "\r\n" : "", len, conn, extra ? extra : "");
 }
 
