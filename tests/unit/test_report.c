@@ -359,7 +359,8 @@ static void test_json(void **state)
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
     acr_core_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
                              {"w2", NULL, "missing", 0, 0, 0, 4.0}};
-    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3, NULL, 7, false, 0, 0, 0, NULL, 0};
+    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3,
+                           NULL,      7, false, 0,     0, 0, NULL,    0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     size_t len = strlen(txt);
@@ -459,7 +460,8 @@ static void test_json_current_window(void **state)
     assert_non_null(win);
     acr_hist_reset(win);
     for (int i = 0; i < 100; i++) acr_hist_record(win, 50000); /* 50 ms, unlike the run's */
-    acr_report_meta_t m = {"running", 1, 1, "t", NULL, 0, T0 + 10, 0, win, 0, false, 0, 0, 0, NULL, 0};
+    acr_report_meta_t m = {"running", 1, 1,     "t", NULL, 0, T0 + 10, 0,
+                           win,       0, false, 0,   0,    0, NULL,    0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
