@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Round trips per second of the master's data pools (issue #9; docs/benchmarks.md, "Pools").
+
+`acrida-master --headless --local-workers 2` runs bench/pool_bench.lua: U users whose only task
+is a pool round trip, with no HTTP and no wait_time, in four configurations run one after the
+other:
+
+* lease, contended:   K = 5 rows for U = 100 users, each task `local r = pool:acquire();
+                      pool:release(r)` (two round trips to the master, the acquire waiting while
+                      no row is free);
+* lease, uncontended: the same with K = 1000 rows (an acquire never waits);
+* queue:              each task one `pool:next()` on a queue of 1,000,000 rows (the most a pool
+                      holds): every row goes to one user once, so the window is short enough (6 s
+                      by default) not to exhaust it; an exhausted reply would be counted as a
+                      failure and flagged;
+* circular:           each task one `pool:next()` on a circular pool of 1000 rows (the same
+                      message, never exhausted), over the full window.
+
+The window is set on the machine's monotonic clock (Python's time.monotonic() and the scenario's
+acrida.time() are both CLOCK_MONOTONIC) and passed to the scenario, which reports with
+acrida.report{request_type = "POOL", ...} only the round trips that end inside it: the master's
+--json counts and percentiles (sub-millisecond) cover the window alone. The CPU (user + system,
+/proc/<pid>/stat) of the master and of its local workers is read over the same window; the window
+is checked to start after the master logged "All users spawned". Nothing is pinned: the master and
+the 2 workers share the machine's cores. Prints a Markdown table with the command, the machine and
+its load average at the start and the end.
+
+    bench/pool_bench.py --build build [--warm 5 --window 20 --queue-window 6]
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+from bench import cpu_seconds
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SCENARIO = os.path.join(HERE, "pool_bench.lua")
+
+# (label, mode, rows, short window)
+CONFIGS = [
+    ("lease, contended", "lease", 5, False),
+    ("lease, uncontended", "lease", 1000, False),
+    ("queue", "queue", 1000000, True),
+    ("circular", "circular", 1000, False),
+]
+
+
+def children(pid):
+    """The pids whose parent is @pid (the master's local workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def sleep_until(t):
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+
+
+def run_config(label, mode, rows, short, args, tmp):
+    warm = args.warm
+    window = args.queue_window if short else args.window
+    launched = time.monotonic()
+    t0, t1 = launched + warm, launched + warm + window
+    env = dict(os.environ, POOL_BENCH_MODE=mode, POOL_BENCH_ROWS=str(rows),
+               POOL_BENCH_T0=repr(t0), POOL_BENCH_T1=repr(t1))
+    run_time = warm + window + args.tail
+    master = subprocess.Popen(
+        [os.path.join(os.path.abspath(args.build), "acrida-master"), "-f", SCENARIO,
+         "-u", str(args.users), "-r", str(args.users * 10), "-t", "%gs" % run_time,
+         "--headless", "--only-summary", "--json", "--local-workers", str(args.workers),
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp, env=env)
+    spawned = []
+    log = []
+
+    def read_stderr():
+        for line in master.stderr:
+            line = line.decode(errors="replace")
+            log.append(line)
+            if "All users spawned" in line and not spawned:
+                spawned.append(time.monotonic())
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    sleep_until(t0)
+    workers = children(master.pid)
+    pids = [master.pid] + workers
+    c0 = [cpu_seconds([p]) for p in pids]
+    sleep_until(t1)
+    c1 = [cpu_seconds([p]) for p in pids]
+    out = master.communicate(timeout=run_time + 90)[0].decode()
+    reader.join(10)
+    if master.returncode != 0:
+        raise SystemExit("%s: acrida-master exited %d:\n%s" % (label, master.returncode,
+                                                              "".join(log[-30:])))
+    if not spawned or spawned[0] > t0:
+        raise SystemExit("%s: the users were not all spawned before the window started "
+                         "(raise --warm)" % label)
+    if len(workers) != args.workers:
+        raise SystemExit("%s: found %d local workers, expected %d" % (label, len(workers),
+                                                                      args.workers))
+    doc = json.loads(out)
+    rows_by_name = {r["name"]: r for r in doc["stats"] if r["name"] != "Aggregated"}
+    name = "acquire+release" if mode == "lease" else "next"
+    if set(rows_by_name) != {name}:
+        raise SystemExit("%s: unexpected statistics rows %s" % (label, sorted(rows_by_name)))
+    row = rows_by_name[name]
+    pct = row["response_time_percentiles"]
+    return {
+        "label": label, "mode": mode, "rows": rows, "window": window,
+        "count": row["num_requests"], "failures": row["num_failures"],
+        "rate": row["num_requests"] / window,
+        "p50": pct["50"], "p99": pct["99"],
+        "master_cpu": (c1[0] - c0[0]) / window * 100,
+        "workers_cpu": sum(c1[1:]) - sum(c0[1:]),
+        "spawned_after": spawned[0] - launched,
+    }
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return "%s, %d CPUs" % (model, os.cpu_count())
+
+
+def loadavg():
+    return " ".join("%.2f" % x for x in os.getloadavg())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--warm", type=float, default=5)
+    ap.add_argument("--window", type=float, default=20)
+    ap.add_argument("--queue-window", type=float, default=6)
+    ap.add_argument("--tail", type=float, default=3)
+    args = ap.parse_args()
+
+    version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
+                             capture_output=True, text=True).stdout.strip()
+    out = []
+    out.append("### Pools: round trips to the master (%d users, %d local workers, no HTTP, "
+               "no wait_time)" % (args.users, args.workers))
+    out.append("")
+    out.append("`bench/pool_bench.py --warm %g --window %g --queue-window %g`, %s, binaries `%s`; "
+               "%s, load average %s at the start." % (
+                   args.warm, args.window, args.queue_window,
+                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), version, machine(),
+                   loadavg()))
+    out.append("")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mode, rows, short in CONFIGS:
+            results.append(run_config(label, mode, rows, short, args, tmp))
+    out.append("| configuration | pool size | users | workers | window (s) | operations | "
+               "per second | p50 (ms) | p99 (ms) | failures | master CPU % | workers CPU % |")
+    out.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        op = "acquire+release pairs" if r["mode"] == "lease" else "`next()` calls"
+        out.append("| %s | %d | %d | %d | %g | %s | %.0f | %.2f | %.2f | %d | %.0f | %.0f |" % (
+            r["label"], r["rows"], args.users, args.workers, r["window"], op, r["rate"], r["p50"],
+            r["p99"], r["failures"], r["master_cpu"], r["workers_cpu"] / r["window"] * 100))
+    out.append("")
+    out.append("Workers CPU %% is the sum of both workers (200 %% = both cores). The users were "
+               "all spawned %s s after each master started (the window starts at %g s)." % (
+                   "/".join("%.2f" % r["spawned_after"] for r in results), args.warm))
+    out.append("")
+    out.append("Load average at the end: %s." % loadavg())
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
