@@ -32,6 +32,7 @@ static const char *const type_names[] = {
     [ACR_MSG_SCENARIO] = "scenario",
     [ACR_MSG_POOL_REQ] = "acrida_pool_req",
     [ACR_MSG_POOL_REP] = "acrida_pool_rep",
+    [ACR_MSG_RAMP_DONE] = "acrida_spawning_complete",
 };
 
 const char *acr_msg_type_name(acr_msg_type_t t)
@@ -348,6 +349,15 @@ static int decode_spawning_complete(acr__dec_t *d, const msgpack_object *data, a
     return r < 0 ? r : 0;
 }
 
+static int decode_ramp_done(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
+{
+    if (data->type != MSGPACK_OBJECT_MAP) return acr__dec_fail(d, "data is not a map");
+    int r = acr__get_i64(d, data, "user_count", ACR__REQ, &m->user_count);
+    if (r < 0) return r;
+    if (m->user_count < 0) return acr__dec_fail(d, "'user_count' is negative");
+    return 0;
+}
+
 static int decode_exception(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
 {
     if (data->type != MSGPACK_OBJECT_MAP) return acr__dec_fail(d, "data is not a map");
@@ -414,6 +424,8 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return acr__msg_decode_pool_req(d, data, m);
     case ACR_MSG_POOL_REP:
         return acr__msg_decode_pool_rep(d, data, m);
+    case ACR_MSG_RAMP_DONE:
+        return decode_ramp_done(d, data, m);
     case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
         return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:

@@ -47,6 +47,9 @@ typedef enum {
     ACR_MSG_SCENARIO, /**< acrida extension: master ships the scenario source */
     ACR_MSG_POOL_REQ, /**< acrida extension: "acrida_pool_req", a worker's data pool request */
     ACR_MSG_POOL_REP, /**< acrida extension: "acrida_pool_rep", the master's answer */
+    /** acrida extension: "acrida_spawning_complete", the master to its acrida workers when the
+     *  cluster's ramp reached its target (user_count: the target) */
+    ACR_MSG_RAMP_DONE,
 } acr_msg_type_t;
 
 /** The operation of an acrida_pool_req (proto/PROTOCOL.md, "Data pools"). */
@@ -111,7 +114,7 @@ typedef struct acr_msg {
     /* spawn, spawning_complete, stats */
     acr_class_count_t *classes;
     size_t nclasses;
-    int64_t user_count; /**< spawning_complete, stats; -1 when absent */
+    int64_t user_count; /**< spawning_complete, stats, acrida_spawning_complete; -1 when absent */
     /* exception; exc_count is acrida's "count" (occurrences aggregated by the worker over one
      * report interval), 1 when absent (a Locust worker sends one message per occurrence) */
     char *exc_msg, *exc_traceback;
@@ -200,6 +203,10 @@ int acr_msg_encode_pool_req(acr_buf_t *b, const char *pool, acr_pool_op_t op, ui
 int acr_msg_encode_pool_rep(acr_buf_t *b, uint64_t req_id, const void *row, size_t row_len,
                             int64_t row_id, int64_t size, int64_t available, const char *error,
                             const char *node_id);
+
+/** acrida_spawning_complete {user_count} (master -> acrida workers, proto/PROTOCOL.md): the
+ *  cluster's ramp reached its target of @user_count users (>= 0). */
+int acr_msg_encode_ramp_done(acr_buf_t *b, int64_t user_count, const char *node_id);
 
 /** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.
  *  NUL in @out; "" only if OpenSSL cannot allocate). Python's repr quoting is reproduced exactly

@@ -161,6 +161,16 @@ int acr_msg_encode_spawning_complete(acr_buf_t *b, const acr_class_count_t *clas
     ENC_END();
 }
 
+int acr_msg_encode_ramp_done(acr_buf_t *b, int64_t user_count, const char *node_id)
+{
+    if (user_count < 0) return -EINVAL;
+    ENC_BEGIN("acrida_spawning_complete");
+    PACK_OR_FAIL(msgpack_pack_map(pk, 1));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_count"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, user_count));
+    ENC_END();
+}
+
 int acr_msg_encode_stats(acr_buf_t *b, acr_stats_t *delta, const acr_class_count_t *classes,
                          size_t n, int64_t user_count, int64_t seq, bool final, const char *node_id)
 {

@@ -6,10 +6,11 @@
  *
  * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on quit/SIGTERM.
  * The scenario's events fire on the runtime's Lua state: test_start at the first spawn of a test
- * (not at each ramp step), spawning_complete after each spawn is applied, test_stop once the users
- * of a stop or quit are gone, report_to_master before each report (the fields its listeners add
- * travel in the report), quitting at shutdown. Listener and message handler errors become
- * exception rows. Custom messages from the master go to the handlers of
+ * (not at each ramp step), spawning_complete once per ramp when the master says the cluster's ramp
+ * reached its target (acrida_spawning_complete; after each spawn with a Locust master), test_stop
+ * once the users of a stop or quit are gone, report_to_master before each report (the fields its
+ * listeners add travel in the report), quitting at shutdown. Listener and message handler errors
+ * become exception rows. Custom messages from the master go to the handlers of
  * acrida.runner:register_message; acrida.runner:send_message sends to the master.
  * A stop (or quit) is graceful: acr_rt_stop_all() lets in-flight requests complete and be
  * recorded; only when every user is gone is the final report (acrida_final) sent, so the master's
@@ -546,6 +547,26 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
              acr_rt_nclasses(w->rt));
 }
 
+/* spawning_complete(user_count): this worker's users. */
+static void fire_spawning_complete(worker_t *w)
+{
+    lua_State *L = scenario_lua(w);
+    if (!L || !acr_events_has_listeners(L, "spawning_complete")) return;
+    lua_pushnumber(L, (double)acr_rt_user_count(w->rt));
+    acr_events_fire(L, "spawning_complete", 1, listener_error, w);
+}
+
+/* acrida_spawning_complete: the cluster's ramp reached its target (once per ramp). */
+static void on_ramp_done(worker_t *w, const acr_msg_t *m)
+{
+    if (w->state != WS_SPAWNING && w->state != WS_RUNNING) {
+        ACR_DEBUG("acrida_spawning_complete while %s: ignored", ws_names[w->state]);
+        return;
+    }
+    ACR_DEBUG("the cluster reached its target of %lld users", (long long)m->user_count);
+    fire_spawning_complete(w);
+}
+
 static void on_spawn(worker_t *w, const acr_msg_t *m)
 {
     send_nil(w, "spawning");
@@ -580,11 +601,7 @@ static void on_spawn(worker_t *w, const acr_msg_t *m)
     if (acr_rt_set_users(w->rt, m->classes, m->nclasses) < 0)
         ACR_ERROR("could not start every user (out of memory)");
     send_spawning_complete(w);
-    lua_State *L = scenario_lua(w);
-    if (L && acr_events_has_listeners(L, "spawning_complete")) {
-        lua_pushnumber(L, (double)acr_rt_user_count(w->rt));
-        acr_events_fire(L, "spawning_complete", 1, listener_error, w);
-    }
+    if (!w->master_acrida) fire_spawning_complete(w); /* a Locust master: per spawn, as Locust */
     set_state(w, WS_RUNNING);
     ACR_INFO("running %zu users", acr_rt_user_count(w->rt));
 }
@@ -663,6 +680,9 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         break;
     case ACR_MSG_POOL_REP:
         if (w->rt) acr_rt_pools_on_reply(w->rt, &m);
+        break;
+    case ACR_MSG_RAMP_DONE:
+        on_ramp_done(w, &m);
         break;
     default:
         ACR_DEBUG("unexpected message '%s' from the master ignored", m.type_name);

@@ -267,6 +267,23 @@ static void stop_finished(acr_core_t *c)
     acr__run_set_state(c, ACR_RUN_STOPPED);
 }
 
+/* acrida_spawning_complete to every live acrida worker: the cluster's ramp reached its target, so
+ * the workers fire spawning_complete once per ramp (stock Locust workers never get it). */
+static void send_ramp_done(acr_core_t *c)
+{
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        const acr_mworker_t *w = c->reg.workers[i];
+        if (!w->acrida || w->state == ACR_WORKER_MISSING) continue;
+        acr_buf_reset(&c->sendbuf);
+        if (acr_msg_encode_ramp_done(&c->sendbuf, c->run.target_users > 0 ? c->run.target_users : 0,
+                                     w->id) < 0) {
+            ACR_ERROR("out of memory encoding acrida_spawning_complete");
+            return;
+        }
+        acr__registry_send_buf(c, w->id);
+    }
+}
+
 static void check_spawned(acr_core_t *c)
 {
     bool all = true;
@@ -276,6 +293,7 @@ static void check_spawned(acr_core_t *c)
     }
     if (!all && !c->run.settle_expired) return;
     uv_timer_stop(&c->run.settle_timer);
+    send_ramp_done(c); /* before the transition, whose subscribers may stop or edit the test */
     acr__run_set_state(c, ACR_RUN_RUNNING);
     log_classes(c, all ? "All users spawned"
                        : "Spawning is complete and report waittime is expired, but not "

@@ -10,7 +10,10 @@ import json
 import os
 import shutil
 
-from conftest import (MARK, count_marks, headless, marks_env, run_master_until, write_scenario)
+from test_web_mode import WebMaster, http, stats, wait_state
+
+from conftest import (MARK, Daemon, binary, count_marks, headless, marks_env, read_port_file,
+                      run_master_until, wait_for, write_scenario)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(HERE, "..", "..", "examples")
@@ -103,10 +106,11 @@ def test_events_roles_counts_and_messages(tmp_path, target):
         c = by_process(tmp_path, ev)
         assert roles(c, "master") == [1], (ev, c, err[-3000:])
         assert roles(c, "worker") == [1, 1], (ev, c, err[-3000:])
-    # spawning_complete: once on the master (the end of the ramp), at least once per worker
+    # spawning_complete: once per process, when the cluster's ramp reached its target, although
+    # each worker applied several spawns (a ramp of 4 users at 1/s)
     c = by_process(tmp_path, "spawning_complete")
     assert roles(c, "master") == [1], c
-    assert len(roles(c, "worker")) == 2, c
+    assert roles(c, "worker") == [1, 1], c
     # worker_report only on the master, with the workers' fields
     c = by_process(tmp_path, "worker_report")
     assert list(c) and all(k.startswith("master.") for k in c), c
@@ -120,6 +124,57 @@ def test_events_roles_counts_and_messages(tmp_path, target):
     assert "listener boom on the master" in err
     assert doc["stats"], doc
     assert rc in (0, 1), err[-3000:]
+
+
+RAMPS = """
+local acrida = require "acrida"
+""" + MARK + """
+local proc = acrida.runner.role .. "." .. tostring(math.random(1, 2^30))
+local n = 0
+acrida.events.spawning_complete:add_listener(function(count)
+  n = n + 1
+  mark("spawning_complete." .. proc .. "." .. n .. "." .. count)
+end)
+acrida.user { name = "U", wait_time = acrida.constant(0.2),
+  tasks = { function(self) self.client:get("/") end } }
+"""
+
+
+def test_spawning_complete_once_per_ramp(tmp_path, target, monkeypatch):
+    """A web-mode test and an edit of it: two ramps of several spawn steps per worker each (the
+    rate is half the users), so spawning_complete fires twice in each of the 3 processes."""
+    sc = write_scenario(tmp_path, RAMPS)
+    env = marks_env(tmp_path)
+    monkeypatch.setenv("TEST_MARKS_DIR", env["TEST_MARKS_DIR"])  # for the master too
+    m = WebMaster(tmp_path, ["-f", sc, "-H", target.url])
+    port = read_port_file(m.port_file, "master")
+    workers = [Daemon([binary("acrida-worker"), "--master-port", str(port), "-f", sc], tmp_path,
+                      "worker%d" % i, env=env) for i in range(2)]
+    try:
+        wait_for(lambda: len([w for w in stats(m)["workers"] if w["state"] == "ready"]) == 2,
+                 what="2 ready workers")
+        for users, total in ((4, 3), (8, 6)):
+            status, body = http(m.web + "/swarm", "POST",
+                                form={"user_count": users, "spawn_rate": users // 2})
+            assert status == 200, body
+            wait_for(lambda: count_marks(tmp_path, "spawning_complete.") >= total,
+                     what="spawning_complete in 3 processes after the ramp to %d" % users)
+            wait_state(m, "running")
+        http(m.web + "/stop", "POST")
+        wait_state(m, "stopped")
+        c = by_process(tmp_path, "spawning_complete")
+        assert roles(c, "master") == [2], c
+        assert roles(c, "worker") == [2, 2], c
+        # the master's argument is the target; a worker's its own users (4 then 8 over 2)
+        names = os.listdir(tmp_path / "marks")
+        master = sorted(n.split(".")[3:] for n in names if n.startswith("spawning_complete.master"))
+        assert master == [["1", "4"], ["2", "8"]], master
+        worker = sorted(n.split(".")[3:] for n in names if n.startswith("spawning_complete.worker"))
+        assert worker == [["1", "2"], ["1", "2"], ["2", "4"], ["2", "4"]], worker
+    finally:
+        for w in workers:
+            assert w.stop() == 0, w.log()[-3000:]
+        assert m.stop() == 0, m.log()[-3000:]
 
 
 def test_exception_rows_from_listener_errors(tmp_path, target):
