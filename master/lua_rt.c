@@ -5,6 +5,7 @@
  */
 #include "master/lua_rt.h"
 
+#include "common/cli.h"
 #include "common/events.h"
 #include "common/log.h"
 #include "common/lua_value.h"
@@ -23,7 +24,8 @@ struct acr_lua_rt {
     lua_State *L;
     acr_core_t *core; /**< NULL before attach and after quitting */
     char *host;
-    bool test_started; /**< test_start fired, test_stop not yet */
+    const acr_cli_opts_t *opts; /**< the parsed command line, for env.options (borrowed) */
+    bool test_started;          /**< test_start fired, test_stop not yet */
     bool quit;
     acr_pools_t *pools; /**< the scenario's data pools (master/pools.h) */
     acr_buf_t pool_buf; /**< scratch for pool answers */
@@ -37,13 +39,70 @@ static void listener_error(const char *msg, const char *tb, void *ud)
         ACR_ERROR("out of memory recording an exception");
 }
 
-/* Pushes the events' env: role, host, user_count, worker_count. */
+static void set_str(lua_State *L, const char *key, const char *v)
+{
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+}
+
+static void set_num(lua_State *L, const char *key, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, key);
+}
+
+static void set_bool(lua_State *L, const char *key, bool v)
+{
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* A list of strings (NULL: an empty list). */
+static void set_list(lua_State *L, const char *key, char *const *list)
+{
+    lua_newtable(L);
+    for (int i = 0; list && list[i]; i++) {
+        lua_pushstring(L, list[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, key);
+}
+
+/* env.options: the options of the command line that matter to a scenario (never --web-auth or
+ * the TLS files); an option not given is nil (run_time, stop_timeout, csv, html). */
+static void push_options(const acr_cli_opts_t *o, lua_State *L)
+{
+    lua_createtable(L, 0, 16);
+    if (!o) return;
+    set_str(L, "scenario", o->scenario);
+    set_str(L, "host", o->host);
+    set_num(L, "users", o->users);
+    set_num(L, "spawn_rate", o->spawn_rate);
+    if (o->run_time >= 0) set_num(L, "run_time", o->run_time);
+    set_bool(L, "headless", o->headless);
+    set_bool(L, "autostart", o->autostart);
+    set_list(L, "tags", o->tags);
+    set_list(L, "exclude_tags", o->exclude_tags);
+    if (o->stop_timeout >= 0) set_num(L, "stop_timeout", o->stop_timeout);
+    set_num(L, "expect_workers", o->expect_workers);
+    set_num(L, "local_workers", o->local_workers);
+    set_str(L, "csv", o->csv);
+    set_str(L, "html", o->html);
+    set_bool(L, "json", o->json);
+    set_bool(L, "reset_stats", o->reset_stats);
+    set_str(L, "loglevel", o->loglevel);
+}
+
+/* Pushes the events' env: role, host, user_count, worker_count, options. */
 static void push_env(acr_lua_rt_t *rt)
 {
     lua_State *L = rt->L;
     acr_core_snapshot_t s;
     bool snap = rt->core && acr_core_snapshot(rt->core, &s) == 0;
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    push_options(rt->opts, L);
+    lua_setfield(L, -2, "options");
     lua_pushliteral(L, "master");
     lua_setfield(L, -2, "role");
     if (rt->host) {
@@ -223,9 +282,10 @@ int acr_lua_rt_new(const char *path, const char *const *tags, const char *const 
     return 0;
 }
 
-int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const char *host)
+int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const acr_cli_opts_t *opts)
 {
-    if (host && !(rt->host = strdup(host))) return -ENOMEM;
+    rt->opts = opts;
+    if (opts && opts->host && !(rt->host = strdup(opts->host))) return -ENOMEM;
     int rc = acr_core_subscribe(core, on_core_event, rt);
     if (rc < 0) return rc;
     acr_core_hooks_t hooks = {.on_custom = on_custom,

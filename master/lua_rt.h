@@ -31,9 +31,12 @@ int acr_lua_rt_new(const char *path, const char *const *tags, const char *const 
                    acr_lua_rt_t **out, acr_user_class_t **classes, size_t *n, char *err,
                    size_t errlen);
 
-/** Attaches the runtime to @core (subscribes, sets the core's hooks) and fires init. @host is the
- *  master's -H for the events' env (NULL: none). Returns 0 or a negative errno. */
-int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const char *host);
+struct acr_cli_opts; /**< common/cli.h */
+
+/** Attaches the runtime to @core (subscribes, sets the core's hooks) and fires init. @opts (NULL:
+ *  none; borrowed, it must outlive @rt) gives the events' env its host (-H) and env.options (a
+ *  documented subset, docs/scenario-api.md "Events"). Returns 0 or a negative errno. */
+int acr_lua_rt_attach(acr_lua_rt_t *rt, acr_core_t *core, const struct acr_cli_opts *opts);
 
 /** The master is shutting down: test_stop if a test started and its stop was not seen, then
  *  quitting; the core is no longer used afterwards. Calls after the first do nothing. */

@@ -162,7 +162,7 @@ static int run(acr_master_t *m)
                   opts->master_bind_port, err);
         goto fail;
     }
-    if ((rc = acr_lua_rt_attach(m->lua, m->core, opts->host)) < 0) {
+    if ((rc = acr_lua_rt_attach(m->lua, m->core, opts)) < 0) {
         ACR_ERROR("cannot attach the scenario's runtime to the core: %s", strerror(-rc));
         goto fail;
     }

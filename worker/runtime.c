@@ -565,12 +565,15 @@ nomem:
     return -ENOMEM;
 }
 
-/* The init event, once the scenario loaded: env = {role, host, user_count, worker_index}. */
+/* The init event, once the scenario loaded: env = {role, host, user_count, worker_index, options}
+ * (options empty: no spawn has carried any yet). */
 static void fire_init(acr_rt_t *rt)
 {
     lua_State *L = rt->L;
     if (!acr_events_has_listeners(L, "init")) return;
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_newtable(L); /* options: nothing carried before the first spawn */
+    lua_setfield(L, -2, "options");
     lua_pushliteral(L, "worker");
     lua_setfield(L, -2, "role");
     if (rt->host) {

@@ -70,7 +70,11 @@ typedef struct worker {
     char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
     size_t scenario_len;
     acr_class_count_t *counts;
-    char *host;        /**< the last spawn's host, for the events' env */
+    char *host; /**< the last spawn's host, for the events' env */
+    /** the last spawn's tags / exclude_tags (NULL-terminated, taken from the message; NULL =
+     *  none) and stop_timeout (< 0: nil), for env.options */
+    char **tags, **exclude_tags;
+    double stop_timeout;
     bool test_started; /**< test_start fired and test_stop not yet */
     bool quitting_fired;
     ws_t state;
@@ -160,10 +164,44 @@ static lua_State *scenario_lua(worker_t *w)
     return w->rt_loaded && w->rt ? acr_rt_lua(w->rt) : NULL;
 }
 
-/* Pushes the events' env: role, host, user_count, worker_index. */
-static void push_env(worker_t *w, lua_State *L)
+static void free_list(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++) free(l[i]);
+    free(l);
+}
+
+static void set_list(lua_State *L, const char *key, char *const *list)
+{
+    lua_newtable(L);
+    for (int i = 0; list && list[i]; i++) {
+        lua_pushstring(L, list[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, key);
+}
+
+/* env.options: what the last spawn carried (host, tags, exclude_tags, stop_timeout). */
+static void push_options(worker_t *w, lua_State *L)
 {
     lua_createtable(L, 0, 4);
+    if (w->host) {
+        lua_pushstring(L, w->host);
+        lua_setfield(L, -2, "host");
+    }
+    set_list(L, "tags", w->tags);
+    set_list(L, "exclude_tags", w->exclude_tags);
+    if (w->stop_timeout >= 0) {
+        lua_pushnumber(L, w->stop_timeout);
+        lua_setfield(L, -2, "stop_timeout");
+    }
+}
+
+/* Pushes the events' env: role, host, user_count, worker_index, options. */
+static void push_env(worker_t *w, lua_State *L)
+{
+    lua_createtable(L, 0, 5);
+    push_options(w, L);
+    lua_setfield(L, -2, "options");
     lua_pushliteral(L, "worker");
     lua_setfield(L, -2, "role");
     if (w->host) {
@@ -567,7 +605,18 @@ static void on_ramp_done(worker_t *w, const acr_msg_t *m)
     fire_spawning_complete(w);
 }
 
-static void on_spawn(worker_t *w, const acr_msg_t *m)
+/* Takes @m's tags, exclude_tags and stop_timeout for env.options. */
+static void keep_options(worker_t *w, acr_msg_t *m)
+{
+    free_list(w->tags);
+    free_list(w->exclude_tags);
+    w->tags = m->tags;
+    w->exclude_tags = m->exclude_tags;
+    m->tags = m->exclude_tags = NULL;
+    w->stop_timeout = m->stop_timeout;
+}
+
+static void on_spawn(worker_t *w, acr_msg_t *m)
 {
     send_nil(w, "spawning");
     if (!w->rt_loaded) {
@@ -592,6 +641,7 @@ static void on_spawn(worker_t *w, const acr_msg_t *m)
     if (acr_rt_set_tags(w->rt, (const char *const *)m->tags, (const char *const *)m->exclude_tags,
                         terr, sizeof terr) < 0)
         ACR_ERROR("the master's --tags/--exclude-tags: %s; the task lists stay as they were", terr);
+    keep_options(w, m);
     if (w->state == WS_READY) acr_stats_clear(w->stats, acr_now()); /* a new test */
     set_state(w, WS_SPAWNING);
     if (!w->test_started) { /* once per test, not at each ramp step */
@@ -727,7 +777,7 @@ static int init_handles(worker_t *w)
 
 int acr_worker_run(const acr_worker_config_t *cfg)
 {
-    worker_t w = {.cfg = cfg, .index = -1, .exit_code = 0};
+    worker_t w = {.cfg = cfg, .index = -1, .stop_timeout = -1, .exit_code = 0};
     char err[1024];
     uv_loop_t loop;
     int rc = uv_loop_init(&loop);
@@ -798,5 +848,7 @@ run:
     free(w.counts);
     free(w.scenario_src);
     free(w.host);
+    free_list(w.tags);
+    free_list(w.exclude_tags);
     return w.exit_code;
 }

@@ -177,6 +177,42 @@ def test_spawning_complete_once_per_ramp(tmp_path, target, monkeypatch):
         assert m.stop() == 0, m.log()[-3000:]
 
 
+OPTIONS = """
+local acrida = require "acrida"
+""" + MARK + """
+acrida.events.test_start:add_listener(function(env)
+  local o = env.options
+  local id = tostring(math.random(1, 2^30))
+  if env.role == "master" then
+    mark(string.format("opt.master.%s.%s.%s.%s.%s.%s", tostring(o.users), tostring(o.spawn_rate),
+      tostring(o.run_time), table.concat(o.tags, "+"), tostring(o.headless),
+      tostring(o.web_auth)))
+  else
+    mark(string.format("opt.worker.%s.%s.%s.%s", table.concat(o.tags, "+"),
+      table.concat(o.exclude_tags, "+"), tostring(o.stop_timeout), id))
+  end
+end)
+acrida.user { name = "U", wait_time = acrida.constant(0.2), tasks = {
+  { tags = { "t1" }, fn = function(self) self.client:get("/") end },
+  { tags = { "t2" }, fn = function(self) self.client:get("/excluded") end } } }
+"""
+
+
+def test_env_options(tmp_path, target):
+    """env.options: the master's parsed options (users, tags, ...), a worker's what the spawn
+    carried (tags, exclude_tags, stop_timeout)."""
+    sc = write_scenario(tmp_path, OPTIONS)
+    rc, out, err = run_master_until(
+        tmp_path, headless(sc, target.url, 3, 3, "10m", workers=2,
+                           extra=["-T", "t1", "-E", "t2", "--stop-timeout", "7"]),
+        lambda: count_marks(tmp_path, "opt.") == 3, "test_start in 3 processes",
+        env=marks_env(tmp_path))
+    names = sorted(os.listdir(tmp_path / "marks"))
+    assert "opt.master.3.3.600.t1.true.nil" in names, names
+    workers = [n for n in names if n.startswith("opt.worker.")]
+    assert [n.rsplit(".", 1)[0] for n in workers] == ["opt.worker.t1.t2.7"] * 2, names
+
+
 def test_exception_rows_from_listener_errors(tmp_path, target):
     """The rows are in the exceptions CSV: node master and both workers."""
     sc = write_scenario(tmp_path, """
