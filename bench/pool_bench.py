@@ -175,15 +175,20 @@ def main():
         for label, mode, rows, short in CONFIGS:
             results.append(run_config(label, mode, rows, short, args, tmp))
     out.append("| configuration | pool size | users | workers | window (s) | operations | "
-               "per second | p50 (ms) | p99 (ms) | failures | master CPU % | workers CPU % |")
-    out.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+               "per second | p50 (ms) | p99 (ms) | failures | master CPU % | workers CPU % | "
+               "CPU µs per operation |")
+    out.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         op = "acquire+release pairs" if r["mode"] == "lease" else "`next()` calls"
-        out.append("| %s | %d | %d | %d | %g | %s | %.0f | %.2f | %.2f | %d | %.0f | %.0f |" % (
-            r["label"], r["rows"], args.users, args.workers, r["window"], op, r["rate"], r["p50"],
-            r["p99"], r["failures"], r["master_cpu"], r["workers_cpu"] / r["window"] * 100))
+        cpu = r["master_cpu"] / 100 * r["window"] + r["workers_cpu"]
+        out.append("| %s | %d | %d | %d | %g | %s | %.0f | %.2f | %.2f | %d | %.0f | %.0f | %.1f |"
+                   % (r["label"], r["rows"], args.users, args.workers, r["window"], op, r["rate"],
+                      r["p50"], r["p99"], r["failures"], r["master_cpu"],
+                      r["workers_cpu"] / r["window"] * 100, cpu * 1e6 / max(r["count"], 1)))
     out.append("")
-    out.append("Workers CPU %% is the sum of both workers (200 %% = both cores). The users were "
+    out.append("Workers CPU %% is the sum of both workers (200 %% = both cores); CPU µs per "
+               "operation is the CPU time of the master and both workers over the window divided "
+               "by the operations in it. The users were "
                "all spawned %s s after each master started (the window starts at %g s)." % (
                    "/".join("%.2f" % r["spawned_after"] for r in results), args.warm))
     out.append("")
