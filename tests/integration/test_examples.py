@@ -1,5 +1,5 @@
-"""The scenario examples of issue #9 that no other test runs, each against acrida-target with a
-master and 2 local workers: examples/forwarder.lua (a request listener forwarding every result in
+"""The scenario examples that no other test runs, each against acrida-target with a master and 2
+local workers: examples/quickstart.lua (the scenario of `make run`), examples/forwarder.lua (a request listener forwarding every result in
 bulk to a local HTTP endpoint with record = false) and examples/async_poll.lua (a job polled by an
 acrida.spawn task, its total time reported with acrida.report). User counting with
 user_start/user_stop is examples/events.lua, run by test_events.py.
@@ -149,3 +149,19 @@ def test_example_async_poll(tmp_path, target):
     # the reported time covers the two waits between the three polls (0.2 s each; a margin for
     # a timer that the loop's cached clock fires a little early)
     assert jobs["min_response_time"] >= 300, jobs
+
+
+def test_example_quickstart(tmp_path, target):
+    """examples/quickstart.lua, the scenario of `make run`: both classes' rows, the deliberate
+    failures (the 500s; the caught 404s are successes) and a total equal to the target's count."""
+    sc = copy_example(tmp_path, "quickstart.lua")
+    rc, out, err = run_master_until(
+        tmp_path, headless(sc, target.url, 6, 6, "10m", extra=["--json", "--only-summary"]),
+        lambda: target.counts()["served"] >= 60, "60 requests served")
+    assert rc == 1, (rc, err[-3000:])  # the /status/500 task fails on purpose
+    doc = json.loads(out)
+    for name in ("/", "/bytes/[n]", "/status/500", "/status/404"):
+        assert row(doc, "GET", name)["num_requests"] > 0, name
+    assert row(doc, "GET", "/status/500")["num_failures"] == row(doc, "GET", "/status/500")["num_requests"]
+    assert row(doc, "GET", "/status/404")["num_failures"] == 0
+    assert aggregated(doc)["num_requests"] == target.counts()["served"]
