@@ -1116,6 +1116,52 @@ static void test_spawn_tags_roundtrip(void **state)
     acr_buf_free(&b);
 }
 
+/* acrida_spawning_complete (master -> acrida workers at the end of a ramp): a builtin type, a
+ * round trip, and user_count required and >= 0. */
+static void ramp_done_frame(acr_buf_t *b, int kind)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "acrida_spawning_complete", 24);
+    if (kind == 0) {
+        msgpack_pack_map(&pk, 0); /* no user_count */
+    } else {
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str_with_body(&pk, "user_count", 10);
+        if (kind == 1)
+            msgpack_pack_int64(&pk, -3);
+        else
+            msgpack_pack_str_with_body(&pk, "7", 1);
+    }
+    msgpack_pack_str_with_body(&pk, NODE, strlen(NODE));
+    acr_buf_reset(b);
+    assert_int_equal(acr_buf_append(b, sb.data, sb.size), 0);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_ramp_done(void **state)
+{
+    (void)state;
+    acr_buf_t b = {0};
+    acr_msg_t m;
+    char err[256];
+    assert_true(acr_msg_type_is_builtin("acrida_spawning_complete"));
+    assert_int_equal(acr_msg_encode_ramp_done(&b, 12, NODE), 0);
+    decode_ok(&b, &m);
+    assert_int_equal(m.type, ACR_MSG_RAMP_DONE);
+    assert_int_equal(m.user_count, 12);
+    acr_msg_free(&m);
+    for (int kind = 0; kind < 3; kind++) {
+        ramp_done_frame(&b, kind);
+        assert_true(acr_msg_decode(b.data, b.len, &m, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "user_count"));
+    }
+    acr_buf_free(&b);
+}
+
 /* Absent, nil and empty lists are no filter; the limits themselves are accepted. */
 static void test_spawn_tags_accepted(void **state)
 {
@@ -1212,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat_roundtrip),
         cmocka_unit_test(test_spawn_roundtrip),
         cmocka_unit_test(test_spawn_tags_roundtrip),
+        cmocka_unit_test(test_ramp_done),
         cmocka_unit_test(test_spawn_tags_accepted),
         cmocka_unit_test(test_spawn_tags_refused),
         cmocka_unit_test(test_spawning_complete_exception_roundtrip),
