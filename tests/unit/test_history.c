@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "unit_core.h"
+
 /* A history with no loop or core, for the buffer functions. */
 static acr_history_t *bare(void)
 {
@@ -251,14 +253,12 @@ static int teardown(void **state)
 
 static void feed(fixture_t *f, const char *id)
 {
-    acr__registry_on_frame(NULL, id, strlen(id), f->b.data, f->b.len, f->c);
+    ucore_feed(f->c, &f->b, id);
 }
 
 static void worker_ready(fixture_t *f, const char *id)
 {
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_client_ready(&f->b, "acrida/test", id), 0);
-    feed(f, id);
+    ucore_worker_ready(f->c, &f->b, id);
 }
 
 static void worker_spawned(fixture_t *f, const char *id, long users)

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "unit_core.h"
+
 static char *reader_tasks[] = {(char *)"browse", (char *)"search"};
 static double reader_weights[] = {3, 1};
 static char *writer_tasks[] = {(char *)"post", (char *)"post"};
@@ -163,35 +165,18 @@ static bool has_header(fixture_t *f, const char *prefix)
 
 static void feed(fixture_t *f, const char *id)
 {
-    acr__registry_on_frame(NULL, id, strlen(id), f->b.data, f->b.len, f->c);
+    ucore_feed(f->c, &f->b, id);
 }
 
 static void worker_ready(fixture_t *f, const char *id)
 {
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_client_ready(&f->b, "acrida/test", id), 0);
-    feed(f, id);
+    ucore_worker_ready(f->c, &f->b, id);
 }
 
 /* The worker answers its last spawn with the counts the dispatcher gave it. */
 static void worker_spawned(fixture_t *f, const char *id)
 {
-    acr_dispatch_t *d = f->c->run.dispatch;
-    assert_non_null(d);
-    acr_class_count_t cc[2];
-    size_t n = acr_dispatch_nclasses(d);
-    long users = 0;
-    for (size_t e = 0; e < acr_dispatch_nentries(d); e++) {
-        if (strcmp(acr_dispatch_entry_id(d, e), id) != 0) continue;
-        for (size_t k = 0; k < n; k++) {
-            cc[k].name = (char *)acr_dispatch_class_name(d, k);
-            cc[k].count = acr_dispatch_entry_counts(d, e)[k];
-            users += (long)cc[k].count;
-        }
-    }
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_spawning_complete(&f->b, cc, n, users, id), 0);
-    feed(f, id);
+    ucore_worker_spawned(f->c, &f->b, id);
 }
 
 static acr_core_snapshot_t snap(fixture_t *f)
