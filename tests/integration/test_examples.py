@@ -157,7 +157,9 @@ def test_example_quickstart(tmp_path, target):
     sc = copy_example(tmp_path, "quickstart.lua")
     rc, out, err = run_master_until(
         tmp_path, headless(sc, target.url, 6, 6, "10m", extra=["--json", "--only-summary"]),
-        lambda: target.counts()["served"] >= 60, "60 requests served")
+        lambda: (lambda c: c["served"] >= 60 and all(c["by_status"].get(k) for k in ("404", "500"))
+                 and all(c["by_path_prefix"].get(k) for k in ("/", "/bytes")))(target.counts()),
+        "60 requests served, every route the test checks among them")
     assert rc == 1, (rc, err[-3000:])  # the /status/500 task fails on purpose
     doc = json.loads(out)
     for name in ("/", "/bytes/[n]", "/status/500", "/status/404"):
