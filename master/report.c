@@ -465,8 +465,7 @@ int acr_report_csv_history_rows(FILE *f, acr_stats_t *s, long user_count, long t
 
 /* ---- JSON ---- */
 
-/* HTML-escapes @s like Python's html.escape(s, quote). Returns a malloc'ed string or NULL. */
-static char *html_escape(const char *s, bool quote)
+char *acr_report_html_escape(const char *s, bool quote)
 {
     size_t len = 0;
     for (const char *p = s; *p; p++) {
@@ -573,7 +572,7 @@ static json_t *json_stats_row(const acr_stats_entry_t *e, const acr_stats_entry_
     json_t *o = json_object();
     bool have = e->hist.count > 0;
     bool any = total->last_request_ts > 0;
-    char *safe = html_escape(e->name, false);
+    char *safe = acr_report_html_escape(e->name, false);
     /* Locust's Aggregated entry has no method: null, as its /stats/requests and dashboard expect */
     jset(o, "method", e == total ? json_null() : jstr(e->method), &err);
     jset(o, "name", jstr(e->name), &err);
@@ -615,8 +614,8 @@ static json_t *json_errors(acr_stats_t *s)
     acr_stats_error_t *const *errs = acr_stats_errors(s, &n);
     for (size_t i = 0; i < n && i < MAX_JSON_ROWS; i++) {
         json_t *o = json_object();
-        char *text = html_escape(errs[i]->error, true);
-        char *name = html_escape(errs[i]->name, true);
+        char *text = acr_report_html_escape(errs[i]->error, true);
+        char *name = acr_report_html_escape(errs[i]->name, true);
         jset(o, "error", text ? jstr(text) : NULL, &err);
         jset(o, "method", jstr(errs[i]->method), &err);
         jset(o, "name", name ? jstr(name) : NULL, &err);

@@ -77,6 +77,11 @@ typedef struct acr_report_lost {
  *  the @n rows, then "Aggregated" with @total. CRLF line endings like the Locust files. */
 int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsigned long long total);
 
+/** @s HTML-escaped like Python's html.escape(s, quote) (& < > always; " and ' as &quot; and
+ *  &#x27; when @quote), as Locust's JSON escapes names, errors and exceptions. Returns a malloc'ed
+ *  string or NULL on ENOMEM. */
+char *acr_report_html_escape(const char *s, bool quote);
+
 /** Appends jansson's dump @in (JSON_SORT_KEYS | JSON_INDENT(2) | JSON_ENSURE_ASCII |
  *  JSON_REAL_PRECISION(17)) to @b as Python's json.dumps writes it, the way Flask answers Locust's
  *  routes: reals in their shortest repr form instead of "%.17g" (0.1, not 0.10000000000000001),

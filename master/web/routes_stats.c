@@ -198,43 +198,9 @@ void acr__routes_full_history_csv(acr_routes_t *r, const acr_httpd_req_t *req,
     acr__routes_header(resp, "Cache-Control: no-cache, max-age=0");
 }
 
-/* @s HTML-escaped like Python's html.escape(s) (& < > " '), as Locust's /exceptions. NULL on
- * ENOMEM. */
-static char *html_escape(const char *s)
-{
-    acr_buf_t b = {0};
-    int rc = acr_buf_append(&b, "", 0);
-    for (const char *p = s; rc == 0 && *p; p++) {
-        switch (*p) {
-        case '&':
-            rc = acr_buf_append(&b, "&amp;", 5);
-            break;
-        case '<':
-            rc = acr_buf_append(&b, "&lt;", 4);
-            break;
-        case '>':
-            rc = acr_buf_append(&b, "&gt;", 4);
-            break;
-        case '"':
-            rc = acr_buf_append(&b, "&quot;", 6);
-            break;
-        case '\'':
-            rc = acr_buf_append(&b, "&#x27;", 6);
-            break;
-        default:
-            rc = acr_buf_putc(&b, *p);
-        }
-    }
-    if (rc < 0) {
-        acr_buf_free(&b);
-        return NULL;
-    }
-    return b.data;
-}
-
 static json_t *jescaped(const char *s, int *err)
 {
-    char *e = html_escape(s ? s : "");
+    char *e = acr_report_html_escape(s ? s : "", true);
     if (!e) {
         *err = 1;
         return NULL;
