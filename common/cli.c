@@ -98,10 +98,23 @@ static const acr_opt_def_t defs[] = {
      "CI threshold, e.g. p95<300ms (repeatable); any failed check exits 3", M},
     {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
      "exit as if complete (not 4) when report intervals were lost with dead workers", M},
+    {"scenario-dir", 0, NULL, ACR_OPT_STR, O(scenario_dir), 0, 0, "DIR",
+     "not yet: ship every file under DIR (Lua modules, data) with the scenario (default: its "
+     "directory's "
+     "required modules and acrida.files)",
+     M},
+    {"max-bundle-size", 0, NULL, ACR_OPT_INT, O(max_bundle_size), 1, INT32_MAX, "BYTES",
+     "not yet: largest scenario bundle shipped to workers (default 64 MiB)", M},
     {"port-file", 0, NULL, ACR_OPT_STR, O(port_file), 0, 0, "FILE",
      "write the bound ports (master=N, web=N) to FILE atomically", M},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
      "local workers do not verify the targets' TLS certificates", M},
+    {"exit-on-quit", 0, NULL, ACR_OPT_FLAG, O(exit_on_quit), 0, 0, NULL,
+     "not yet: exit when the master quits (Locust's one-shot worker); default: wait for the next "
+     "test",
+     W},
+    {"master-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(master_timeout), 0, 0, "S",
+     "not yet: stop the users after S without a word from the master (default 10s)", W},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
      "do not verify the targets' TLS certificates", W},
     {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
@@ -163,6 +176,8 @@ static void set_defaults(acr_cli_opts_t *o)
     o->exit_code_on_error = 1;
     o->master_host = "127.0.0.1";
     o->master_port = ACR_PROTO_DEFAULT_PORT;
+    o->max_bundle_size = ACR_CLI_BUNDLE_MAX;
+    o->master_timeout = ACR_CLI_MASTER_TIMEOUT_S;
 }
 
 /* -H/--host and /swarm's host (common/cli.h). */

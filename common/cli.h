@@ -31,6 +31,9 @@ typedef enum {
  *  1/rate seconds per step, and a rate like 1e-300 overflowed that wait into an instant ramp. */
 #define ACR_MIN_SPAWN_RATE 1e-6
 
+#define ACR_CLI_BUNDLE_MAX (64 << 20) /**< default --max-bundle-size */
+#define ACR_CLI_MASTER_TIMEOUT_S 10.0 /**< default --master-timeout */
+
 typedef struct acr_cli_opts {
     /* both */
     char *scenario;
@@ -64,12 +67,16 @@ typedef struct acr_cli_opts {
     char *port_file;
     char **check;
     bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
+    char *scenario_dir;      /**< NULL or the directory shipped with the scenario (#10) */
+    int max_bundle_size;     /**< bytes of the scenario bundle (default ACR_CLI_BUNDLE_MAX) */
     /* acrida-worker */
     char *master_host;
     int master_port;
     int processes; /**< 0 = no fork; "auto" resolved to the number of CPUs */
     char *node_id; /**< NULL or "" = generated; else 1..ACR_PROTO_NODE_ID_MAX printable bytes, the
                     *   "-N" suffix of --processes included (checked) */
+    bool exit_on_quit;     /**< Locust's one-shot worker: exit on the master's quit */
+    double master_timeout; /**< seconds without a word from the master before users stop */
 } acr_cli_opts_t;
 
 /**
