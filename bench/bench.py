@@ -14,7 +14,7 @@ connections do not exhaust the ephemeral ports of one address pair. The users al
 count from the worker's reports), the requests they completed and the connections the worker
 holds (its ESTABLISHED sockets) are measured, and the RSS growth is divided by the users alive.
 
-Master: bench/master_load.py (500 simulated workers, 100 entries per report every 3 s), and
+Master: bench/master_load.py (1000 simulated workers, 100 entries per report every 3 s, 10 min), and
 bench/master_web_load.py: the same load on a master in web mode running a test, with the latency of
 GET /stats/requests and the master's CPU with 20 dashboards polling.
 
@@ -528,7 +528,7 @@ def main():
     ap.add_argument("--tail", type=float, default=2)
     ap.add_argument("--tools", default="wrk,acrida,fast,http")
     ap.add_argument("--idle", default="10000,100000", help="idle user counts ('' to skip)")
-    ap.add_argument("--master-load", default="500,100,30",
+    ap.add_argument("--master-load", default="1000,100,600",
                     help="simulated workers,entries,window s for bench/master_load.py ('' to skip)")
     ap.add_argument("--master-web-load", default="500,100,30",
                     help="simulated workers,entries,window s for bench/master_web_load.py ('' to skip)")

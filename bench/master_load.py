@@ -16,13 +16,14 @@ again and waits for the master's ack, which the master sends only after it has h
 that worker sent before; then the master's /stats/requests says how many reports it merged and
 what they added up to, and the master is stopped.
 
-usage: bench/master_load.py [--build build] [--workers 500] [--entries 100] [--window 30]
+usage: bench/master_load.py [--build build] [--workers 1000] [--entries 100] [--window 600]
 """
 import argparse
 import hashlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -188,10 +189,16 @@ class Fleet:
         self.ctx.term()
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
 def drive(fleet, master, templates, window):
-    """Heartbeats and reports until the measuring window ends; returns what was sent and the
-    master's CPU over the window."""
+    """Heartbeats and reports until the measuring window ends; returns what was sent, the
+    master's CPU over the window and its RSS sampled every 10 s of the window."""
     n = len(fleet.socks)
+    rss = []
     seq = [0] * n
     sent = {"reports": 0, "requests": 0, "in_window": 0}
     start = time.monotonic()
@@ -202,8 +209,11 @@ def drive(fleet, master, templates, window):
         now = time.monotonic()
         if c0 is None and now - start > 5:
             c0, t0, sent["in_window"] = cpu(master.pid), now, 0
+        if c0 is not None and now - t0 >= 10 * len(rss):
+            rss.append(rss_kib(master.pid))
         if c0 is not None and now - t0 > window:
-            return sent, (cpu(master.pid) - c0) / (now - t0), now - t0
+            rss.append(rss_kib(master.pid))
+            return sent, (cpu(master.pid) - c0) / (now - t0), now - t0, rss
         if now >= next_hb:
             for s, node in fleet.socks:
                 s.send(msgpack.packb(["heartbeat", {"state": "ready", "current_cpu_usage": 1.0,
@@ -256,8 +266,7 @@ def run_in(tmp, build, workers, entries, window):
     fleet = Fleet(wait_port(pf, master), workers)
     try:
         fleet.register()
-        sent, cpu_share, span = drive(fleet, master, templates, window)
-        rss = int(open("/proc/%d/status" % master.pid).read().split("VmRSS:")[1].split()[0])
+        sent, cpu_share, span, rss = drive(fleet, master, templates, window)
         acked = drain(fleet)
         web = dict(l.split("=") for l in open(pf).read().split())["web"]
         with urllib.request.urlopen("http://127.0.0.1:%s/stats/requests" % web, timeout=60) as r:
@@ -282,11 +291,18 @@ def run_in(tmp, build, workers, entries, window):
 def table(r):
     """The result as printed by `make bench` (bench/bench.py) and by this script."""
     s = r["sent"]
+    rss = r["rss_kib"]
+    half = rss[len(rss) // 2:]
     return [
-        "| workers | entries per report | reports/s sent in the window | master CPU | master RSS |",
-        "|---|---|---|---|---|",
-        "| %d | %d | %.0f | %.1f %% of one core | %.0f MiB |" % (
-            r["workers"], r["entries"], s["in_window"] / r["window"], 100 * r["cpu"], r["rss_kib"] / 1024),
+        "| workers | entries per report | window | reports/s sent in the window | master CPU | "
+        "master RSS at the window's start, middle, end (max) |",
+        "|---|---|---|---|---|---|",
+        "| %d | %d | %.0f s | %.0f | %.1f %% of one core | %.1f, %.1f, %.1f (%.1f) MiB |" % (
+            r["workers"], r["entries"], r["window"], s["in_window"] / r["window"], 100 * r["cpu"],
+            rss[0] / 1024, rss[len(rss) // 2] / 1024, rss[-1] / 1024, max(rss) / 1024),
+        "",
+        "RSS growth over the second half of the window: %+.1f MiB (%d samples, one every 10 s)." % (
+            (half[-1] - half[0]) / 1024, len(rss)),
         "",
         "| | sent | merged by the master |",
         "|---|---|---|",
@@ -302,10 +318,14 @@ def table(r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
-    ap.add_argument("--workers", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=1000)
     ap.add_argument("--entries", type=int, default=100)
-    ap.add_argument("--window", type=float, default=30)
+    ap.add_argument("--window", type=float, default=600)
     a = ap.parse_args()
+    # one DEALER per simulated worker, and the master inherits the limit: its default soft
+    # limit (1024) is below 1000 workers' connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print("\n".join(table(run(os.path.abspath(a.build), a.workers, a.entries, a.window))))
 
 
