@@ -33,6 +33,7 @@ static const char *const type_names[] = {
     [ACR_MSG_POOL_REQ] = "acrida_pool_req",
     [ACR_MSG_POOL_REP] = "acrida_pool_rep",
     [ACR_MSG_RAMP_DONE] = "acrida_spawning_complete",
+    [ACR_MSG_REJOIN] = "acrida_rejoin",
 };
 
 const char *acr_msg_type_name(acr_msg_type_t t)
@@ -53,6 +54,14 @@ static acr_msg_type_t type_from_name(const char *s, size_t n)
     for (unsigned i = 0; i < ACR_ARRAY_SIZE(legacy); i++)
         if (strlen(legacy[i].name) == n && memcmp(legacy[i].name, s, n) == 0) return legacy[i].type;
     return ACR_MSG_CUSTOM;
+}
+
+bool acr_msg_is_hex(const char *s, size_t n)
+{
+    if (!s || strlen(s) != n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
 }
 
 bool acr_msg_type_is_builtin(const char *name)
@@ -264,6 +273,11 @@ static int decode_ack(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         snprintf(d->prefix, sizeof(d->prefix), "ack: acrida: ");
         r = acr__get_str(d, caps, "version", ACR__NIL_OK, &m->version);
         if (r < 0) return r;
+        r = acr__get_str(d, caps, "instance", ACR__NIL_OK, &m->instance);
+        if (r < 0) return r;
+        if (m->instance && !acr_msg_is_hex(m->instance, ACR_MSG_ID_HEX))
+            return acr__dec_fail(d, "'instance' is not %d lowercase hex characters",
+                                 ACR_MSG_ID_HEX);
         m->acrida = true;
     }
     return 0;
@@ -287,17 +301,19 @@ static void free_list(char **l)
     free(l);
 }
 
-/* parsed_options.<key>: nil/absent or an array of at most ACR_MSG_MAX_TAGS strings of 1 to
- * ACR_MSG_TAG_MAX bytes, into a NULL-terminated list (NULL when empty). */
-static int get_tag_list(acr__dec_t *d, const msgpack_object *po, const char *key, char ***out)
+/* <where><key> (where: "parsed_options." in a spawn, "" in acrida_rejoin): nil/absent or an
+ * array of at most ACR_MSG_MAX_TAGS strings of 1 to ACR_MSG_TAG_MAX bytes, into a
+ * NULL-terminated list (NULL when empty). */
+static int get_tag_list(acr__dec_t *d, const msgpack_object *po, const char *where, const char *key,
+                        char ***out)
 {
     const msgpack_object *o = acr__map_get(po, key);
     if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
     if (o->type != MSGPACK_OBJECT_ARRAY)
-        return acr__dec_fail(d, "'parsed_options.%s' is not an array", key);
+        return acr__dec_fail(d, "'%s%s' is not an array", where, key);
     uint32_t n = o->via.array.size;
     if (n > ACR_MSG_MAX_TAGS)
-        return acr__dec_fail(d, "'parsed_options.%s' has more than %d tags", key, ACR_MSG_MAX_TAGS);
+        return acr__dec_fail(d, "'%s%s' has more than %d tags", where, key, ACR_MSG_MAX_TAGS);
     if (n == 0) return 0;
     char **l = calloc((size_t)n + 1, sizeof(*l));
     if (!l) return -ENOMEM;
@@ -306,7 +322,7 @@ static int get_tag_list(acr__dec_t *d, const msgpack_object *po, const char *key
         int r;
         if (t->type == MSGPACK_OBJECT_STR &&
             (t->via.str.size == 0 || t->via.str.size > ACR_MSG_TAG_MAX)) {
-            r = acr__dec_fail(d, "'parsed_options.%s' has a tag of %u bytes (1 to %d)", key,
+            r = acr__dec_fail(d, "'%s%s' has a tag of %u bytes (1 to %d)", where, key,
                               t->via.str.size, ACR_MSG_TAG_MAX);
         } else {
             r = acr__dup_str(d, t, key, &l[i]);
@@ -333,11 +349,46 @@ static int decode_spawn(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
     r = acr__get_num(d, data, "stop_timeout", ACR__NIL_OK, &m->stop_timeout);
     if (r < 0) return r;
     if (r == 1 && m->stop_timeout < 0) return acr__dec_fail(d, "'stop_timeout' is negative");
+    r = acr__get_str(d, data, "acrida_test_id", ACR__NIL_OK, &m->test_id);
+    if (r < 0) return r;
+    if (m->test_id && !acr_msg_is_hex(m->test_id, ACR_MSG_ID_HEX))
+        return acr__dec_fail(d, "'acrida_test_id' is not %d lowercase hex characters",
+                             ACR_MSG_ID_HEX);
     const msgpack_object *po = acr__map_get(data, "parsed_options");
     if (!po || po->type != MSGPACK_OBJECT_MAP) return 0; /* Locust's other options: ignored */
-    r = get_tag_list(d, po, "tags", &m->tags);
-    if (r >= 0) r = get_tag_list(d, po, "exclude_tags", &m->exclude_tags);
+    r = get_tag_list(d, po, "parsed_options.", "tags", &m->tags);
+    if (r >= 0) r = get_tag_list(d, po, "parsed_options.", "exclude_tags", &m->exclude_tags);
     return r < 0 ? r : 0;
+}
+
+static int decode_rejoin(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
+{
+    if (data->type != MSGPACK_OBJECT_MAP) return acr__dec_fail(d, "data is not a map");
+    int r = acr__get_str(d, data, "test_id", ACR__REQ, &m->test_id);
+    if (r < 0) return r;
+    if (*m->test_id && !acr_msg_is_hex(m->test_id, ACR_MSG_ID_HEX))
+        return acr__dec_fail(d, "'test_id' is neither empty nor %d lowercase hex characters",
+                             ACR_MSG_ID_HEX);
+    if ((r = acr__get_str(d, data, "state", ACR__REQ, &m->state)) < 0) return r;
+    if (strcmp(m->state, "spawning") != 0 && strcmp(m->state, "running") != 0 &&
+        strcmp(m->state, "stopped") != 0)
+        return acr__dec_fail(d, "'state' is not \"spawning\", \"running\" or \"stopped\"");
+    r = acr__get_classes(d, data, "user_classes_count", ACR__REQ, &m->classes, &m->nclasses);
+    if (r < 0) return r;
+    if ((r = acr__get_i64(d, data, "user_count", ACR__REQ, &m->user_count)) < 0) return r;
+    if (m->user_count < 0) return acr__dec_fail(d, "'user_count' is negative");
+    if ((r = acr__get_str(d, data, "scenario_sha256", ACR__REQ, &m->scenario_sha256)) < 0) return r;
+    if (!acr_msg_is_hex(m->scenario_sha256, ACR_MSG_SHA256_HEX))
+        return acr__dec_fail(d, "'scenario_sha256' is not %d lowercase hex characters",
+                             ACR_MSG_SHA256_HEX);
+    if ((r = acr__get_str(d, data, "host", ACR__NIL_OK, &m->host)) < 0) return r;
+    if ((r = acr__get_num(d, data, "stop_timeout", ACR__NIL_OK, &m->stop_timeout)) < 0) return r;
+    if (r == 1 && m->stop_timeout < 0) return acr__dec_fail(d, "'stop_timeout' is negative");
+    if ((r = get_tag_list(d, data, "", "tags", &m->tags)) < 0) return r;
+    if ((r = get_tag_list(d, data, "", "exclude_tags", &m->exclude_tags)) < 0) return r;
+    if ((r = acr__get_i64(d, data, "last_seq", ACR__REQ, &m->seq)) < 0) return r;
+    if (m->seq < 0) return acr__dec_fail(d, "'last_seq' is negative");
+    return 0;
 }
 
 static int decode_spawning_complete(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
@@ -426,6 +477,8 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return acr__msg_decode_pool_rep(d, data, m);
     case ACR_MSG_RAMP_DONE:
         return decode_ramp_done(d, data, m);
+    case ACR_MSG_REJOIN:
+        return decode_rejoin(d, data, m);
     case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
         return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:
@@ -518,6 +571,9 @@ void acr_msg_free(acr_msg_t *m)
     free(m->node_id);
     free(m->version);
     free(m->state);
+    free(m->instance);
+    free(m->test_id);
+    free(m->scenario_sha256);
     free(m->host);
     acr__free_classes(m->classes, m->nclasses);
     free_list(m->tags);

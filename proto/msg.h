@@ -50,7 +50,15 @@ typedef enum {
     /** acrida extension: "acrida_spawning_complete", the master to its acrida workers when the
      *  cluster's ramp reached its target (user_count: the target) */
     ACR_MSG_RAMP_DONE,
+    /** acrida extension: "acrida_rejoin", a worker's re-registration with a new master instance
+     *  (its test, state, users and last report sequence; proto/PROTOCOL.md) */
+    ACR_MSG_REJOIN,
 } acr_msg_type_t;
+
+/** Hex characters of a master instance id and of a test id (16 random bytes, lowercase hex). */
+#define ACR_MSG_ID_HEX 32
+/** Hex characters of a scenario's sha256. */
+#define ACR_MSG_SHA256_HEX 64
 
 /** The operation of an acrida_pool_req (proto/PROTOCOL.md, "Data pools"). */
 typedef enum {
@@ -97,13 +105,21 @@ typedef struct acr_msg {
     char *version; /**< "" for Debian's Locust; "acrida/<v>" for acrida workers. For an ack:
                     *   the acrida master's version from its capabilities map, else NULL */
     /* ack */
-    int64_t index; /**< -1 when absent */
-    bool acrida;   /**< ack carried acrida capabilities / client_ready came from acrida */
+    int64_t index;  /**< -1 when absent */
+    bool acrida;    /**< ack carried acrida capabilities / client_ready came from acrida */
+    char *instance; /**< ack: the acrida master's instance id (ACR_MSG_ID_HEX lowercase hex),
+                     *   NULL when absent */
     /* heartbeat */
     char *state; /**< "ready" | "spawning" | "running" | "stopped" | ...; NULL for the acrida
                   *   master's heartbeat (nil data) */
     double cpu_usage;
     int64_t memory_usage;
+    /* spawn (acrida_test_id, NULL when absent) and acrida_rejoin (test_id, "" or ACR_MSG_ID_HEX
+     * lowercase hex): the test the users belong to */
+    char *test_id;
+    /* acrida_rejoin: also state ("spawning" | "running" | "stopped"), classes, user_count, host,
+     * stop_timeout, tags, exclude_tags and seq (last_seq: the last acrida_seq the worker sent) */
+    char *scenario_sha256; /**< ACR_MSG_SHA256_HEX lowercase hex */
     /* spawn */
     double timestamp;
     char *host;          /**< NULL when nil */
@@ -124,6 +140,9 @@ typedef struct acr_msg {
     acr_stats_t *stats;
     int64_t seq;
     bool final;
+    /** stats: "acrida_cumulative": true, the report holds the worker's whole test since its first
+     *  spawn (sent after an acrida_rejoin), not a delta */
+    bool cumulative;
     /* scenario */
     char *scenario_name, *scenario_source;
     size_t scenario_len;
@@ -149,6 +168,10 @@ void acr_msg_free(acr_msg_t *m);
 int acr_msg_encode_client_ready(acr_buf_t *b, const char *version, const char *node_id);
 /** @acrida adds the acrida capabilities map: {"index": i, "acrida": {"version": ...}}. */
 int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *node_id);
+/** The acrida ack with the master's @instance id (ACR_MSG_ID_HEX lowercase hex) in the acrida
+ *  map: {"index": i, "acrida": {"version": ..., "instance": ...}}. -EINVAL for a malformed id. */
+int acr_msg_encode_ack_instance(acr_buf_t *b, int64_t index, const char *instance,
+                                const char *node_id);
 int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
                              const char *node_id);
 /** @host may be NULL; @stop_timeout < 0 is nil. parsed_options is sent as an empty map. */
@@ -161,6 +184,12 @@ int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_co
                               size_t n, const char *host, double stop_timeout,
                               const char *const *tags, const char *const *exclude_tags,
                               const char *node_id);
+/** acr_msg_encode_spawn_tags plus the acrida master's "acrida_test_id" (@test_id: ACR_MSG_ID_HEX
+ *  lowercase hex; NULL leaves the key out). -EINVAL for a malformed id. */
+int acr_msg_encode_spawn_test(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+                              size_t n, const char *host, double stop_timeout,
+                              const char *const *tags, const char *const *exclude_tags,
+                              const char *test_id, const char *node_id);
 /** A message whose data is nil: spawning, stop, client_stopped, quit, reconnect, and a bare
  *  master heartbeat. */
 int acr_msg_encode_nil(acr_buf_t *b, const char *type, const char *node_id);
@@ -183,6 +212,12 @@ int acr_msg_encode_stats_extra(acr_buf_t *b, acr_stats_t *delta, const acr_class
                                size_t n, int64_t user_count, int64_t seq, bool final,
                                const void *extra, size_t extra_len, uint32_t nextra,
                                const char *node_id);
+/** A report holding the worker's cumulative stats of its test (every entry with requests or
+ *  failures, errors with their total occurrences) with "acrida_cumulative": true; sent right
+ *  after an acrida_rejoin (proto/PROTOCOL.md). */
+int acr_msg_encode_stats_cumulative(acr_buf_t *b, acr_stats_t *cumulative,
+                                    const acr_class_count_t *classes, size_t n, int64_t user_count,
+                                    int64_t seq, bool final, const char *node_id);
 /** The keys of a stats report's data map, NULL-terminated: fields added to a report may not use
  *  them. */
 extern const char *const acr_msg_stats_keys[];
@@ -207,6 +242,26 @@ int acr_msg_encode_pool_rep(acr_buf_t *b, uint64_t req_id, const void *row, size
 /** acrida_spawning_complete {user_count} (master -> acrida workers, proto/PROTOCOL.md): the
  *  cluster's ramp reached its target of @user_count users (>= 0). */
 int acr_msg_encode_ramp_done(acr_buf_t *b, int64_t user_count, const char *node_id);
+
+/** The data of acrida_rejoin (W->M, proto/PROTOCOL.md); strings borrowed. */
+typedef struct acr_msg_rejoin {
+    const char *test_id; /**< "" or ACR_MSG_ID_HEX lowercase hex */
+    const char *state;   /**< "spawning" | "running" | "stopped" */
+    const acr_class_count_t *classes;
+    size_t nclasses;
+    int64_t user_count;                            /**< >= 0 */
+    const char *scenario_sha256;                   /**< ACR_MSG_SHA256_HEX lowercase hex */
+    const char *host;                              /**< NULL: nil */
+    double stop_timeout;                           /**< < 0: nil */
+    const char *const *tags, *const *exclude_tags; /**< NULL-terminated; NULL or empty: nil */
+    int64_t last_seq;                              /**< >= 0: the last acrida_seq sent */
+} acr_msg_rejoin_t;
+
+/** acrida_rejoin: -EINVAL when a field is out of its range (as the decoder would refuse it). */
+int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *node_id);
+
+/** Whether @s is exactly @n lowercase hex characters. */
+bool acr_msg_is_hex(const char *s, size_t n);
 
 /** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.
  *  NUL in @out; "" only if OpenSSL cannot allocate). Python's repr quoting is reproduced exactly

@@ -68,7 +68,9 @@ int acr_msg_encode_client_ready(acr_buf_t *b, const char *version, const char *n
     ENC_END();
 }
 
-int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *node_id)
+/* @instance: NULL leaves it out of the acrida map. */
+static int encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *instance,
+                      const char *node_id)
 {
     ENC_BEGIN("ack");
     PACK_OR_FAIL(msgpack_pack_map(pk, acrida ? 2 : 1));
@@ -76,11 +78,27 @@ int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *nod
     PACK_OR_FAIL(msgpack_pack_int64(pk, index));
     if (acrida) {
         PACK_OR_FAIL(acr__pack_str(pk, "acrida"));
-        PACK_OR_FAIL(msgpack_pack_map(pk, 1));
+        PACK_OR_FAIL(msgpack_pack_map(pk, instance ? 2 : 1));
         PACK_OR_FAIL(acr__pack_str(pk, "version"));
         PACK_OR_FAIL(acr__pack_str(pk, ACR_VERSION));
+        if (instance) {
+            PACK_OR_FAIL(acr__pack_str(pk, "instance"));
+            PACK_OR_FAIL(acr__pack_str(pk, instance));
+        }
     }
     ENC_END();
+}
+
+int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *node_id)
+{
+    return encode_ack(b, index, acrida, NULL, node_id);
+}
+
+int acr_msg_encode_ack_instance(acr_buf_t *b, int64_t index, const char *instance,
+                                const char *node_id)
+{
+    if (!acr_msg_is_hex(instance, ACR_MSG_ID_HEX)) return -EINVAL;
+    return encode_ack(b, index, true, instance, node_id);
 }
 
 int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
@@ -108,14 +126,15 @@ static int pack_tag_list(msgpack_packer *pk, const char *const *list)
     return 0;
 }
 
-int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+int acr_msg_encode_spawn_test(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
                               size_t n, const char *host, double stop_timeout,
                               const char *const *tags, const char *const *exclude_tags,
-                              const char *node_id)
+                              const char *test_id, const char *node_id)
 {
     bool with_tags = (tags && tags[0]) || (exclude_tags && exclude_tags[0]);
+    if (test_id && !acr_msg_is_hex(test_id, ACR_MSG_ID_HEX)) return -EINVAL;
     ENC_BEGIN("spawn");
-    PACK_OR_FAIL(msgpack_pack_map(pk, 5));
+    PACK_OR_FAIL(msgpack_pack_map(pk, test_id ? 6 : 5));
     PACK_OR_FAIL(acr__pack_str(pk, "timestamp"));
     PACK_OR_FAIL(msgpack_pack_double(pk, timestamp));
     PACK_OR_FAIL(acr__pack_str(pk, "user_classes_count"));
@@ -132,7 +151,20 @@ int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_co
         PACK_OR_FAIL(acr__pack_str(pk, "exclude_tags"));
         PACK_OR_FAIL(pack_tag_list(pk, exclude_tags));
     }
+    if (test_id) {
+        PACK_OR_FAIL(acr__pack_str(pk, "acrida_test_id"));
+        PACK_OR_FAIL(acr__pack_str(pk, test_id));
+    }
     ENC_END();
+}
+
+int acr_msg_encode_spawn_tags(acr_buf_t *b, double timestamp, const acr_class_count_t *classes,
+                              size_t n, const char *host, double stop_timeout,
+                              const char *const *tags, const char *const *exclude_tags,
+                              const char *node_id)
+{
+    return acr_msg_encode_spawn_test(b, timestamp, classes, n, host, stop_timeout, tags,
+                                     exclude_tags, NULL, node_id);
 }
 
 int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
@@ -184,9 +216,57 @@ int acr_msg_encode_stats_extra(acr_buf_t *b, acr_stats_t *delta, const acr_class
                                const char *node_id)
 {
     ENC_BEGIN("stats");
-    PACK_OR_FAIL(acr__pack_stats_data(pk, delta, classes, n, user_count, seq, final,
-                                      extra_len ? nextra : 0));
+    PACK_OR_FAIL(acr__pack_stats_data(pk, delta, classes, n, user_count, seq,
+                                      final ? ACR__STATS_FINAL : 0, extra_len ? nextra : 0));
     if (nextra && extra_len) PACK_OR_FAIL(acr_buf_append(b, extra, extra_len));
+    ENC_END();
+}
+
+int acr_msg_encode_stats_cumulative(acr_buf_t *b, acr_stats_t *cumulative,
+                                    const acr_class_count_t *classes, size_t n, int64_t user_count,
+                                    int64_t seq, bool final, const char *node_id)
+{
+    unsigned flags = ACR__STATS_CUMULATIVE | (final ? ACR__STATS_FINAL : 0);
+    ENC_BEGIN("stats");
+    PACK_OR_FAIL(acr__pack_stats_data(pk, cumulative, classes, n, user_count, seq, flags, 0));
+    ENC_END();
+}
+
+static bool rejoin_valid(const acr_msg_rejoin_t *r)
+{
+    return r->test_id && (!*r->test_id || acr_msg_is_hex(r->test_id, ACR_MSG_ID_HEX)) && r->state &&
+           (!strcmp(r->state, "spawning") || !strcmp(r->state, "running") ||
+            !strcmp(r->state, "stopped")) &&
+           r->user_count >= 0 && r->last_seq >= 0 &&
+           acr_msg_is_hex(r->scenario_sha256, ACR_MSG_SHA256_HEX);
+}
+
+int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *node_id)
+{
+    if (!rejoin_valid(r)) return -EINVAL;
+    ENC_BEGIN("acrida_rejoin");
+    PACK_OR_FAIL(msgpack_pack_map(pk, 10));
+    PACK_OR_FAIL(acr__pack_str(pk, "test_id"));
+    PACK_OR_FAIL(acr__pack_str(pk, r->test_id));
+    PACK_OR_FAIL(acr__pack_str(pk, "state"));
+    PACK_OR_FAIL(acr__pack_str(pk, r->state));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_classes_count"));
+    PACK_OR_FAIL(acr__pack_classes(pk, r->classes, r->nclasses));
+    PACK_OR_FAIL(acr__pack_str(pk, "user_count"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, r->user_count));
+    PACK_OR_FAIL(acr__pack_str(pk, "scenario_sha256"));
+    PACK_OR_FAIL(acr__pack_str(pk, r->scenario_sha256));
+    PACK_OR_FAIL(acr__pack_str(pk, "host"));
+    PACK_OR_FAIL(r->host ? acr__pack_str(pk, r->host) : msgpack_pack_nil(pk));
+    PACK_OR_FAIL(acr__pack_str(pk, "stop_timeout"));
+    PACK_OR_FAIL(r->stop_timeout >= 0 ? msgpack_pack_double(pk, r->stop_timeout)
+                                      : msgpack_pack_nil(pk));
+    PACK_OR_FAIL(acr__pack_str(pk, "tags"));
+    PACK_OR_FAIL(pack_tag_list(pk, r->tags));
+    PACK_OR_FAIL(acr__pack_str(pk, "exclude_tags"));
+    PACK_OR_FAIL(pack_tag_list(pk, r->exclude_tags));
+    PACK_OR_FAIL(acr__pack_str(pk, "last_seq"));
+    PACK_OR_FAIL(msgpack_pack_int64(pk, r->last_seq));
     ENC_END();
 }
 

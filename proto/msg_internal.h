@@ -84,9 +84,12 @@ void acr__packer_init(msgpack_packer *pk, acr_buf_t *b);
 /** Packs a str (NULL packs ""). Returns 0 or non-zero on allocation failure (as msgpack-c). */
 int acr__pack_str(msgpack_packer *pk, const char *s);
 int acr__pack_classes(msgpack_packer *pk, const acr_class_count_t *c, size_t n);
-/** The data map of a stats report (msg_stats.c). */
+#define ACR__STATS_FINAL 1u      /**< "acrida_final": true */
+#define ACR__STATS_CUMULATIVE 2u /**< "acrida_cumulative": true */
+/** The data map of a stats report (msg_stats.c); @flags: ACR__STATS_*. */
 int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class_count_t *classes,
-                         size_t n, int64_t user_count, int64_t seq, bool final, uint32_t nextra);
+                         size_t n, int64_t user_count, int64_t seq, unsigned flags,
+                         uint32_t nextra);
 /** Re-encodes @o into a new malloc'ed buffer (*@out, *@len). 0 or -ENOMEM. */
 int acr__repack(const msgpack_object *o, char **out, size_t *len);
 

@@ -212,8 +212,8 @@ static int decode_errors(acr__dec_t *d, const msgpack_object *o, acr_stats_t *s)
 }
 
 const char *const acr_msg_stats_keys[] = {
-    "stats",      "stats_total", "errors",       "user_classes_count",
-    "user_count", "acrida_seq",  "acrida_final", NULL,
+    "stats",        "stats_total",       "errors", "user_classes_count", "user_count", "acrida_seq",
+    "acrida_final", "acrida_cumulative", NULL,
 };
 
 static bool is_stats_key(const msgpack_object *k)
@@ -267,6 +267,12 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
         if (fin->type != MSGPACK_OBJECT_BOOLEAN)
             return acr__dec_fail(d, "'acrida_final' is not a boolean");
         m->final = fin->via.boolean;
+    }
+    const msgpack_object *cum = acr__map_get(data, "acrida_cumulative");
+    if (cum && cum->type != MSGPACK_OBJECT_NIL) {
+        if (cum->type != MSGPACK_OBJECT_BOOLEAN)
+            return acr__dec_fail(d, "'acrida_cumulative' is not a boolean");
+        m->cumulative = cum->via.boolean;
     }
 
     m->stats = acr_stats_new(0);
@@ -413,14 +419,15 @@ static int pack_errors(msgpack_packer *pk, acr_stats_t *delta)
 }
 
 int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class_count_t *classes,
-                         size_t n, int64_t user_count, int64_t seq, bool final, uint32_t nextra)
+                         size_t n, int64_t user_count, int64_t seq, unsigned flags, uint32_t nextra)
 {
+    bool final = flags & ACR__STATS_FINAL, cumulative = flags & ACR__STATS_CUMULATIVE;
     size_t ne = 0, nsend = 0;
     acr_stats_entry_t *const *ents = acr_stats_sorted(delta, &ne);
     for (size_t i = 0; i < ne; i++)
         if (ents[i]->num_requests || ents[i]->num_failures) nsend++;
 
-    PACK_OR_ENOMEM(msgpack_pack_map(pk, 7 + nextra));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, 7 + (cumulative ? 1 : 0) + nextra));
     PACK_OR_ENOMEM(pack_key(pk, "stats"));
     PACK_OR_ENOMEM(msgpack_pack_array(pk, nsend));
     for (size_t i = 0; i < ne; i++)
@@ -437,5 +444,9 @@ int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class
     PACK_OR_ENOMEM(msgpack_pack_int64(pk, seq));
     PACK_OR_ENOMEM(pack_key(pk, "acrida_final"));
     PACK_OR_ENOMEM(final ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
+    if (cumulative) {
+        PACK_OR_ENOMEM(pack_key(pk, "acrida_cumulative"));
+        PACK_OR_ENOMEM(msgpack_pack_true(pk));
+    }
     return 0;
 }

@@ -1,8 +1,8 @@
 /*
  * libFuzzer driver for the message decoder: any byte string must decode or be rejected with a
  * reason, without crashes, leaks, huge allocations or undefined behaviour. A decoded stats
- * report is also re-encoded and decoded again (the encoder must accept whatever the decoder
- * produced, and the result must decode).
+ * report and a decoded acrida_rejoin are also re-encoded and decoded again (the encoder must
+ * accept whatever the decoder produced, and the result must decode).
  */
 #include "proto/msg.h"
 
@@ -28,6 +28,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
             acr_msg_free(&again);
         }
+        acr_buf_free(&b);
+    }
+    if (m.type == ACR_MSG_REJOIN) {
+        acr_msg_rejoin_t r = {.test_id = m.test_id,
+                              .state = m.state,
+                              .classes = m.classes,
+                              .nclasses = m.nclasses,
+                              .user_count = m.user_count,
+                              .scenario_sha256 = m.scenario_sha256,
+                              .host = m.host,
+                              .stop_timeout = m.stop_timeout,
+                              .tags = (const char *const *)m.tags,
+                              .exclude_tags = (const char *const *)m.exclude_tags,
+                              .last_seq = m.seq};
+        acr_buf_t b = {0};
+        if (acr_msg_encode_rejoin(&b, &r, m.node_id) != 0) abort();
+        acr_msg_t again;
+        if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
+        acr_msg_free(&again);
         acr_buf_free(&b);
     }
     acr_msg_free(&m);
