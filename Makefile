@@ -181,10 +181,56 @@ bench:
 	@$(MAKE) --no-print-directory all
 	bash bench/run.sh $(BUILD)
 
-PREFIX ?= /usr/local
+# `make install PREFIX=/usr/local DESTDIR=` (docs/deploy.md): the three binaries, the systemd
+# units (their paths rewritten for BINDIR, SYSCONFDIR and DOCDIR), the sysusers.d file of the
+# `acrida` user, the environment file, and the docs and examples in the repository's layout (so
+# their relative links work). systemd reads units from /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system; for another PREFIX set UNITDIR=/etc/systemd/system. An existing
+# SYSCONFDIR/acrida/acrida.env is never overwritten (an upgrade keeps the operator's settings;
+# the new one is always in DOCDIR/acrida.env). Installed into the real root (no DESTDIR) as
+# root, the `acrida` user is created with systemd-sysusers and systemd is told to reload.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DOCDIR      ?= $(PREFIX)/share/doc/acrida
+UNIT_FILES  := deploy/acrida-master.service deploy/acrida-worker@.service
+UNIT_SED    := -e 's|/usr/local/share/doc/acrida|$(DOCDIR)|g' -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+               -e 's|/etc/acrida/|$(SYSCONFDIR)/acrida/|g'
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/acrida $(DESTDIR)$(DOCDIR)/docs/img $(DESTDIR)$(DOCDIR)/proto \
+	  $(DESTDIR)$(DOCDIR)/examples
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	@set -e; for u in $(UNIT_FILES); do \
+	  echo "install $$u -> $(DESTDIR)$(UNITDIR)/"; \
+	  sed $(UNIT_SED) $$u > $(DESTDIR)$(UNITDIR)/$${u#deploy/}.tmp; \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$${u#deploy/}.tmp; \
+	  mv -f $(DESTDIR)$(UNITDIR)/$${u#deploy/}.tmp $(DESTDIR)$(UNITDIR)/$${u#deploy/}; \
+	done
+	install -m 644 deploy/acrida.sysusers $(DESTDIR)$(SYSUSERSDIR)/acrida.conf
+	install -m 644 README.md deploy/acrida.env $(DESTDIR)$(DOCDIR)/
+	install -m 644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/acrida/acrida.env ]; then \
+	  echo "install: keeping $(DESTDIR)$(SYSCONFDIR)/acrida/acrida.env (the new one is $(DOCDIR)/acrida.env)"; \
+	else \
+	  echo "install -m 600 deploy/acrida.env $(DESTDIR)$(SYSCONFDIR)/acrida/acrida.env"; \
+	  install -m 600 deploy/acrida.env $(DESTDIR)$(SYSCONFDIR)/acrida/acrida.env; \
+	fi
+	install -m 644 docs/img/*.png $(DESTDIR)$(DOCDIR)/docs/img/
+	install -m 644 proto/PROTOCOL.md $(DESTDIR)$(DOCDIR)/proto/
+	@set -e; cd examples; find . -type f | sort | while read -r f; do \
+	  m=644; [ -x "$$f" ] && m=755; \
+	  echo "install -m $$m examples/$${f#./} -> $(DESTDIR)$(DOCDIR)/examples/"; \
+	  install -D -m $$m "$$f" "$(DESTDIR)$(DOCDIR)/examples/$${f#./}"; \
+	done
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && command -v systemd-sysusers >/dev/null; then \
+	  echo "systemd-sysusers $(SYSUSERSDIR)/acrida.conf"; systemd-sysusers $(SYSUSERSDIR)/acrida.conf; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	else \
+	  echo "install: the units run as user acrida: on the target machine run systemd-sysusers (docs/deploy.md)"; \
+	fi
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
