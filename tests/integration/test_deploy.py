@@ -299,8 +299,9 @@ def test_env_file_lists_every_option(installed):
         options |= help_options(os.path.join(installed, "usr/local/bin", b))
     assert {"users", "master-host", "node-id", "config"} <= options, options
     names = {"ACRIDA_" + o.upper().replace("-", "_") for o in options - NOT_SETTINGS}
-    assert not names - set(commented), "options missing from acrida.env: %s" % sorted(
-        names - set(commented))
+    assert not names - set(commented), (
+        "options missing from deploy/acrida.env (add each as a commented line with its "
+        "default): %s" % sorted(names - set(commented)))
     assert not set(commented) - names, "acrida.env lists what is no option: %s" % sorted(
         set(commented) - names)
 
