@@ -434,9 +434,8 @@ struct acr_shape {
     acr_shape_stage_t *stages; /* acrida.stages; NULL for a shape function */
     size_t nstages;
     uv_timer_t timer;
-    uint64_t t0; /* uv_now at the test's start */
-    bool active; /* a test driven by the shape is under way */
-    bool classes_warned;
+    uint64_t t0;            /* uv_now at the test's start */
+    bool active;            /* a test driven by the shape is under way */
     acr_shape_target_t cur; /* the target applied last */
 };
 
@@ -584,10 +583,39 @@ static bool same_classes(const acr_shape_target_t *a, const acr_shape_target_t *
     return true;
 }
 
+/* Re-targets the core to @next: its classes, or every class when it names none (a stage without
+ * user_classes after one with them). */
+static int edit_core(acr_shape_t *s, const acr_shape_target_t *next)
+{
+    if (next->classes)
+        return acr_core_edit(s->core, next->users, next->rate, (const char *const *)next->classes,
+                             next->nclasses);
+    const char **all = calloc(s->nclasses ? s->nclasses : 1, sizeof(*all));
+    if (!all) return -ENOMEM;
+    for (size_t i = 0; i < s->nclasses; i++) all[i] = s->classes[i].name;
+    int rc = acr_core_edit(s->core, next->users, next->rate, all, s->nclasses);
+    free(all);
+    return rc;
+}
+
+/* "A, B" (at most @len bytes) for the log; "every class" for none. */
+static const char *classes_text(const acr_shape_target_t *t, char *buf, size_t len)
+{
+    if (!t->classes) return "every class";
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < t->nclasses && o + 1 < len; i++) {
+        int n = snprintf(buf + o, len - o, "%s%s", i ? ", " : "", t->classes[i]);
+        if (n < 0) break;
+        o += (size_t)n;
+    }
+    return buf;
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     acr_shape_t *s = acr_container_of(t, acr_shape_t, timer);
-    char err[1024], tb[4096];
+    char err[1024], tb[4096], names[256];
     acr_shape_target_t next;
     if (!s->active) return;
     double rt = (double)(uv_now(s->loop) - s->t0) / 1000.0;
@@ -603,32 +631,25 @@ static void tick_cb(uv_timer_t *t)
         acr_core_stop(s->core);
         return;
     }
-    if (!same_classes(&next, &s->cur) && !s->classes_warned) {
-        s->classes_warned = true;
-        ACR_WARN("load shape (%s): the user classes changed during the test: a test keeps the "
-                 "classes it started with (only users and spawn rate follow the shape)",
-                 s->where);
-    }
-    if (next.users == s->cur.users && next.rate == s->cur.rate) {
+    if (next.users == s->cur.users && next.rate == s->cur.rate && same_classes(&next, &s->cur)) {
         s->cur.stage = next.stage;
         acr_shape_target_clear(&next);
         return;
     }
-    rc = acr_core_edit(s->core, next.users, next.rate);
+    rc = edit_core(s, &next);
     if (rc < 0) {
         if (rc == -EAGAIN) ACR_WARN("load shape: no live worker to re-target: trying again");
         acr_shape_target_clear(&next);
         return;
     }
+    classes_text(&next, names, sizeof names);
     if (next.stage >= 0)
-        ACR_INFO("load shape: stage %ld: %ld users at %g users/s", next.stage + 1, next.users,
-                 next.rate);
+        ACR_INFO("load shape: stage %ld: %ld users at %g users/s (%s)", next.stage + 1, next.users,
+                 next.rate, names);
     else
-        ACR_INFO("load shape: %ld users at %g users/s", next.users, next.rate);
-    acr_shape_target_clear(&next);
-    s->cur.users = next.users;
-    s->cur.rate = next.rate;
-    s->cur.stage = next.stage;
+        ACR_INFO("load shape: %ld users at %g users/s (%s)", next.users, next.rate, names);
+    acr_shape_target_clear(&s->cur);
+    s->cur = next; /* takes its classes */
 }
 
 int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err, size_t errlen)
@@ -657,11 +678,12 @@ int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err
         acr_shape_target_clear(&first);
         return rc;
     }
-    ACR_INFO("load shape (%s) starts the test: %s%ld users at %g users/s", s->where,
-             first.stage >= 0 ? "stage 1: " : "", first.users, first.rate);
+    char names[256];
+    ACR_INFO("load shape (%s) starts the test: %s%ld users at %g users/s (%s)", s->where,
+             first.stage >= 0 ? "stage 1: " : "", first.users, first.rate,
+             classes_text(&first, names, sizeof names));
     acr_shape_target_clear(&s->cur);
     s->cur = first;
-    s->classes_warned = false;
     s->active = true;
     s->t0 = uv_now(s->loop);
     uv_timer_start(&s->timer, tick_cb, ACR_SHAPE_TICK_MS, ACR_SHAPE_TICK_MS);

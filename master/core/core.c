@@ -97,21 +97,10 @@ int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud)
 
 /* The configured classes named in @names (all of them when @n is 0), into @out (cfg.nclasses
  * entries). Returns how many, or -EINVAL for an unknown name. */
-static long pick_classes(const acr_core_t *c, const char *const *names, size_t n,
-                         acr_user_class_t *out)
+/* 0 when every one of the @n names is a class of the scenario, else -EINVAL (logged). */
+static int check_classes(const acr_core_t *c, const char *const *names, size_t n)
 {
-    if (!names || n == 0) {
-        memcpy(out, c->cfg.classes, c->cfg.nclasses * sizeof(*out));
-        return (long)c->cfg.nclasses;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < c->cfg.nclasses; i++)
-        for (size_t j = 0; j < n; j++)
-            if (names[j] && strcmp(names[j], c->cfg.classes[i].name) == 0) {
-                out[k++] = c->cfg.classes[i];
-                break;
-            }
-    for (size_t j = 0; j < n; j++) {
+    for (size_t j = 0; names && j < n; j++) {
         bool known = false;
         for (size_t i = 0; i < c->cfg.nclasses && !known; i++)
             known = names[j] && strcmp(names[j], c->cfg.classes[i].name) == 0;
@@ -120,7 +109,7 @@ static long pick_classes(const acr_core_t *c, const char *const *names, size_t n
             return -EINVAL;
         }
     }
-    return (long)k;
+    return 0;
 }
 
 int acr_core_start(acr_core_t *c, long users, double rate, const char *host, double run_time,
@@ -128,16 +117,13 @@ int acr_core_start(acr_core_t *c, long users, double rate, const char *host, dou
 {
     if (users < 0 || !(rate > 0)) return -EINVAL;
     if (c->quitting) return -ESHUTDOWN;
-    acr_user_class_t *picked = calloc(c->cfg.nclasses, sizeof(*picked));
-    if (!picked) return -ENOMEM;
-    long n = pick_classes(c, classes, nclasses, picked);
-    int rc = n < 0 ? (int)n : 0;
+    int rc = check_classes(c, classes, nclasses);
     char *h = NULL;
     if (rc == 0 && host && !(h = strdup(host))) rc = -ENOMEM;
     if (rc == 0) {
         char *old = c->run.host;
         c->run.host = h;
-        rc = acr__run_start(c, users, rate, picked, (size_t)n);
+        rc = acr__run_start(c, users, rate, classes, nclasses);
         if (rc < 0) {
             c->run.host = old;
             free(h);
@@ -146,14 +132,16 @@ int acr_core_start(acr_core_t *c, long users, double rate, const char *host, dou
             acr__run_limit(c, run_time);
         }
     }
-    free(picked);
     return rc;
 }
 
-int acr_core_edit(acr_core_t *c, long users, double rate)
+int acr_core_edit(acr_core_t *c, long users, double rate, const char *const *classes,
+                  size_t nclasses)
 {
     if (users < 0 || !(rate > 0)) return -EINVAL;
-    return acr__run_edit(c, users, rate);
+    int rc = check_classes(c, classes, nclasses);
+    if (rc < 0) return rc;
+    return acr__run_edit(c, users, rate, classes, nclasses);
 }
 
 int acr_core_stop(acr_core_t *c)

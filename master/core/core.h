@@ -143,10 +143,16 @@ int acr_core_subscribe(acr_core_t *c, acr_core_listener_fn fn, void *ud);
  */
 int acr_core_start(acr_core_t *c, long users, double rate, const char *host, double run_time,
                    const char *const *classes, size_t nclasses);
-/** Re-targets the test under way (spawning or running): a new ramp to @users at @rate. Returns
- *  0, -EINVAL outside spawning/running or for users < 0, rate <= 0, -EAGAIN with no live
- *  worker. */
-int acr_core_edit(acr_core_t *c, long users, double rate);
+/**
+ * Re-targets the test under way (spawning or running): a new ramp to @users at @rate. @classes
+ * (@nclasses names; NULL or 0: keep the classes of the test) restricts new users to those classes
+ * from this ramp on, and the ramp replaces the running users of the other classes with users of
+ * these (master/core/dispatch.h; every class: pass every name). Returns 0, -EINVAL outside
+ * spawning/running or for users < 0, rate <= 0 or an unknown class name, -EAGAIN with no live
+ * worker, -ENOMEM.
+ */
+int acr_core_edit(acr_core_t *c, long users, double rate, const char *const *classes,
+                  size_t nclasses);
 /** Graceful stop from spawning or running: `stop` to every worker, then stopping until each sent
  *  its final report and client_stopped (bounded by stop_timeout + 70 s), then stopped. Returns 0
  *  or -EINVAL in any other state. */

@@ -142,12 +142,13 @@ void acr__registry_free(acr_core_t *c);
 int acr__run_set_state(acr_core_t *c, acr_run_state_t to);
 /** A test is under way: spawning, running or stopping (its reports count). */
 bool acr__run_active(const acr_core_t *c);
-/** Creates the dispatcher for @classes (n entries) over the live workers and starts the ramp:
- *  see acr_core_start. */
-int acr__run_start(acr_core_t *c, long users, double rate, const acr_user_class_t *classes,
-                   size_t n);
-/** A new ramp of the test under way: see acr_core_edit. */
-int acr__run_edit(acr_core_t *c, long users, double rate);
+/** Creates the dispatcher (every class of the scenario) over the live workers, restricts it to
+ *  the classes named in @classes (n names, checked by the caller; NULL: every class) and starts
+ *  the ramp: see acr_core_start. */
+int acr__run_start(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);
+/** A new ramp of the test under way, restricted to @classes (checked names; NULL or n 0: the
+ *  classes of the ramp before): see acr_core_edit. */
+int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);
 /** See acr_core_stop. */
 int acr__run_stop(acr_core_t *c);
 /** Starts (@s > 0) the run-time limit: acr__run_stop when it expires. */

@@ -31,6 +31,7 @@ struct acr_dispatch {
     char **names;
     double *weights;
     long *fixed;
+    bool *allowed; /* the classes new users are picked from (acr_dispatch_set_classes) */
 
     /* the map (users_on_workers) and the worker list in cycle order */
     dworker_t **map;
@@ -41,6 +42,7 @@ struct acr_dispatch {
 
     dactive_t *active;
     size_t nactive, capactive;
+    long excluded; /* placed users of classes not allowed: replaced by the ramp */
 
     /* user generator */
     int *fixed_seq, *weighted_seq;
@@ -128,7 +130,7 @@ static void recompute_fixed(acr_dispatch_t *d)
 static bool fixed_all_full(const acr_dispatch_t *d)
 {
     for (size_t c = 0; c < d->nclasses; c++)
-        if (d->fixed[c] > 0 && d->fixed_cur[c] < d->fixed[c]) return false;
+        if (d->allowed[c] && d->fixed[c] > 0 && d->fixed_cur[c] < d->fixed[c]) return false;
     return true;
 }
 
@@ -178,36 +180,39 @@ static void gen_reset(acr_dispatch_t *d)
     d->in_fixed = d->resume_check = false;
 }
 
+/* Builds the fixed and weighted sequences over the allowed classes (replacing earlier ones). */
 static int gen_build(acr_dispatch_t *d)
 {
     size_t n = d->nclasses;
     double *w = calloc(n ? n : 1, sizeof(*w));
     int *idx = calloc(n ? n : 1, sizeof(*idx));
-    int *seq = NULL;
+    int *seqs[2] = {NULL, NULL};
+    long lens[2] = {0, 0};
     int rc = -ENOMEM;
     if (!w || !idx) goto out;
     for (int pass = 0; pass < 2; pass++) {
         size_t k = 0;
         for (size_t c = 0; c < n; c++) {
             bool is_fixed = d->fixed[c] > 0;
-            if (is_fixed != (pass == 0)) continue;
+            if (!d->allowed[c] || is_fixed != (pass == 0)) continue;
             w[k] = is_fixed ? (double)d->fixed[c] : d->weights[c];
             idx[k++] = (int)c;
         }
-        long len = acr_dispatch_swrr_sequence(w, k, &seq);
-        if (len < 0) goto out;
-        for (long i = 0; i < len; i++) seq[i] = idx[seq[i]];
-        if (pass == 0) {
-            d->fixed_seq = seq;
-            d->fixed_len = len;
-        } else {
-            d->weighted_seq = seq;
-            d->weighted_len = len;
-        }
-        seq = NULL;
+        lens[pass] = acr_dispatch_swrr_sequence(w, k, &seqs[pass]);
+        if (lens[pass] < 0) goto out;
+        for (long i = 0; i < lens[pass]; i++) seqs[pass][i] = idx[seqs[pass][i]];
     }
+    free(d->fixed_seq);
+    free(d->weighted_seq);
+    d->fixed_seq = seqs[0];
+    d->fixed_len = lens[0];
+    d->weighted_seq = seqs[1];
+    d->weighted_len = lens[1];
+    seqs[0] = seqs[1] = NULL;
     rc = 0;
 out:
+    free(seqs[0]);
+    free(seqs[1]);
     free(w);
     free(idx);
     return rc;
@@ -342,6 +347,7 @@ static void prepare_rebalance(acr_dispatch_t *d)
         if (c < 0 || d->norder == 0) break;
         if (place(d, c) < 0) break; /* out of memory: keep what was placed */
     }
+    d->excluded = 0;
     d->rebalance = true;
 }
 
@@ -405,7 +411,9 @@ int acr_dispatch_new(const acr_user_class_t *classes, size_t nclasses,
     d->weights = calloc(nclasses, sizeof(*d->weights));
     d->fixed = calloc(nclasses, sizeof(*d->fixed));
     d->fixed_cur = calloc(nclasses, sizeof(*d->fixed_cur));
-    if (!d->names || !d->weights || !d->fixed || !d->fixed_cur) goto nomem;
+    d->allowed = calloc(nclasses, sizeof(*d->allowed));
+    if (!d->names || !d->weights || !d->fixed || !d->fixed_cur || !d->allowed) goto nomem;
+    for (size_t i = 0; i < nclasses; i++) d->allowed[i] = true;
     for (size_t i = 0; i < nclasses; i++)
         if (!(d->names[i] = strdup(classes[i].name))) goto nomem;
     qsort(d->names, nclasses, sizeof(*d->names), cmp_str);
@@ -451,12 +459,57 @@ void acr_dispatch_free(acr_dispatch_t *d)
     free(d->weights);
     free(d->fixed);
     free(d->fixed_cur);
+    free(d->allowed);
     free(d->fixed_seq);
     free(d->weighted_seq);
     free(d->map);
     free(d->order);
     free(d->active);
     free(d);
+}
+
+/* ---- the classes ---- */
+
+static long count_excluded(const acr_dispatch_t *d)
+{
+    long n = 0;
+    for (size_t c = 0; c < d->nclasses; c++)
+        if (!d->allowed[c]) n += (long)class_total(d, c);
+    return n;
+}
+
+int acr_dispatch_set_classes(acr_dispatch_t *d, const char *const *names, size_t n)
+{
+    bool *want = calloc(d->nclasses, sizeof(*want));
+    if (!want) return -ENOMEM;
+    for (size_t c = 0; c < d->nclasses; c++) want[c] = !names || n == 0;
+    for (size_t i = 0; names && i < n; i++) {
+        size_t c = 0;
+        while (c < d->nclasses && !(names[i] && strcmp(names[i], d->names[c]) == 0)) c++;
+        if (c == d->nclasses) {
+            free(want);
+            return -EINVAL;
+        }
+        want[c] = true;
+    }
+    if (memcmp(want, d->allowed, d->nclasses * sizeof(*want)) == 0) {
+        free(want);
+        return 0;
+    }
+    bool *old = d->allowed;
+    d->allowed = want;
+    if (gen_build(d) < 0) {
+        d->allowed = old;
+        free(want);
+        return -ENOMEM;
+    }
+    free(old);
+    gen_reset(d);
+    /* Locust keeps its try-fixed flag here, so a fixed class that enters the subset after a
+     * ramp-up with no removal would never be placed; a new subset always looks at them. */
+    d->try_fixed = true;
+    d->excluded = count_excluded(d);
+    return 0;
 }
 
 /* ---- ramp ---- */
@@ -472,24 +525,33 @@ void acr_dispatch_new_dispatch(acr_dispatch_t *d, long target, double rate)
     d->current = 0;
     for (size_t i = 0; i < d->nmap; i++)
         for (size_t c = 0; c < d->nclasses; c++) d->current += d->map[i]->counts[c];
+    d->excluded = count_excluded(d);
     d->phase = PHASE_START;
+}
+
+/* The ramp is over: the target is reached and every user is of an allowed class. */
+static bool ramp_done(const acr_dispatch_t *d)
+{
+    return d->current == d->target && d->excluded == 0;
+}
+
+/* Places up to @n users from the generator; sets no_user_to_spawn when it has none. */
+static void add_n(acr_dispatch_t *d, long n)
+{
+    for (long i = 0; i < n; i++) {
+        int c = d->norder ? gen_next(d) : -1;
+        if (c < 0 || place(d, c) < 0) {
+            d->no_user_to_spawn = true;
+            return;
+        }
+    }
 }
 
 static void add_users(acr_dispatch_t *d)
 {
     long goal = d->current + d->per_iteration;
     if (goal > d->target) goal = d->target;
-    while (d->current < goal) {
-        int c = d->norder ? gen_next(d) : -1;
-        if (c < 0) {
-            d->no_user_to_spawn = true;
-            break;
-        }
-        if (place(d, c) < 0) {
-            d->no_user_to_spawn = true;
-            break;
-        }
-    }
+    add_n(d, goal - d->current);
 }
 
 static void remove_users(acr_dispatch_t *d)
@@ -505,6 +567,51 @@ static void remove_users(acr_dispatch_t *d)
     }
 }
 
+/* Removes the @n most recently added users whose class is (@of_allowed) or is not allowed, in one
+ * pass over the active list. Returns how many went. */
+static long remove_last_of(acr_dispatch_t *d, long n, bool of_allowed)
+{
+    size_t i = d->nactive, lowest = d->nactive;
+    long found = 0;
+    while (i > 0 && found < n) {
+        i--;
+        if (d->allowed[d->active[i].cls] == of_allowed) {
+            found++;
+            lowest = i;
+        }
+    }
+    size_t o = lowest;
+    for (size_t j = lowest; j < d->nactive; j++) {
+        dactive_t a = d->active[j];
+        if (d->allowed[a.cls] != of_allowed) {
+            d->active[o++] = a;
+            continue;
+        }
+        a.w->counts[a.cls]--;
+        d->current--;
+        if (!of_allowed) d->excluded--;
+    }
+    d->nactive = o;
+    if (found > 0) d->try_fixed = true;
+    return found;
+}
+
+/* One iteration while users of classes outside the subset remain: up to per_iteration of them
+ * stop (most recent first), then, within the same budget, allowed users above the target; and up
+ * to per_iteration allowed users start while the allowed count is below the target. The total
+ * stays at or below max(before, target) and the swap takes max(excluded, |target - allowed|) /
+ * rate seconds. */
+static void replace_users(acr_dispatch_t *d)
+{
+    long allowed = d->current - d->excluded;
+    long gone =
+        remove_last_of(d, d->excluded < d->per_iteration ? d->excluded : d->per_iteration, false);
+    long over = allowed - d->target, room = d->per_iteration - gone;
+    if (over > 0 && room > 0) allowed -= remove_last_of(d, over < room ? over : room, true);
+    long under = d->target - allowed;
+    if (under > 0) add_n(d, under < d->per_iteration ? under : d->per_iteration);
+}
+
 int acr_dispatch_next(acr_dispatch_t *d, double *delay)
 {
     *delay = 0;
@@ -517,7 +624,7 @@ int acr_dispatch_next(acr_dispatch_t *d, double *delay)
             d->rebalance = false;
             /* Locust leaves dispatch_in_progress set here (docs/locust-compatibility.md,
              * dispatcher); we clear it so later joins still rebalance. */
-            if (d->current == d->target) {
+            if (ramp_done(d)) {
                 d->in_progress = false;
                 d->phase = PHASE_IDLE;
             } else {
@@ -527,7 +634,7 @@ int acr_dispatch_next(acr_dispatch_t *d, double *delay)
         }
         /* fall through */
     case PHASE_AFTER_REBALANCE:
-        if (d->current == d->target) {
+        if (ramp_done(d)) {
             d->in_progress = false;
             d->phase = PHASE_IDLE;
             return 1;
@@ -537,6 +644,11 @@ int acr_dispatch_next(acr_dispatch_t *d, double *delay)
     case PHASE_LOOP:
         if (d->rebalance) {
             d->rebalance = false;
+            return 1;
+        }
+        if (d->excluded > 0) {
+            replace_users(d);
+            *delay = ramp_done(d) ? 0 : d->wait;
             return 1;
         }
         if (d->no_user_to_spawn) {

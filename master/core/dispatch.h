@@ -13,6 +13,13 @@
  * when it (re)starts (a hang, e.g. ramping 9 -> 3 -> 9 with a fixed class); here the loop ends once
  * every fixed class is full. In every case where Locust terminates, the sequence is the same.
  *
+ * A class subset (acr_dispatch_set_classes, a shape's classes) rebuilds the generator for that
+ * subset, as Locust's new_dispatch(..., user_classes) does: new users are picked from it only, and
+ * rebalances place users from it only. Locust then leaves the users of the other classes running
+ * (they go only when a ramp-down's LIFO reaches them, so a shape moving 10 users from class A to
+ * class B keeps 10 A users); here the next ramp stops them, most recent first, and starts allowed
+ * users in their place, per_iteration of each per iteration (docs/locust-compatibility.md).
+ *
  * No I/O and no clock: it only computes. Error convention: 0 or -ENOMEM / -EINVAL.
  */
 #ifndef ACR_MASTER_DISPATCH_H
@@ -39,6 +46,14 @@ int acr_dispatch_add_worker(acr_dispatch_t *d, const char *id);
 /** Removes a worker and prepares a rebalance (nothing happens when it was the last one). Returns 0
  *  or -ENOENT for an unknown id. */
 int acr_dispatch_remove_worker(acr_dispatch_t *d, const char *id);
+
+/**
+ * Restricts new users to the classes named in @names (NULL or @n 0: every class) from the next
+ * ramp on; the next acr_dispatch_new_dispatch replaces the users of the other classes. The same
+ * subset again changes nothing. Returns 0, -EINVAL for a name that is not a class (nothing
+ * changes), or -ENOMEM.
+ */
+int acr_dispatch_set_classes(acr_dispatch_t *d, const char *const *names, size_t n);
 
 /** Starts a new ramp (Locust's new_dispatch): from the current distribution to @target users at
  *  @rate users/s (rate > 0). */

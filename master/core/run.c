@@ -185,8 +185,7 @@ static int no_worker(void)
     return -EAGAIN;
 }
 
-int acr__run_start(acr_core_t *c, long users, double rate, const acr_user_class_t *classes,
-                   size_t n)
+int acr__run_start(acr_core_t *c, long users, double rate, const char *const *classes, size_t n)
 {
     size_t live = acr__registry_live(c);
     if (live == 0) return no_worker();
@@ -197,9 +196,12 @@ int acr__run_start(acr_core_t *c, long users, double rate, const acr_user_class_
     for (size_t i = 0; i < c->reg.nworkers; i++)
         if (c->reg.workers[i]->state != ACR_WORKER_MISSING) ids[k++] = c->reg.workers[i]->id;
     acr_dispatch_free(c->run.dispatch);
-    int rc = acr_dispatch_new(classes, n, ids, k, &c->run.dispatch);
+    /* every class, so that a later edit (a shape's stage) can switch to any of them */
+    int rc = acr_dispatch_new(c->cfg.classes, c->cfg.nclasses, ids, k, &c->run.dispatch);
     free(ids);
+    if (rc == 0) rc = acr_dispatch_set_classes(c->run.dispatch, classes, n);
     if (rc < 0) {
+        acr_dispatch_free(c->run.dispatch);
         c->run.dispatch = NULL;
         ACR_ERROR("cannot create the dispatcher: %s", strerror(-rc));
         return rc;
@@ -208,10 +210,14 @@ int acr__run_start(acr_core_t *c, long users, double rate, const acr_user_class_
     return 0;
 }
 
-int acr__run_edit(acr_core_t *c, long users, double rate)
+int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *classes, size_t n)
 {
     if (c->run.state != ACR_RUN_SPAWNING && c->run.state != ACR_RUN_RUNNING) return -EINVAL;
     if (acr__registry_live(c) == 0) return no_worker();
+    if (classes && n > 0) {
+        int rc = acr_dispatch_set_classes(c->run.dispatch, classes, n);
+        if (rc < 0) return rc;
+    }
     ramp(c, users, rate, false);
     return 0;
 }

@@ -500,7 +500,10 @@ static void swarm_act(acr_routes_t *r, swarm_t *s, acr_httpd_resp_t *resp)
         return;
     }
     if (edit) {
-        rc = acr_core_edit(r->core, s->users, s->rate);
+        /* user_classes while a test is under way: new users come from those classes and the
+         * ramp replaces the others (master/core/core.h); none given: the classes stay */
+        rc = acr_core_edit(r->core, s->users, s->rate,
+                           s->have_classes ? (const char *const *)s->classes : NULL, s->nclasses);
     } else {
         const char *host = s->host[0] ? s->host : current_host(r);
         rc = acr_core_start(r->core, s->users, s->rate, host, s->run_time,

@@ -4,8 +4,10 @@ itself after the last stage (exit 0); a shape that raises or returns a bad value
 with the error shown (log, exception row) and a non-zero exit; bad declarations fail at load with
 file:line; in web mode /swarm starts the shape without user_count/spawn_rate, /stats/requests shows
 the shape's current target and stage, an edit is refused, and a shape that loops forever is
-interrupted while the master keeps answering."""
+interrupted while the master keeps answering; a stage's user_classes replace the users of the
+other classes within the stage (the master's log and the full history CSV)."""
 import csv
+import datetime
 import json
 import os
 
@@ -184,3 +186,60 @@ end)
     finally:
         rc = m.stop()
     assert rc != 0, "a failed shape must make the run exit non-zero"
+
+
+TWO_CLASSES = """
+local acrida = require "acrida"
+acrida.user { name = "A", wait_time = acrida.constant(0.05),
+  tasks = { function(self) self.client:get("/", { name = "/a" }) end } }
+acrida.user { name = "B", wait_time = acrida.constant(0.05),
+  tasks = { function(self) self.client:get("/", { name = "/b" }) end } }
+acrida.stages {
+  { duration = 6,  users = 4, spawn_rate = 100, user_classes = { "A" } },
+  { duration = 20, users = 4, spawn_rate = 2,   user_classes = { "B" } },
+}
+"""
+
+
+def log_time(line):
+    """The epoch seconds of a log line (its UTC timestamp, common/log.c)."""
+    stamp = line.split(" ", 1)[0]
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_stage_classes_replace_the_users_of_other_classes(tmp_path, target):
+    sc = write_scenario(tmp_path, TWO_CLASSES)
+    prefix = str(tmp_path / "cls")
+    rc, out, err = run_master(tmp_path, shape_args(sc, target.url,
+                                                   ["--csv", prefix, "--csv-full-history"]))
+    assert rc == 0, err[-4000:]
+    assert "classes changed during the test" not in err
+    lines = err.splitlines()
+    spawned = [(i, ln) for i, ln in enumerate(lines) if "All users spawned" in ln]
+    stage2 = [i for i, ln in enumerate(lines) if "load shape: stage 2: 4 users" in ln]
+    assert len(stage2) == 1 and "(B)" in lines[stage2[0]], err[-4000:]
+    # stage 1 ran A users only; after stage 2's ramp the workers report B users only
+    before = [ln for i, ln in spawned if i < stage2[0]]
+    after = [ln for i, ln in spawned if i > stage2[0]]
+    assert before and '{"A": 4, "B": 0} (4 total users)' in before[-1], before
+    assert after and '{"A": 0, "B": 4} (4 total users)' in after[0], after
+    # within the stage: stage 2 lasts 14 s; its swap (4 stops and 4 starts at 2 users/s) takes
+    # two ramp iterations, 1 s apart (measured between the master's own log lines)
+    t2, done = log_time(lines[stage2[0]]), log_time(after[0])
+    print("stage 2 swap completed %.3f s after the stage began" % (done - t2))
+    assert 0 <= done - t2 < 14, (done - t2, err[-4000:])
+    # no A request after the swap: the history rows written once the last A user had stopped and
+    # its last report (every 3 s) was in keep A's count, while B's goes on growing
+    with open(prefix + "_stats_history.csv") as f:
+        rows = list(csv.DictReader(f))
+    settled = done + 4
+
+    def counts(name):
+        return [int(r["Total Request Count"]) for r in rows
+                if r["Name"] == name and int(r["Timestamp"]) >= settled]
+
+    a, b = counts("/a"), counts("/b")
+    assert len(b) >= 2 and b[-1] > b[0], (b, rows[-6:])
+    assert a and len(set(a)) == 1, a
+    assert a[0] > 0

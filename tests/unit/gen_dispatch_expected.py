@@ -73,9 +73,11 @@ def user_count(users_on_workers):
     return sum(sum(c.values()) for c in users_on_workers.values())
 
 
-def ramp(d, target, rate):
-    """Runs one dispatch cycle; returns its maps (as dicts) and the delay after each."""
-    d.new_dispatch(target, rate)
+def ramp(d, target, rate, classes=None):
+    """Runs one dispatch cycle (with the user classes named in @classes, None: unchanged); returns
+    its maps (as dicts) and the delay after each."""
+    d.new_dispatch(target, rate, None if classes is None else
+                   [u for u in d._original_user_classes if u.__name__ in classes])
     maps, delays = [], []
     while True:
         SLEEPS.clear()
@@ -234,6 +236,22 @@ def fractional_rate_and_fixed_only(out):
         % (", ".join(render(m) for m in maps), ", ".join(num(x) for x in delays)))
 
 
+def class_subset(out):
+    """A subset that never leaves users of other classes behind: Locust and acrida agree."""
+    t = "test_class_subset_like_locust"
+    d = dispatcher([("A", 3), ("B", 1), ("C", 2), ("F", 1, 1)], ["h1_a", "h1_b"])
+    maps, delays = ramp(d, 6, 2, ["A", "C"])
+    out(t, "assert_int_equal(acr_dispatch_set_classes(d, ac, 2), 0);\n" + c_ramp("up", 6, 2, maps, delays))
+    maps, delays = ramp(d, 9, 100, ["A", "C"])
+    out(t, "assert_int_equal(acr_dispatch_set_classes(d, ac, 2), 0);\n"
+        + c_ramp("more", 9, 100, maps, delays))
+    d.add_worker(Worker("h2_a"))
+    maps, delays = ramp(d, 9, 100)
+    out(t, 'assert_int_equal(acr_dispatch_add_worker(d, "h2_a"), 0);\n'
+        + c_ramp("rebalanced", 9, 100, maps, delays, with_delays=False),
+        "/* Locust's delays for rebalanced: %s */" % ", ".join(num(x) for x in delays))
+
+
 def normalise(c_text):
     """C text without comments and without whitespace outside string literals; ',}' -> '}'."""
     out, i, n = [], 0, len(c_text)
@@ -276,7 +294,7 @@ def main():
         groups.append((test, statements, comment))
 
     for gen in (swrr_examples, placement_order, ramp_worked_example, host_ordering, rebalance,
-                last_worker_removed, fractional_rate_and_fixed_only):
+                last_worker_removed, fractional_rate_and_fixed_only, class_subset):
         gen(out)
 
     current = None

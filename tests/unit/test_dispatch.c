@@ -288,6 +288,121 @@ static void test_bad_classes(void **state)
     assert_int_equal(acr_dispatch_new(dup, 2, NULL, 0, &d), -EINVAL);
 }
 
+/* A subset that leaves no user of another class behind: the same maps as Locust 2.12. */
+static void test_class_subset_like_locust(void **state)
+{
+    (void)state;
+    acr_user_class_t cls[] = {mk("A", 3, 0), mk("B", 1, 0), mk("C", 2, 0), mk("F", 1, 1)};
+    const char *ids[] = {"h1_a", "h1_b"};
+    const char *ac[] = {"C", "A"};
+    acr_dispatch_t *d;
+    assert_int_equal(acr_dispatch_new(cls, 4, ids, 2, &d), 0);
+    assert_int_equal(acr_dispatch_set_classes(d, ac, 2), 0);
+    const char *up[] = {"h1_a:{A1,B0,C0,F0} h1_b:{A0,B0,C1,F0}",
+                        "h1_a:{A2,B0,C0,F0} h1_b:{A0,B0,C2,F0}",
+                        "h1_a:{A3,B0,C0,F0} h1_b:{A1,B0,C2,F0}"};
+    expect_ramp(d, 6, 2, up, 3, (double[]){1, 1, 0});
+    /* the same subset again: the generator goes on where it was */
+    assert_int_equal(acr_dispatch_set_classes(d, ac, 2), 0);
+    const char *more[] = {"h1_a:{A3,B0,C2,F0} h1_b:{A2,B0,C2,F0}"};
+    expect_ramp(d, 9, 100, more, 1, (double[]){0});
+    /* a rebalance places users from the subset only */
+    assert_int_equal(acr_dispatch_add_worker(d, "h2_a"), 0);
+    const char *rebalanced[] = {"h1_a:{A1,B0,C2,F0} h1_b:{A2,B0,C1,F0} h2_a:{A2,B0,C1,F0}"};
+    expect_ramp(d, 9, 100, rebalanced, 1, NULL);
+    acr_dispatch_free(d);
+}
+
+/* Our difference (docs/locust-compatibility.md): users of classes outside a new subset are
+ * replaced within the ramp, per_iteration stops and starts per iteration, instead of running on
+ * (Locust 2.12 yields the unchanged map "h1_a:{A2,B0} h1_b:{A2,B0}" for the first swap below). */
+static void test_class_swap_replaces_users(void **state)
+{
+    (void)state;
+    acr_user_class_t cls[] = {mk("A", 1, 0), mk("B", 1, 0)};
+    const char *ids[] = {"h1_a", "h1_b"};
+    const char *a[] = {"A"}, *b[] = {"B"};
+    acr_dispatch_t *d;
+    assert_int_equal(acr_dispatch_new(cls, 2, ids, 2, &d), 0);
+    assert_int_equal(acr_dispatch_set_classes(d, a, 1), 0);
+    const char *up[] = {"h1_a:{A2,B0} h1_b:{A2,B0}"};
+    expect_ramp(d, 4, 10, up, 1, (double[]){0});
+    /* same total: 2 A stop (most recent first) and 2 B start per iteration */
+    assert_int_equal(acr_dispatch_set_classes(d, b, 1), 0);
+    const char *swap[] = {"h1_a:{A1,B1} h1_b:{A1,B1}", "h1_a:{A0,B2} h1_b:{A0,B2}"};
+    expect_ramp(d, 4, 2, swap, 2, (double[]){1, 0});
+    /* fewer users of the other class: the swap takes max(stops, starts) iterations and the
+     * total never exceeds the larger of before and target */
+    assert_int_equal(acr_dispatch_set_classes(d, a, 1), 0);
+    const char *down[] = {"h1_a:{A1,B2} h1_b:{A0,B1}", "h1_a:{A1,B1} h1_b:{A1,B1}",
+                          "h1_a:{A1,B1} h1_b:{A1,B0}", "h1_a:{A1,B0} h1_b:{A1,B0}"};
+    expect_ramp(d, 2, 1, down, 4, (double[]){1, 1, 1, 0});
+    /* more users of the new class than there were: the stops are done in the first iteration,
+     * the starts go on at the rate */
+    assert_int_equal(acr_dispatch_set_classes(d, b, 1), 0);
+    const char *grow[] = {"h1_a:{A0,B1} h1_b:{A0,B1}", "h1_a:{A0,B2} h1_b:{A0,B2}",
+                          "h1_a:{A0,B3} h1_b:{A0,B3}"};
+    expect_ramp(d, 6, 2, grow, 3, (double[]){1, 1, 0});
+    /* back to every class: nothing to replace, a plain (Locust) ramp-down */
+    assert_int_equal(acr_dispatch_set_classes(d, NULL, 0), 0);
+    const char *all[] = {"h1_a:{A0,B3} h1_b:{A0,B2}"};
+    expect_ramp(d, 5, 1, all, 1, (double[]){0});
+    acr_dispatch_free(d);
+}
+
+/* A rebalance with users of an excluded class places the current count from the subset. */
+static void test_class_subset_rebalance(void **state)
+{
+    (void)state;
+    acr_user_class_t cls[] = {mk("A", 1, 0), mk("B", 1, 0)};
+    const char *ids[] = {"h1_a"};
+    const char *b[] = {"B"};
+    acr_dispatch_t *d;
+    assert_int_equal(acr_dispatch_new(cls, 2, ids, 1, &d), 0);
+    const char *up[] = {"h1_a:{A2,B2}"};
+    expect_ramp(d, 4, 10, up, 1, (double[]){0});
+    assert_int_equal(acr_dispatch_set_classes(d, b, 1), 0);
+    assert_int_equal(acr_dispatch_add_worker(d, "h2_a"), 0);
+    assert_true(acr_dispatch_take_rebalance(d));
+    char buf[256];
+    render(d, buf, sizeof buf);
+    assert_string_equal(buf, "h1_a:{A0,B2} h2_a:{A0,B2}");
+    /* nothing left to replace: the ramp to the same target is the one unchanged map */
+    const char *same[] = {"h1_a:{A0,B2} h2_a:{A0,B2}"};
+    expect_ramp(d, 4, 10, same, 1, (double[]){0});
+    acr_dispatch_free(d);
+}
+
+/* A fixed class that enters the subset is placed (Locust 2.12 would not: its try-fixed flag is
+ * clear after a ramp-up without removal). Unknown names change nothing. */
+static void test_class_subset_fixed_and_errors(void **state)
+{
+    (void)state;
+    acr_user_class_t cls[] = {mk("A", 1, 0), mk("F", 1, 1)};
+    const char *ids[] = {"w_1"};
+    const char *a[] = {"A"}, *af[] = {"A", "F"}, *bad[] = {"A", "Nobody"};
+    acr_dispatch_t *d;
+    assert_int_equal(acr_dispatch_new(cls, 2, ids, 1, &d), 0);
+    assert_int_equal(acr_dispatch_set_classes(d, a, 1), 0);
+    const char *up[] = {"w_1:{A3,F0}"};
+    expect_ramp(d, 3, 10, up, 1, (double[]){0});
+    assert_int_equal(acr_dispatch_set_classes(d, bad, 2), -EINVAL);
+    assert_int_equal(acr_dispatch_set_classes(d, af, 2), 0);
+    const char *more[] = {"w_1:{A4,F1}"};
+    expect_ramp(d, 5, 10, more, 1, (double[]){0});
+    /* a subset of fixed classes only: no user to spawn ends the ramp below its target */
+    const char *f[] = {"F"};
+    assert_int_equal(acr_dispatch_set_classes(d, f, 1), 0);
+    acr_dispatch_new_dispatch(d, 5, 100);
+    double delay;
+    while (acr_dispatch_next(d, &delay) == 1) {
+    }
+    assert_int_equal(dispatch_count(d, "w_1", "A"), 0);
+    assert_int_equal(dispatch_count(d, "w_1", "F"), 1);
+    assert_false(dispatch_in_progress(d));
+    acr_dispatch_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +414,10 @@ int main(void)
         cmocka_unit_test(test_last_worker_removed),
         cmocka_unit_test(test_fractional_rate_and_fixed_only),
         cmocka_unit_test(test_bad_classes),
+        cmocka_unit_test(test_class_subset_like_locust),
+        cmocka_unit_test(test_class_swap_replaces_users),
+        cmocka_unit_test(test_class_subset_rebalance),
+        cmocka_unit_test(test_class_subset_fixed_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

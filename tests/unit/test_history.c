@@ -320,7 +320,7 @@ static void test_samples_a_core(void **state)
 
     /* an edit (running -> spawning -> running) is the same test: nothing cleared */
     size_t kept = f->h->n;
-    assert_int_equal(acr_core_edit(f->c, 2, 100), 0);
+    assert_int_equal(acr_core_edit(f->c, 2, 100, NULL, 0), 0);
     worker_spawned(f, "h1_a", 2);
     assert_int_equal(f->h->n, kept);
     assert_true(uv_is_active((uv_handle_t *)&f->h->timer));

@@ -259,7 +259,7 @@ static void test_commands_refused_in_ready(void **state)
 {
     fixture_t *f = *state;
     worker_ready(f, "h1_a");
-    assert_int_equal(acr_core_edit(f->c, 3, 1), -EINVAL);
+    assert_int_equal(acr_core_edit(f->c, 3, 1, NULL, 0), -EINVAL);
     assert_int_equal(acr_core_stop(f->c), -EINVAL);
     assert_int_equal(run_state(f), ACR_RUN_READY);
     assert_true(count_events(&f->ev, ACR_CORE_EV_WORKERS) >= 1);
@@ -277,7 +277,7 @@ static void test_full_cycle(void **state)
     acr_core_snapshot_free(&s);
     /* start while running is refused; edit re-targets: running -> spawning -> running */
     assert_int_equal(acr_core_start(f->c, 2, 1, NULL, 0, NULL, 0), -EBUSY);
-    assert_int_equal(acr_core_edit(f->c, 2, 100), 0);
+    assert_int_equal(acr_core_edit(f->c, 2, 100, NULL, 0), 0);
     assert_int_equal(run_state(f), ACR_RUN_SPAWNING);
     worker_spawned(f, "h1_a");
     worker_spawned(f, "h2_b");
@@ -289,7 +289,7 @@ static void test_full_cycle(void **state)
     assert_int_equal(acr_core_stop(f->c), 0);
     assert_int_equal(acr_core_stop(f->c), -EINVAL);
     assert_int_equal(acr_core_start(f->c, 2, 1, NULL, 0, NULL, 0), -EBUSY);
-    assert_int_equal(acr_core_edit(f->c, 2, 1), -EINVAL);
+    assert_int_equal(acr_core_edit(f->c, 2, 1, NULL, 0), -EINVAL);
     worker_report(f, "h1_a", 3, true);
     worker_nil(f, "h1_a", "client_stopped");
     assert_int_equal(run_state(f), ACR_RUN_STOPPING);
@@ -302,7 +302,7 @@ static void test_full_cycle(void **state)
     assert_int_equal(s.lost_reports, 0);
     acr_core_snapshot_free(&s);
     /* stopped -> spawning: a new test, stats cleared */
-    assert_int_equal(acr_core_edit(f->c, 2, 1), -EINVAL);
+    assert_int_equal(acr_core_edit(f->c, 2, 1, NULL, 0), -EINVAL);
     worker_ready(f, "h1_a");
     worker_ready(f, "h2_b");
     assert_int_equal(acr_core_start(f->c, 2, 100, NULL, 0, NULL, 0), 0);
@@ -336,10 +336,21 @@ static void test_start_host_and_classes(void **state)
     assert_int_equal(run_state(f), ACR_RUN_READY);
     const char *only[] = {"Writer"};
     assert_int_equal(acr_core_start(f->c, 2, 10, "http://other.test", 0, only, 1), 0);
-    assert_int_equal(acr_dispatch_nclasses(f->c->run.dispatch), 1);
-    assert_string_equal(acr_dispatch_class_name(f->c->run.dispatch, 0), "Writer");
+    /* the dispatcher knows every class (a later edit may switch); only Writer users run */
+    acr_dispatch_t *d = f->c->run.dispatch;
+    assert_int_equal(acr_dispatch_nclasses(d), 2);
+    assert_string_equal(acr_dispatch_class_name(d, 1), "Writer");
+    assert_int_equal(acr_dispatch_entry_counts(d, 0)[0], 0);
+    assert_int_equal(acr_dispatch_entry_counts(d, 0)[1], 2);
     assert_string_equal(f->c->run.host, "http://other.test");
     assert_int_equal(f->c->reg.workers[0]->spawns_sent, 1);
+    /* an edit to other classes: the Writer users are replaced by Reader users */
+    assert_int_equal(acr_core_edit(f->c, 2, 10, unknown, 2), -EINVAL);
+    const char *reader[] = {"Reader"};
+    assert_int_equal(acr_core_edit(f->c, 2, 10, reader, 1), 0);
+    assert_int_equal(acr_dispatch_entry_counts(d, 0)[0], 2);
+    assert_int_equal(acr_dispatch_entry_counts(d, 0)[1], 0);
+    assert_int_equal(f->c->reg.workers[0]->spawns_sent, 2);
 }
 
 static void test_snapshot_and_reset(void **state)
