@@ -99,12 +99,11 @@ static const acr_opt_def_t defs[] = {
     {"allow-lost-reports", 0, NULL, ACR_OPT_FLAG, O(allow_lost_reports), 0, 0, NULL,
      "exit as if complete (not 4) when report intervals were lost with dead workers", M},
     {"scenario-dir", 0, NULL, ACR_OPT_STR, O(scenario_dir), 0, 0, "DIR",
-     "not yet: ship every file under DIR (Lua modules, data) with the scenario (default: its "
-     "directory's "
-     "required modules and acrida.files)",
+     "ship every file under DIR (Lua modules, data) with the scenario (default: its "
+     "directory's required modules and acrida.files)",
      M},
     {"max-bundle-size", 0, NULL, ACR_OPT_INT, O(max_bundle_size), 1, INT32_MAX, "BYTES",
-     "not yet: largest scenario bundle shipped to workers (default 64 MiB)", M},
+     "largest scenario bundle shipped to workers (default 64 MiB)", M},
     {"port-file", 0, NULL, ACR_OPT_STR, O(port_file), 0, 0, "FILE",
      "write the bound ports (master=N, web=N) to FILE atomically", M},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,

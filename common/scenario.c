@@ -412,6 +412,10 @@ int acr_scenario_open(lua_State *L, const char *role, char *err, size_t errlen)
         set_err(err, errlen, "cannot install acrida.events");
         return -ENOMEM;
     }
+    if (acr_scenario_files_open(L) < 0) {
+        set_err(err, errlen, "cannot install acrida.files");
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -493,6 +497,12 @@ int acr_scenario_exec_string(lua_State *L, const char *chunkname, const char *sr
                              char *err, size_t errlen)
 {
     add_require_dir(L, chunkname);
+    return acr_scenario_exec_chunk(L, chunkname, src, len, err, errlen);
+}
+
+int acr_scenario_exec_chunk(lua_State *L, const char *chunkname, const char *src, size_t len,
+                            char *err, size_t errlen)
+{
     lua_pushfstring(L, "@%s", chunkname);
     int st = luaL_loadbuffer(L, src, len, lua_tostring(L, -1));
     lua_remove(L, -2);

@@ -68,6 +68,42 @@ int acr_scenario_exec_file(struct lua_State *L, const char *path, char *err, siz
 int acr_scenario_exec_string(struct lua_State *L, const char *chunkname, const char *src,
                              size_t len, char *err, size_t errlen);
 
+/** Runs the in-memory @src named @chunkname as acr_scenario_exec_string, without adding a
+ *  directory to package.path. */
+int acr_scenario_exec_chunk(struct lua_State *L, const char *chunkname, const char *src, size_t len,
+                            char *err, size_t errlen);
+
+/**
+ * Runs the scenario @src (@len bytes) of a bundle extracted in @root, where it is the file @main
+ * (a bundle path, common/bundle.h): `require` looks in the scenario's directory of the bundle and
+ * then its root first (chunk names are bundle paths: "lib/util.lua:3: ..."), relative
+ * (./) entries leave package.path and package.cpath, and relative paths given to io.open,
+ * io.lines, dofile and loadfile resolve against the scenario's directory in @root. Errors as
+ * acr_scenario_exec_file.
+ */
+int acr_scenario_exec_bundle(struct lua_State *L, const char *root, const char *main,
+                             const char *src, size_t len, char *err, size_t errlen);
+
+/** Installs acrida.files (called by acr_scenario_open): the scenario declares data files, each
+ *  name checked (relative, no "..", common/bundle.h) with a file:line error otherwise, and
+ *  recorded for acr_scenario_push_files; nothing else happens and it returns nothing. */
+int acr_scenario_files_open(struct lua_State *L);
+/** Pushes the list of the names acrida.files recorded, in declaration order. */
+void acr_scenario_push_files(struct lua_State *L);
+
+struct acr_bundle;
+/**
+ * The bundle of the scenario @scenario that ran in @L (common/bundle.h): without @scenario_dir,
+ * the scenario file, the modules of package.loaded and those named by `require "x"` literals in
+ * the shipped Lua files (recursively) that are files in the scenario's directory, and the files
+ * of acrida.files; with @scenario_dir, every file under it (the scenario must be inside it) and
+ * the declared files must be among them. *@main_out (malloc'ed) is the scenario's path in the
+ * bundle. -EFBIG when the content passes @max bytes; errors name the file.
+ */
+int acr_scenario_bundle_build(struct lua_State *L, const char *scenario, const char *scenario_dir,
+                              size_t max, struct acr_bundle *out, char **main_out, char *err,
+                              size_t errlen);
+
 /**
  * Filters the task trees of every declared class: a task runs only if its tags (its own, and
  * those of the tasksets around it) include one of @tags (when non-empty) and none of @exclude;

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "master/bundle.h"
 #include "master/check.h"
 #include "master/history.h"
 #include "master/lua_rt.h"
@@ -45,57 +46,30 @@ static int write_port_file(const acr_master_t *m)
     return rc;
 }
 
-/* Reads the scenario source the core ships to workers into @b. Returns 0 or -errno (logged). */
-static int read_scenario(const char *path, acr_buf_t *b)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ACR_ERROR("cannot read the scenario %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b->len + n > ACR_MSG_MAX_FRAME / 2) {
-            ACR_ERROR("the scenario %s is too large to send to workers", path);
-            rc = -EFBIG;
-            break;
-        }
-        if (acr_buf_append(b, chunk, n) < 0) {
-            rc = -ENOMEM;
-            break;
-        }
-    }
-    if (rc == 0 && ferror(f)) rc = -EIO;
-    fclose(f);
-    return rc;
-}
-
-/* Creates the control core from the options and the scenario. Returns 0 or a negative errno. */
+/* Creates the control core from the options, the scenario and its bundle. Returns 0 or a
+ * negative errno. */
 static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t nclasses)
 {
     const acr_cli_opts_t *o = m->opts;
-    acr_buf_t src = {0};
-    int rc = read_scenario(o->scenario, &src);
-    if (rc == 0) {
-        const char *slash = strrchr(o->scenario, '/');
-        acr_core_config_t cfg = {
-            .classes = classes,
-            .nclasses = nclasses,
-            .host = o->host,
-            .stop_timeout = o->stop_timeout,
-            .reset_stats = o->reset_stats,
-            .tags = (const char *const *)o->tags,
-            .exclude_tags = (const char *const *)o->exclude_tags,
-            .scenario_name = slash ? slash + 1 : o->scenario,
-            .scenario_src = src.data,
-            .scenario_len = src.len,
-        };
-        rc = acr_core_new(m->loop, &cfg, &m->core);
-    }
-    acr_buf_free(&src);
-    return rc;
+    const acr_master_bundle_t *mb = m->bundle;
+    const acr_bundle_file_t *main = acr_bundle_get(&mb->b, mb->main);
+    const char *slash = strrchr(o->scenario, '/');
+    acr_core_config_t cfg = {
+        .classes = classes,
+        .nclasses = nclasses,
+        .host = o->host,
+        .stop_timeout = o->stop_timeout,
+        .reset_stats = o->reset_stats,
+        .tags = (const char *const *)o->tags,
+        .exclude_tags = (const char *const *)o->exclude_tags,
+        .scenario_name = slash ? slash + 1 : o->scenario,
+        .scenario_src = main ? main->data : "",
+        .scenario_len = main ? main->len : 0,
+        .bundle = &mb->b,
+        .bundle_main = mb->main,
+        .scenario_sha256 = mb->default_sha256,
+    };
+    return acr_core_new(m->loop, &cfg, &m->core);
 }
 
 /* A failed load shape: the run exits non-zero (master/shape.h). */
@@ -264,8 +238,21 @@ int main(int argc, char **argv)
         code = ACR_EXIT_FATAL;
         goto out;
     }
+    acr_master_bundle_t bundle;
+    rc = acr_master_bundle_build(acr_lua_rt_state(lua), &opts, &bundle, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "acrida-master: error: %s\n", err);
+        acr_lua_rt_free(lua);
+        acr_scenario_classes_free(classes, nclasses);
+        acr_check_free(checks);
+        code = rc == -EFBIG ? ACR_EXIT_USAGE : ACR_EXIT_FATAL;
+        goto out;
+    }
+    ACR_INFO("scenario bundle: %zu files, %zu bytes, sha256 %.12s...", bundle.b.nfiles,
+             bundle.b.blob_len, bundle.b.sha256);
     signal(SIGPIPE, SIG_IGN);
     acr_master_t m = {
+        .bundle = &bundle,
         .opts = &opts,
         .classes = classes,
         .nclasses = nclasses,
@@ -275,6 +262,7 @@ int main(int argc, char **argv)
     };
     code = run(&m);
     acr_lua_rt_free(lua); /* after run(): the core it was attached to is gone */
+    acr_master_bundle_free(&bundle);
     acr_scenario_classes_free(classes, nclasses);
     acr_check_free(checks);
 out:

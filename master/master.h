@@ -52,7 +52,8 @@ typedef struct acr_master {
     size_t nclasses;
     const acr_check_t *checks; /**< --check, parsed before anything started; NULL = none */
     acr_core_t *core;
-    acr_lua_rt_t *lua;  /**< the scenario's runtime on the master (events, messages) */
+    acr_lua_rt_t *lua; /**< the scenario's runtime on the master (events, messages) */
+    const struct acr_master_bundle *bundle; /**< what is shipped to workers (master/bundle.h) */
     acr_shape_t *shape; /**< the scenario's load shape; NULL = none (-u/-r, /swarm's fields) */
     acr_history_t *history;
     acr_finish_t *finish;

@@ -34,6 +34,8 @@ static const char *const type_names[] = {
     [ACR_MSG_POOL_REP] = "acrida_pool_rep",
     [ACR_MSG_RAMP_DONE] = "acrida_spawning_complete",
     [ACR_MSG_REJOIN] = "acrida_rejoin",
+    [ACR_MSG_BUNDLE_PART] = "acrida_bundle_part",
+    [ACR_MSG_SCENARIO_LOADED] = "acrida_scenario_loaded",
 };
 
 const char *acr_msg_type_name(acr_msg_type_t t)
@@ -449,7 +451,7 @@ static int decode_scenario(acr__dec_t *d, const msgpack_object *data, acr_msg_t 
     for (unsigned i = 0; i < mdlen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
     if (strncasecmp(hex, sha->via.str.ptr, 64) != 0)
         return acr__dec_fail(d, "'sha256' does not match the source");
-    return 0;
+    return acr__msg_decode_bundle_manifest(d, data, m);
 }
 
 static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
@@ -479,6 +481,10 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return decode_ramp_done(d, data, m);
     case ACR_MSG_REJOIN:
         return decode_rejoin(d, data, m);
+    case ACR_MSG_BUNDLE_PART:
+        return acr__msg_decode_bundle_part(d, data, m);
+    case ACR_MSG_SCENARIO_LOADED:
+        return acr__msg_decode_scenario_loaded(d, data, m);
     case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
         return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:
@@ -586,5 +592,8 @@ void acr_msg_free(acr_msg_t *m)
     free(m->data);
     free(m->pool.name);
     free(m->pool.error);
+    free(m->bundle.sha256);
+    free(m->bundle.main);
+    free(m->bundle.error);
     memset(m, 0, sizeof(*m));
 }

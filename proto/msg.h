@@ -53,6 +53,10 @@ typedef enum {
     /** acrida extension: "acrida_rejoin", a worker's re-registration with a new master instance
      *  (its test, state, users and last report sequence; proto/PROTOCOL.md) */
     ACR_MSG_REJOIN,
+    /** acrida extension: "acrida_bundle_part", one part of the scenario bundle's blob */
+    ACR_MSG_BUNDLE_PART,
+    /** acrida extension: "acrida_scenario_loaded", a worker's scenario hash or load error */
+    ACR_MSG_SCENARIO_LOADED,
 } acr_msg_type_t;
 
 /** Hex characters of a master instance id and of a test id (16 random bytes, lowercase hex). */
@@ -83,6 +87,18 @@ typedef struct acr_msg_pool {
     char *error;             /**< rep: NULL, "timeout", "exhausted", "unknown pool 'x'", ... */
     int64_t size, available; /**< rep: -1 when absent */
 } acr_msg_pool_t;
+
+/** The scenario bundle fields of `scenario` (its "acrida_bundle" manifest), acrida_bundle_part
+ *  and acrida_scenario_loaded (proto/PROTOCOL.md); strings owned by the message. */
+typedef struct acr_msg_bundle {
+    bool present;   /**< scenario: the manifest was there */
+    char *sha256;   /**< 64 lowercase hex: the bundle's (all three) */
+    char *main;     /**< scenario: the scenario's path in the bundle */
+    uint64_t size;  /**< scenario: bytes of the blob (<= ACR_MSG_BUNDLE_MAX) */
+    uint32_t parts; /**< scenario: acrida_bundle_part frames that follow */
+    uint32_t index; /**< acrida_bundle_part: 0-based; the bytes are in acr_msg_t.data */
+    char *error;    /**< acrida_scenario_loaded: NULL when loaded, else the reason */
+} acr_msg_bundle_t;
 
 /** Wire name of a known type ("client_ready", ...). */
 const char *acr_msg_type_name(acr_msg_type_t t);
@@ -153,6 +169,9 @@ typedef struct acr_msg {
     size_t data_len;
     /* acrida_pool_req / acrida_pool_rep; a reply's row is in data / data_len (NULL for nil) */
     acr_msg_pool_t pool;
+    /* scenario's bundle manifest, acrida_bundle_part (its bytes in data / data_len),
+     * acrida_scenario_loaded */
+    acr_msg_bundle_t bundle;
 } acr_msg_t;
 
 /**
@@ -262,6 +281,18 @@ int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *n
 
 /** Whether @s is exactly @n lowercase hex characters. */
 bool acr_msg_is_hex(const char *s, size_t n);
+/** Largest bundle blob announced in a `scenario` that decodes (also common/bundle.h's limit). */
+#define ACR_MSG_BUNDLE_MAX ((uint64_t)INT32_MAX)
+
+/** `scenario` with the bundle manifest @mf (NULL: without one, as acr_msg_encode_scenario). */
+int acr_msg_encode_scenario_bundle(acr_buf_t *b, const char *name, const char *source, size_t len,
+                                   const acr_msg_bundle_t *mf, const char *node_id);
+/** acrida_bundle_part {sha256, index, data: bin}. */
+int acr_msg_encode_bundle_part(acr_buf_t *b, const char *sha256, uint32_t index, const void *data,
+                               size_t len, const char *node_id);
+/** acrida_scenario_loaded {sha256, error}: @error NULL is nil (loaded). */
+int acr_msg_encode_scenario_loaded(acr_buf_t *b, const char *sha256, const char *error,
+                                   const char *node_id);
 
 /** Locust's error key: sha256 hex of "<method>.<name>.<python repr of error>" (65 bytes incl.
  *  NUL in @out; "" only if OpenSSL cannot allocate). Python's repr quoting is reproduced exactly

@@ -311,30 +311,10 @@ int acr_msg_encode_exception(acr_buf_t *b, const char *msg, const char *tracebac
     ENC_END();
 }
 
-static void sha256_hex(const void *p, size_t n, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    out[0] = '\0';
-    if (!EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL)) return;
-    for (unsigned i = 0; i < mdlen && i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 int acr_msg_encode_scenario(acr_buf_t *b, const char *name, const char *source, size_t len,
                             const char *node_id)
 {
-    char hex[65];
-    sha256_hex(source, len, hex);
-    if (!hex[0]) return -ENOMEM;
-    ENC_BEGIN("scenario");
-    PACK_OR_FAIL(msgpack_pack_map(pk, 3));
-    PACK_OR_FAIL(acr__pack_str(pk, "name"));
-    PACK_OR_FAIL(acr__pack_str(pk, name));
-    PACK_OR_FAIL(acr__pack_str(pk, "source"));
-    PACK_OR_FAIL(msgpack_pack_str_with_body(pk, source, len));
-    PACK_OR_FAIL(acr__pack_str(pk, "sha256"));
-    PACK_OR_FAIL(acr__pack_str(pk, hex));
-    ENC_END();
+    return acr_msg_encode_scenario_bundle(b, name, source, len, NULL, node_id);
 }
 
 /* ---- Locust's error key ---- */

@@ -74,6 +74,12 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
 int acr__msg_decode_pool_req(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 int acr__msg_decode_pool_rep(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 
+/** The bundle fields (msg_bundle.c): the optional "acrida_bundle" manifest of a `scenario`, and
+ *  the data of acrida_bundle_part / acrida_scenario_loaded. On failure the caller frees @m. */
+int acr__msg_decode_bundle_manifest(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+int acr__msg_decode_bundle_part(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+int acr__msg_decode_scenario_loaded(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+
 /** Locust's response_times key (ms, rounded as proto/PROTOCOL.md says) for @us microseconds. */
 int64_t acr__locust_bucket_ms(uint64_t us);
 

@@ -616,6 +616,17 @@ int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t l
     return loaded(rt, acr_scenario_exec_string(rt->L, name, src, len, err, errlen), err, errlen);
 }
 
+int acr_rt_load_bundle(acr_rt_t *rt, const char *root, const char *main, const char *src,
+                       size_t len, char *err, size_t errlen)
+{
+    if (rt->loaded) {
+        snprintf(err, errlen, "a scenario is already loaded");
+        return -EBUSY;
+    }
+    return loaded(rt, acr_scenario_exec_bundle(rt->L, root, main, src, len, err, errlen), err,
+                  errlen);
+}
+
 lua_State *acr_rt_lua(acr_rt_t *rt)
 {
     return rt->L;

@@ -43,6 +43,11 @@ int acr_rt_load_file(acr_rt_t *rt, const char *path, char *err, size_t errlen);
 int acr_rt_load_string(acr_rt_t *rt, const char *name, const char *src, size_t len, char *err,
                        size_t errlen);
 
+/** Runs the scenario @main (@src, @len bytes) of a bundle extracted in @root: modules and
+ *  relative file paths resolve in the bundle (acr_scenario_exec_bundle). */
+int acr_rt_load_bundle(acr_rt_t *rt, const char *root, const char *main, const char *src,
+                       size_t len, char *err, size_t errlen);
+
 size_t acr_rt_nclasses(const acr_rt_t *rt);
 /** The runtime's main Lua state (the scenario's), for the worker's events and messages. */
 struct lua_State *acr_rt_lua(acr_rt_t *rt);

@@ -18,9 +18,11 @@
  */
 #include "worker/worker.h"
 
+#include "common/bundle.h"
 #include "common/events.h"
 #include "common/log.h"
 #include "common/lua_value.h"
+#include "common/scenario.h"
 #include "common/stats.h"
 #include "common/util.h"
 #include "proto/msg.h"
@@ -69,6 +71,13 @@ typedef struct worker {
     bool rt_loaded;
     char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
     size_t scenario_len;
+    /** The scenario bundle (common/bundle.h): the one being received (its reassembly and main
+     * path), the private directory of the one loaded (removed when replaced and at exit), and the
+     * hash of the scenario this worker runs (a shipped bundle's, or its own -f's). */
+    acr_bundle_rx_t bundle_rx;
+    char *rx_main;
+    char *bundle_dir;
+    char scenario_sha[65];
     acr_class_count_t *counts;
     char *host; /**< the last spawn's host, for the events' env */
     /** the last spawn's tags / exclude_tags (NULL-terminated, taken from the message; NULL =
@@ -508,8 +517,10 @@ static void users_stopped(acr_rt_t *rt, void *ud)
     ACR_INFO("users stopped; ready");
 }
 
-static int load_scenario(worker_t *w, const char *path, const char *name, const char *src,
-                         size_t len, char *err, size_t errlen)
+/* Loads a scenario into a new runtime that replaces the current one: the file @path (-f), a
+ * bundle's @name extracted in @root, or the shipped source @src named @name. */
+static int load_scenario(worker_t *w, const char *path, const char *root, const char *name,
+                         const char *src, size_t len, char *err, size_t errlen)
 {
     acr_rt_config_t rc = {
         .loop = w->loop, .stats = w->stats, .http = w->http, .node_id = w->node_id};
@@ -526,8 +537,9 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
     }
     acr_events_set_error_handler(L, listener_error, w);
     acr_rt_pools_set_sender(rt, send_pool, w);
-    r = path ? acr_rt_load_file(rt, path, err, errlen)
-             : acr_rt_load_string(rt, name, src, len, err, errlen);
+    r = path   ? acr_rt_load_file(rt, path, err, errlen)
+        : root ? acr_rt_load_bundle(rt, root, name, src, len, err, errlen)
+               : acr_rt_load_string(rt, name, src, len, err, errlen);
     acr_class_count_t *counts = NULL;
     if (r == 0) {
         counts = calloc(acr_rt_nclasses(rt) + 1, sizeof(*counts));
@@ -550,6 +562,115 @@ static int load_scenario(worker_t *w, const char *path, const char *name, const 
     return 0;
 }
 
+/* Tells an acrida master which scenario runs here (its hash) or why none could load. */
+static void send_scenario_loaded(worker_t *w, const char *sha256, const char *error)
+{
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_scenario_loaded(&w->out, sha256, error, w->node_id) == 0)
+        send_out(w, "acrida_scenario_loaded");
+}
+
+/* The hash of the worker's own -f scenario, as the master computes its bundle's (the default
+ * rules: the scenario, its required modules and acrida.files). "" when it cannot be built. */
+static void hash_own_scenario(worker_t *w)
+{
+    acr_bundle_t b;
+    char *main = NULL, err[512];
+    int rc = acr_scenario_bundle_build(acr_rt_lua(w->rt), w->cfg->scenario, NULL,
+                                       ACR_BUNDLE_SIZE_MAX, &b, &main, err, sizeof err);
+    if (rc == 0)
+        memcpy(w->scenario_sha, b.sha256, sizeof w->scenario_sha);
+    else
+        ACR_WARN("cannot hash the scenario's files for the master's check: %s", err);
+    acr_bundle_free(&b);
+    free(main);
+}
+
+/* A shipped scenario could not load: the master hears why (with file:line) and this worker
+ * quits, so that it gets no spawn (proto/PROTOCOL.md, acrida_scenario_loaded). */
+static void scenario_failed(worker_t *w, const char *sha256, const char *err)
+{
+    char msg[1200];
+    snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
+    ACR_ERROR("%s", msg);
+    if (sha256)
+        send_scenario_loaded(w, sha256, msg);
+    else
+        send_exception(w, msg, "", 1);
+    w->exit_code = 1;
+    finish_quit(w);
+}
+
+/* The reassembled blob: verified, extracted into a fresh private directory and loaded. */
+static void bundle_complete(worker_t *w)
+{
+    char err[1024];
+    acr_bundle_t b;
+    char *dir = NULL, sha[65];
+    memcpy(sha, w->bundle_rx.sha256, sizeof sha);
+    int rc = acr_bundle_decode(w->bundle_rx.buf, w->bundle_rx.total, sha, &b, err, sizeof err);
+    acr_bundle_rx_reset(&w->bundle_rx);
+    const acr_bundle_file_t *main = rc == 0 ? acr_bundle_get(&b, w->rx_main) : NULL;
+    if (rc == 0 && !main) {
+        snprintf(err, sizeof err, "the bundle has no '%s'", w->rx_main);
+        rc = -EINVAL;
+    }
+    if (rc == 0) rc = acr_bundle_extract(&b, &dir, err, sizeof err);
+    if (rc == 0)
+        rc = load_scenario(w, NULL, dir, w->rx_main, main->data, main->len, err, sizeof err);
+    size_t nfiles = b.nfiles;
+    acr_bundle_free(&b);
+    if (rc < 0) {
+        if (dir) acr_bundle_remove_dir(dir);
+        free(dir);
+        scenario_failed(w, sha, err);
+        return;
+    }
+    if (w->bundle_dir) acr_bundle_remove_dir(w->bundle_dir);
+    free(w->bundle_dir);
+    w->bundle_dir = dir;
+    memcpy(w->scenario_sha, sha, sizeof sha);
+    free(w->scenario_src);
+    w->scenario_src = NULL;
+    send_scenario_loaded(w, sha, NULL);
+    ACR_INFO("loaded the scenario '%s' sent by the master: bundle %.12s... of %zu files in %s (%zu "
+             "classes)",
+             w->rx_main, sha, nfiles, dir, acr_rt_nclasses(w->rt));
+}
+
+static void on_bundle_part(worker_t *w, const acr_msg_t *m)
+{
+    char err[256];
+    if (w->cfg->scenario || !acr_bundle_rx_active(&w->bundle_rx) ||
+        strcmp(m->bundle.sha256, w->bundle_rx.sha256) != 0) {
+        ACR_DEBUG("bundle part %u not expected; ignored", m->bundle.index);
+        return;
+    }
+    int rc = acr_bundle_rx_part(&w->bundle_rx, m->bundle.sha256, m->bundle.index, m->data,
+                                m->data_len, err, sizeof err);
+    if (rc < 0)
+        scenario_failed(w, m->bundle.sha256, err);
+    else if (rc == 1)
+        bundle_complete(w);
+}
+
+/* A `scenario` with a bundle manifest: starts receiving its parts (unless it runs already). */
+static void begin_bundle(worker_t *w, const acr_msg_t *m)
+{
+    char err[256];
+    const acr_msg_bundle_t *bd = &m->bundle;
+    if (w->rt_loaded && strcmp(bd->sha256, w->scenario_sha) == 0) return; /* the same bundle */
+    free(w->rx_main);
+    w->rx_main = strdup(bd->main);
+    if (!w->rx_main) {
+        scenario_failed(w, bd->sha256, "out of memory");
+        return;
+    }
+    if (acr_bundle_rx_begin(&w->bundle_rx, bd->sha256, (size_t)bd->size, bd->parts, err,
+                            sizeof err) < 0)
+        scenario_failed(w, bd->sha256, err);
+}
+
 static void on_scenario(worker_t *w, const acr_msg_t *m)
 {
     char err[1024];
@@ -558,21 +679,22 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
                   w->cfg->scenario, m->scenario_name ? m->scenario_name : "");
         return;
     }
-    if (w->scenario_src && m->scenario_len == w->scenario_len &&
-        memcmp(m->scenario_source, w->scenario_src, m->scenario_len) == 0)
-        return;
+    if (w->state == WS_QUITTING || w->state == WS_DONE) return;
     if (w->state != WS_READY) {
         ACR_WARN("the master sent a new scenario during a test; ignored until the test stops");
         return;
     }
+    if (m->bundle.present) {
+        begin_bundle(w, m);
+        return;
+    }
+    if (w->scenario_src && m->scenario_len == w->scenario_len &&
+        memcmp(m->scenario_source, w->scenario_src, m->scenario_len) == 0)
+        return;
     const char *name = m->scenario_name && *m->scenario_name ? m->scenario_name : "scenario.lua";
-    if (load_scenario(w, NULL, name, m->scenario_source, m->scenario_len, err, sizeof err) < 0) {
-        char msg[1200];
-        snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
-        ACR_ERROR("%s", msg);
-        send_exception(w, msg, "", 1);
-        w->exit_code = 1;
-        finish_quit(w);
+    if (load_scenario(w, NULL, NULL, name, m->scenario_source, m->scenario_len, err, sizeof err) <
+        0) {
+        scenario_failed(w, NULL, err);
         return;
     }
     free(w->scenario_src);
@@ -700,6 +822,8 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         w->acked = true;
         uv_timer_stop(&w->ready_timer);
         if (w->rt_loaded && m.index >= 0) acr_rt_set_worker_index(w->rt, m.index);
+        if (m.acrida && w->cfg->scenario && w->scenario_sha[0]) /* the master checks the hash */
+            send_scenario_loaded(w, w->scenario_sha, NULL);
         if (!w->timers_on && w->state != WS_QUITTING) {
             w->timers_on = true;
             w->last_cpu_s = cpu_seconds();
@@ -721,6 +845,9 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         break; /* the master is alive: nothing to do */
     case ACR_MSG_SCENARIO:
         on_scenario(w, &m);
+        break;
+    case ACR_MSG_BUNDLE_PART:
+        on_bundle_part(w, &m);
         break;
     case ACR_MSG_RECONNECT:
         ACR_INFO("the master asked for a reconnect; the DEALER reconnects by itself");
@@ -823,7 +950,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
     ACR_INFO("worker %s connecting to tcp://%s:%d", w.node_id, host, port);
 
     if (cfg->scenario) {
-        if (load_scenario(&w, cfg->scenario, NULL, NULL, 0, err, sizeof err) < 0) {
+        if (load_scenario(&w, cfg->scenario, NULL, NULL, NULL, 0, err, sizeof err) < 0) {
             char msg[1200];
             snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
             ACR_ERROR("%s", msg);
@@ -834,6 +961,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
             goto run;
         }
         ACR_INFO("scenario %s: %zu user classes", cfg->scenario, acr_rt_nclasses(w.rt));
+        hash_own_scenario(&w);
     }
     send_client_ready(&w);
     uv_timer_start(&w.ready_timer, ready_cb, READY_RETRY_MS, READY_RETRY_MS);
@@ -847,6 +975,10 @@ run:
     acr_buf_free(&w.out);
     free(w.counts);
     free(w.scenario_src);
+    if (w.bundle_dir) acr_bundle_remove_dir(w.bundle_dir); /* the runtime that used it is gone */
+    free(w.bundle_dir);
+    free(w.rx_main);
+    acr_bundle_rx_reset(&w.bundle_rx);
     free(w.host);
     free_list(w.tags);
     free_list(w.exclude_tags);

@@ -64,6 +64,13 @@ typedef struct acr_core_config {
     const char *scenario_name;
     const char *scenario_src;
     size_t scenario_len;
+    /** The scenario's bundle (common/bundle.h, borrowed; NULL = none): announced in the
+     *  `scenario` message and sent in acrida_bundle_part frames after it; @bundle_main is the
+     *  scenario's path in it. @scenario_sha256 is the hash a worker running its own -f reports
+     *  when its files are the master's (the default bundle's, master/bundle.h). */
+    const struct acr_bundle *bundle;
+    const char *bundle_main;
+    const char *scenario_sha256;
 } acr_core_config_t;
 
 typedef enum {

@@ -39,6 +39,7 @@ typedef struct acr_mworker {
     bool stop_pending, stopped_msg, final_seen, quit_pending;
     double stopped_at;        /**< monotonic s of client_stopped */
     bool stopped_since_ready; /**< client_stopped since its last client_ready */
+    bool scenario_warned;     /**< its different scenario was logged (once per worker) */
 } acr_mworker_t;
 
 /** registry.c: the workers and the node-id indexes (stable for the master's lifetime). */

@@ -8,6 +8,7 @@
  */
 #include "master/core/core_int.h"
 
+#include "common/bundle.h"
 #include "common/log.h"
 #include "proto/proto.h"
 
@@ -185,6 +186,66 @@ void acr__registry_send_nil(acr_core_t *c, const char *type, const char *id)
     acr__registry_send_buf(c, id);
 }
 
+/* The scenario after the ack: the source (what a worker without bundle support loads), the
+ * bundle's manifest, then the bundle's blob in parts (proto/PROTOCOL.md, "scenario"). */
+static int send_scenario(acr_core_t *c, const char *id)
+{
+    const acr_bundle_t *b = c->cfg.bundle;
+    acr_msg_bundle_t mf = {0};
+    if (b) {
+        mf.sha256 = (char *)b->sha256;
+        mf.main = (char *)c->cfg.bundle_main;
+        mf.size = b->blob_len;
+        mf.parts =
+            (uint32_t)(b->blob_len ? (b->blob_len + ACR_BUNDLE_PART_SIZE - 1) / ACR_BUNDLE_PART_SIZE
+                                   : 1);
+    }
+    acr_buf_reset(&c->sendbuf);
+    if (acr_msg_encode_scenario_bundle(&c->sendbuf, c->cfg.scenario_name, c->cfg.scenario_src,
+                                       c->cfg.scenario_len, b ? &mf : NULL, id) < 0)
+        goto nomem;
+    acr__registry_send_buf(c, id);
+    for (uint32_t i = 0; b && i < mf.parts; i++) {
+        size_t off = (size_t)i * ACR_BUNDLE_PART_SIZE;
+        size_t n =
+            b->blob_len - off < ACR_BUNDLE_PART_SIZE ? b->blob_len - off : ACR_BUNDLE_PART_SIZE;
+        acr_buf_reset(&c->sendbuf);
+        if (acr_msg_encode_bundle_part(&c->sendbuf, b->sha256, i, b->blob + off, n, id) < 0)
+            goto nomem;
+        acr__registry_send_buf(c, id);
+    }
+    if (c->sendbuf.cap > (1u << 20)) acr_buf_free(&c->sendbuf); /* do not keep a part's room */
+    return 0;
+nomem:
+    ACR_ERROR("out of memory encoding the scenario for worker %s", id);
+    return -ENOMEM;
+}
+
+/* acrida_scenario_loaded: a worker's load error (an exception row and an ERROR naming it; the
+ * worker then quits), or the hash of the scenario it runs, warned about once when it is not the
+ * master's. */
+static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid, const char *pid,
+                               const acr_msg_t *msg)
+{
+    const acr_msg_bundle_t *bd = &msg->bundle;
+    if (bd->error) {
+        char shown[2048];
+        printable(bd->error, strlen(bd->error), shown, sizeof shown);
+        ACR_ERROR("worker %s could not load the scenario: %s", pid, shown);
+        if (acr_core_add_exception(c, bd->error, "", nid) < 0)
+            ACR_ERROR("out of memory recording an exception");
+        return;
+    }
+    const char *mine = c->cfg.scenario_sha256;
+    const acr_bundle_t *b = c->cfg.bundle;
+    if (!w || !mine || strcmp(bd->sha256, mine) == 0 || (b && strcmp(bd->sha256, b->sha256) == 0))
+        return;
+    if (w->scenario_warned) return;
+    w->scenario_warned = true;
+    ACR_WARN("worker %s runs a different scenario (sha256 %.12s...) than the master (%.12s...)",
+             pid, bd->sha256, mine);
+}
+
 /* ---- message handlers ---- */
 
 static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
@@ -202,15 +263,7 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
         return;
     }
     acr__registry_send_buf(c, id);
-    if (acrida && c->cfg.scenario_src) {
-        acr_buf_reset(&c->sendbuf);
-        if (acr_msg_encode_scenario(&c->sendbuf, c->cfg.scenario_name, c->cfg.scenario_src,
-                                    c->cfg.scenario_len, id) < 0) {
-            ACR_ERROR("out of memory encoding the scenario");
-            return;
-        }
-        acr__registry_send_buf(c, id);
-    }
+    if (acrida && c->cfg.scenario_src && send_scenario(c, id) < 0) return;
 
     acr_mworker_t *w = acr__registry_find(c, id);
     bool replaced = w != NULL, returned = w && w->stopped_since_ready;
@@ -411,6 +464,10 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
         break;
     case ACR_MSG_EXCEPTION:
         acr__agg_on_exception(c, nid, msg);
+        break;
+    case ACR_MSG_SCENARIO_LOADED:
+        printable(nid, strlen(nid), pid, sizeof pid);
+        on_scenario_loaded(c, w, nid, pid, msg);
         break;
     case ACR_MSG_POOL_REQ:
         if (w && c->hooks.on_pool) c->hooks.on_pool(c, nid, &msg->pool, c->hooks_ud);
