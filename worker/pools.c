@@ -11,6 +11,32 @@
  * When the coroutine is dropped first (the user stops, or leaves for on_stop), its pending
  * requests are orphaned and their answers ignored; rows the master leased in the meantime are
  * returned by the user's release_user when the user is gone.
+ *
+ * Self-fencing. The master gives a worker's leases to other users once it has not heard from
+ * that worker for 3 s (master/core/registry.c, MISSING_AFTER_S), while the worker, frozen
+ * (SIGSTOP, a paused VM) or cut off, still believes it holds them. The classic lease rule
+ * applies: the holder must consider a lease lost before the grantor can reassign it. The worker
+ * cannot read the master's clock, but it hears the master, which sends a heartbeat every second
+ * to each live acrida worker: a leased row is used only while the last word from the master
+ * (worker.c calls acr_rt_pools_contact for each message) is at most ACR__LEASE_FENCE_S = 2 s old.
+ * Why 2 s: the worker sends its own heartbeat every second, so its last message before it fell
+ * silent at F left at F - 1 s or later and the master gives the rows away after F + 2 s plus that
+ * message's delivery, at its next 250 ms liveness tick; the worker's last word from the master
+ * came by F, so 2 s after it is no later than the master's 3 s: the margin is the delivery time
+ * and the tick. On the other side a live connection sees the master every ~1 s, which leaves a
+ * second for a slow master loop before a false fence.
+ *
+ * The check runs before any user is resumed (acr__user_resume calls acr__pools_check, so after a
+ * SIGCONT the users' timers, which libuv runs before it reads the master's socket, meet it first),
+ * every ACR__FENCE_CHECK_MS, and in acr_rt_pools_contact before a message that ends a silence is
+ * handled: messages queued during the silence are old, and their grants may be of rows the
+ * master has reassigned since. A fenced user (acr__users_fence) is killed without on_stop, an
+ * exception row says so, its leases are forgotten and release_user sent (the master ignores the
+ * releases of rows now held by others: it checks node and user), and a fresh user takes its
+ * place. At the message that ends a silence, users whose acquire left more than 2 s earlier are
+ * fenced too: its answer may be one of those old grants; an answer to a younger acquire was sent
+ * after the master got it, so no later than 2 s ago. Answers to a fenced user's requests match no
+ * pending request any more and are dropped.
  */
 #include "worker/pools.h"
 
@@ -47,6 +73,9 @@ struct acr__pools {
     uint64_t next_req, next_uid;
     acr_list_t pending;
     acr_buf_t buf;
+    double contact;   /**< monotonic s of the last message from the master, 0 before the first */
+    uint64_t nleases; /**< rows of lease pools held by this worker's users */
+    bool has_lease;   /**< the scenario declares a lease pool */
 };
 
 static const char *const modes[] = {"lease", "queue", "circular", "random"};
@@ -150,6 +179,7 @@ static int ask(lua_State *L, const char *what, const char *name, acr_pool_op_t o
         return luaL_error(L, "%s (pool '%s'): %s", what, name, send_error(rc));
     }
     acr_list_push_back(&ps->pending, &pd->link);
+    if (op == ACR_POOL_OP_ACQUIRE) u->acquire_sent = acr_mono_s();
     u->wait = ACR__WAIT_POOL;
     return lua_yield(L, 0);
 }
@@ -230,6 +260,8 @@ static int l_release(lua_State *L)
     lua_pushvalue(L, 2);
     lua_pushnil(L);
     lua_rawset(L, -3); /* no longer held */
+    u->nleases--;
+    ps->nleases--;
     int rc = send_req(ps, name, ACR_POOL_OP_RELEASE, 0, u->pool_uid, row_id, -1);
     if (rc < 0)
         ACR_WARN("pool '%s': release not sent (%s); the master frees the row when the user ends",
@@ -299,6 +331,7 @@ static int l_pool(lua_State *L)
     lua_pushinteger(L, mode);
     lua_setfield(L, -2, name);
     lua_pop(L, 1);
+    if (mode == 0 && state(L)) state(L)->has_lease = true;
     lua_newuserdata(L, 1);
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, 1);
@@ -332,6 +365,7 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
     }
     acr_list_remove(&pd->link);
     acr__user_t *u = pd->u;
+    if (u) u->acquire_sent = 0;
     if (!u || !u->co_alive || u->wait != ACR__WAIT_POOL) {
         free(pd);
         return; /* orphaned: the user left; release_user returns a leased row */
@@ -387,6 +421,8 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
             lua_setfield(co, -2, "row_id");
             lua_rawset(co, -3);
             lua_pop(co, 2);
+            u->nleases++;
+            ps->nleases++;
         }
     }
     free(pd);
@@ -398,6 +434,7 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
 void acr__pools_user_left(acr__user_t *u)
 {
     acr__pools_t *ps = u->rt->pools;
+    u->acquire_sent = 0;
     if (!ps || !u->pool_uid) return;
     for (acr_list_t *n = ps->pending.next; n != &ps->pending; n = n->next) {
         pending_t *p = acr_list_entry(n, pending_t, link);
@@ -411,6 +448,8 @@ void acr__pools_user_done(acr__user_t *u)
     acr__pools_t *ps = rt->pools;
     if (!ps || !u->pool_uid) return;
     acr__pools_user_left(u);
+    ps->nleases -= u->nleases;
+    u->nleases = 0;
     lua_State *L = rt->L;
     lua_getfield(L, LUA_REGISTRYINDEX, HELD_KEY);
     lua_pushnil(L);
@@ -425,6 +464,41 @@ void acr__pools_user_done(acr__user_t *u)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+}
+
+/* ---- self-fencing (see the file comment) ---- */
+
+bool acr__pools_fence_due(const acr__user_t *u, double now, bool gap)
+{
+    if (u->nleases > 0) return true;
+    return gap && u->acquire_sent > 0 && now - u->acquire_sent > ACR__LEASE_FENCE_S;
+}
+
+void acr__pools_check(acr_rt_t *rt)
+{
+    acr__pools_t *ps = rt->pools;
+    if (!ps || ps->nleases == 0 || ps->contact <= 0) return;
+    double now = acr_mono_s();
+    if (now - ps->contact > ACR__LEASE_FENCE_S) acr__users_fence(rt, now - ps->contact, now, false);
+}
+
+static void fence_tick(uv_timer_t *t)
+{
+    acr__pools_check(acr_container_of(t, acr_rt_t, fence_timer));
+}
+
+void acr_rt_pools_contact(acr_rt_t *rt, double now)
+{
+    acr__pools_t *ps = rt->pools;
+    if (!ps || rt->closing) return;
+    if (ps->contact > 0 && now - ps->contact > ACR__LEASE_FENCE_S)
+        acr__users_fence(rt, now - ps->contact, now, true);
+    ps->contact = now;
+    if (ps->has_lease && !rt->fence_on) {
+        uv_timer_start(&rt->fence_timer, fence_tick, ACR__FENCE_CHECK_MS, ACR__FENCE_CHECK_MS);
+        uv_unref((uv_handle_t *)&rt->fence_timer);
+        rt->fence_on = true;
+    }
 }
 
 static int l_state_gc(lua_State *L)

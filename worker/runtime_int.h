@@ -23,6 +23,11 @@
 /** A user entering a wait or sleep this long releases its request buffers (issue #3); shorter
  *  waits keep them, so busy users allocate nothing per request. */
 #define ACR__IDLE_TRIM_S 1.0
+/** A user may use a leased row only while the worker heard from the master within this time
+ *  (self-fencing, worker/pools.c explains the margin). */
+#define ACR__LEASE_FENCE_S 2.0
+/** How often a worker that may hold leases checks that it still hears from the master. */
+#define ACR__FENCE_CHECK_MS 250
 #define ACR__CLIENT_MT "acrida.client"
 #define ACR__RESP_MT "acrida.response"
 #define ACR__TASK_MT "acrida.task"
@@ -113,6 +118,8 @@ struct acr__user {
     int nstart;             /**< green: values on the coroutine for its first resume */
     acr__ghandle_t *handle; /**< green: its Lua handle, NULL once collected */
     uint64_t pool_uid;      /**< its id in pool requests (worker/pools.c), 0 before the first */
+    uint32_t nleases;       /**< rows of lease pools it holds (worker/pools.c) */
+    double acquire_sent;    /**< monotonic s its pending acquire left, 0 when none */
 };
 
 struct acr_rt {
@@ -140,6 +147,8 @@ struct acr_rt {
     uv_idle_t idle;
     uv_timer_t reaper;
     bool reaper_on;
+    uv_timer_t fence_timer; /**< the periodic lease check (worker/pools.c), once leases exist */
+    bool fence_on;
     acr_list_t stopping; /**< users stopping, graceful or in on_stop (acr__user_t.link) */
     size_t nrunning, nstopping;
     uint64_t next_seq;
@@ -189,6 +198,12 @@ int acr__pools_open(acr_rt_t *rt);
 void acr__pools_user_left(acr__user_t *u);
 /** @u is gone: tells the master to return its rows and drop its waits (release_user). */
 void acr__pools_user_done(acr__user_t *u);
+/** Called before any user is resumed: when the master has been silent for more than
+ *  ACR__LEASE_FENCE_S, every user holding a lease is fenced (acr__users_fence) first. */
+void acr__pools_check(acr_rt_t *rt);
+/** Whether acr__users_fence must kill @u: it holds a lease, or (@gap: the first message after a
+ *  silence is being handled) it waits for an acquire sent more than ACR__LEASE_FENCE_S ago. */
+bool acr__pools_fence_due(const acr__user_t *u, double now, bool gap);
 
 /* users.c */
 /** Initialises the scheduler's lists and handles. 0 or a libuv error. */
@@ -209,6 +224,13 @@ void acr__user_leave(acr__user_t *u);
 /** True when @u must stop at its next request, wait or yield: stopped without a stop timeout,
  *  or past its deadline (then marked hard). */
 bool acr__user_stop_due(acr__user_t *u);
+/**
+ * Self-fencing: kills every user (not the one running now) for which acr__pools_fence_due(u,
+ * @now, @gap) holds, without on_stop and abandoning its request in flight, records an exception
+ * row "lease lost: no word from the master for @silent_s s; user <class> restarted" for each and
+ * starts a fresh user of the same class in the place of each running one. Returns how many.
+ */
+size_t acr__users_fence(acr_rt_t *rt, double silent_s, double now, bool gap);
 /** acrida.spawn(fn, ...): starts a green task at the next loop turn; returns its handle. */
 int acr__users_l_spawn(lua_State *L);
 

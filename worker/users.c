@@ -133,6 +133,7 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
 /* ---- lifecycle ---- */
 
 static void user_done(acr__user_t *u);
+static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c);
 
 /* Kills every green task (no waiting: their coroutines are dropped, requests aborted). */
 static void kill_green(acr_rt_t *rt)
@@ -300,7 +301,10 @@ bool acr__user_stop_due(acr__user_t *u)
 void acr__user_resume(acr__user_t *u, int nargs)
 {
     acr_rt_t *rt = u->rt;
-    if (!u->co_alive) return; /* no resuming a dead coroutine */
+    /* Every resume passes here, so no user runs on with a lease the master may have given away:
+     * after a freeze (SIGSTOP) the users' timers fire before the master's messages are read. */
+    acr__pools_check(rt);
+    if (!u->co_alive) return; /* no resuming a dead coroutine (or @u was just fenced) */
     u->wait = ACR__WAIT_NONE;
     rt->current = u;
     int st = lua_resume(u->co, nargs);
@@ -391,6 +395,65 @@ static void reaper_cb(uv_timer_t *t)
         uv_timer_stop(&rt->reaper);
         rt->reaper_on = false;
     }
+}
+
+/* ---- self-fencing (worker/pools.c decides who) ---- */
+
+/* Kills @u at once, as when its stop deadline has passed but without on_stop (which may use a row
+ * the user no longer holds): the coroutine is dropped, a request in flight is aborted when the
+ * session closes, the leases are forgotten and release_user is sent (user_done). A running user
+ * is replaced by a fresh one of its class, so the worker's user count does not change. */
+static void fence_user(acr__user_t *u, double silent_s)
+{
+    acr_rt_t *rt = u->rt;
+    acr__class_t *c = u->cls;
+    bool replace = c && !u->stopping_list && u->state != ACR__USER_STOPPING;
+    char msg[160];
+    if (!c) {
+        snprintf(msg, sizeof msg,
+                 "lease lost: no word from the master for %.1f s; spawned task "
+                 "killed",
+                 silent_s);
+    } else {
+        snprintf(msg, sizeof msg, "lease lost: no word from the master for %.1f s; user %s %s",
+                 silent_s, c->name, replace ? "restarted" : "ended without on_stop");
+    }
+    if (u->co) acr__rt_exception(rt, u->co, msg, 0);
+    user_done(u);
+    if (replace && !rt->closing && !user_new(rt, c))
+        ACR_ERROR("%s: out of memory starting a user in its place", msg);
+}
+
+/* The first user of @list to fence, or NULL. */
+static acr__user_t *fence_next(acr_list_t *list, double now, bool gap)
+{
+    for (acr_list_t *n = list->next; n != list; n = n->next) {
+        acr__user_t *u = link_user(n);
+        if (u != u->rt->current && u->state != ACR__USER_DONE && acr__pools_fence_due(u, now, gap))
+            return u;
+    }
+    return NULL;
+}
+
+size_t acr__users_fence(acr_rt_t *rt, double silent_s, double now, bool gap)
+{
+    size_t n = 0;
+    /* One at a time from the lists' heads: fencing moves users between lists and appends new
+     * ones (which hold nothing, so the scan ends). */
+    for (;;) {
+        acr__user_t *u = fence_next(&rt->stopping, now, gap);
+        for (size_t i = 0; !u && i < rt->nclasses; i++)
+            u = fence_next(&rt->classes[i].users, now, gap);
+        if (!u) u = fence_next(&rt->green, now, gap);
+        if (!u) break;
+        fence_user(u, silent_s);
+        n++;
+    }
+    if (n > 0)
+        ACR_WARN("no word from the master for %.1f s: %zu users that held or awaited leases "
+                 "stopped using them (fenced) and were replaced",
+                 silent_s, n);
+    return n;
 }
 
 /* ---- green tasks (acrida.spawn) ---- */
@@ -504,6 +567,7 @@ int acr__users_init(acr_rt_t *rt)
     lua_pop(rt->L, 1);
     int rc = uv_idle_init(rt->loop, &rt->idle);
     if (rc == 0) rc = uv_timer_init(rt->loop, &rt->reaper);
+    if (rc == 0) rc = uv_timer_init(rt->loop, &rt->fence_timer);
     return rc;
 }
 
@@ -582,7 +646,9 @@ void acr__users_close(acr_rt_t *rt)
     close_dead(rt);
     rt->idle.data = rt;
     rt->reaper.data = rt;
-    rt->closes += 2;
+    rt->fence_timer.data = rt;
+    rt->closes += 3;
     uv_close((uv_handle_t *)&rt->idle, rt_handle_closed);
     uv_close((uv_handle_t *)&rt->reaper, rt_handle_closed);
+    uv_close((uv_handle_t *)&rt->fence_timer, rt_handle_closed);
 }

@@ -814,6 +814,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
                  (unsigned long long)w->malformed, err);
         return;
     }
+    if (w->rt && w->master_acrida) acr_rt_pools_contact(w->rt, acr_mono_s()); /* lease fencing */
     switch (m.type) {
     case ACR_MSG_ACK:
         w->index = m.index;

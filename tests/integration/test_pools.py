@@ -3,11 +3,15 @@
 of use, timed with the machine's monotonic clock, acrida.time(), across processes), and every
 account is back in the pool (/stats/requests' "pools") after a normal stop, after a stop in the
 middle of tasks that hold accounts, and, while the test runs, once a SIGKILLed worker's leases
-returned (missing-worker detection). examples/accounts.lua and examples/urls.lua (random rows and
-a queue whose rows are each used once) run; bad declarations fail at load with file:line."""
+returned (missing-worker detection). A worker frozen with SIGSTOP past that detection comes back
+without using the accounts the master gave away meanwhile (its users fence their leases).
+examples/accounts.lua and examples/urls.lua (random rows and a queue whose rows are each used
+once) run; bad declarations fail at load with file:line."""
 import collections
 import glob
+import json
 import os
+import re
 import signal
 import time
 
@@ -267,3 +271,109 @@ def test_bad_declarations_fail_at_load(tmp_path, target):
         rc, out, err = run_master(tmp_path, headless(sc, target.url, 1, 1, "1s"))
         assert rc == 1, (decl, rc, err[-2000:])
         assert want in err, (want, err[-2000:])
+
+
+# Each task: lease, a begin request, a sleep, an end request, release; B/U/E marks around them.
+FENCE = """
+local acrida = require "acrida"
+local accounts = acrida.pool("accounts", { csv = "accounts.csv" })
+local log
+if acrida.runner.role == "worker" then
+  log = assert(io.open(string.format("%s/ev.%d.%d", os.getenv("TEST_MARKS_DIR"),
+                                     math.random(1e9), math.random(1e9)), "a"))
+end
+local function ev(kind, account, self)
+  log:write(string.format("%s %s %d %.9f\\n", kind, account, self.id, acrida.time()))
+  log:flush()
+end
+acrida.user {
+  name = "Fenced", wait_time = acrida.constant(0),
+  tasks = { function(self)
+    local a = assert(accounts:acquire())
+    ev("B", a.user, self)
+    self.client:get("/delay/20", { name = "/begin", query = { account = a.user } })
+    ev("U", a.user, self)
+    acrida.sleep(0.3)
+    self.client:get("/", { name = "/end", query = { account = a.user } })
+    ev("E", a.user, self)
+    accounts:release(a)
+  end },
+}
+"""
+
+
+def uses(evs):
+    """Per account, every use [first, last mark] of one user: from its B to its E, or to its last
+    mark when the use was cut (a fenced user, a stopped test)."""
+    out = collections.defaultdict(list)
+    open_ = {}
+    for t, kind, acct, uid in sorted(evs):
+        key = (acct, uid)
+        if kind == "B":
+            assert key not in open_, "user %d began %s twice" % (uid, acct)
+            open_[key] = [t, t]
+            out[acct].append((uid, open_[key]))
+        else:
+            assert key in open_, "user %d used %s without leasing it (t=%.9f)" % (uid, acct, t)
+            open_[key][1] = t
+            if kind == "E":
+                del open_[key]
+    return out
+
+
+def assert_no_overlap(evs):
+    for acct, lst in uses(evs).items():
+        lst.sort(key=lambda u: u[1][0])
+        for (u1, (b1, e1)), (u2, (b2, e2)) in zip(lst, lst[1:]):
+            assert e1 < b2, "%s used by users %d [%.3f, %.3f] and %d [%.3f, %.3f] at once" % (
+                acct, u1, b1, e1, u2, b2, e2)
+
+
+def test_silent_worker_fences_its_leases(tmp_path, target):
+    """A worker frozen (SIGSTOP) past the master's missing-worker detection comes back: its users
+    that held accounts must not use them any more (the master gave them to the other worker's
+    users), they are fenced (exception rows) and replaced, and every account is back at the end."""
+    sc = prepare(tmp_path, FENCE)
+    m, workers = start(tmp_path, sc, target)
+    frozen = workers[0]
+    try:
+        swarm(m, 12, 12)
+        index = int(wait_for(lambda: re.search(r"worker index (\d+)", frozen.log()),
+                             what="the worker's index").group(1))
+
+        def mine(e):
+            return e[3] // 1000000000 == index
+
+        wait_for(lambda: sum(1 for e in events(tmp_path) if e[1] == "E" and mine(e)) >= 10 and
+                 (lambda p: p["leased"] == 5 and p["waiting"] > 0)(pool(m)),
+                 timeout=300, what="both workers' users using accounts, users waiting")
+        frozen.proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: any(w["state"] == "missing" for w in stats(m)["workers"]),
+                 what="the frozen worker marked missing")
+        missing_at = time.monotonic()
+        # the other worker's users took every account, those the frozen users held included
+        wait_for(lambda: len({e[2] for e in events(tmp_path)
+                              if e[0] > missing_at and e[1] == "B" and not mine(e)}) == 5,
+                 what="every account leased by the other worker")
+        frozen.proc.send_signal(signal.SIGCONT)
+        resumed_at = time.monotonic()
+        wait_for(lambda: all(w["state"] != "missing" for w in stats(m)["workers"]),
+                 what="the frozen worker back")
+        wait_for(lambda: sum(1 for e in events(tmp_path)
+                             if e[0] > resumed_at and e[1] == "E" and mine(e)) >= 5,
+                 timeout=300, what="the resumed worker's users using accounts again")
+        http(m.web + "/stop", "POST")
+        wait_state(m, "stopped")
+        assert_all_back(m)
+        assert_no_overlap(events(tmp_path))
+        status, body = http(m.web + "/exceptions")
+        fenced = [x for x in json.loads(body)["exceptions"] if "lease lost" in x["msg"]]
+        assert sum(x["count"] for x in fenced) > 0, body[:3000]
+        assert all(re.match(r"lease lost: no word from the master for \d+\.\d s; user Fenced "
+                            r"restarted", x["msg"]) for x in fenced), fenced
+        assert "stopped using them (fenced)" in frozen.log()
+        print([(x["msg"], x["count"]) for x in fenced])
+    finally:
+        if frozen.alive():
+            frozen.proc.send_signal(signal.SIGCONT)
+        stop_all(m, workers, master_rc=1)  # 1: the fenced users' exception rows
