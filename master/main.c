@@ -68,6 +68,8 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
         .bundle = &mb->b,
         .bundle_main = mb->main,
         .scenario_sha256 = mb->default_sha256,
+        .adopt_rate = o->spawn_rate,
+        .adopt_run_time = o->run_time,
     };
     return acr_core_new(m->loop, &cfg, &m->core);
 }

@@ -770,6 +770,7 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     jset(doc, "workers", json_workers(meta), &err);
     jset(doc, "run_time", jreal(meta ? meta->run_time : 0.0), &err);
     jset(doc, "test_id", jstr_or_null(meta ? meta->test_id : NULL), &err);
+    jset(doc, "adopted", json_boolean(meta && meta->adopted), &err);
     jset(doc, "lost_reports", json_integer(meta ? (json_int_t)meta->lost_reports : 0), &err);
     jset(doc, "reports_merged", json_integer(meta ? (json_int_t)meta->reports_merged : 0), &err);
     jset(doc, "shape", json_shape(meta), &err);

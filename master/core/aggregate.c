@@ -1,6 +1,8 @@
 /*
- * Merging the workers' stats deltas into the run's one acr_stats_t (merged even from unknown nodes,
- * as Locust: docs/locust-compatibility.md, run states), and accounting for lost reports: acrida
+ * Merging the registered workers' stats deltas into the run's one acr_stats_t (a report from a
+ * peer that is not registered never gets here: registry.c drops it), the cumulative report that
+ * follows an accepted acrida_rejoin as that worker's baseline (adopt.c), and accounting for lost
+ * reports: acrida
  * workers number their reports, so a jump in the sequence is a counted gap, and a worker that ends
  * (killed, missing, re-registered) after it got users or reported during a test, without sending
  * its final report, lost its last interval. Every gap is logged as "worker X: report N missing
@@ -85,17 +87,25 @@ static void count_lost(acr_core_t *c, const acr_mworker_t *w, uint64_t n)
     if (w->index >= 0 && (size_t)w->index < c->reg.nindexes) c->reg.indexes[w->index].lost += n;
 }
 
-void acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, const char *node_id, acr_msg_t *msg)
+bool acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
+    if (w->refused) {
+        ACR_DEBUG("report of worker %s dropped: its rejoin was refused", w->id);
+        if (msg->final) w->final_seen = true; /* it answered a stop all the same */
+        return false;
+    }
+    if (msg->cumulative && !w->cumulative_ok) {
+        ACR_WARN("worker %s: cumulative report without an accepted rejoin dropped", w->id);
+        return false;
+    }
     if (msg->stats && acr_stats_merge(c->agg.stats, msg->stats) < 0)
-        ACR_ERROR("out of memory merging the report of worker %s", node_id);
+        ACR_ERROR("out of memory merging the report of worker %s", w->id);
     else if (msg->stats)
         c->agg.reports_merged++;
-    if (msg->stats) window_add(c, msg->stats);
-    if (!w) {
-        ACR_INFO("Discarded report from unrecognized worker %s", node_id);
-        return;
-    }
+    /* a cumulative report is the whole test so far: not part of the last 10 s */
+    if (msg->stats && !msg->cumulative) window_add(c, msg->stats);
+    if (msg->cumulative) ACR_INFO("worker %s: cumulative report merged as its baseline", w->id);
+    w->cumulative_ok = false;
     if (msg->seq >= 0 && msg->seq > INT64_MAX / 2) {
         ACR_WARN("worker %s: report sequence number %" PRId64 " out of range; ignored", w->id,
                  msg->seq);
@@ -120,6 +130,7 @@ void acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, const char *node_id, acr
         w->gap_open = true;
     if (msg->final) w->final_seen = true;
     acr__worker_set_classes(w, msg->classes, msg->nclasses);
+    return true;
 }
 
 void acr__agg_on_exception(acr_core_t *c, const char *node_id, const acr_msg_t *msg)

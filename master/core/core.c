@@ -10,6 +10,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,13 @@ int acr_core_new(uv_loop_t *loop, const acr_core_config_t *cfg, acr_core_t **out
         if (!src) goto fail;
         memcpy(src, cfg->scenario_src, cfg->scenario_len);
         c->cfg.scenario_src = src;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (EVP_Digest(src, cfg->scenario_len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32)
+            for (unsigned i = 0; i < mdlen; i++)
+                snprintf(c->scenario_sha256 + 2 * i, 3, "%02x", md[i]);
     }
+    acr__random_hex_id(c->instance);
     rc = acr__agg_init(c);
     if (rc == 0) rc = acr__run_init(c);
     if (rc == 0) rc = uv_timer_init(loop, &c->quit_timer);
@@ -250,6 +257,9 @@ int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out)
         .lost_reports = c->agg.lost_reports,
         .reports_merged = c->agg.reports_merged,
         .malformed = c->reg.malformed + (c->chan ? acr_zchan_dropped(c->chan) : 0),
+        .unknown_frames = c->reg.unknown_frames,
+        .rejoins_refused = c->reg.rejoins_refused,
+        .adopted = r->adopted,
     };
     memcpy(out->test_id, r->test_id, sizeof out->test_id);
     int rc = snapshot_workers(c, out);

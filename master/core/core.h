@@ -6,8 +6,10 @@
  * through its subscribers.
  *
  * The run's states: ready -> spawning -> running -> stopping -> stopped (-> spawning again), with
- * one transition table (acr_run_transition_legal); a worker that stops answering is `missing`
- * (acr_worker_state_t) and its users go to the others. One libuv loop, no threads. Error
+ * one transition table (acr_run_transition_legal); ready -> stopped shows a stopped test adopted
+ * from the workers of a previous master. Workers have their own table (core_int.h,
+ * acr__worker_event); one that stops answering is `missing` (acr_worker_state_t) and its users go
+ * to the others. One libuv loop, no threads. Error
  * convention: 0 or a negative errno; human-readable detail goes to the log.
  */
 #ifndef ACR_MASTER_CORE_H
@@ -71,6 +73,10 @@ typedef struct acr_core_config {
     const struct acr_bundle *bundle;
     const char *bundle_main;
     const char *scenario_sha256;
+    /** A test adopted from rejoining workers (proto/PROTOCOL.md, adoption) ramps at this rate
+     *  (the master's -r; <= 0: 1) and stops after this many seconds from the adoption (-t;
+     *  <= 0: no limit). */
+    double adopt_rate, adopt_run_time;
 } acr_core_config_t;
 
 typedef enum {
@@ -115,15 +121,19 @@ typedef struct acr_core_snapshot {
     long target_users;
     double spawn_rate;
     size_t ready_workers, live_workers;
-    double run_time; /**< seconds since the test started (0 before) */
-    char test_id[32];
+    double run_time;  /**< seconds since the test started (0 before) */
+    char test_id[33]; /**< 32 hex chars; "" before the first test */
+    bool adopted;     /**< the test was adopted from the workers of a previous master */
     /** The run's merged stats and the Aggregated histogram of the last 10 s (NULL before any
      *  report): borrowed from the core, valid until control returns to the loop. */
     acr_stats_t *stats;
     const acr_hist_t *current;
     unsigned long long lost_reports, reports_merged;
     unsigned long long malformed; /**< frames from workers dropped as malformed */
-    acr_core_worker_t *workers;   /**< every registered worker, in registration order */
+    /** frames dropped because their sender never registered (or was removed), and rejoins
+     *  answered with `stop` */
+    unsigned long long unknown_frames, rejoins_refused;
+    acr_core_worker_t *workers; /**< every registered worker, in registration order */
     size_t nworkers;
     acr_core_lost_t *lost; /**< node ids with lost intervals in this test */
     size_t nlost;

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define ACR_TEST_ID_LEN ACR_MSG_ID_HEX /* hex chars of a test id and of a master's instance id */
+
 /** One registered worker. Owned by the registry; freed when removed or with the core. */
 typedef struct acr_mworker {
     char *id;
@@ -40,7 +42,23 @@ typedef struct acr_mworker {
     double stopped_at;        /**< monotonic s of client_stopped */
     bool stopped_since_ready; /**< client_stopped since its last client_ready */
     bool scenario_warned;     /**< its different scenario was logged (once per worker) */
+    /* adoption and joins (adopt.c) */
+    double join_due;    /**< monotonic s when a deferred join is due; 0 = none */
+    bool refused;       /**< its rejoin was refused: reports dropped until client_stopped */
+    bool cumulative_ok; /**< its rejoin was accepted: the cumulative report that follows merges */
 } acr_mworker_t;
+
+/** What happens to a worker; acr__worker_event maps (state, event) to the next state. */
+typedef enum {
+    ACR_WEV_REGISTER = 0, /**< client_ready */
+    ACR_WEV_SPAWNING,     /**< `spawning` */
+    ACR_WEV_SPAWNED,      /**< `spawning_complete` */
+    ACR_WEV_STOPPED,      /**< `client_stopped` */
+    ACR_WEV_HEARTBEAT,    /**< a heartbeat with a state */
+    ACR_WEV_SILENT,       /**< no message for the liveness limit */
+    ACR_WEV_ADOPT,        /**< an accepted acrida_rejoin of a spawning/running test */
+    ACR_WEV__COUNT
+} acr_wevent_t;
 
 /** registry.c: the workers and the node-id indexes (stable for the master's lifetime). */
 typedef struct acr_registry {
@@ -55,6 +73,15 @@ typedef struct acr_registry {
     uv_timer_t liveness_timer;
     uint64_t liveness_ticks;
     uint64_t malformed;
+    /** Routing ids that sent frames without being registered (adopt.c): when each was last sent
+     *  `reconnect` and last logged. Bounded; stale entries are reused. */
+    struct acr_unknown_peer {
+        char *id;
+        double reconnect_at, logged_at;
+    } * unknown;
+    size_t nunknown, capunknown;
+    uint64_t unknown_frames;  /**< frames dropped because their sender was not registered */
+    uint64_t rejoins_refused; /**< acrida_rejoin answered with `stop` */
 } acr_registry_t;
 
 /** run.c: the one run state machine and what drives it. */
@@ -68,7 +95,10 @@ typedef struct acr_run {
     bool ramp_sent, settle_expired;
     double test_start; /**< epoch s of the test start, 0 before */
     double test_start_mono;
-    char test_id[32];
+    char test_id[ACR_TEST_ID_LEN + 1]; /**< 32 hex, new at every start; "" before */
+    bool adopted;                      /**< the test was adopted from rejoining workers */
+    bool quiet_ramp_done;   /**< the ramp is an adoption's: no acrida_spawning_complete */
+    double no_worker_since; /**< monotonic s the ramp found no live worker; 0 = has */
     uv_timer_t ramp_timer, settle_timer, stop_timer, runtime_timer;
     acr_class_count_t *spawn_classes; /**< scratch, nclasses entries */
 } acr_run_t;
@@ -88,6 +118,9 @@ typedef struct acr_agg {
 } acr_agg_t;
 
 #define ACR__CORE_MAX_SUBS 8
+/* how long a newly registered acrida worker waits for its rejoin before it joins a run (joins stay
+ * within 1 s: this plus one 250 ms liveness tick) */
+#define ACR__JOIN_GRACE_S 0.5
 
 struct acr_core {
     uv_loop_t *loop;
@@ -106,6 +139,8 @@ struct acr_core {
     void *hooks_ud;
     uv_timer_t quit_timer;
     bool quitting, quit_done, closed;
+    char instance[ACR_TEST_ID_LEN + 1]; /**< 32 hex, random per core: sent in every ack */
+    char scenario_sha256[65];           /**< of cfg.scenario_src; "" without one */
 };
 
 /* core.c */
@@ -115,6 +150,17 @@ void acr__core_emit(acr_core_t *c, const acr_core_event_t *ev);
 void acr__core_after_input(acr_core_t *c);
 
 /* registry.c */
+/** The worker state machine's table: the state @ev moves a worker in state @from to (@reported:
+ *  the state a heartbeat or a rejoin named, for the events that take it). */
+acr_worker_state_t acr__worker_next(acr_worker_state_t from, acr_wevent_t ev,
+                                    acr_worker_state_t reported);
+/** The worker state machine's one transition function: moves @w by @ev (acr__worker_next), logs
+ *  the change and does what it implies (a missing worker's users move, a healed or new one
+ *  joins the run). Returns the new state. */
+acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent_t ev,
+                                     acr_worker_state_t reported);
+/** "register", "spawning", ...: for logs and tests. */
+const char *acr__wevent_name(acr_wevent_t ev);
 /** The zchan receive callback: decodes and routes every frame (@ud is the acr_core_t). */
 void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
                             size_t len, void *ud);
@@ -147,6 +193,11 @@ bool acr__run_active(const acr_core_t *c);
  *  the classes named in @classes (n names, checked by the caller; NULL: every class) and starts
  *  the ramp: see acr_core_start. */
 int acr__run_start(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);
+/** Adoption: a test @test_id taken over from rejoining workers, with no users placed yet (seed them
+ *  with acr_dispatch_adopt, then acr__run_check): spawning until their reports settle, the
+ *  run-time limit from now. @keep_stats: the stats already shown are this test's. Returns 0,
+ *  -EBUSY while a test is under way, -ENOMEM. */
+int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats);
 /** A new ramp of the test under way, restricted to @classes (checked names; NULL or n 0: the
  *  classes of the ramp before): see acr_core_edit. */
 int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);
@@ -162,9 +213,26 @@ int acr__run_init(acr_core_t *c);
 void acr__run_close(acr_core_t *c);
 void acr__run_free(acr_core_t *c);
 
+/* adopt.c */
+/** Fills @out with 32 random lowercase hex chars and a NUL (getrandom; a clock-and-pid mix if it
+ *  fails). */
+void acr__random_hex_id(char out[ACR_TEST_ID_LEN + 1]);
+/** A frame from routing id @id that is not registered: dropped and counted, logged at most once
+ *  per id per 10 s, answered with `reconnect` at most once per id per 2 s. */
+void acr__peer_unknown(acr_core_t *c, const char *id, const acr_msg_t *msg);
+/** The id registered: forget it as an unknown peer. */
+void acr__peer_known(acr_core_t *c, const char *id);
+void acr__peer_free(acr_core_t *c);
+/** An acrida_rejoin from registered worker @w: adopt, join, merge a stopped test, or refuse. */
+void acr__adopt_on_rejoin(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg);
+/** Deferred joins that are due (the liveness tick): such workers join the run. */
+void acr__adopt_joins_due(acr_core_t *c, double now);
+
 /* aggregate.c */
 int acr__agg_init(acr_core_t *c);
-void acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, const char *node_id, acr_msg_t *msg);
+/** A stats report of registered worker @w: merged unless @w's rejoin was refused or it is a
+ *  cumulative report without an accepted rejoin. Returns whether it was merged. */
+bool acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg);
 void acr__agg_on_exception(acr_core_t *c, const char *node_id, const acr_msg_t *msg);
 /** Counts the lost last interval of a worker that ended without a final report (@why for the
  *  log), if it had one open. */

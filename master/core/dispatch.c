@@ -715,3 +715,40 @@ size_t acr_dispatch_nworkers(const acr_dispatch_t *d)
 {
     return d->norder;
 }
+
+/* ---- adoption ---- */
+
+int acr_dispatch_adopt(acr_dispatch_t *d, const char *id, const int64_t *counts)
+{
+    dworker_t *w = map_find(d, id, NULL);
+    if (!w || !w->live) {
+        if (grow((void **)&d->map, &d->capmap, d->nmap + 1, sizeof(*d->map)) < 0) return -ENOMEM;
+        if (!w) {
+            if (!(w = worker_new(d, id))) return -ENOMEM;
+            d->map[d->nmap++] = w;
+        }
+        dworker_t **no = realloc(d->order, d->capmap * sizeof(*d->order));
+        if (!no) return -ENOMEM;
+        d->order = no;
+        d->order[d->norder++] = w;
+        w->live = true;
+        sort_workers(d);
+    }
+    /* its old users leave the LIFO list, its actual ones join it */
+    size_t k = 0;
+    for (size_t i = 0; i < d->nactive; i++)
+        if (d->active[i].w != w) d->active[k++] = d->active[i];
+    d->nactive = k;
+    for (size_t c = 0; c < d->nclasses; c++) {
+        d->current -= (long)w->counts[c];
+        w->counts[c] = 0;
+        for (int64_t u = 0; u < (counts[c] > 0 ? counts[c] : 0); u++) {
+            if (active_push(d, w, (int)c) < 0) return -ENOMEM;
+            w->counts[c]++;
+            d->current++;
+        }
+    }
+    d->target = d->current;
+    d->try_fixed = true;
+    return 0;
+}

@@ -55,6 +55,11 @@ int acr_dispatch_remove_worker(acr_dispatch_t *d, const char *id);
  */
 int acr_dispatch_set_classes(acr_dispatch_t *d, const char *const *names, size_t n);
 
+/** Adoption (a restarted master takes over running workers): places worker @id (added when new,
+ *  without a rebalance) with exactly @counts users per class (nclasses counters in class order,
+ *  negative = 0), replacing what it had, so that nobody moves. Returns 0 or -ENOMEM. */
+int acr_dispatch_adopt(acr_dispatch_t *d, const char *id, const int64_t *counts);
+
 /** Starts a new ramp (Locust's new_dispatch): from the current distribution to @target users at
  *  @rate users/s (rate > 0). */
 void acr_dispatch_new_dispatch(acr_dispatch_t *d, long target, double rate);

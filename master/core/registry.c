@@ -2,9 +2,10 @@
  * The worker registry: every frame from the ROUTER comes in here (decoded by proto/msg, routed by
  * type), workers are registered/replaced/removed, indexes are handed out (stable per node id for
  * the master's lifetime), and a 250 ms liveness tick sends the master's heartbeat to acrida workers
- * every second and marks workers silent for 3 s as missing (docs/cli.md): users are rebalanced
- * over the others at once. Messages from unknown nodes never crash anything: stats are merged
- * (as Locust), the rest is logged and ignored.
+ * every second and marks workers silent for MISSING_AFTER_S as missing (docs/cli.md): users are
+ * rebalanced over the others in the same tick. Every change of a worker's state goes through one
+ * transition function over one table (acr__worker_event). Only registered routing ids are heard:
+ * a frame from any other peer is dropped, counted and answered with `reconnect` (adopt.c).
  */
 #include "master/core/core_int.h"
 
@@ -18,7 +19,9 @@
 
 #define LIVENESS_TICK_MS 250
 #define HEARTBEAT_EVERY_TICKS 4
-#define MISSING_AFTER_S 3.0
+/* silent this long = missing; checked every tick, so a worker is missing at most
+ * MISSING_AFTER_S + one tick (2.95 s) after its last message (the bound is 3 s) */
+#define MISSING_AFTER_S 2.7
 /* a missing worker is forgotten this long after it went missing (Locust's 60 s) */
 #define REMOVE_MISSING_S 60.0
 #define NODE_ID_BUF (ACR_PROTO_NODE_ID_MAX + 1) /* a node id and its NUL */
@@ -27,6 +30,44 @@ const char *acr_worker_state_name(acr_worker_state_t s)
 {
     static const char *const names[] = {"ready", "spawning", "running", "stopped", "missing"};
     return (unsigned)s < ACR_ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+/* The worker state machine: next[event][from]; SAME keeps the state, REPORTED takes the state the
+ * message named. A missing worker only leaves `missing` by a message that proves it is alive. */
+enum { SAME = -1, REPORTED = -2 };
+static const int8_t next_state[ACR_WEV__COUNT][ACR_WORKER_MISSING + 1] = {
+    /*                  ready                 spawning              running
+                        stopped               missing */
+    [ACR_WEV_REGISTER] = {ACR_WORKER_READY, ACR_WORKER_READY, ACR_WORKER_READY, ACR_WORKER_READY,
+                          ACR_WORKER_READY},
+    [ACR_WEV_SPAWNING] = {ACR_WORKER_SPAWNING, ACR_WORKER_SPAWNING, ACR_WORKER_SPAWNING,
+                          ACR_WORKER_SPAWNING, SAME},
+    [ACR_WEV_SPAWNED] = {ACR_WORKER_RUNNING, ACR_WORKER_RUNNING, ACR_WORKER_RUNNING,
+                         ACR_WORKER_RUNNING, SAME},
+    [ACR_WEV_STOPPED] = {ACR_WORKER_READY, ACR_WORKER_READY, ACR_WORKER_READY, ACR_WORKER_READY,
+                         ACR_WORKER_READY},
+    [ACR_WEV_HEARTBEAT] = {REPORTED, REPORTED, REPORTED, REPORTED, REPORTED},
+    [ACR_WEV_SILENT] = {ACR_WORKER_MISSING, ACR_WORKER_MISSING, ACR_WORKER_MISSING,
+                        ACR_WORKER_MISSING, SAME},
+    [ACR_WEV_ADOPT] = {REPORTED, SAME, SAME, SAME, SAME},
+};
+
+const char *acr__wevent_name(acr_wevent_t ev)
+{
+    static const char *const names[] = {"register",       "spawning",  "spawning_complete",
+                                        "client_stopped", "heartbeat", "silent",
+                                        "adopt"};
+    return (unsigned)ev < ACR_ARRAY_SIZE(names) ? names[ev] : "?";
+}
+
+acr_worker_state_t acr__worker_next(acr_worker_state_t from, acr_wevent_t ev,
+                                    acr_worker_state_t reported)
+{
+    if ((unsigned)ev >= ACR_WEV__COUNT || (unsigned)from > ACR_WORKER_MISSING) return from;
+    int n = next_state[ev][from];
+    if (n == SAME) return from;
+    if (n == REPORTED) return (unsigned)reported > ACR_WORKER_MISSING ? from : reported;
+    return (acr_worker_state_t)n;
 }
 
 /* A printable copy of a peer id for log lines. */
@@ -151,6 +192,70 @@ static void worker_lost(acr_core_t *c, acr_mworker_t *w)
     if (c->hooks.on_worker_lost) c->hooks.on_worker_lost(c, w->id, c->hooks_ud);
 }
 
+static bool run_takes_workers(const acr_core_t *c)
+{
+    return c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING;
+}
+
+acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent_t ev,
+                                     acr_worker_state_t reported)
+{
+    acr_worker_state_t from = w->state, to = acr__worker_next(from, ev, reported);
+    bool in_run = run_takes_workers(c);
+    double now = acr_mono_s();
+    w->state = to;
+    if (to != from)
+        ACR_DEBUG("worker %s: %s -> %s (%s)", w->id, acr_worker_state_name(from),
+                  acr_worker_state_name(to), acr__wevent_name(ev));
+    switch (ev) {
+    case ACR_WEV_REGISTER:
+        /* an acrida worker may follow its client_ready with a rejoin of the test it runs: it
+         * joins the run after a short grace unless the rejoin (adopt.c) came first */
+        w->join_due = 0;
+        if (in_run && w->acrida)
+            w->join_due = now + ACR__JOIN_GRACE_S;
+        else if (in_run)
+            acr__run_workers_changed(c, w, NULL);
+        break;
+    case ACR_WEV_STOPPED:
+        classes_free(w);
+        /* a worker whose rejoin was refused has stopped that test: now it can take a share */
+        w->join_due = in_run && w->refused ? now : 0;
+        w->refused = false;
+        if (in_run && w->join_due == 0) {
+            ACR_WARN("worker %s stopped its users during the test", w->id);
+            acr__run_workers_changed(c, NULL, w->id);
+        }
+        break;
+    case ACR_WEV_SILENT:
+        if (from == ACR_WORKER_MISSING) break;
+        ACR_INFO("Worker %s failed to send heartbeat, setting state to missing (silent for "
+                 "%.2f s).",
+                 w->id, now - w->last_seen);
+        classes_free(w);
+        if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
+        w->stop_pending = w->quit_pending = false;
+        w->join_due = 0;
+        worker_lost(c, w);
+        if (in_run) {
+            acr__run_workers_changed(c, NULL, w->id);
+            if (acr__registry_live(c) == 0)
+                ACR_WARN("The last worker went missing; the test goes on when workers "
+                         "reconnect");
+        }
+        break;
+    case ACR_WEV_HEARTBEAT:
+        if (from != ACR_WORKER_MISSING || to == ACR_WORKER_MISSING) break;
+        ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", w->id,
+                 acr_worker_state_name(to));
+        if (in_run && !w->refused) acr__run_workers_changed(c, w, NULL);
+        break;
+    default:
+        break;
+    }
+    return to;
+}
+
 static int64_t index_of(acr_core_t *c, const char *id)
 {
     for (size_t i = 0; i < c->reg.nindexes; i++)
@@ -258,7 +363,10 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     const char *version = msg->version ? msg->version : "";
     bool acrida = strncmp(version, "acrida/", 7) == 0;
     acr_buf_reset(&c->sendbuf);
-    if (acr_msg_encode_ack(&c->sendbuf, idx, acrida, id) < 0) {
+    /* an acrida worker learns this master's instance: a new one means a restarted master, to
+     * which it re-registers the test it runs (acrida_rejoin, adopt.c) */
+    if ((acrida ? acr_msg_encode_ack_instance(&c->sendbuf, idx, c->instance, id)
+                : acr_msg_encode_ack(&c->sendbuf, idx, false, id)) < 0) {
         ACR_ERROR("out of memory encoding ack");
         return;
     }
@@ -294,8 +402,8 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     w->version = strdup(version);
     w->index = idx;
     w->acrida = acrida;
-    w->state = ACR_WORKER_READY;
     w->last_seen = acr_mono_s();
+    w->refused = w->cumulative_ok = false;
     w->last_seq = -1;
     w->gap_open = false;
     w->spawns_sent = w->spawns_done = 0;
@@ -311,8 +419,8 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
              : replaced ? "re-registered"
                         : "reported as ready",
              acr__registry_live(c));
-    if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING)
-        acr__run_workers_changed(c, w, NULL);
+    acr__peer_known(c, id);
+    acr__worker_event(c, w, ACR_WEV_REGISTER, ACR_WORKER_READY);
     return;
 nomem:
     ACR_ERROR("out of memory registering worker %s", id);
@@ -338,10 +446,6 @@ static bool parse_state(const char *s, acr_worker_state_t *out)
 
 static void on_heartbeat(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
-    if (!w) {
-        ACR_DEBUG("heartbeat from unknown worker %s ignored", msg->node_id);
-        return;
-    }
     acr_worker_state_t st;
     if (!parse_state(msg->state, &st)) {
         ACR_DEBUG("worker %s: unknown state '%s' in heartbeat", w->id,
@@ -350,40 +454,19 @@ static void on_heartbeat(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
     }
     w->cpu = msg->cpu_usage;
     w->mem = msg->memory_usage;
-    if (w->state == ACR_WORKER_MISSING) {
-        w->state = st;
-        ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", w->id,
-                 acr_worker_state_name(st));
-        if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING)
-            acr__run_workers_changed(c, w, NULL);
-        return;
-    }
-    w->state = st;
+    acr__worker_event(c, w, ACR_WEV_HEARTBEAT, st);
 }
 
-static void on_client_stopped(acr_core_t *c, acr_mworker_t *w, const char *node_id)
+static void on_client_stopped(acr_core_t *c, acr_mworker_t *w)
 {
-    if (!w) {
-        ACR_WARN("client_stopped from unknown worker %s ignored", node_id);
-        return;
-    }
-    w->state = ACR_WORKER_READY;
-    classes_free(w);
     w->stopped_msg = true;
     w->stopped_since_ready = true;
     w->stopped_at = acr_mono_s();
-    if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
-        ACR_WARN("worker %s stopped its users during the test", w->id);
-        acr__run_workers_changed(c, NULL, w->id);
-    }
+    acr__worker_event(c, w, ACR_WEV_STOPPED, ACR_WORKER_READY);
 }
 
-static void on_quit(acr_core_t *c, acr_mworker_t *w, const char *node_id)
+static void on_quit(acr_core_t *c, acr_mworker_t *w)
 {
-    if (!w) {
-        ACR_DEBUG("quit from unknown worker %s ignored", node_id);
-        return;
-    }
     bool was_live = w->state != ACR_WORKER_MISSING;
     if (acr__run_active(c)) acr__agg_close_gap(c, w, "quit without a final report");
     char *id = strdup(w->id);
@@ -401,10 +484,73 @@ static void on_quit(acr_core_t *c, acr_mworker_t *w, const char *node_id)
     free(id);
 }
 
+/* A frame from a registered worker, by type. */
+static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
+{
+    char pid[NODE_ID_BUF * 4 + 8];
+    switch (msg->type) {
+    case ACR_MSG_HEARTBEAT:
+        w->last_seen = acr_mono_s();
+        on_heartbeat(c, w, msg);
+        break;
+    case ACR_MSG_STATS:
+        if (!acr__agg_on_stats(c, w, msg)) break;
+        if (c->hooks.on_report) /* the worker_report event, after the merge */
+            c->hooks.on_report(c, w->id, msg->data, msg->data_len, (long)msg->user_count,
+                               c->hooks_ud);
+        break;
+    case ACR_MSG_SPAWNING:
+        acr__worker_event(c, w, ACR_WEV_SPAWNING, ACR_WORKER_SPAWNING);
+        break;
+    case ACR_MSG_SPAWNING_COMPLETE:
+        acr__worker_event(c, w, ACR_WEV_SPAWNED, ACR_WORKER_RUNNING);
+        acr__worker_set_classes(w, msg->classes, msg->nclasses);
+        w->spawns_done++;
+        /* From here the worker runs users, so it owes reports until a final one. Not from the
+         * spawn on: a worker that re-registers before it took the spawn (a client_ready queued
+         * while the master was not up yet) had no users and lost nothing. */
+        if (w->acrida && acr__run_active(c) && acr__worker_users(w) > 0 && !w->refused)
+            w->gap_open = true;
+        break;
+    case ACR_MSG_CLIENT_STOPPED:
+        on_client_stopped(c, w);
+        break;
+    case ACR_MSG_QUIT:
+        on_quit(c, w);
+        break;
+    case ACR_MSG_EXCEPTION:
+        if (!w->refused) acr__agg_on_exception(c, w->id, msg);
+        break;
+    case ACR_MSG_REJOIN:
+        acr__adopt_on_rejoin(c, w, msg);
+        break;
+    case ACR_MSG_SCENARIO_LOADED:
+        printable(w->id, strlen(w->id), pid, sizeof pid);
+        on_scenario_loaded(c, w, w->id, pid, msg);
+        break;
+    case ACR_MSG_POOL_REQ:
+        if (c->hooks.on_pool) c->hooks.on_pool(c, w->id, &msg->pool, c->hooks_ud);
+        break;
+    case ACR_MSG_CUSTOM:
+        if (c->hooks.on_custom) {
+            c->hooks.on_custom(c, w->id, msg->type_name, msg->data, msg->data_len, c->hooks_ud);
+            break;
+        }
+        printable(w->id, strlen(w->id), pid, sizeof pid);
+        ACR_WARN("Unknown message type received from worker %s: %s", pid,
+                 msg->type_name ? msg->type_name : "?");
+        break;
+    default:
+        printable(w->id, strlen(w->id), pid, sizeof pid);
+        ACR_WARN("unexpected '%s' message from worker %s ignored", acr_msg_type_name(msg->type),
+                 pid);
+        break;
+    }
+}
+
 static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *msg)
 {
     char pid[NODE_ID_BUF * 4 + 8];
-    acr_mworker_t *w = NULL;
     /* Every message is the connection's: client_ready registers the routing id, and any other
      * message whose payload names another worker is dropped, so no peer can speak for (quit,
      * heartbeat, report as) a worker it is not. acrida and Locust workers send their own id. */
@@ -422,71 +568,13 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
                  msg->type_name ? msg->type_name : "message");
         return;
     }
-    const char *nid = id;
-    w = acr__registry_find(c, nid);
-    if (w && w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
-    switch (msg->type) {
-    case ACR_MSG_HEARTBEAT:
-        if (w) w->last_seen = acr_mono_s();
-        on_heartbeat(c, w, msg);
-        break;
-    case ACR_MSG_STATS:
-        acr__agg_on_stats(c, w, nid, msg);
-        if (c->hooks.on_report) /* the worker_report event, after the merge */
-            c->hooks.on_report(c, nid, msg->data, msg->data_len, (long)msg->user_count,
-                               c->hooks_ud);
-        break;
-    case ACR_MSG_SPAWNING:
-        if (!w) {
-            ACR_INFO("spawning from unknown worker %s ignored", nid);
-            break;
-        }
-        if (w->state != ACR_WORKER_MISSING) w->state = ACR_WORKER_SPAWNING;
-        break;
-    case ACR_MSG_SPAWNING_COMPLETE:
-        if (!w) {
-            ACR_INFO("spawning_complete from unknown worker %s ignored", nid);
-            break;
-        }
-        if (w->state != ACR_WORKER_MISSING) w->state = ACR_WORKER_RUNNING;
-        acr__worker_set_classes(w, msg->classes, msg->nclasses);
-        w->spawns_done++;
-        /* From here the worker runs users, so it owes reports until a final one. Not from the
-         * spawn on: a worker that re-registers before it took the spawn (a client_ready queued
-         * while the master was not up yet) had no users and lost nothing. */
-        if (w->acrida && acr__run_active(c) && acr__worker_users(w) > 0) w->gap_open = true;
-        break;
-    case ACR_MSG_CLIENT_STOPPED:
-        on_client_stopped(c, w, nid);
-        break;
-    case ACR_MSG_QUIT:
-        on_quit(c, w, nid);
-        break;
-    case ACR_MSG_EXCEPTION:
-        acr__agg_on_exception(c, nid, msg);
-        break;
-    case ACR_MSG_SCENARIO_LOADED:
-        printable(nid, strlen(nid), pid, sizeof pid);
-        on_scenario_loaded(c, w, nid, pid, msg);
-        break;
-    case ACR_MSG_POOL_REQ:
-        if (w && c->hooks.on_pool) c->hooks.on_pool(c, nid, &msg->pool, c->hooks_ud);
-        break;
-    case ACR_MSG_CUSTOM:
-        if (c->hooks.on_custom) {
-            c->hooks.on_custom(c, nid, msg->type_name, msg->data, msg->data_len, c->hooks_ud);
-            break;
-        }
-        printable(nid, strlen(nid), pid, sizeof pid);
-        ACR_WARN("Unknown message type received from worker %s: %s", pid,
-                 msg->type_name ? msg->type_name : "?");
-        break;
-    default:
-        printable(nid, strlen(nid), pid, sizeof pid);
-        ACR_WARN("unexpected '%s' message from worker %s ignored", acr_msg_type_name(msg->type),
-                 pid);
-        break;
+    acr_mworker_t *w = acr__registry_find(c, id);
+    if (!w) { /* never registered, quit or removed: nothing it says counts (adopt.c) */
+        if (msg->type != ACR_MSG_QUIT) acr__peer_unknown(c, id, msg);
+        return;
     }
+    if (w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
+    dispatch_frame(c, w, msg);
 }
 
 void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, const void *data,
@@ -527,19 +615,7 @@ static void liveness_tick(uv_timer_t *t)
         if (beat && w->acrida && w->state != ACR_WORKER_MISSING)
             acr__registry_send_nil(c, "heartbeat", w->id);
         if (w->state != ACR_WORKER_MISSING && now - w->last_seen > MISSING_AFTER_S) {
-            ACR_INFO("Worker %s failed to send heartbeat, setting state to missing.", w->id);
-            w->state = ACR_WORKER_MISSING;
-            classes_free(w);
-            if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
-            w->stop_pending = false;
-            w->quit_pending = false;
-            worker_lost(c, w);
-            if (c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING) {
-                acr__run_workers_changed(c, NULL, w->id);
-                if (acr__registry_live(c) == 0)
-                    ACR_WARN("The last worker went missing; the test goes on when workers "
-                             "reconnect");
-            }
+            acr__worker_event(c, w, ACR_WEV_SILENT, ACR_WORKER_MISSING);
         } else if (w->state == ACR_WORKER_MISSING &&
                    now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
             ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
@@ -550,6 +626,7 @@ static void liveness_tick(uv_timer_t *t)
         }
         i++;
     }
+    acr__adopt_joins_due(c, now);
     acr__core_after_input(c);
 }
 
@@ -563,6 +640,7 @@ int acr__registry_start(acr_core_t *c)
 
 void acr__registry_free(acr_core_t *c)
 {
+    acr__peer_free(c);
     for (size_t i = 0; i < c->reg.nworkers; i++) worker_free(c->reg.workers[i]);
     free(c->reg.workers);
     c->reg.workers = NULL;

@@ -20,15 +20,17 @@
 #define SETTLE_S 1.0 /* Locust's wait for the workers' reports after the last iteration */
 #define FINAL_GRACE_S                                                                              \
     3.5 /* after client_stopped, how long an acrida worker's final report may lag */
-#define STOP_EXTRA_S 70.0 /* the stop wait is stop_timeout + this */
-#define RAMP_HOLD_MS 1000 /* with no live worker, the ramp looks again after this */
+#define STOP_EXTRA_S 70.0      /* the stop wait is stop_timeout + this */
+#define RAMP_HOLD_MS 1000      /* with no live worker, the ramp looks again after this */
+#define NO_WORKER_LIMIT_S 60.0 /* a ramp with no live worker for this long stops the test */
 
 static const char *const run_names[ACR_RUN__COUNT] = {"ready", "spawning", "running", "stopping",
                                                       "stopped"};
 
 /* legal[from][to] */
 static const bool legal[ACR_RUN__COUNT][ACR_RUN__COUNT] = {
-    [ACR_RUN_READY] = {[ACR_RUN_SPAWNING] = true},
+    /* ready -> stopped: a stopped test adopted from the workers of a previous master (adopt.c) */
+    [ACR_RUN_READY] = {[ACR_RUN_SPAWNING] = true, [ACR_RUN_STOPPED] = true},
     [ACR_RUN_SPAWNING] = {[ACR_RUN_RUNNING] = true, [ACR_RUN_STOPPING] = true},
     [ACR_RUN_RUNNING] = {[ACR_RUN_SPAWNING] = true, [ACR_RUN_STOPPING] = true},
     [ACR_RUN_STOPPING] = {[ACR_RUN_STOPPED] = true},
@@ -96,9 +98,9 @@ static void send_spawns(acr_core_t *c)
         if (ts <= r->last_spawn_ts) ts = r->last_spawn_ts + 1e-6;
         r->last_spawn_ts = ts;
         acr_buf_reset(&c->sendbuf);
-        if (acr_msg_encode_spawn_tags(&c->sendbuf, ts, r->spawn_classes, nc, host,
+        if (acr_msg_encode_spawn_test(&c->sendbuf, ts, r->spawn_classes, nc, host,
                                       c->cfg.stop_timeout, c->cfg.tags, c->cfg.exclude_tags,
-                                      id) < 0) {
+                                      r->test_id, id) < 0) {
             ACR_ERROR("out of memory encoding spawn");
             return;
         }
@@ -114,12 +116,22 @@ static void ramp_step(acr_core_t *c);
 static void ramp_cb(uv_timer_t *t)
 {
     acr_core_t *c = acr_container_of(t, acr_core_t, run.ramp_timer);
-    if (c->run.state != ACR_RUN_SPAWNING || !c->run.dispatch) return;
-    if (acr__registry_live(c) == 0) {
-        /* no worker to place users on: hold the ramp until one (re)joins */
-        uv_timer_start(&c->run.ramp_timer, ramp_cb, RAMP_HOLD_MS, 0);
+    acr_run_t *r = &c->run;
+    if (r->state != ACR_RUN_SPAWNING || !r->dispatch) return;
+    if (acr_dispatch_nworkers(r->dispatch) == 0) {
+        /* no worker to place users on: hold the ramp until one (re)joins, for a bounded time */
+        double now = acr_mono_s();
+        if (r->no_worker_since == 0) r->no_worker_since = now;
+        if (now - r->no_worker_since >= NO_WORKER_LIMIT_S) {
+            ACR_WARN("No live worker for %.0f s while spawning, stopping the test",
+                     now - r->no_worker_since);
+            acr__run_stop(c);
+            return;
+        }
+        uv_timer_start(&r->ramp_timer, ramp_cb, RAMP_HOLD_MS, 0);
         return;
     }
+    r->no_worker_since = 0;
     ramp_step(c);
 }
 
@@ -161,12 +173,13 @@ static void ramp(acr_core_t *c, long users, double rate, bool fresh)
     if (rate / (double)live > 100)
         ACR_WARN("Your selected spawn rate is very high (>100/worker), and this is known to "
                  "sometimes cause issues. Do you really need to ramp up that fast?");
+    r->quiet_ramp_done = false;
     if (fresh) {
         acr__agg_test_start(c);
         r->test_start = acr_now();
         r->test_start_mono = acr_mono_s();
-        snprintf(r->test_id, sizeof r->test_id, "%llx-%x",
-                 (unsigned long long)(r->test_start * 1e3), (unsigned)uv_os_getpid());
+        r->adopted = false;
+        acr__random_hex_id(r->test_id);
         for (size_t i = 0; i < c->reg.nworkers; i++)
             c->reg.workers[i]->spawns_sent = c->reg.workers[i]->spawns_done = 0;
     }
@@ -207,6 +220,45 @@ int acr__run_start(acr_core_t *c, long users, double rate, const char *const *cl
         return rc;
     }
     ramp(c, users, rate, true);
+    return 0;
+}
+
+int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats)
+{
+    acr_run_t *r = &c->run;
+    if (acr__run_active(c)) return -EBUSY;
+    acr_dispatch_t *d = NULL;
+    int rc = acr_dispatch_new(c->cfg.classes, c->cfg.nclasses, NULL, 0, &d);
+    char *h = NULL;
+    if (rc == 0 && host && !(h = strdup(host))) rc = -ENOMEM;
+    if (rc < 0) {
+        acr_dispatch_free(d);
+        ACR_ERROR("cannot adopt test %s: %s", test_id, strerror(-rc));
+        return rc;
+    }
+    acr_dispatch_free(r->dispatch);
+    r->dispatch = d;
+    free(r->host);
+    r->host = h;
+    if (!keep_stats) acr__agg_test_start(c);
+    r->test_start = acr_now();
+    r->test_start_mono = acr_mono_s();
+    snprintf(r->test_id, sizeof r->test_id, "%s", test_id);
+    r->adopted = true;
+    r->target_users = 0;
+    r->spawn_rate = c->cfg.adopt_rate > 0 ? c->cfg.adopt_rate : 1;
+    for (size_t i = 0; i < c->reg.nworkers; i++)
+        c->reg.workers[i]->spawns_sent = c->reg.workers[i]->spawns_done = 0;
+    uv_timer_stop(&r->ramp_timer);
+    uv_timer_stop(&r->settle_timer);
+    acr__run_set_state(c, ACR_RUN_SPAWNING);
+    /* nothing to send: the workers run their users already; the wait for their reports is the
+     * usual settle time, so spawning ends at the latest SETTLE_S from now */
+    r->ramp_sent = true;
+    r->quiet_ramp_done = true;
+    r->settle_expired = false;
+    uv_timer_start(&r->settle_timer, settle_cb, ms(SETTLE_S), 0);
+    acr__run_limit(c, c->cfg.adopt_run_time);
     return 0;
 }
 
@@ -299,7 +351,9 @@ static void check_spawned(acr_core_t *c)
     }
     if (!all && !c->run.settle_expired) return;
     uv_timer_stop(&c->run.settle_timer);
-    send_ramp_done(c); /* before the transition, whose subscribers may stop or edit the test */
+    /* before the transition, whose subscribers may stop or edit the test; not after an adoption
+     * (the workers fired spawning_complete for their ramp already) */
+    if (!c->run.quiet_ramp_done) send_ramp_done(c);
     acr__run_set_state(c, ACR_RUN_RUNNING);
     log_classes(c, all ? "All users spawned"
                        : "Spawning is complete and report waittime is expired, but not "

@@ -67,6 +67,7 @@ void acr__routes_requests(acr_routes_t *r, const acr_httpd_req_t *req, acr_httpd
         .user_count = snap.user_count,
         .run_time = snap.run_time,
         .test_id = snap.test_id,
+        .adopted = snap.adopted,
         .workers = snap.workers,
         .nworkers = snap.nworkers,
         .now = acr_now(),

@@ -23,8 +23,8 @@
 #include "unit_core.h"
 
 static const char *const legal_pairs[] = {
-    "ready>spawning",   "spawning>running", "spawning>stopping", "running>spawning",
-    "running>stopping", "stopping>stopped", "stopped>spawning",
+    "ready>spawning",   "ready>stopped",    "spawning>running", "spawning>stopping",
+    "running>spawning", "running>stopping", "stopping>stopped", "stopped>spawning",
 };
 
 static bool expected_legal(acr_run_state_t from, acr_run_state_t to)

@@ -1,0 +1,316 @@
+"""A restarted master takes the workers back (proto/PROTOCOL.md, "Master restart"): frames from a
+peer that never registered are dropped and answered with `reconnect`; a worker that re-registers
+with a test it runs (acrida_rejoin + its cumulative report) is adopted without a spawn, the test
+shows running over the HTTP API, /stop stops it, and the totals are the workers' since the start.
+The fake worker is pyzmq + msgpack; the end-to-end tests run real workers and SIGKILL the master.
+"""
+import hashlib
+import json
+import os
+import re
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import msgpack
+import pytest
+import zmq
+
+from conftest import Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
+
+SCENARIO = """
+acrida.user { name = "Reader", wait_time = 0.02,
+  tasks = { function(self) self.client:get("/") end } }
+"""
+
+TEST_ID = "0123456789abcdef0123456789abcdef"
+
+
+class WebMaster(Daemon):
+    """acrida-master in web mode, its workers' port fixed (a restarted master binds the same)."""
+
+    def __init__(self, tmp_path, args, master_port, name="master"):
+        pf = str(tmp_path / (name + ".ports"))
+        super().__init__([binary("acrida-master")] + list(args) + [
+            "--web-port", "0", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(master_port), "--port-file", pf], tmp_path, name)
+        self.started = time.time()
+        wait_for(lambda: read_port_file(pf, "web") or (not self.alive() and _died(self)),
+                 what="master port file")
+        self.web = "http://127.0.0.1:%d" % read_port_file(pf, "web")
+
+    def http(self, path, form=None):
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(self.web + path, data=data, method="POST" if data else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def stats(self):
+        status, body = self.http("/stats/requests")
+        assert status == 200, (status, body[:300])
+        return json.loads(body)
+
+    def wait_state(self, state, timeout=120):
+        return wait_for(lambda: (not self.alive() and _died(self)) or
+                        (lambda d: d if d["state"] == state else None)(self.stats()),
+                        timeout=timeout, what="state %s" % state)
+
+
+def aggregated(doc):
+    return [r for r in doc["stats"] if r["name"] == "Aggregated"][0]
+
+
+def entry(name, method, n):
+    now = time.time()
+    return {"name": name, "method": method, "last_request_timestamp": now, "start_time": now,
+            "num_requests": n, "num_none_requests": 0, "num_failures": 0,
+            "total_response_time": 10 * n, "max_response_time": 10,
+            "min_response_time": 10 if n else None, "total_content_length": 0,
+            "response_times": {10: n} if n else {}, "num_reqs_per_sec": {int(now): n},
+            "num_fail_per_sec": {}}
+
+
+class RejoiningWorker:
+    """A DEALER that speaks the acrida worker side of a restart: client_ready, then after an ack
+    with a new instance acrida_rejoin and the cumulative report; heartbeats every second."""
+
+    def __init__(self, port, node):
+        self.node = node
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.IDENTITY, node.encode())
+        self.sock.connect("tcp://127.0.0.1:%d" % port)
+        self.seen = []
+        self.next_heartbeat = 0.0
+        self.state = "running"
+        self.seq = 0
+        self.on = {}
+
+    def send(self, mtype, data):
+        self.sock.send(msgpack.packb([mtype, data, self.node]))
+
+    def report(self, n, cumulative=False, final=False):
+        self.seq += 1
+        data = {"stats": [entry("/", "GET", n)] if n else [],
+                "stats_total": entry("Aggregated", "", n), "errors": {},
+                "user_classes_count": {"Reader": 3 if self.state != "stopped" else 0},
+                "user_count": 3 if self.state != "stopped" else 0,
+                "acrida_seq": self.seq, "acrida_final": final}
+        if cumulative:
+            data["acrida_cumulative"] = True
+        self.send("stats", data)
+
+    def pump(self, until, timeout=120.0, what="message"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if time.monotonic() >= self.next_heartbeat:
+                self.send("heartbeat", {"state": self.state, "current_cpu_usage": 1.0,
+                                        "current_memory_usage": 1000})
+                self.next_heartbeat = time.monotonic() + 1.0
+            if not self.sock.poll(100):
+                if until(None):
+                    return
+                continue
+            frame = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)
+            mtype, data = frame[0], frame[1]
+            self.seen.append(mtype)
+            if mtype in self.on:
+                self.on[mtype](data)
+            if until(mtype):
+                return data
+        raise AssertionError("no %s within %.0f s (got %s)" % (what, timeout, self.seen))
+
+    def close(self):
+        self.sock.close()
+        self.ctx.term()
+
+
+def test_fake_worker_is_asked_to_reconnect_and_adopted(tmp_path):
+    sc = write_scenario(tmp_path, SCENARIO)
+    sha = hashlib.sha256(open(sc, "rb").read()).hexdigest()
+    port = free_port()
+    m = WebMaster(tmp_path, ["-f", sc, "-H", "http://127.0.0.1:9", "-r", "7"], port)
+    w = RejoiningWorker(port, "fake_00000000000000000000000000000001")
+    try:
+        # a peer that never registered: its heartbeat and report are dropped, it is told to
+        # reconnect
+        w.report(500)
+        w.pump(lambda t: t == "reconnect", what="reconnect")
+        w.send("client_ready", "acrida/fake")
+        ack = w.pump(lambda t: t == "ack", what="ack")
+        instance = ack["acrida"]["instance"]
+        assert re.fullmatch(r"[0-9a-f]{32}", instance), ack
+        w.send("acrida_rejoin", {
+            "test_id": TEST_ID, "state": "running", "user_classes_count": {"Reader": 3},
+            "user_count": 3, "scenario_sha256": sha, "host": "http://127.0.0.1:9",
+            "stop_timeout": None, "tags": None, "exclude_tags": None, "last_seq": 41})
+        w.seq = 41
+        w.report(1000, cumulative=True)
+        w.pump(lambda _: (lambda d: d["state"] == "running" and
+                          aggregated(d)["num_requests"] == 1000)(m.stats()),
+               what="the adopted test running with its baseline")
+        doc = m.stats()
+        assert doc["test_id"] == TEST_ID and doc["adopted"] is True, doc
+        assert doc["user_count"] == 3, doc
+        assert doc["lost_reports"] == 0, doc
+        assert "adopted test %s from 1 workers (3 users)" % TEST_ID in m.log(), m.log()[-3000:]
+        assert "dropped 'stats' from fake_00000000000000000000000000000001: not a registered " \
+            "worker" in m.log(), m.log()[-3000:]
+        assert "spawn" not in w.seen, w.seen  # nobody moved
+        w.report(20)
+        w.pump(lambda _: aggregated(m.stats())["num_requests"] == 1020, what="the next delta")
+
+        def stopped(_):
+            w.state = "stopped"
+            w.report(5, final=True)
+            w.send("client_stopped", None)
+        w.on["stop"] = stopped
+        assert m.http("/stop")[0] == 200
+        w.pump(lambda t: t == "stop", what="stop")
+        w.pump(lambda _: m.stats()["state"] == "stopped", what="state stopped")
+        doc = m.stats()
+        assert aggregated(doc)["num_requests"] == 1025, doc
+        assert doc["lost_reports"] == 0, doc
+    finally:
+        w.close()
+        m.stop()
+
+
+def test_rejoin_of_another_scenario_is_stopped(tmp_path):
+    sc = write_scenario(tmp_path, SCENARIO)
+    port = free_port()
+    m = WebMaster(tmp_path, ["-f", sc, "-H", "http://127.0.0.1:9"], port)
+    w = RejoiningWorker(port, "other_0000000000000000000000000000002")
+    try:
+        w.send("client_ready", "acrida/fake")
+        w.pump(lambda t: t == "ack", what="ack")
+        w.send("acrida_rejoin", {
+            "test_id": TEST_ID, "state": "running", "user_classes_count": {"Reader": 3},
+            "user_count": 3, "scenario_sha256": "a" * 64, "host": None, "stop_timeout": None,
+            "tags": None, "exclude_tags": None, "last_seq": 3})
+        w.seq = 3
+        w.report(99, cumulative=True)
+        w.pump(lambda t: t == "stop", what="stop")
+        assert "runs another scenario than this master's; asking it to stop" in m.log()
+        doc = m.stats()
+        assert doc["state"] == "ready" and aggregated(doc)["num_requests"] == 0, doc
+    finally:
+        w.close()
+        m.stop()
+
+
+LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
+
+
+def log_time(log, needle):
+    """The epoch time of the first log line containing @needle (the daemon's own clock)."""
+    import calendar
+    for line in log.splitlines():
+        if needle in line:
+            mt = LOG_TS.match(line)
+            if mt:
+                base, frac = mt.group(1).split(".")
+                return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + \
+                    float("0." + frac)
+    return None
+
+
+def worker_supports_rejoin():
+    """The worker side of #10 (master loss, acrida_rejoin on a new master instance) is in this
+    build: its --master-timeout is no longer marked "not yet"."""
+    import subprocess
+    out = subprocess.run([binary("acrida-worker"), "--help"], capture_output=True, text=True)
+    line = [x for x in (out.stdout + out.stderr).splitlines() if "--master-timeout" in x]
+    return bool(line) and "not yet" not in line[0]
+
+
+class Worker(Daemon):
+    def __init__(self, tmp_path, port, name, extra=()):
+        super().__init__([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
+                          str(port), "--master-timeout", "10"] + list(extra), tmp_path, name)
+
+
+def _kill(d):
+    if d.alive():
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+
+
+@pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
+                    reason="the worker side of the master restart is not in this build")
+def test_real_workers_adopted_after_master_sigkill(tmp_path, target):
+    sc = write_scenario(tmp_path, SCENARIO)
+    port = free_port()
+    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
+    workers = [Worker(tmp_path, port, "worker%d" % i) for i in range(2)]
+    m2 = None
+    try:
+        wait_for(lambda: m1.stats()["workers"] and
+                 sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2, what="2 workers")
+        assert m1.http("/swarm", {"user_count": 6, "spawn_rate": 100})[0] == 200
+        first = m1.wait_state("running")
+        wait_for(lambda: m1.stats()["user_count"] == 6, what="6 users")
+        wait_for(lambda: target.counts()["served"] > 200, what="load")
+        _kill(m1)
+        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        doc = wait_for(lambda: (lambda d: d if d["state"] == "running" and d["user_count"] == 6
+                                and "adopted test %s from 2 workers" % first["test_id"] in m2.log()
+                                else None)(m2.stats()), what="the adopted test running")
+        assert doc["test_id"] == first["test_id"] and doc["adopted"], doc
+        t_adopt = log_time(m2.log(), "from 2 workers")
+        assert t_adopt is not None and t_adopt - m2.started < 5.0 + 0.5, (t_adopt, m2.started)
+        n0 = aggregated(doc)["num_requests"]
+        wait_for(lambda: aggregated(m2.stats())["num_requests"] > n0 + 100, what="counts growing")
+        assert m2.http("/stop")[0] == 200
+        doc = m2.wait_state("stopped")
+        served = target.counts()["served"]
+        total = aggregated(doc)["num_requests"]
+        assert total == served or (doc["lost_reports"] > 0 and total <= served), \
+            (total, served, doc["lost_reports"], m2.log()[-3000:])
+    finally:
+        for w in workers:
+            w.stop()
+        if m2:
+            m2.stop()
+        _kill(m1)
+
+
+@pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
+                    reason="the worker side of the master restart is not in this build")
+def test_master_after_the_timeout_shows_the_stopped_test(tmp_path, target):
+    sc = write_scenario(tmp_path, SCENARIO)
+    port = free_port()
+    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
+    workers = [Worker(tmp_path, port, "worker%d" % i, ["--master-timeout", "3"])
+               for i in range(2)]
+    m2 = None
+    try:
+        wait_for(lambda: sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2,
+                 what="2 workers")
+        assert m1.http("/swarm", {"user_count": 4, "spawn_rate": 100})[0] == 200
+        first = m1.wait_state("running")
+        wait_for(lambda: target.counts()["served"] > 100, what="load")
+        _kill(m1)
+        # both workers stop their users after the master timeout: the target's count settles
+        wait_for(lambda: all("master" in w.log() and "lost" in w.log().lower() for w in workers)
+                 or False, timeout=120, what="the workers noticing the master loss")
+        before = target.counts()["served"]
+        wait_for(lambda: target.counts()["served"] == before or
+                 (lambda: False)(), timeout=120, what="load stopped")
+        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        doc = wait_for(lambda: (lambda d: d if d["state"] == "stopped" and
+                                aggregated(d)["num_requests"] == target.counts()["served"]
+                                else None)(m2.stats()), what="the stopped test with its stats")
+        assert doc["test_id"] == first["test_id"] and doc["adopted"], doc
+    finally:
+        for w in workers:
+            w.stop()
+        if m2:
+            m2.stop()
+        _kill(m1)
