@@ -18,6 +18,11 @@ Master: bench/master_load.py (1000 simulated workers, 100 entries per report eve
 bench/master_web_load.py: the same load on a master in web mode running a test, with the latency of
 GET /stats/requests and the master's CPU with 20 dashboards polling.
 
+Pools: bench/pool_bench.py (lease/release round trips per second through a master and 2 local
+workers, and queue/circular next()), with shorter windows than when run alone. Request listeners:
+bench/listener_cost.py (the worker's CPU per request with no listener, a trivial one and
+examples/forwarder.lua's), in interleaved rounds with shorter windows. Each takes under a minute.
+
 Every figure, the per-round ratios and their medians against the targets are printed; the same
 text is saved in bench/results/latest.md, and docs/benchmarks.md shows it unchanged.
 """
@@ -363,9 +368,10 @@ def provenance(args):
                 model = line.split(":", 1)[1].strip()
                 break
     cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
-          "--idle %s --master-load %s --master-web-load %s" % (
+          "--idle %s --master-load %s --master-web-load %s --pool-bench %s --listener-cost %s" % (
               args.rounds, args.users, args.warm, args.window, args.tail, args.tools or "''",
-              args.idle or "''", args.master_load or "''", args.master_web_load or "''")
+              args.idle or "''", args.master_load or "''", args.master_web_load or "''",
+              args.pool_bench or "''", args.listener_cost or "''")
     return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
             "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                git("rev-parse", "--short", "HEAD"), version, model,
@@ -459,6 +465,36 @@ def master_web(args, out):
     return r
 
 
+def pools(args, out):
+    import pool_bench  # it imports this module: loaded only when needed
+    warm, window, queue_window = [float(x) for x in args.pool_bench.split(",")]
+    users, workers = 100, 2
+    out()
+    out("## Pools: round trips to the master (bench/pool_bench.py: %d users, %d local workers, no "
+        "HTTP, no wait_time, %g s windows, %g s for the queue)" % (users, workers, window,
+                                                                   queue_window))
+    out()
+    r = pool_bench.run(args.build, users, workers, warm, window, queue_window, tail=2)
+    for line in pool_bench.table(r, users, workers, warm):
+        out(line)
+    return r
+
+
+def listeners(args, out):
+    import listener_cost  # it imports this module: loaded only when needed
+    rounds, warm, window = args.listener_cost.split(",")
+    rounds, warm, window = int(rounds), float(warm), float(window)
+    out()
+    out("## Request listeners: the worker's CPU per request (bench/listener_cost.py: 1 user, no "
+        "wait_time, nginx on core 0, worker on core 1, %d rounds of %g s windows)" % (rounds,
+                                                                                      window))
+    out()
+    r = listener_cost.run(args.build, rounds, warm, window, tail=1)
+    for line in listener_cost.table(r):
+        out(line)
+    return r
+
+
 def verdict(ok_median, ok_rounds):
     if ok_median and all(ok_rounds):
         return "met"
@@ -532,11 +568,16 @@ def main():
                     help="simulated workers,entries,window s for bench/master_load.py ('' to skip)")
     ap.add_argument("--master-web-load", default="500,100,30",
                     help="simulated workers,entries,window s for bench/master_web_load.py ('' to skip)")
+    ap.add_argument("--pool-bench", default="3,8,3",
+                    help="warm-up,window,queue window s for bench/pool_bench.py ('' to skip)")
+    ap.add_argument("--listener-cost", default="3,1.5,3.5",
+                    help="rounds,warm-up,window s for bench/listener_cost.py ('' to skip)")
     ap.add_argument("--only-master-web", action="store_true",
-                    help="run only bench/master_web_load.py (as --tools '' --idle '' --master-load '')")
+                    help="run only bench/master_web_load.py (as --tools '' --idle '' "
+                         "--master-load '' --pool-bench '' --listener-cost '')")
     args = ap.parse_args()
     if args.only_master_web:
-        args.tools = args.idle = args.master_load = ""
+        args.tools = args.idle = args.master_load = args.pool_bench = args.listener_cost = ""
     args.build = os.path.abspath(args.build)
     tools = [t for t in args.tools.split(",") if t]
     tmp = tempfile.mkdtemp(prefix="acrida-bench-")
@@ -554,6 +595,10 @@ def main():
         mem = memory(args, tmp, out) if args.idle else []
         mres = master(args, out) if args.master_load else None
         wres = master_web(args, out) if args.master_web_load else None
+        if args.pool_bench:
+            pools(args, out)
+        if args.listener_cost:
+            listeners(args, out)
         targets(rounds, mem, mres, wres, out)
         out()
         out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))

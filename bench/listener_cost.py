@@ -19,6 +19,8 @@ master's CPU is not counted (it does the same work in every variant). Prints a M
 the command, the machine and its load average at the start and the end.
 
     bench/listener_cost.py --build build [--rounds 3 --warm 3 --window 6]
+
+`make bench` runs it through bench/bench.py (run() and table()) with shorter windows.
 """
 import argparse
 import json
@@ -130,7 +132,7 @@ def run_variant(name, scenario, nginx, sink, args, tmp):
     env = dict(os.environ, FORWARD_URL=sink.url)
     master = subprocess.Popen(
         ["taskset", "-c", "1", os.path.join(build, "acrida-master"), "-f", path, "-H", nginx.url,
-         "-u", "1", "-r", "1", "-t", "%ds" % dur, "--headless", "--only-summary", "--json",
+         "-u", "1", "-r", "1", "-t", "%gs" % dur, "--headless", "--only-summary", "--json",
          "--expect-workers", "1", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0",
          "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp, env=env)
     port = master_load.wait_port(pf, master)
@@ -164,6 +166,39 @@ def loadavg():
     return " ".join("%.2f" % x for x in os.getloadavg())
 
 
+def run(build, rounds=3, warm=3, window=6, tail=2):
+    """Runs the variants in interleaved rounds; returns {variant: [result per round]} (bench/bench.py
+    calls this too)."""
+    args = argparse.Namespace(build=build, rounds=rounds, warm=warm, window=window, tail=tail)
+    scenarios = dict(SCENARIOS, forwarder=forwarder_scenario())
+    results = {n: [] for n in scenarios}
+    with tempfile.TemporaryDirectory() as tmp:
+        nginx, sink = Nginx(tmp), Sink(tmp)
+        try:
+            for _ in range(rounds):
+                for name, text in scenarios.items():
+                    results[name].append(run_variant(name, text, nginx, sink, args, tmp))
+        finally:
+            nginx.stop()
+            sink.stop()
+    return results
+
+
+def table(results):
+    """The results as a Markdown table: medians over the rounds, the added cost against none."""
+    base = statistics.median(r["cpu_us_per_req"] for r in results["none"])
+    out = ["| listener | req/s (median) | worker CPU µs/req (median) | per round | "
+           "added µs/req | bulk POSTs per run |",
+           "|---|---:|---:|---|---:|---:|"]
+    for name, rs in results.items():
+        cpu = statistics.median(r["cpu_us_per_req"] for r in rs)
+        out.append("| %s | %.0f | %.2f | %s | %+.2f | %s |" % (
+            name, statistics.median(r["rps"] for r in rs), cpu,
+            " ".join("%.2f" % r["cpu_us_per_req"] for r in rs), cpu - base,
+            " ".join(str(r["bulk_posts"]) for r in rs) if name == "forwarder" else "-"))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -173,7 +208,6 @@ def main():
     ap.add_argument("--tail", type=float, default=2)
     args = ap.parse_args()
 
-    scenarios = dict(SCENARIOS, forwarder=forwarder_scenario())
     version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
                              capture_output=True, text=True).stdout.strip()
     out = []
@@ -185,26 +219,7 @@ def main():
                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), version, machine(),
                    loadavg()))
     out.append("")
-    results = {n: [] for n in scenarios}
-    with tempfile.TemporaryDirectory() as tmp:
-        nginx, sink = Nginx(tmp), Sink(tmp)
-        try:
-            for _ in range(args.rounds):
-                for name, text in scenarios.items():
-                    results[name].append(run_variant(name, text, nginx, sink, args, tmp))
-        finally:
-            nginx.stop()
-            sink.stop()
-    base = statistics.median(r["cpu_us_per_req"] for r in results["none"])
-    out.append("| listener | req/s (median) | worker CPU µs/req (median) | per round | "
-               "added µs/req | bulk POSTs per run |")
-    out.append("|---|---:|---:|---|---:|---:|")
-    for name, rs in results.items():
-        cpu = statistics.median(r["cpu_us_per_req"] for r in rs)
-        out.append("| %s | %.0f | %.2f | %s | %+.2f | %s |" % (
-            name, statistics.median(r["rps"] for r in rs), cpu,
-            " ".join("%.2f" % r["cpu_us_per_req"] for r in rs), cpu - base,
-            " ".join(str(r["bulk_posts"]) for r in rs) if name == "forwarder" else "-"))
+    out.extend(table(run(args.build, args.rounds, args.warm, args.window, args.tail)))
     out.append("")
     out.append("Load average at the end: %s." % loadavg())
     print("\n".join(out))

@@ -26,6 +26,8 @@ the 2 workers share the machine's cores. Prints a Markdown table with the comman
 its load average at the start and the end.
 
     bench/pool_bench.py --build build [--warm 5 --window 20 --queue-window 6]
+
+`make bench` runs it through bench/bench.py (run() and table()) with shorter windows.
 """
 import argparse
 import json
@@ -147,6 +149,38 @@ def loadavg():
     return " ".join("%.2f" % x for x in os.getloadavg())
 
 
+def run(build, users=100, workers=2, warm=5, window=20, queue_window=6, tail=3):
+    """Runs the four configurations one after the other; returns their results (bench/bench.py
+    calls this too)."""
+    args = argparse.Namespace(build=build, users=users, workers=workers, warm=warm, window=window,
+                              queue_window=queue_window, tail=tail)
+    with tempfile.TemporaryDirectory() as tmp:
+        return [run_config(label, mode, rows, short, args, tmp)
+                for label, mode, rows, short in CONFIGS]
+
+
+def table(results, users, workers, warm):
+    """The results as Markdown: the table and how to read it."""
+    out = ["| configuration | pool size | users | workers | window (s) | operations | "
+           "per second | p50 (ms) | p99 (ms) | failures | master CPU % | workers CPU % | "
+           "CPU µs per operation |",
+           "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        op = "acquire+release pairs" if r["mode"] == "lease" else "`next()` calls"
+        cpu = r["master_cpu"] / 100 * r["window"] + r["workers_cpu"]
+        out.append("| %s | %d | %d | %d | %g | %s | %.0f | %.2f | %.2f | %d | %.0f | %.0f | %.1f |"
+                   % (r["label"], r["rows"], users, workers, r["window"], op, r["rate"],
+                      r["p50"], r["p99"], r["failures"], r["master_cpu"],
+                      r["workers_cpu"] / r["window"] * 100, cpu * 1e6 / max(r["count"], 1)))
+    out.append("")
+    out.append("Workers CPU %% is the sum of both workers (200 %% = both cores); CPU µs per "
+               "operation is the CPU time of the master and both workers over the window divided "
+               "by the operations in it. The users were "
+               "all spawned %s s after each master started (the window starts at %g s)." % (
+                   "/".join("%.2f" % r["spawned_after"] for r in results), warm))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -170,27 +204,9 @@ def main():
                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), version, machine(),
                    loadavg()))
     out.append("")
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, mode, rows, short in CONFIGS:
-            results.append(run_config(label, mode, rows, short, args, tmp))
-    out.append("| configuration | pool size | users | workers | window (s) | operations | "
-               "per second | p50 (ms) | p99 (ms) | failures | master CPU % | workers CPU % | "
-               "CPU µs per operation |")
-    out.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        op = "acquire+release pairs" if r["mode"] == "lease" else "`next()` calls"
-        cpu = r["master_cpu"] / 100 * r["window"] + r["workers_cpu"]
-        out.append("| %s | %d | %d | %d | %g | %s | %.0f | %.2f | %.2f | %d | %.0f | %.0f | %.1f |"
-                   % (r["label"], r["rows"], args.users, args.workers, r["window"], op, r["rate"],
-                      r["p50"], r["p99"], r["failures"], r["master_cpu"],
-                      r["workers_cpu"] / r["window"] * 100, cpu * 1e6 / max(r["count"], 1)))
-    out.append("")
-    out.append("Workers CPU %% is the sum of both workers (200 %% = both cores); CPU µs per "
-               "operation is the CPU time of the master and both workers over the window divided "
-               "by the operations in it. The users were "
-               "all spawned %s s after each master started (the window starts at %g s)." % (
-                   "/".join("%.2f" % r["spawned_after"] for r in results), args.warm))
+    results = run(args.build, args.users, args.workers, args.warm, args.window, args.queue_window,
+                  args.tail)
+    out.extend(table(results, args.users, args.workers, args.warm))
     out.append("")
     out.append("Load average at the end: %s." % loadavg())
     print("\n".join(out))
