@@ -411,6 +411,7 @@ typedef struct wfx {
     acr_rt_t *rt;
     acr_msg_t req[WREQ_MAX]; /**< the pool requests the runtime sent, decoded */
     size_t nreq;
+    size_t want; /**< acquires_sent: how many acquire requests to wait for */
     int stopped, closed;
 } wfx_t;
 
@@ -433,12 +434,12 @@ static const acr_msg_t *wfind(const wfx_t *f, size_t from, acr_pool_op_t op, uin
     return NULL;
 }
 
-static bool acquires_at_least(void *arg)
+static bool acquires_sent(void *arg)
 {
     wfx_t *f = arg;
     size_t n = 0;
     for (size_t i = 0; i < f->nreq; i++) n += f->req[i].pool.op == ACR_POOL_OP_ACQUIRE;
-    return n >= 2 + (size_t)f->stopped; /* f->stopped: how many more than two, before the stop */
+    return n >= f->want;
 }
 
 static uint64_t fenced_rows(wfx_t *f)
@@ -525,7 +526,8 @@ static void test_worker_fencing(void **state)
     acr_rt_pools_set_sender(f->rt, wsend, f);
     acr_rt_pools_contact(f->rt, acr_mono_s());
     assert_int_equal(acr_rt_set_class_users(f->rt, 0, 2), 0);
-    run_until_pred(&f->loop, acquires_at_least, f, "both users' acquire");
+    f->want = 2;
+    run_until_pred(&f->loop, acquires_sent, f, "both users' acquire");
     const acr_msg_t *a1 = wfind(f, 0, ACR_POOL_OP_ACQUIRE, 1),
                     *a2 = wfind(f, 0, ACR_POOL_OP_ACQUIRE, 2);
     assert_non_null(a1);
@@ -535,18 +537,19 @@ static void test_worker_fencing(void **state)
 
     /* The master silent for 3 s: user 1's next resume (after its 10 ms wait) fences it first. */
     size_t before = f->nreq;
+    int held = lua_global_int(f, "HELD");
     acr_rt_pools_contact(f->rt, acr_mono_s() - 3.0);
     run_until_pred(&f->loop, one_fenced, f, "the lease holder fenced");
     assert_int_equal(fenced_rows(f), 1);
-    assert_int_equal(lua_global_int(f, "STOPS"), 0); /* no on_stop: it may use the row */
-    assert_int_equal(acr_rt_user_count(f->rt), 2);   /* a fresh user in its place */
+    assert_int_equal(lua_global_int(f, "HELD"), held); /* not one more task with the row */
+    assert_int_equal(lua_global_int(f, "STOPS"), 0);   /* no on_stop: it may use the row */
+    assert_int_equal(acr_rt_user_count(f->rt), 2);     /* a fresh user in its place */
     assert_int_equal(leases_held(f), 0);
     assert_non_null(wfind(f, before, ACR_POOL_OP_RELEASE_USER, 1));
     assert_null(wfind(f, before, ACR_POOL_OP_RELEASE, 0));      /* never a plain release */
     assert_null(wfind(f, before, ACR_POOL_OP_RELEASE_USER, 2)); /* the waiter holds nothing */
-    f->stopped = 1; /* wait for one more acquire: the new user's (user 3) */
-    run_until_pred(&f->loop, acquires_at_least, f, "the new user's acquire");
-    f->stopped = 0;
+    f->want = 3;
+    run_until_pred(&f->loop, acquires_sent, f, "the new user's acquire");
     const acr_msg_t *a3 = wfind(f, before, ACR_POOL_OP_ACQUIRE, 3);
     assert_non_null(a3);
 
