@@ -1,8 +1,9 @@
 /*
  * libFuzzer driver for the message decoder: any byte string must decode or be rejected with a
  * reason, without crashes, leaks, huge allocations or undefined behaviour. A decoded stats
- * report and a decoded acrida_rejoin are also re-encoded and decoded again (the encoder must
- * accept whatever the decoder produced, and the result must decode).
+ * report, a decoded acrida_rejoin and the bundle messages (a scenario's acrida_bundle manifest,
+ * acrida_bundle_part, acrida_scenario_loaded) are also re-encoded and decoded again (the encoder
+ * must accept whatever the decoder produced, and the result must decode).
  */
 #include "proto/msg.h"
 
@@ -46,6 +47,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (acr_msg_encode_rejoin(&b, &r, m.node_id) != 0) abort();
         acr_msg_t again;
         if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
+        acr_msg_free(&again);
+        acr_buf_free(&b);
+    }
+    if (m.type == ACR_MSG_BUNDLE_PART || m.type == ACR_MSG_SCENARIO_LOADED ||
+        (m.type == ACR_MSG_SCENARIO && m.bundle.present)) {
+        acr_buf_t b = {0};
+        int rc =
+            m.type == ACR_MSG_BUNDLE_PART
+                ? acr_msg_encode_bundle_part(&b, m.bundle.sha256, m.bundle.index, m.data,
+                                             m.data_len, m.node_id)
+            : m.type == ACR_MSG_SCENARIO_LOADED
+                ? acr_msg_encode_scenario_loaded(&b, m.bundle.sha256, m.bundle.error, m.node_id)
+                : acr_msg_encode_scenario_bundle(&b, m.scenario_name, m.scenario_source,
+                                                 m.scenario_len, &m.bundle, m.node_id);
+        if (rc != 0) abort();
+        acr_msg_t again;
+        if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
+        if (again.type != m.type) abort();
         acr_msg_free(&again);
         acr_buf_free(&b);
     }

@@ -1,7 +1,8 @@
 """The scenario examples that no other test runs, each against acrida-target with a master and 2
 local workers: examples/quickstart.lua (the scenario of `make run`), examples/forwarder.lua (a request listener forwarding every result in
 bulk to a local HTTP endpoint with record = false) and examples/async_poll.lua (a job polled by an
-acrida.spawn task, its total time reported with acrida.report). User counting with
+acrida.spawn task, its total time reported with acrida.report) and examples/bundle/ (a scenario
+shipped with its modules and data file to 2 workers started without -f). User counting with
 user_start/user_stop is examples/events.lua, run by test_events.py.
 
 Each run lasts until the scenario has done what the test waits for, then the master gets SIGTERM
@@ -167,3 +168,19 @@ def test_example_quickstart(tmp_path, target):
     assert row(doc, "GET", "/status/500")["num_failures"] == row(doc, "GET", "/status/500")["num_requests"]
     assert row(doc, "GET", "/status/404")["num_failures"] == 0
     assert aggregated(doc)["num_requests"] == target.counts()["served"]
+
+
+def test_example_bundle(tmp_path, target):
+    """examples/bundle/: a master and 2 workers started without -f in another directory; the
+    workers get scenario.lua, paths.lua, lib/csv.lua and data/users.csv in the master's bundle,
+    and every row of the CSV is requested under the name paths.lua gives it."""
+    from test_bundle import run_with_workers
+    sc = tmp_path / "bundle"
+    shutil.copytree(os.path.join(EXAMPLES, "bundle"), str(sc))
+    rc, doc, mlog, wlogs = run_with_workers(tmp_path, target, str(sc / "scenario.lua"), 60)
+    assert rc == 0, mlog[-3000:]
+    assert all("of 4 files" in log for log in wlogs), wlogs
+    for name in ("alice", "bob", "carol"):
+        assert row(doc, "GET", "/user/" + name)["num_requests"] > 0
+    assert aggregated(doc)["num_requests"] == target.counts()["served"]
+    assert aggregated(doc)["num_failures"] == 0
