@@ -193,7 +193,7 @@ def run_acrida(nginx, args, tmp):
          "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp)
     port = master_load.wait_port(pf, master)
     worker = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "acrida-worker"),
-                               "--master-host", "127.0.0.1", "--master-port", str(port)],
+                               "--exit-on-quit", "--master-host", "127.0.0.1", "--master-port", str(port)],
                               stderr=subprocess.DEVNULL, cwd=tmp)
     res = measure_window(nginx, lambda: [master.pid, worker.pid], args.warm, args.window)
     out = master.communicate(timeout=dur + 60)[0].decode()
@@ -283,7 +283,7 @@ def idle_baseline(build, scenario, tmp, env):
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     port = router.bind_to_random_port("tcp://127.0.0.1")
-    worker = subprocess.Popen([os.path.join(build, "acrida-worker"), "--master-host", "127.0.0.1",
+    worker = subprocess.Popen([os.path.join(build, "acrida-worker"), "--exit-on-quit", "--master-host", "127.0.0.1",
                                "--master-port", str(port), "-f", scenario],
                               stderr=subprocess.DEVNULL, cwd=tmp, env=env, preexec_fn=raise_nofile)
     try:

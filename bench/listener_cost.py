@@ -137,7 +137,7 @@ def run_variant(name, scenario, nginx, sink, args, tmp):
          "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp, env=env)
     port = master_load.wait_port(pf, master)
     worker = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "acrida-worker"),
-                               "--master-host", "127.0.0.1", "--master-port", str(port)],
+                               "--exit-on-quit", "--master-host", "127.0.0.1", "--master-port", str(port)],
                               stderr=subprocess.DEVNULL, cwd=tmp, env=env)
     s0 = sink.requests()
     res = measure_window(nginx, lambda: [worker.pid], args.warm, args.window)

@@ -133,7 +133,7 @@ int acr__local_start(acr_master_t *m, int n)
 
     char port[16];
     snprintf(port, sizeof port, "%d", m->bound_port);
-    char *args[16];
+    char *args[20];
     size_t k = 0;
     args[k++] = path;
     args[k++] = "--master-host";
@@ -147,6 +147,7 @@ int acr__local_start(acr_master_t *m, int n)
     args[k++] = "--config"; /* options come from the master only (docs/cli.md) */
     args[k++] = "/dev/null";
     if (m->opts->insecure) args[k++] = "--insecure";
+    args[k++] = "--exit-on-quit"; /* one-shot, as Locust's: the master's quit ends them */
     char cap[24];
     if (m->opts->max_body_size > 0) {
         snprintf(cap, sizeof cap, "%d", m->opts->max_body_size);

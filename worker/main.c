@@ -2,8 +2,10 @@
  * acrida-worker's entry point: options (common/cli.c: command line > ACRIDA_* environment >
  * config file), logging, then one worker process (worker/worker.c) or, with --processes N, N
  * forked children (each a worker with its own node id) that the parent waits for, forwarding
- * SIGTERM/SIGINT.
- * Exit codes: 0 after a quit or SIGTERM, 1 on fatal errors, 2 on bad usage.
+ * SIGTERM/SIGINT. Each process is a daemon that waits for the next test and the next master
+ * (worker/worker.h) unless --exit-on-quit.
+ * Exit codes: 0 after SIGTERM (or a quit with --exit-on-quit), 1 on fatal errors (and after losing
+ * the master with --exit-on-quit), 2 on bad usage.
  */
 #include "common/cli.h"
 #include "common/log.h"
@@ -124,6 +126,8 @@ int main(int argc, char **argv)
         .node_id = o.node_id,
         .insecure = o.insecure,
         .body_cap = o.max_body_size > 0 ? (size_t)o.max_body_size : 0,
+        .exit_on_quit = o.exit_on_quit,
+        .master_timeout = o.master_timeout,
     };
     code =
         o.processes > 0 ? run_processes(&cfg, o.processes, level, o.logfile) : acr_worker_run(&cfg);

@@ -4,7 +4,17 @@
  * heartbeat, stats and client_ready timers, and the glue between spawn/stop/quit and the
  * runtime's users.
  *
- * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on quit/SIGTERM.
+ * States: ready -> spawning -> running -> stopping -> ready; any -> quitting on SIGTERM (and on
+ * quit with --exit-on-quit). The worker is a daemon: after a test, a master's quit or the loss of
+ * its master it goes back to ready and waits for the next one (client_ready again, with backoff).
+ * Master loss: an acrida master heartbeats every second; after cfg->master_timeout of silence the
+ * users stop gracefully (stopping -> orphaned) and their results are kept: the delta stays unsent
+ * and every delta sent during the test is also merged into a cumulative copy (w->cum). When an ack
+ * comes from a new master instance while a test is not fully reported (spawning, running,
+ * orphaned), the worker re-registers it: acrida_rejoin, then the cumulative report
+ * (proto/PROTOCOL.md, "acrida_rejoin"). While not acked (no master, or waiting for the answer to
+ * a client_ready) no heartbeat or report is sent, so nothing stale piles up for the next master
+ * and no delta reaches a master before the rejoin that gives it its baseline.
  * The scenario's events fire on the runtime's Lua state: test_start at the first spawn of a test
  * (not at each ramp step), spawning_complete once per ramp when the master says the cluster's ramp
  * reached its target (acrida_spawning_complete; after each spawn with a Locust master), test_stop
@@ -45,8 +55,10 @@
 
 #define HEARTBEAT_MS 1000
 #define REPORT_MS 3000
-#define READY_RETRY_MS 5000
-#define QUIT_FLUSH_MS 300 /* lets the final frames leave before the LINGER-0 close */
+#define READY_RETRY_MS 5000 /* first client_ready retry; doubled up to READY_RETRY_MAX_MS */
+#define READY_RETRY_MAX_MS 60000
+#define MASTER_TIMEOUT_S 10.0 /* when the config leaves it 0 */
+#define QUIT_FLUSH_MS 300     /* lets the final frames leave before the LINGER-0 close */
 
 typedef enum {
     WS_READY = 0,
@@ -55,10 +67,11 @@ typedef enum {
     WS_STOPPING,
     WS_QUITTING,
     WS_DONE,
+    WS_ORPHANED, /**< users stopped after master loss; results not delivered in a final report */
 } ws_t;
 
-static const char *const ws_names[] = {"ready",    "spawning", "running",
-                                       "stopping", "quitting", "done"};
+static const char *const ws_names[] = {"ready",    "spawning", "running", "stopping",
+                                       "quitting", "done",     "orphaned"};
 
 typedef struct worker {
     uv_loop_t *loop;
@@ -85,6 +98,15 @@ typedef struct worker {
     char **tags, **exclude_tags;
     double stop_timeout;
     bool test_started; /**< test_start fired and test_stop not yet */
+    /** a test whose results are not all in a delivered final report (first spawn -> final) */
+    bool test_active;
+    acr_stats_t *cum;    /**< every delta of the active test, for a re-registration */
+    bool rejoin_pending; /**< a new master acked while the users were stopping */
+    bool quit_stop;      /**< the users stop because the master quit: final report anyway */
+    char test_id[ACR_MSG_ID_HEX + 1];  /**< the spawns' acrida_test_id ("" none) */
+    char instance[ACR_MSG_ID_HEX + 1]; /**< the instance of the master last acked */
+    unsigned ready_tries;
+    uint64_t ready_delay_ms;
     bool quitting_fired;
     ws_t state;
     bool acked, timers_on;
@@ -97,7 +119,7 @@ typedef struct worker {
     uint64_t malformed;
     int exit_code;
     int closing; /**< handles and objects still closing */
-    uv_timer_t ready_timer, hb_timer, stats_timer, exit_timer;
+    uv_timer_t ready_timer, hb_timer, stats_timer, exit_timer, watch_timer;
     uv_signal_t sigterm, sigint;
 } worker_t;
 
@@ -117,16 +139,19 @@ static const char *hb_state(const worker_t *w)
         return "spawning";
     case WS_RUNNING:
         return "running";
+    case WS_ORPHANED:
+        return "stopped";
     default:
         return "stopping";
     }
 }
 
-static void send_out(worker_t *w, const char *what)
+static int send_out(worker_t *w, const char *what)
 {
-    if (!w->ch) return;
+    if (!w->ch) return -ENOTCONN;
     int rc = acr_zchan_send(w->ch, NULL, 0, w->out.data, w->out.len);
     if (rc < 0) ACR_WARN("cannot send %s to the master: %s", what, strerror(-rc));
+    return rc;
 }
 
 static void send_nil(worker_t *w, const char *type)
@@ -318,6 +343,15 @@ static void on_custom(worker_t *w, const acr_msg_t *m)
         ACR_WARN("message '%s' from the master dropped: %s", m->type_name, err);
 }
 
+/* The delta joins the active test's cumulative copy (before it is reset or re-registered). */
+static void keep_cumulative(worker_t *w)
+{
+    if (!w->test_active) return;
+    if (!w->cum) w->cum = acr_stats_new(acr_now());
+    if (!w->cum || acr_stats_merge(w->cum, w->stats) < 0)
+        ACR_ERROR("out of memory keeping the test's cumulative stats");
+}
+
 /* Exceptions of the interval, then the stats delta; then the delta is reset. */
 static void send_report(worker_t *w, bool final)
 {
@@ -337,6 +371,7 @@ static void send_report(worker_t *w, bool final)
     } else {
         ACR_ERROR("cannot encode the stats report: %s", strerror(-rc));
     }
+    keep_cumulative(w);
     acr_stats_reset(w->stats, acr_now());
 }
 
@@ -372,6 +407,7 @@ static int64_t rss_bytes(void)
 static void hb_cb(uv_timer_t *t)
 {
     worker_t *w = acr_container_of(t, worker_t, hb_timer);
+    if (!w->acked) return; /* no master: nothing to pile up for the next one */
     double cpu = cpu_seconds(), wall = acr_mono_s();
     if (wall > w->last_wall_s) w->cpu_pct = (cpu - w->last_cpu_s) / (wall - w->last_wall_s) * 100;
     w->last_cpu_s = cpu;
@@ -384,18 +420,33 @@ static void hb_cb(uv_timer_t *t)
 static void stats_cb(uv_timer_t *t)
 {
     worker_t *w = acr_container_of(t, worker_t, stats_timer);
+    if (!w->acked) return; /* the delta is held until a master acks (and a rejoin) */
     send_report(w, false);
 }
 
 static void ready_cb(uv_timer_t *t)
 {
     worker_t *w = acr_container_of(t, worker_t, ready_timer);
-    if (w->acked) {
-        uv_timer_stop(t);
-        return;
-    }
-    ACR_INFO("no ack from the master yet; sending client_ready again");
+    if (w->acked) return;
+    w->ready_tries++;
+    uint64_t next =
+        w->ready_delay_ms * 2 < READY_RETRY_MAX_MS ? w->ready_delay_ms * 2 : READY_RETRY_MAX_MS;
+    if (w->ready_tries <= 4 || w->ready_tries % 60 == 0)
+        ACR_INFO("no ack from the master yet; sending client_ready again (next in %.0f s)",
+                 (double)next / 1000);
     send_client_ready(w);
+    w->ready_delay_ms = next;
+    uv_timer_start(t, ready_cb, w->ready_delay_ms, 0);
+}
+
+/* Waits for an ack: client_ready now (@now) and again with backoff until one comes. */
+static void await_ack(worker_t *w, bool now)
+{
+    w->acked = false;
+    w->ready_tries = 0;
+    w->ready_delay_ms = READY_RETRY_MS;
+    if (now) send_client_ready(w);
+    uv_timer_start(&w->ready_timer, ready_cb, w->ready_delay_ms, 0);
 }
 
 /* ---- shutdown ---- */
@@ -428,7 +479,8 @@ static void close_all(worker_t *w)
 {
     uv_handle_t *hs[] = {(uv_handle_t *)&w->ready_timer, (uv_handle_t *)&w->hb_timer,
                          (uv_handle_t *)&w->stats_timer, (uv_handle_t *)&w->exit_timer,
-                         (uv_handle_t *)&w->sigterm,     (uv_handle_t *)&w->sigint};
+                         (uv_handle_t *)&w->watch_timer, (uv_handle_t *)&w->sigterm,
+                         (uv_handle_t *)&w->sigint};
     for (size_t i = 0; i < ACR_ARRAY_SIZE(hs); i++) {
         /* a handle whose init failed (or never ran) is still zeroed: UV_UNKNOWN_HANDLE */
         if (uv_handle_get_type(hs[i]) == UV_UNKNOWN_HANDLE || uv_is_closing(hs[i])) continue;
@@ -467,6 +519,7 @@ static void finish_quit(worker_t *w)
     uv_timer_stop(&w->hb_timer);
     uv_timer_stop(&w->stats_timer);
     uv_timer_stop(&w->ready_timer);
+    uv_timer_stop(&w->watch_timer);
     uv_timer_start(&w->exit_timer, exit_cb, QUIT_FLUSH_MS, 0);
 }
 
@@ -504,17 +557,152 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 /* ---- protocol ---- */
 
+/* The test is fully reported: its cumulative copy is dropped. */
+static void end_test(worker_t *w)
+{
+    w->test_active = false;
+    w->rejoin_pending = false;
+    if (w->cum) acr_stats_clear(w->cum, acr_now());
+}
+
+/* acrida_rejoin and the cumulative report to a new master instance (proto/PROTOCOL.md), in
+ * @state "spawning", "running" or "stopped" (then the test is over here: ready again). */
+static void send_rejoin(worker_t *w, const char *state)
+{
+    int64_t users;
+    size_t n = fill_counts(w, &users);
+    keep_cumulative(w); /* the unsent delta is part of the cumulative report */
+    if (!w->cum) return;
+    size_t nexc;
+    acr_stats_exception_t *const *ex = acr_stats_exceptions(w->stats, &nexc);
+    acr_msg_rejoin_t r = {.test_id = w->test_id,
+                          .state = state,
+                          .classes = w->counts,
+                          .nclasses = n,
+                          .user_count = users,
+                          .scenario_sha256 = w->scenario_sha,
+                          .host = w->host,
+                          .stop_timeout = w->stop_timeout,
+                          .tags = (const char *const *)w->tags,
+                          .exclude_tags = (const char *const *)w->exclude_tags,
+                          .last_seq = w->seq};
+    bool stopped = strcmp(state, "stopped") == 0;
+    acr_buf_reset(&w->out);
+    int rc = acr_msg_encode_rejoin(&w->out, &r, w->node_id);
+    if (rc == 0) rc = send_out(w, "acrida_rejoin");
+    if (rc == 0) {
+        acr_buf_reset(&w->out);
+        rc = acr_msg_encode_stats_cumulative(&w->out, w->cum, w->counts, n, users, ++w->seq,
+                                             stopped, w->node_id);
+        if (rc == 0) rc = send_out(w, "stats");
+    }
+    for (size_t i = 0; rc == 0 && i < nexc; i++)
+        send_exception(w, ex[i]->msg, ex[i]->traceback, ex[i]->count);
+    if (rc < 0) ACR_ERROR("cannot re-register the test with the new master: %s", strerror(-rc));
+    ACR_INFO("re-registered test '%s' (%s, %lld users, %llu requests so far) with the new master",
+             w->test_id, state, (long long)users,
+             (unsigned long long)acr_stats_total(w->cum)->num_requests);
+    acr_stats_reset(w->stats, acr_now());
+    if (stopped) {
+        end_test(w);
+        set_state(w, WS_READY);
+    }
+}
+
 static void users_stopped(acr_rt_t *rt, void *ud)
 {
     worker_t *w = ud;
     (void)rt;
     if (w->state != WS_STOPPING) return;
     fire_test_stop(w);
+    if (w->rejoin_pending) { /* a new master came while they stopped */
+        send_rejoin(w, "stopped");
+        return;
+    }
+    if (!w->acked && !w->quit_stop) { /* the master is lost: keep the results for the next one */
+        set_state(w, WS_ORPHANED);
+        ACR_INFO("users stopped; their results are kept for the next master");
+        if (w->cfg->exit_on_quit) {
+            w->exit_code = 1;
+            begin_quit(w, "the master is lost and --exit-on-quit is set");
+        }
+        return;
+    }
     send_report(w, true);
     send_nil(w, "client_stopped");
-    send_client_ready(w);
+    end_test(w);
     set_state(w, WS_READY);
+    if (w->quit_stop) { /* client_ready goes to the next master (await_ack runs) */
+        w->quit_stop = false;
+        ACR_INFO("users stopped; waiting for the next master");
+        return;
+    }
+    send_client_ready(w);
     ACR_INFO("users stopped; ready");
+}
+
+/* The master's silence reached cfg->master_timeout: stop the users, keep their results, wait. */
+static void watch_cb(uv_timer_t *t)
+{
+    worker_t *w = acr_container_of(t, worker_t, watch_timer);
+    double secs = w->cfg->master_timeout > 0 ? w->cfg->master_timeout : MASTER_TIMEOUT_S;
+    size_t users = w->rt_loaded ? acr_rt_user_count(w->rt) : 0;
+    if (w->state == WS_QUITTING || w->state == WS_DONE) return;
+    await_ack(w, true);
+    switch (w->state) {
+    case WS_SPAWNING:
+    case WS_RUNNING:
+        ACR_WARN("no word from the master for %.1f s: stopping %zu users; waiting for a master",
+                 secs, users);
+        set_state(w, WS_STOPPING);
+        acr_rt_stop_all(w->rt, users_stopped, w);
+        return;
+    case WS_STOPPING:
+        ACR_WARN("no word from the master for %.1f s while %zu users stop; waiting for a master",
+                 secs, users);
+        return;
+    default:
+        ACR_WARN("no word from the master for %.1f s; waiting for a master", secs);
+        if (w->cfg->exit_on_quit) {
+            w->exit_code = 1;
+            begin_quit(w, "the master is lost and --exit-on-quit is set");
+        }
+        return;
+    }
+}
+
+/* Any frame from an acrida master restarts the master-loss timer. */
+static void arm_watch(worker_t *w)
+{
+    if (!w->master_acrida || w->state == WS_QUITTING || w->state == WS_DONE) return;
+    if (!w->acked && !uv_is_active((uv_handle_t *)&w->watch_timer)) return; /* after a quit */
+    double secs = w->cfg->master_timeout > 0 ? w->cfg->master_timeout : MASTER_TIMEOUT_S;
+    uv_timer_start(&w->watch_timer, watch_cb, (uint64_t)(secs * 1000), 0);
+}
+
+/* `quit` without --exit-on-quit: report to the quitting master, then wait for the next one. */
+static void master_quit(worker_t *w)
+{
+    if (!w->acked) {
+        ACR_DEBUG("quit while waiting for a master: ignored");
+        return;
+    }
+    ACR_INFO("the master quit; waiting for the next master");
+    uv_timer_stop(&w->watch_timer);
+    await_ack(w, false);
+    switch (w->state) {
+    case WS_SPAWNING:
+    case WS_RUNNING:
+        w->quit_stop = true;
+        set_state(w, WS_STOPPING);
+        acr_rt_stop_all(w->rt, users_stopped, w);
+        break;
+    case WS_STOPPING:
+        w->quit_stop = true;
+        break;
+    default:
+        break;
+    }
 }
 
 /* Loads a scenario into a new runtime that replaces the current one: the file @path (-f), a
@@ -738,6 +926,18 @@ static void keep_options(worker_t *w, acr_msg_t *m)
     w->stop_timeout = m->stop_timeout;
 }
 
+/* A new test: the stats start from zero and the cumulative copy with them. */
+static void start_test(worker_t *w, const char *test_id)
+{
+    if (w->state == WS_ORPHANED && acr_stats_total(w->stats)->num_requests > 0)
+        ACR_WARN("test '%s' starts: %llu requests of test '%s' never reached a master", test_id,
+                 (unsigned long long)acr_stats_total(w->stats)->num_requests, w->test_id);
+    acr_stats_clear(w->stats, acr_now());
+    end_test(w);
+    w->test_active = true;
+    snprintf(w->test_id, sizeof w->test_id, "%s", test_id);
+}
+
 static void on_spawn(worker_t *w, acr_msg_t *m)
 {
     send_nil(w, "spawning");
@@ -764,7 +964,9 @@ static void on_spawn(worker_t *w, acr_msg_t *m)
                         terr, sizeof terr) < 0)
         ACR_ERROR("the master's --tags/--exclude-tags: %s; the task lists stay as they were", terr);
     keep_options(w, m);
-    if (w->state == WS_READY) acr_stats_clear(w->stats, acr_now()); /* a new test */
+    const char *tid = m->test_id ? m->test_id : "";
+    if (w->state == WS_READY || (w->state == WS_ORPHANED && (!*tid || strcmp(tid, w->test_id))))
+        start_test(w, tid);
     set_state(w, WS_SPAWNING);
     if (!w->test_started) { /* once per test, not at each ramp step */
         w->test_started = true;
@@ -787,12 +989,61 @@ static void on_stop(worker_t *w)
         ACR_INFO("stop: stopping %zu users gracefully", acr_rt_user_count(w->rt));
         acr_rt_stop_all(w->rt, users_stopped, w);
         break;
+    case WS_ORPHANED: /* the same master is back and ends the test: the rest is its final */
+        send_report(w, true);
+        end_test(w);
+        set_state(w, WS_READY);
+        /* fallthrough */
     case WS_READY: /* as Locust: acknowledge and re-register */
         send_nil(w, "client_stopped");
         send_client_ready(w);
         break;
     default:
         ACR_DEBUG("stop while %s: ignored", ws_names[w->state]);
+        break;
+    }
+}
+
+static void start_timers(worker_t *w)
+{
+    if (w->timers_on || w->state == WS_QUITTING) return;
+    w->timers_on = true;
+    w->last_cpu_s = cpu_seconds();
+    w->last_wall_s = acr_mono_s();
+    uv_timer_start(&w->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);
+    uv_timer_start(&w->stats_timer, stats_cb, REPORT_MS, REPORT_MS);
+}
+
+/* An ack: registered. A new master instance while a test is not fully reported gets the test
+ * re-registered (proto/PROTOCOL.md, "acrida_rejoin"). */
+static void on_ack(worker_t *w, const acr_msg_t *m)
+{
+    bool new_master = m->instance && strcmp(m->instance, w->instance) != 0;
+    if (!w->acked)
+        ACR_INFO("connected to the master (worker index %lld%s%s)", (long long)m->index,
+                 m->instance ? ", instance " : "", m->instance ? m->instance : "");
+    snprintf(w->instance, sizeof w->instance, "%s", m->instance ? m->instance : "");
+    w->index = m->index;
+    w->master_acrida = m->acrida;
+    w->acked = true;
+    uv_timer_stop(&w->ready_timer);
+    if (w->rt_loaded && m->index >= 0) acr_rt_set_worker_index(w->rt, m->index);
+    if (m->acrida && w->cfg->scenario && w->scenario_sha[0]) /* the master checks the hash */
+        send_scenario_loaded(w, w->scenario_sha, NULL);
+    start_timers(w);
+    if (!new_master || !w->test_active) return;
+    switch (w->state) {
+    case WS_SPAWNING:
+    case WS_RUNNING:
+        send_rejoin(w, hb_state(w));
+        break;
+    case WS_ORPHANED:
+        send_rejoin(w, "stopped");
+        break;
+    case WS_STOPPING:
+        w->rejoin_pending = true; /* sent as "stopped" once the users are gone */
+        break;
+    default:
         break;
     }
 }
@@ -809,6 +1060,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
     if (w->state == WS_DONE) return;
     int rc = acr_msg_decode(data, len, &m, err, sizeof err);
     if (rc < 0) {
+        arm_watch(w); /* a frame all the same: the master is there */
         w->malformed++;
         ACR_WARN("malformed frame from the master dropped (%zu bytes, %llu so far): %s", len,
                  (unsigned long long)w->malformed, err);
@@ -817,21 +1069,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
     if (w->rt && w->master_acrida) acr_rt_pools_contact(w->rt, acr_mono_s()); /* lease fencing */
     switch (m.type) {
     case ACR_MSG_ACK:
-        w->index = m.index;
-        w->master_acrida = m.acrida;
-        if (!w->acked) ACR_INFO("connected to the master (worker index %lld)", (long long)m.index);
-        w->acked = true;
-        uv_timer_stop(&w->ready_timer);
-        if (w->rt_loaded && m.index >= 0) acr_rt_set_worker_index(w->rt, m.index);
-        if (m.acrida && w->cfg->scenario && w->scenario_sha[0]) /* the master checks the hash */
-            send_scenario_loaded(w, w->scenario_sha, NULL);
-        if (!w->timers_on && w->state != WS_QUITTING) {
-            w->timers_on = true;
-            w->last_cpu_s = cpu_seconds();
-            w->last_wall_s = acr_mono_s();
-            uv_timer_start(&w->hb_timer, hb_cb, HEARTBEAT_MS, HEARTBEAT_MS);
-            uv_timer_start(&w->stats_timer, stats_cb, REPORT_MS, REPORT_MS);
-        }
+        on_ack(w, &m);
         break;
     case ACR_MSG_SPAWN:
         on_spawn(w, &m);
@@ -840,7 +1078,10 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         on_stop(w);
         break;
     case ACR_MSG_QUIT:
-        begin_quit(w, "quit from the master");
+        if (w->cfg->exit_on_quit)
+            begin_quit(w, "quit from the master");
+        else
+            master_quit(w);
         break;
     case ACR_MSG_HEARTBEAT:
         break; /* the master is alive: nothing to do */
@@ -850,8 +1091,10 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
     case ACR_MSG_BUNDLE_PART:
         on_bundle_part(w, &m);
         break;
-    case ACR_MSG_RECONNECT:
-        ACR_INFO("the master asked for a reconnect; the DEALER reconnects by itself");
+    case ACR_MSG_RECONNECT: /* the master does not know us (it restarted): register again */
+        if (w->state == WS_QUITTING) break;
+        ACR_INFO("the master asked for a reconnect: sending client_ready");
+        await_ack(w, true);
         break;
     case ACR_MSG_CUSTOM:
         on_custom(w, &m);
@@ -867,6 +1110,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         break;
     }
     acr_msg_free(&m);
+    arm_watch(w);
 }
 
 int acr_worker_make_node_id(char *out, size_t len)
@@ -890,7 +1134,8 @@ int acr_worker_make_node_id(char *out, size_t len)
  * handles left uninitialised stay zeroed, which close_all skips. */
 static int init_handles(worker_t *w)
 {
-    uv_timer_t *timers[] = {&w->ready_timer, &w->hb_timer, &w->stats_timer, &w->exit_timer};
+    uv_timer_t *timers[] = {&w->ready_timer, &w->hb_timer, &w->stats_timer, &w->exit_timer,
+                            &w->watch_timer};
     int rc = 0;
     for (size_t i = 0; i < ACR_ARRAY_SIZE(timers) && rc == 0; i++)
         rc = uv_timer_init(w->loop, timers[i]);
@@ -964,8 +1209,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         ACR_INFO("scenario %s: %zu user classes", cfg->scenario, acr_rt_nclasses(w.rt));
         hash_own_scenario(&w);
     }
-    send_client_ready(&w);
-    uv_timer_start(&w.ready_timer, ready_cb, READY_RETRY_MS, READY_RETRY_MS);
+    await_ack(&w, true);
 
 run:
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -973,6 +1217,7 @@ run:
     rc = uv_loop_close(&loop);
     if (rc < 0) ACR_WARN("event loop closed with handles left: %s", uv_strerror(rc));
     acr_stats_free(w.stats);
+    if (w.cum) acr_stats_free(w.cum);
     acr_buf_free(&w.out);
     free(w.counts);
     free(w.scenario_src);

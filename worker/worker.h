@@ -3,7 +3,8 @@
  * (client_ready/ack, heartbeat every 1 s, stats deltas every 3 s with exceptions before them,
  * spawn -> spawning / spawning_complete, stop -> graceful stop, final stats, client_stopped,
  * client_ready, quit) plus acrida's extensions (report sequence numbers, final flag, the
- * master's heartbeat, the shipped scenario). It owns the loop's runtime (worker/runtime.h), HTTP
+ * master's heartbeat and master-loss timeout, re-registration with a restarted master, the shipped
+ * scenario). It owns the loop's runtime (worker/runtime.h), HTTP
  * client and stats.
  */
 #ifndef ACR_WORKER_WORKER_H
@@ -19,12 +20,18 @@ typedef struct acr_worker_config {
     const char *node_id;     /**< routing id; NULL = <hostname>_<32 hex> */
     bool insecure;           /**< no TLS verification for targets */
     size_t body_cap;         /**< bytes of a body kept for r.body; 0 = the client's default */
+    /** exit after the master's quit (and after losing an acrida master) instead of waiting for
+     *  the next master: Locust's one-shot worker, what the master's local workers use */
+    bool exit_on_quit;
+    double master_timeout; /**< s of silence from an acrida master before its users stop; 0: 10 */
 } acr_worker_config_t;
 
 /**
- * Runs one worker process until a quit from the master or SIGTERM/SIGINT (returns 0) or a fatal
- * error such as a scenario that fails to load (the reason is logged and sent to the master as an
- * exception; returns 1).
+ * Runs one worker process until SIGTERM/SIGINT (returns 0), a quit from the master with
+ * @exit_on_quit (returns 0; 1 after losing the master), or a fatal error such as a scenario that
+ * fails to load (the reason is logged and sent to the master as an exception; returns 1). Without
+ * @exit_on_quit the worker is a daemon: it goes back to ready after every test and after a master
+ * quit or vanished, and waits for the next one.
  */
 int acr_worker_run(const acr_worker_config_t *cfg);
 

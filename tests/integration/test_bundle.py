@@ -17,8 +17,9 @@ EXAMPLE = os.path.join(HERE, "..", "..", "examples", "bundle")
 
 
 def worker(tmp_path, port, name, extra=(), env=None):
-    return Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
-                   str(port), "--node-id", name] + list(extra), tmp_path, name, env=env)
+    return Daemon([binary("acrida-worker"), "--exit-on-quit", "--master-host", "127.0.0.1",
+                   "--master-port", str(port), "--node-id", name] + list(extra), tmp_path, name,
+                  env=env)
 
 
 def run_with_workers(tmp_path, target, scenario, served, master_extra=(), nworkers=2, env=None):

@@ -102,8 +102,8 @@ def test_locust_command_line_flags_and_return_to_ready(tmp_path, target):
     sc = write_scenario(tmp_path, ONLY_OK)
     m, port = start_master(tmp_path, ["--master", "-f", sc, "-H", target.url, "-u", "4", "-r", "4",
                                       "-t", "10m", "--headless", "--json", "--expect-workers", "2"])
-    workers = [Daemon([binary("acrida-worker"), "--worker", "--master-port", str(port), "-f", sc],
-                      tmp_path, "worker%d" % i) for i in (1, 2)]
+    workers = [Daemon([binary("acrida-worker"), "--worker", "--exit-on-quit", "--master-port",
+                       str(port), "-f", sc], tmp_path, "worker%d" % i) for i in (1, 2)]
     try:
         # SIGTERM once requests were served: the same stop as the end of --run-time
         wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
@@ -145,7 +145,7 @@ def test_shared_config_file_serves_both_daemons(tmp_path, target, monkeypatch):
         monkeypatch.delenv(k)
     m, port = start_master(tmp_path, ["-H", target.url, "--headless", "--json"])
     monkeypatch.setenv("ACRIDA_MASTER_PORT", str(port))  # only known once the master is up
-    w = Daemon([binary("acrida-worker")], tmp_path, "worker")
+    w = Daemon([binary("acrida-worker"), "--exit-on-quit"], tmp_path, "worker")
     try:
         wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
         m.proc.send_signal(signal.SIGTERM)

@@ -247,7 +247,7 @@ def test_hostile_targets_under_valgrind(tmp_path):
             "10m", "--headless", "--json", "--expect-workers", "1"])
         w = Daemon(["valgrind", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite,indirect", "--quiet", binary("acrida-worker"),
-                    "--master-host", "127.0.0.1", "--master-port", str(port)], tmp_path, "worker",
+                    "--exit-on-quit", "--master-host", "127.0.0.1", "--master-port", str(port)], tmp_path, "worker",
                    env=marks_env(tmp_path))
         wait_for(lambda: marked(tmp_path, "probe-done") or (not m.alive() and _died(m)),
                  timeout=300, what="one run of the probe under valgrind")

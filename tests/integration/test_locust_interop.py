@@ -31,8 +31,8 @@ def test_acrida_worker_under_a_locust_master(tmp_path, target):
                      "10m", "-H", target.url, "--expect-workers", "1", "--master-bind-host",
                      "127.0.0.1", "--master-bind-port", str(port), "--csv", "lc"],
                     tmp_path, "locust-master")
-    worker = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
-                     str(port), "-f", sc], tmp_path, "worker")
+    worker = Daemon([binary("acrida-worker"), "--exit-on-quit", "--master-host", "127.0.0.1",
+                     "--master-port", str(port), "-f", sc], tmp_path, "worker")
     wait_for(lambda: target.counts()["served"] > 0 or not master.alive(), what="requests")
     master.proc.send_signal(signal.SIGTERM)
     master.proc.wait(timeout=120)

@@ -102,8 +102,8 @@ class FakeMaster:
 def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
     sc = write_scenario(tmp_path, OK)
     fm = FakeMaster()
-    w = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port",
-                str(fm.port), "-f", sc], tmp_path, "worker")
+    w = Daemon([binary("acrida-worker"), "--exit-on-quit", "--master-host", "127.0.0.1",
+                "--master-port", str(fm.port), "-f", sc], tmp_path, "worker")
     try:
         ident, msg = fm.recv("client_ready")
         assert msg[1].startswith("acrida/") and msg[2] == ident.decode(), msg
@@ -149,8 +149,8 @@ def test_worker_without_scenario_runs_the_one_the_master_ships(tmp_path, target)
     # The worker runs elsewhere: no -f, another working directory.
     wdir = tmp_path / "elsewhere"
     wdir.mkdir()
-    w = Daemon([binary("acrida-worker"), "--master-host", "127.0.0.1", "--master-port", str(port)],
-               wdir, "worker")
+    w = Daemon([binary("acrida-worker"), "--exit-on-quit", "--master-host", "127.0.0.1",
+                "--master-port", str(port)], wdir, "worker")
     wait_for(lambda: target.counts()["served"] > 0 or not m.alive(), what="requests")
     m.proc.send_signal(signal.SIGTERM)
     m.proc.wait(timeout=120)

@@ -14,7 +14,8 @@ acrida.user { name = "Ok", tasks = { function(self) self.client:get("/") end } }
 def test_worker_started_before_its_master_loses_nothing(tmp_path, target):
     sc = write_scenario(tmp_path, ONLY_OK)
     port = free_port()
-    w = Daemon([binary("acrida-worker"), "--master-port", str(port), "-f", sc], tmp_path, "worker")
+    w = Daemon([binary("acrida-worker"), "--exit-on-quit", "--master-port", str(port), "-f", sc],
+               tmp_path, "worker")
     try:
         # Without a master the worker's first client_ready stays queued and it sends another one:
         # the master receives both at once and starts the test between them.
