@@ -118,6 +118,12 @@ static const acr_opt_def_t defs[] = {
      "local workers keep at most BYTES of a response body for r.body (default 16 MiB)", M},
     {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
      "bytes of a response body kept for r.body (default 16 MiB); more is read and counted", W},
+    {"cluster-key", 0, NULL, ACR_OPT_STR, O(cluster_key), 0, 0, "FILE",
+     "CURVE on the master port: only peers holding this key file connect (docs/security.md)", B},
+    {"gen-key", 0, NULL, ACR_OPT_STR, O(gen_key), 0, 0, "FILE",
+     "write a new cluster key to FILE (mode 0600, never overwritten) and exit", M},
+    {"trust-master", 0, NULL, ACR_OPT_FLAG, O(trust_master), 0, 0, NULL,
+     "run the scenario of a master reached over the network without --cluster-key", W},
     {"loglevel", 'L', NULL, ACR_OPT_STR, O(loglevel), 0, 0, "LEVEL",
      "DEBUG, INFO (default), WARNING, ERROR", B},
     {"logfile", 0, NULL, ACR_OPT_STR, O(logfile), 0, 0, "FILE", "also log to FILE", B},
@@ -280,6 +286,10 @@ static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
     if (check_tags(o->tags, "--tags", err, errlen) < 0 ||
         check_tags(o->exclude_tags, "--exclude-tags", err, errlen) < 0)
         return -EINVAL;
+    if (o->gen_key) {
+        if (!*o->gen_key) return fail(err, errlen, "--gen-key needs a file name");
+        return 0; /* acrida-master --gen-key FILE does nothing else */
+    }
     if (!o->scenario || !*o->scenario) return fail(err, errlen, "--scenario is required (-f FILE)");
     if (o->host && *o->host && acr_cli_check_url(o->host, "--host", NULL, err, errlen) < 0)
         return -EINVAL;

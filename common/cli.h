@@ -42,6 +42,7 @@ typedef struct acr_cli_opts {
     bool insecure;     /**< the worker's; the master passes it on to local workers */
     int max_body_size; /**< bytes; 0 = not given (the worker's default) */
     bool locust_role;  /**< Locust's --master / --worker: accepted, no effect */
+    char *cluster_key; /**< NULL or the cluster key file (common/keys.h): CURVE on the port */
     /* acrida-master */
     char *host; /**< NULL or an http:// or https:// URL with a host (checked) */
     int users;
@@ -69,12 +70,14 @@ typedef struct acr_cli_opts {
     bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
     char *scenario_dir;      /**< NULL or the directory shipped with the scenario (#10) */
     int max_bundle_size;     /**< bytes of the scenario bundle (default ACR_CLI_BUNDLE_MAX) */
+    char *gen_key;           /**< --gen-key FILE: write a new cluster key and exit */
     /* acrida-worker */
     char *master_host;
     int master_port;
     int processes; /**< 0 = no fork; "auto" resolved to the number of CPUs */
     char *node_id; /**< NULL or "" = generated; else 1..ACR_PROTO_NODE_ID_MAX printable bytes, the
                     *   "-N" suffix of --processes included (checked) */
+    bool trust_master;     /**< run a scenario from a master reached without key over the network */
     bool exit_on_quit;     /**< Locust's one-shot worker: exit on the master's quit */
     double master_timeout; /**< seconds without a word from the master before users stop */
 } acr_cli_opts_t;

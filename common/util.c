@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -289,4 +291,26 @@ const char *acr_http_reason(int status)
     for (size_t i = 0; i < ACR_ARRAY_SIZE(reasons); i++)
         if (reasons[i].status == status) return reasons[i].reason;
     return status < 300 ? "OK" : status < 400 ? "Redirect" : "Error";
+}
+
+bool acr_host_is_loopback(const char *host)
+{
+    if (!host || !*host || strcmp(host, "*") == 0) return false;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return false;
+    bool all = true;
+    for (struct addrinfo *a = res; a && all; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)a->ai_addr;
+            all = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        } else if (a->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a->ai_addr;
+            all = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        } else {
+            all = false;
+        }
+    }
+    freeaddrinfo(res);
+    return all;
 }

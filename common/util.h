@@ -5,6 +5,7 @@
 #ifndef ACR_UTIL_H
 #define ACR_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,10 @@ void acr_buf_free(acr_buf_t *b);
 
 /** Writes @len bytes to @path atomically (temp file + rename). Returns 0 or -errno. */
 int acr_write_file_atomic(const char *path, const void *data, size_t len);
+
+/** Whether @host (a name, an IPv4 or IPv6 literal) means this machine only: every address it
+ *  resolves to is in 127.0.0.0/8 or ::1. "*" and names that do not resolve are not. */
+bool acr_host_is_loopback(const char *host);
 
 /** strdup that returns NULL for NULL. */
 char *acr_strdup(const char *s);

@@ -133,7 +133,7 @@ int acr__local_start(acr_master_t *m, int n)
 
     char port[16];
     snprintf(port, sizeof port, "%d", m->bound_port);
-    char *args[20];
+    char *args[24];
     size_t k = 0;
     args[k++] = path;
     args[k++] = "--master-host";
@@ -148,6 +148,10 @@ int acr__local_start(acr_master_t *m, int n)
     args[k++] = "/dev/null";
     if (m->opts->insecure) args[k++] = "--insecure";
     args[k++] = "--exit-on-quit"; /* one-shot, as Locust's: the master's quit ends them */
+    if (m->keys) {                /* the local workers join with the cluster key too */
+        args[k++] = "--cluster-key";
+        args[k++] = m->opts->cluster_key;
+    }
     char cap[24];
     if (m->opts->max_body_size > 0) {
         snprintf(cap, sizeof cap, "%d", m->opts->max_body_size);

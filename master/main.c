@@ -31,12 +31,6 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-bool acr__master_loopback(const char *host)
-{
-    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-           strcmp(host, "::1") == 0 || strncmp(host, "127.", 4) == 0;
-}
-
 static int write_port_file(const acr_master_t *m)
 {
     char buf[64];
@@ -70,6 +64,7 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
         .scenario_sha256 = mb->default_sha256,
         .adopt_rate = o->spawn_rate,
         .adopt_run_time = o->run_time,
+        .keys = m->keys,
     };
     return acr_core_new(m->loop, &cfg, &m->core);
 }
@@ -144,9 +139,14 @@ static int run(acr_master_t *m)
     }
     if (shape_create(m, err, sizeof err) < 0) goto fail;
     ACR_INFO("Starting acrida-master %s, workers connect to port %d", ACR_VERSION, m->bound_port);
-    if (!acr__master_loopback(opts->master_bind_host))
+    if (m->keys)
+        ACR_INFO("The master port is encrypted and authenticated with the cluster key %s (CURVE): "
+                 "only workers holding it can join",
+                 opts->cluster_key);
+    else if (!acr_host_is_loopback(opts->master_bind_host))
         ACR_WARN("*** the master port %s:%d is reachable from the network without encryption or "
-                 "authentication: any host that can reach it can join as a worker ***",
+                 "authentication: any host that can reach it can join as a worker and receive the "
+                 "scenario; use --cluster-key (docs/security.md) ***",
                  opts->master_bind_host, m->bound_port);
     warn_headless(opts);
     if (acr_history_new(&loop, m->core, &m->history) < 0) {
@@ -211,6 +211,23 @@ int main(int argc, char **argv)
         acr_cli_free(&opts);
         return ACR_EXIT_USAGE;
     }
+    if (opts.gen_key) {
+        rc = acr_keys_generate(opts.gen_key, err, sizeof err);
+        if (rc == 0)
+            printf("wrote a new cluster key to %s (mode 0600): give it to the master and to every "
+                   "worker with --cluster-key %s\n",
+                   opts.gen_key, opts.gen_key);
+        else
+            fprintf(stderr, "acrida-master: error: --gen-key: %s\n", err);
+        acr_cli_free(&opts);
+        return rc == 0 ? ACR_EXIT_OK : ACR_EXIT_USAGE;
+    }
+    acr_keys_t keys;
+    if (opts.cluster_key && acr_keys_load(opts.cluster_key, &keys, err, sizeof err) < 0) {
+        fprintf(stderr, "acrida-master: error: --cluster-key: %s\n", err);
+        acr_cli_free(&opts);
+        return ACR_EXIT_USAGE;
+    }
     acr_log_level_t level = ACR_LOG_INFO;
     acr_log_parse_level(opts.loglevel, &level);
     rc = acr_log_setup(level, "master", opts.logfile);
@@ -260,6 +277,7 @@ int main(int argc, char **argv)
         .nclasses = nclasses,
         .checks = checks,
         .lua = lua,
+        .keys = opts.cluster_key ? &keys : NULL,
         .exit_code = ACR_EXIT_OK,
     };
     code = run(&m);
@@ -268,6 +286,7 @@ int main(int argc, char **argv)
     acr_scenario_classes_free(classes, nclasses);
     acr_check_free(checks);
 out:
+    if (opts.cluster_key) acr_keys_wipe(&keys);
     acr_log_close();
     acr_cli_free(&opts);
     return code;

@@ -19,6 +19,7 @@
 #define ACR_MASTER_H
 
 #include "common/cli.h"
+#include "common/keys.h"
 #include "common/scenario.h"
 #include "master/core/core.h"
 
@@ -60,6 +61,7 @@ typedef struct acr_master {
     acr_headless_t *headless; /**< --headless, or web mode's --autostart */
     acr_web_t *web;           /**< web mode */
     acr_local_t *local;
+    const acr_keys_t *keys;   /**< --cluster-key, loaded; NULL = none (no CURVE) */
     int bound_port, web_port; /**< web_port 0 in headless mode */
     bool shutting_down;
     bool gave_up;      /**< no test ran: the workers never came (no tables, exit 1) */
@@ -108,8 +110,6 @@ const char *acr__local_connect_host(const char *bind_host);
 size_t acr__local_exited(const acr_master_t *m);
 void acr__local_free(acr_master_t *m);
 
-/** Whether @host names the loopback interface ("127.x.y.z", "::1", "localhost"). */
-bool acr__master_loopback(const char *host);
 /** Begins the shutdown (main.c): closes the core, the front-ends, the history, the signals and
  *  the server, and stops the local workers, so the loop can end. */
 void acr__master_shutdown(acr_master_t *m);

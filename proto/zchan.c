@@ -14,8 +14,11 @@
  * full peer -> EAGAIN instead of a silent drop).
  */
 #include "proto/zchan.h"
+
+#include "common/keys.h"
 #include "proto/msg.h"
 #include "proto/proto.h"
+#include "proto/zap.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -40,6 +43,7 @@ struct acr_zchan {
     acr_zchan_recv_cb cb;
     void *ud;
     uint64_t dropped;
+    acr_zap_t *zap; /* the ROUTER's authentication thread, with a cluster key */
     void (*closed_cb)(void *ud);
     void *closed_ud;
 };
@@ -183,12 +187,46 @@ static int chan_new(uv_loop_t *loop, bool router, acr_zchan_recv_cb cb, void *ud
     return 0;
 }
 
+/* Closes the socket, ends the ZAP thread (a shutdown context fails its blocking receive) and
+ * terminates the context. */
+static void chan_release(acr_zchan_t *ch)
+{
+    zmq_close(ch->sock);
+    if (ch->zap) {
+        zmq_ctx_shutdown(ch->ctx);
+        acr_zap_stop(ch->zap);
+        ch->zap = NULL;
+    }
+    zmq_ctx_term(ch->ctx);
+}
+
 /* Frees a channel whose uv handles were never started. */
 static void chan_destroy(acr_zchan_t *ch)
 {
-    zmq_close(ch->sock);
-    zmq_ctx_term(ch->ctx);
+    chan_release(ch);
     free(ch);
+}
+
+/* CURVE for a channel with a cluster key: the server side (with its ZAP handler, bound before the
+ * ROUTER binds so that no peer is ever let in unchecked) or the client side. */
+static int set_curve(acr_zchan_t *ch, const acr_keys_t *k)
+{
+    if (!k) return 0;
+    int one = 1;
+    if (ch->router) {
+        int r = acr_zap_start(ch->ctx, ch->sock, k->worker_public, &ch->zap);
+        if (r) return r;
+        if (zmq_setsockopt(ch->sock, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+            zmq_setsockopt(ch->sock, ZMQ_CURVE_SECRETKEY, k->master_secret, ACR_KEY_Z85_LEN) ||
+            zmq_setsockopt(ch->sock, ZMQ_ZAP_DOMAIN, "acrida", 6))
+            return zerr();
+        return 0;
+    }
+    if (zmq_setsockopt(ch->sock, ZMQ_CURVE_SERVERKEY, k->master_public, ACR_KEY_Z85_LEN) ||
+        zmq_setsockopt(ch->sock, ZMQ_CURVE_PUBLICKEY, k->worker_public, ACR_KEY_Z85_LEN) ||
+        zmq_setsockopt(ch->sock, ZMQ_CURVE_SECRETKEY, k->worker_secret, ACR_KEY_Z85_LEN))
+        return zerr();
+    return 0;
 }
 
 static int start_poll(acr_zchan_t *ch)
@@ -227,6 +265,13 @@ static int enable_ipv6(acr_zchan_t *ch, const char *host)
 int acr_zchan_bind(uv_loop_t *loop, const char *host, int port, acr_zchan_recv_cb cb, void *ud,
                    acr_zchan_t **out, int *bound_port, char *err, size_t errlen)
 {
+    return acr_zchan_bind_keyed(loop, host, port, NULL, cb, ud, out, bound_port, err, errlen);
+}
+
+int acr_zchan_bind_keyed(uv_loop_t *loop, const char *host, int port, const acr_keys_t *keys,
+                         acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, int *bound_port,
+                         char *err, size_t errlen)
+{
     acr_zchan_t *ch = NULL;
     char ep[300], last[300];
     size_t n = sizeof(last);
@@ -243,7 +288,7 @@ int acr_zchan_bind(uv_loop_t *loop, const char *host, int port, acr_zchan_recv_c
         snprintf(err, errlen, "bind %s: %s", ep, r == -ENOMEM ? "out of memory" : zmq_strerror(-r));
         return r;
     }
-    if ((r = set_opts(ch)) || (r = enable_ipv6(ch, host))) {
+    if ((r = set_opts(ch)) || (r = enable_ipv6(ch, host)) || (r = set_curve(ch, keys))) {
         snprintf(err, errlen, "bind %s: setsockopt: %s", ep, zmq_strerror(-r));
         goto fail;
     }
@@ -286,6 +331,13 @@ fail:
 int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *identity,
                       acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, char *err, size_t errlen)
 {
+    return acr_zchan_connect_keyed(loop, host, port, identity, NULL, cb, ud, out, err, errlen);
+}
+
+int acr_zchan_connect_keyed(uv_loop_t *loop, const char *host, int port, const char *identity,
+                            const acr_keys_t *keys, acr_zchan_recv_cb cb, void *ud,
+                            acr_zchan_t **out, char *err, size_t errlen)
+{
     acr_zchan_t *ch = NULL;
     char ep[300];
     int r;
@@ -308,7 +360,7 @@ int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *i
                  r == -ENOMEM ? "out of memory" : zmq_strerror(-r));
         return r;
     }
-    if ((r = set_opts(ch)) || (r = enable_ipv6(ch, host)) ||
+    if ((r = set_opts(ch)) || (r = enable_ipv6(ch, host)) || (r = set_curve(ch, keys)) ||
         (zmq_setsockopt(ch->sock, ZMQ_ROUTING_ID, identity, idlen) != 0 && (r = zerr()))) {
         snprintf(err, errlen, "connect %s: setsockopt: %s", ep, zmq_strerror(-r));
         goto fail;
@@ -357,12 +409,16 @@ uint64_t acr_zchan_dropped(const acr_zchan_t *ch)
     return ch->dropped;
 }
 
+uint64_t acr_zchan_refused(const acr_zchan_t *ch)
+{
+    return ch->zap ? acr_zap_refused(ch->zap) : 0;
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     acr_zchan_t *ch = h->data;
     if (--ch->open_handles > 0) return;
-    zmq_close(ch->sock);
-    zmq_ctx_term(ch->ctx);
+    chan_release(ch);
     void (*cb)(void *) = ch->closed_cb;
     void *ud = ch->closed_ud;
     free(ch);

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 typedef struct acr_zchan acr_zchan_t;
+typedef struct acr_keys acr_keys_t;
 
 /** @peer/@peer_len: the routing id of the sender (ROUTER) or NULL/0 (DEALER). @data is valid
  *  only during the call. */
@@ -29,9 +30,22 @@ typedef void (*acr_zchan_recv_cb)(acr_zchan_t *ch, const char *peer, size_t peer
 int acr_zchan_bind(uv_loop_t *loop, const char *host, int port, acr_zchan_recv_cb cb, void *ud,
                    acr_zchan_t **out, int *bound_port, char *err, size_t errlen);
 
+/** acr_zchan_bind with CURVE when @keys is not NULL (common/keys.h): the ROUTER serves CURVE with
+ *  the master key pair, and a ZAP handler (proto/zap.h) admits only peers presenting the worker
+ *  public key. Every frame is then encrypted. */
+int acr_zchan_bind_keyed(uv_loop_t *loop, const char *host, int port, const acr_keys_t *keys,
+                         acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, int *bound_port,
+                         char *err, size_t errlen);
+
 /** Connects a DEALER with routing id @identity to tcp://@host:@port (retried forever by zmq). */
 int acr_zchan_connect(uv_loop_t *loop, const char *host, int port, const char *identity,
                       acr_zchan_recv_cb cb, void *ud, acr_zchan_t **out, char *err, size_t errlen);
+
+/** acr_zchan_connect with CURVE when @keys is not NULL: the worker key pair, and only a server
+ *  proving the master secret key is talked to. */
+int acr_zchan_connect_keyed(uv_loop_t *loop, const char *host, int port, const char *identity,
+                            const acr_keys_t *keys, acr_zchan_recv_cb cb, void *ud,
+                            acr_zchan_t **out, char *err, size_t errlen);
 
 /** Sends one payload (to @peer on a ROUTER; @peer NULL on a DEALER); the data is copied. Never
  *  blocks: returns -EAGAIN when the peer's queue is full, -EHOSTUNREACH for an unknown ROUTER peer,
@@ -41,6 +55,9 @@ int acr_zchan_send(acr_zchan_t *ch, const char *peer, size_t peer_len, const voi
 
 /** Messages dropped for a wrong number of frames (the master adds them to its malformed count). */
 uint64_t acr_zchan_dropped(const acr_zchan_t *ch);
+
+/** Peers the ZAP handler refused (0 without a cluster key). */
+uint64_t acr_zchan_refused(const acr_zchan_t *ch);
 
 /** Stops polling, closes the uv handle and the socket and terminates the context; @closed_cb (may
  *  be NULL) runs from the loop once the memory is gone. Safe to call from the receive callback. */

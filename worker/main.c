@@ -8,6 +8,7 @@
  * the master with --exit-on-quit), 2 on bad usage.
  */
 #include "common/cli.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proto/proto.h"
@@ -119,7 +120,16 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
+    acr_keys_t keys;
+    if (o.cluster_key && acr_keys_load(o.cluster_key, &keys, err, sizeof err) < 0) {
+        ACR_ERROR("--cluster-key: %s", err);
+        acr_log_close();
+        code = 2;
+        goto out;
+    }
     acr_worker_config_t cfg = {
+        .keys = o.cluster_key ? &keys : NULL,
+        .trust_master = o.trust_master,
         .master_host = o.master_host,
         .master_port = o.master_port,
         .scenario = o.scenario,
@@ -131,6 +141,7 @@ int main(int argc, char **argv)
     };
     code =
         o.processes > 0 ? run_processes(&cfg, o.processes, level, o.logfile) : acr_worker_run(&cfg);
+    if (o.cluster_key) acr_keys_wipe(&keys);
     acr_log_close();
 out:
     acr_cli_free(&o);

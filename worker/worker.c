@@ -82,7 +82,9 @@ typedef struct worker {
     acr_http_client_t *http;
     acr_rt_t *rt;
     bool rt_loaded;
-    char *scenario_src; /**< the master-shipped source now loaded (to skip re-sends) */
+    char *scenario_src;    /**< the master-shipped source now loaded (to skip re-sends) */
+    bool master_local;     /**< --master-host resolves to loopback addresses only */
+    bool refused_scenario; /**< a keyless network master's scenario was refused (then quits) */
     size_t scenario_len;
     /** The scenario bundle (common/bundle.h): the one being received (its reassembly and main
      * path), the private directory of the one loaded (removed when replaced and at exit), and the
@@ -432,8 +434,11 @@ static void ready_cb(uv_timer_t *t)
     uint64_t next =
         w->ready_delay_ms * 2 < READY_RETRY_MAX_MS ? w->ready_delay_ms * 2 : READY_RETRY_MAX_MS;
     if (w->ready_tries <= 4 || w->ready_tries % 60 == 0)
-        ACR_INFO("no ack from the master yet; sending client_ready again (next in %.0f s)",
-                 (double)next / 1000);
+        ACR_INFO("no ack from the master yet; sending client_ready again (next in %.0f s)%s",
+                 (double)next / 1000,
+                 w->cfg->keys
+                     ? "; is the master using the same --cluster-key?"
+                     : "; a master started with --cluster-key accepts only workers with it");
     send_client_ready(w);
     w->ready_delay_ms = next;
     uv_timer_start(t, ready_cb, w->ready_delay_ms, 0);
@@ -859,6 +864,22 @@ static void begin_bundle(worker_t *w, const acr_msg_t *m)
         scenario_failed(w, bd->sha256, err);
 }
 
+/* A scenario is code: from a master reached over the network without a cluster key, whoever
+ * answers at --master-host could have sent it (docs/security.md). Refused like a scenario that
+ * fails to load: the master hears why and this worker quits, so it gets no spawn. */
+static void refuse_scenario(worker_t *w, const acr_msg_t *m)
+{
+    if (w->refused_scenario) return;
+    w->refused_scenario = true;
+    char msg[700];
+    snprintf(msg, sizeof msg,
+             "worker %s refused it: it came from %.200s over the network without a cluster key; "
+             "start the master and workers with --cluster-key FILE, or the worker with "
+             "--trust-master",
+             w->node_id, w->cfg->master_host);
+    scenario_failed(w, m->bundle.sha256 && *m->bundle.sha256 ? m->bundle.sha256 : NULL, msg);
+}
+
 static void on_scenario(worker_t *w, const acr_msg_t *m)
 {
     char err[1024];
@@ -868,6 +889,10 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
         return;
     }
     if (w->state == WS_QUITTING || w->state == WS_DONE) return;
+    if (!w->cfg->keys && !w->cfg->trust_master && !w->master_local) {
+        refuse_scenario(w, m);
+        return;
+    }
     if (w->state != WS_READY) {
         ACR_WARN("the master sent a new scenario during a test; ignored until the test stops");
         return;
@@ -1186,14 +1211,17 @@ int acr_worker_run(const acr_worker_config_t *cfg)
 
     const char *host = cfg->master_host ? cfg->master_host : "127.0.0.1";
     int port = cfg->master_port > 0 ? cfg->master_port : 5557;
-    rc = acr_zchan_connect(&loop, host, port, w.node_id, recv_cb, &w, &w.ch, err, sizeof err);
+    rc = acr_zchan_connect_keyed(&loop, host, port, w.node_id, cfg->keys, recv_cb, &w, &w.ch, err,
+                                 sizeof err);
     if (rc < 0) {
         ACR_ERROR("cannot connect to the master: %s", err);
         w.exit_code = 1;
         close_all(&w);
         goto run;
     }
-    ACR_INFO("worker %s connecting to tcp://%s:%d", w.node_id, host, port);
+    w.master_local = acr_host_is_loopback(host);
+    ACR_INFO("worker %s connecting to tcp://%s:%d%s", w.node_id, host, port,
+             cfg->keys ? " with the cluster key (CURVE)" : "");
 
     if (cfg->scenario) {
         if (load_scenario(&w, cfg->scenario, NULL, NULL, NULL, 0, err, sizeof err) < 0) {

@@ -24,6 +24,8 @@ typedef struct acr_worker_config {
      *  the next master: Locust's one-shot worker, what the master's local workers use */
     bool exit_on_quit;
     double master_timeout; /**< s of silence from an acrida master before its users stop; 0: 10 */
+    const struct acr_keys *keys; /**< the cluster key (CURVE to the master); NULL = none */
+    bool trust_master;           /**< run a scenario shipped by a keyless master over the network */
 } acr_worker_config_t;
 
 /**

@@ -85,8 +85,8 @@ fail:
 int acr_core_listen(acr_core_t *c, const char *host, int port, int *bound_port, char *err,
                     size_t errlen)
 {
-    int rc = acr_zchan_bind(c->loop, host, port, acr__registry_on_frame, c, &c->chan, bound_port,
-                            err, errlen);
+    int rc = acr_zchan_bind_keyed(c->loop, host, port, c->cfg.keys, acr__registry_on_frame, c,
+                                  &c->chan, bound_port, err, errlen);
     if (rc < 0) return rc;
     rc = acr__registry_start(c);
     if (rc < 0) snprintf(err, errlen, "liveness timer: %s", uv_strerror(rc));

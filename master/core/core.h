@@ -77,6 +77,9 @@ typedef struct acr_core_config {
      *  (the master's -r; <= 0: 1) and stops after this many seconds from the adoption (-t;
      *  <= 0: no limit). */
     double adopt_rate, adopt_run_time;
+    /** The cluster key (CURVE and ZAP on the ROUTER, proto/zchan.h); NULL = none. Borrowed: it
+     *  must outlive the core. */
+    const struct acr_keys *keys;
 } acr_core_config_t;
 
 typedef enum {

@@ -109,7 +109,7 @@ int acr__web_start(acr_master_t *m, acr_web_t **out)
                   *err ? err : strerror(-rc));
         return rc;
     }
-    if (acr__master_loopback(host)) return 0;
+    if (acr_host_is_loopback(host)) return 0;
     if (!cfg.auth)
         ACR_WARN("*** the dashboard on %s:%d is reachable from the network without --web-auth: "
                  "anyone who can reach it can start, stop and read tests ***",
