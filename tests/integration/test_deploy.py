@@ -22,8 +22,9 @@ from conftest import BUILD, ROOT, SAN, Daemon, Target, read_port_file, wait_for,
 
 UNITS = ("acrida-master.service", "acrida-worker@.service")
 BINARIES = ("acrida-master", "acrida-worker", "acrida-target")
-# Options that are not settings: the help, the version, and Locust's ignored role flags.
-NOT_SETTINGS = {"help", "version", "master", "worker"}
+# Options that are not settings: the help, the version, --gen-key (an action), and Locust's
+# ignored role flags.
+NOT_SETTINGS = {"help", "version", "master", "worker", "gen-key"}
 
 
 def make_install(destdir, *assignments):
@@ -309,7 +310,7 @@ def test_env_file_lists_every_option(installed):
 # The commented lines of acrida.env that are examples rather than defaults: left commented when
 # the test turns the file's defaults on.
 EXAMPLE_VALUES = {"ACRIDA_CONFIG", "ACRIDA_SCENARIO", "ACRIDA_NODE_ID", "ACRIDA_WEB_AUTH",
-                  "ACRIDA_TLS_CERT", "ACRIDA_TLS_KEY", "ACRIDA_HOST"}
+                  "ACRIDA_TLS_CERT", "ACRIDA_TLS_KEY", "ACRIDA_HOST", "ACRIDA_CLUSTER_KEY"}
 
 
 def systemd_env(path):
