@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "common/bundle.h"
 
+#include "common/log.h"
 #include "common/util.h"
 
 #include <dirent.h>
@@ -47,31 +48,16 @@ void acr_bundle_sha256_hex(const void *p, size_t n, char out[65])
     for (unsigned i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* A printable copy of a hostile name for messages. */
-static const char *shown(const char *p, size_t n, char *buf, size_t buflen)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 5 < buflen; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch < 0x20 || ch == 0x7f)
-            k += (size_t)snprintf(buf + k, buflen - k, "\\x%02x", ch);
-        else
-            buf[k++] = (char)ch;
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
 bool acr_bundle_path_ok(const char *path, size_t len, char *err, size_t errlen)
 {
     char sh[160];
     if (len == 0) return fail(err, errlen, 0, "an empty file name"), false;
     if (len > ACR_BUNDLE_PATH_MAX) {
         fail(err, errlen, 0, "the file name '%s...' is longer than %d bytes",
-             shown(path, 60, sh, sizeof sh), ACR_BUNDLE_PATH_MAX);
+             acr_log_escape(sh, sizeof sh, path, 60), ACR_BUNDLE_PATH_MAX);
         return false;
     }
-    shown(path, len, sh, sizeof sh);
+    acr_log_escape(sh, sizeof sh, path, len);
     if (path[0] == '/') return fail(err, errlen, 0, "'%s' is an absolute path", sh), false;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)path[i];

@@ -177,7 +177,8 @@ static void report_error(lua_State *L, int idx, const char *event, acr_events_er
     if (on_error)
         on_error(msg, tb, ud);
     else
-        ACR_ERROR("error in a listener of %s: %s\n%s", event ? event : "an event", msg, tb);
+        ACR_ERROR("error in a listener of %s: %s\n%s", ACR_ESC(event ? event : "an event"),
+                  ACR_ESC_LONG(msg), ACR_ESC_LONG(tb));
     lua_pop(L, 2);
 }
 

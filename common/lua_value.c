@@ -646,7 +646,7 @@ int acr_messages_dispatch(lua_State *L, const char *type, const void *data, size
         if (first)
             ACR_WARN("Unknown message type received from %s: '%s' (no handler registered with "
                      "acrida.runner:register_message; further ones are not logged)",
-                     node_id && *node_id ? node_id : "the master", type);
+                     ACR_ESC(node_id && *node_id ? node_id : "the master"), ACR_ESC(type));
         return 0;
     }
     lua_createtable(L, 0, 3);

@@ -6,6 +6,7 @@
  */
 #include "master/check.h"
 
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -439,7 +440,7 @@ static void fmt_measured(char *buf, size_t size, const check_item_t *it, const a
 /* Writes @s with control characters (and DEL) as '?', so a name cannot break the line. */
 static void put_name(FILE *f, const char *s)
 {
-    for (; *s; s++) fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+    acr_log_escape_file(f, s); /* names come from workers: no terminal control reaches stdout */
 }
 
 /* One line for @it on @e (named: a name= match, shown in the line). Returns whether it passed. */

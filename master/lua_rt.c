@@ -34,7 +34,8 @@ struct acr_lua_rt {
 static void listener_error(const char *msg, const char *tb, void *ud)
 {
     acr_lua_rt_t *rt = ud;
-    ACR_ERROR("error in a scenario listener or message handler on the master: %s\n%s", msg, tb);
+    ACR_ERROR("error in a scenario listener or message handler on the master: %s\n%s",
+              ACR_ESC_LONG(msg), ACR_ESC_LONG(tb));
     if (rt->core && acr_core_add_exception(rt->core, msg, tb, "master") < 0)
         ACR_ERROR("out of memory recording an exception");
 }
@@ -166,7 +167,8 @@ static void on_custom(acr_core_t *c, const char *node_id, const char *type, cons
     if (!rt->core) return;
     if (acr_messages_dispatch(rt->L, type, data, len, node_id, listener_error, rt, err,
                               sizeof err) < 0)
-        ACR_WARN("message '%s' from worker %s dropped: %s", type, node_id, err);
+        ACR_WARN("message '%s' from worker %s dropped: %s", ACR_ESC(type), ACR_ESC(node_id),
+                 ACR_ESC_LONG(err));
 }
 
 static void on_report(acr_core_t *c, const char *node_id, const void *extra, size_t extra_len,
@@ -181,7 +183,9 @@ static void on_report(acr_core_t *c, const char *node_id, const void *extra, siz
     lua_pushstring(L, node_id);
     if (!extra || acr_lua_value_push(L, extra, extra_len, err, sizeof err) < 0 ||
         !lua_istable(L, -1)) {
-        if (extra) ACR_WARN("report fields from worker %s ignored: %s", node_id, err);
+        if (extra)
+            ACR_WARN("report fields from worker %s ignored: %s", ACR_ESC(node_id),
+                     ACR_ESC_LONG(err));
         lua_settop(L, top + 1);
         lua_newtable(L);
     }
@@ -201,11 +205,11 @@ static void pool_reply(const char *node_id, const acr_pool_reply_t *rep, void *u
     acr_buf_reset(&rt->pool_buf);
     if (acr_msg_encode_pool_rep(&rt->pool_buf, rep->req_id, rep->row, rep->row_len, rep->row_id,
                                 rep->size, rep->available, rep->error, node_id) < 0) {
-        ACR_ERROR("out of memory answering a pool request of worker %s", node_id);
+        ACR_ERROR("out of memory answering a pool request of worker %s", ACR_ESC(node_id));
         return;
     }
     int rc = acr_core_send_frame(rt->core, node_id, rt->pool_buf.data, rt->pool_buf.len);
-    if (rc < 0) ACR_DEBUG("pool answer to worker %s not sent: %s", node_id, strerror(-rc));
+    if (rc < 0) ACR_DEBUG("pool answer to worker %s not sent: %s", ACR_ESC(node_id), strerror(-rc));
 }
 
 static void on_pool(acr_core_t *c, const char *node_id, const struct acr_msg_pool *req, void *ud)

@@ -91,12 +91,13 @@ static int shape_create(acr_master_t *m, char *err, size_t errlen)
     err[0] = '\0';
     int rc = acr_shape_new(&cfg, &m->shape, err, errlen);
     if (rc < 0) {
-        ACR_ERROR("%s", *err ? err : strerror(-rc));
+        ACR_ERROR("%s", ACR_ESC_LONG(*err ? err : strerror(-rc)));
         return rc;
     }
     if (m->shape)
         ACR_INFO("The scenario's load shape (%s) sets the users and spawn rate of each test%s",
-                 acr_shape_where(m->shape), m->opts->headless ? " (-u/-r are not used)" : "");
+                 ACR_ESC(acr_shape_where(m->shape)),
+                 m->opts->headless ? " (-u/-r are not used)" : "");
     return 0;
 }
 

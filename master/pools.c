@@ -363,7 +363,8 @@ void acr_pools_request(acr_pools_t *p, const char *node, const acr_msg_pool_t *r
             unlease(p, pl, (size_t)req->row_id);
         else
             ACR_WARN("pool '%s': worker %s released row %lld, which its user %llu does not hold",
-                     pl->name, node, (long long)req->row_id, (unsigned long long)req->user);
+                     ACR_ESC(pl->name), ACR_ESC(node), (long long)req->row_id,
+                     (unsigned long long)req->user);
         break;
     }
     case ACR_POOL_OP_RELEASE_USER:
@@ -590,7 +591,7 @@ static int l_pool(lua_State *L)
     }
     acr_pool_stat_t st;
     acr_pools_stat(p, idx, &st);
-    ACR_DEBUG("pool '%s' (%s): %zu rows", name, mode_names[mode], st.size);
+    ACR_DEBUG("pool '%s' (%s): %zu rows", ACR_ESC(name), mode_names[mode], st.size);
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "name");

@@ -11,6 +11,7 @@
 
 #include "master/pools.h"
 
+#include "common/log.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -113,6 +114,13 @@ static void dashes(FILE *f, int n)
     for (int i = 0; i < n; i++) fputc('-', f);
 }
 
+/* After a cell of @used bytes, spaces up to @width (printf's "%-*s" for an escaped cell: entry
+ * names and methods come from workers, so the console shows them through acr_log_escape_file()). */
+static void pad(FILE *f, size_t used, int width)
+{
+    for (size_t i = used; i < (size_t)width; i++) fputc(' ', f);
+}
+
 static void stats_separator(FILE *f)
 {
     static const int widths[] = {TYPE_W, NAME_W - TYPE_W + 4, 7, 13, 7, 7, 7, 7, 8, 11};
@@ -126,8 +134,7 @@ static void stats_separator(FILE *f)
 static void stats_row(FILE *f, const acr_stats_entry_t *e, const acr_stats_entry_t *total,
                       bool current)
 {
-    char type[64], fails[48], avg[32], min[32], max[32], med[32];
-    snprintf(type, sizeof(type), "%s%s", e->method, e->method[0] ? " " : "");
+    char fails[48], avg[32], min[32], max[32], med[32];
     snprintf(fails, sizeof(fails), "%llu(%.2f%%)", (unsigned long long)e->num_failures,
              acr_stats_fail_ratio(e) * 100);
     acr_report_fmt_ms(avg, sizeof(avg), acr_stats_avg_ms(e));
@@ -137,9 +144,16 @@ static void stats_row(FILE *f, const acr_stats_entry_t *e, const acr_stats_entry
     double rps = current ? acr_stats_current_rps(e, total) : acr_stats_total_rps(e, total);
     double fps =
         current ? acr_stats_current_fail_per_sec(e, total) : acr_stats_total_fail_per_sec(e, total);
-    fprintf(f, "%-*s %-*s %7llu %12s |%7s %7s %7s%7s | %7.2f %11.2f\n", TYPE_W, type,
-            NAME_W - TYPE_W + 4, e->name, (unsigned long long)e->num_requests, fails, avg, min, max,
-            med, rps, fps);
+    size_t w = acr_log_escape_file(f, e->method);
+    if (e->method[0]) {
+        fputc(' ', f);
+        w++;
+    }
+    pad(f, w, TYPE_W);
+    fputc(' ', f);
+    pad(f, acr_log_escape_file(f, e->name), NAME_W - TYPE_W + 4);
+    fprintf(f, " %7llu %12s |%7s %7s %7s%7s | %7.2f %11.2f\n", (unsigned long long)e->num_requests,
+            fails, avg, min, max, med, rps, fps);
 }
 
 int acr_report_console_stats(FILE *f, acr_stats_t *s, bool current)
@@ -174,7 +188,9 @@ static void pct_separator(FILE *f)
 
 static void pct_row(FILE *f, const acr_stats_entry_t *e)
 {
-    fprintf(f, "%-*s %-*s", TYPE_W, e->method, NAME_W, e->name);
+    pad(f, acr_log_escape_file(f, e->method), TYPE_W);
+    fputc(' ', f);
+    pad(f, acr_log_escape_file(f, e->name), NAME_W);
     for (size_t i = 0; i < NPCTS; i++) {
         char v[32];
         acr_report_fmt_ms(v, sizeof(v), acr_stats_percentile_ms(e, PCTS[i]));
@@ -212,9 +228,15 @@ int acr_report_console_failures(FILE *f, acr_stats_t *s)
     fputc('|', f);
     dashes(f, sep);
     fputc('\n', f);
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%-18llu %s %s: %s\n", (unsigned long long)errs[i]->occurrences, errs[i]->method,
-                errs[i]->name, errs[i]->error);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%-18llu ", (unsigned long long)errs[i]->occurrences);
+        acr_log_escape_file(f, errs[i]->method);
+        fputc(' ', f);
+        acr_log_escape_file(f, errs[i]->name);
+        fputs(": ", f);
+        acr_log_escape_file(f, errs[i]->error);
+        fputc('\n', f);
+    }
     dashes(f, 18);
     fputc('|', f);
     dashes(f, sep);
@@ -234,15 +256,25 @@ int acr_report_console_exceptions(FILE *f, acr_stats_t *s)
     dashes(f, 80 + NAME_W - 11);
     fputc('\n', f);
     for (size_t i = 0; i < n; i++) {
-        fprintf(f, "%-10llu %s\n", (unsigned long long)ex[i]->count, ex[i]->msg);
+        fprintf(f, "%-10llu ", (unsigned long long)ex[i]->count);
+        acr_log_escape_file(f, ex[i]->msg);
+        fputc('\n', f);
+        /* a traceback keeps its lines, indented (never at the start of a line, where it could
+         * read as a log record on stderr), each escaped */
         const char *line = ex[i]->traceback;
         while (*line) {
             const char *end = strchr(line, '\n');
-            int len = end ? (int)(end - line) : (int)strlen(line);
-            fprintf(f, "%-10s %.*s\n", "", len, line);
+            size_t len = end ? (size_t)(end - line) : strlen(line);
+            fprintf(f, "%-10s ", "");
+            acr_log_escape_filen(f, line, len);
+            fputc('\n', f);
             line += len + (end ? 1 : 0);
         }
-        if (ex[i]->nodes[0]) fprintf(f, "%-10s (nodes: %s)\n", "", ex[i]->nodes);
+        if (ex[i]->nodes[0]) {
+            fprintf(f, "%-10s (nodes: ", "");
+            acr_log_escape_file(f, ex[i]->nodes);
+            fputs(")\n", f);
+        }
     }
     dashes(f, 10);
     fputc('|', f);

@@ -564,7 +564,7 @@ static int evaluate(acr_shape_t *s, double t, acr_shape_target_t *out, char *err
 /* The shape failed: the test stops, the error is logged and recorded, the run fails. */
 static void fail(acr_shape_t *s, const char *err, const char *tb)
 {
-    ACR_ERROR("load shape (%s): %s: stopping the test", s->where, err);
+    ACR_ERROR("load shape (%s): %s: stopping the test", ACR_ESC(s->where), ACR_ESC_LONG(err));
     if (acr_core_add_exception(s->core, err, tb ? tb : "", "master") < 0)
         ACR_ERROR("out of memory recording an exception");
     uv_timer_stop(&s->timer);
@@ -625,7 +625,8 @@ static void tick_cb(uv_timer_t *t)
         return;
     }
     if (rc == 0) {
-        ACR_INFO("load shape (%s): the shape ended at %.0f s: stopping the test", s->where, rt);
+        ACR_INFO("load shape (%s): the shape ended at %.0f s: stopping the test", ACR_ESC(s->where),
+                 rt);
         uv_timer_stop(&s->timer);
         s->active = false;
         acr_core_stop(s->core);
@@ -645,9 +646,10 @@ static void tick_cb(uv_timer_t *t)
     classes_text(&next, names, sizeof names);
     if (next.stage >= 0)
         ACR_INFO("load shape: stage %ld: %ld users at %g users/s (%s)", next.stage + 1, next.users,
-                 next.rate, names);
+                 next.rate, ACR_ESC_LONG(names));
     else
-        ACR_INFO("load shape: %ld users at %g users/s (%s)", next.users, next.rate, names);
+        ACR_INFO("load shape: %ld users at %g users/s (%s)", next.users, next.rate,
+                 ACR_ESC_LONG(names));
     acr_shape_target_clear(&s->cur);
     s->cur = next; /* takes its classes */
 }
@@ -668,7 +670,7 @@ int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err
     if (rc == 0) {
         snprintf(err, errlen, "the load shape (%s) returned nil at run time 0: no test to run",
                  s->where);
-        ACR_WARN("%s", err);
+        ACR_WARN("%s", ACR_ESC_LONG(err));
         return 1;
     }
     rc = acr_core_start(s->core, first.users, first.rate, host, run_time,
@@ -679,9 +681,9 @@ int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err
         return rc;
     }
     char names[256];
-    ACR_INFO("load shape (%s) starts the test: %s%ld users at %g users/s (%s)", s->where,
+    ACR_INFO("load shape (%s) starts the test: %s%ld users at %g users/s (%s)", ACR_ESC(s->where),
              first.stage >= 0 ? "stage 1: " : "", first.users, first.rate,
-             classes_text(&first, names, sizeof names));
+             ACR_ESC_LONG(classes_text(&first, names, sizeof names)));
     acr_shape_target_clear(&s->cur);
     s->cur = first;
     s->active = true;

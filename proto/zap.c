@@ -82,14 +82,10 @@ static void reply(void *sock, const zmq_msg_t *reqid, bool ok)
     send_frame(sock, "", 0, false);
 }
 
-/* The peer's address as text, printable characters only (it came from libzmq, but never trust). */
+/* The peer's address as text for the log, escaped (it came from libzmq, but never trust). */
 static void copy_addr(char *dst, size_t n, zmq_msg_t *m)
 {
-    size_t len = zmq_msg_size(m), o = 0;
-    const char *s = zmq_msg_data(m);
-    for (size_t i = 0; i < len && o + 1 < n; i++)
-        dst[o++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    dst[o] = 0;
+    acr_log_escape(dst, n, zmq_msg_data(m), zmq_msg_size(m));
 }
 
 /* @handshake: a failed CURVE handshake (no key, or another master's); else a ZAP refusal. */

@@ -265,7 +265,7 @@ static int l_release(lua_State *L)
     int rc = send_req(ps, name, ACR_POOL_OP_RELEASE, 0, u->pool_uid, row_id, -1);
     if (rc < 0)
         ACR_WARN("pool '%s': release not sent (%s); the master frees the row when the user ends",
-                 name, send_error(rc));
+                 ACR_ESC(name), send_error(rc));
     lua_pop(L, 2);
     return 0;
 }
@@ -396,7 +396,8 @@ void acr_rt_pools_on_reply(acr_rt_t *rt, const acr_msg_t *m)
             nargs = 3;
         }
     } else if (acr_lua_value_push(co, m->data, m->data_len, err, sizeof err) < 0) {
-        ACR_WARN("pool '%s': the master's row cannot be read: %s", pd->name, err);
+        ACR_WARN("pool '%s': the master's row cannot be read: %s", ACR_ESC(pd->name),
+                 ACR_ESC_LONG(err));
         lua_pushnil(co);
         lua_pushfstring(co, "bad row from the master: %s", err);
         nargs = 2;

@@ -227,7 +227,7 @@ void acr__rt_exception(acr_rt_t *rt, lua_State *co, const char *msg, int level)
     format_traceback(L, co, level, &b);
     luaL_pushresult(&b);
     const char *tb = lua_tostring(L, -1);
-    ACR_DEBUG("exception in user code: %s\n%s", msg, tb);
+    ACR_DEBUG("exception in user code: %s\n%s", ACR_ESC_LONG(msg), ACR_ESC_LONG(tb));
     if (rt->stats && acr_stats_add_exception(rt->stats, msg, tb, rt->node_id, 1) < 0) {
         ACR_ERROR("out of memory recording an exception");
     }
@@ -258,7 +258,7 @@ int acr__rt_onerror(lua_State *L)
 static void listener_error(const char *msg, const char *tb, void *ud)
 {
     acr_rt_t *rt = ud;
-    ACR_DEBUG("error in a listener: %s\n%s", msg, tb);
+    ACR_DEBUG("error in a listener: %s\n%s", ACR_ESC_LONG(msg), ACR_ESC_LONG(tb));
     if (rt->stats && acr_stats_add_exception(rt->stats, msg, tb, rt->node_id, 1) < 0)
         ACR_ERROR("out of memory recording an exception");
 }
@@ -330,8 +330,8 @@ static int wait_common(lua_State *L, acr__wait_t why, const char *what)
     } else if (why == ACR__WAIT_SLEEP) {
         return luaL_error(L, "acrida.sleep expects a number of seconds");
     } else if (!lua_isnil(L, 1)) {
-        ACR_WARN("user class '%s': wait_time returned a %s, not seconds; not waiting", u->cls->name,
-                 luaL_typename(L, 1));
+        ACR_WARN("user class '%s': wait_time returned a %s, not seconds; not waiting",
+                 ACR_ESC(u->cls->name), luaL_typename(L, 1));
     }
     if (!(s >= 0) || isinf(s)) {
         if (why == ACR__WAIT_SLEEP) return luaL_error(L, "acrida.sleep: invalid duration");
@@ -759,7 +759,7 @@ int acr_rt_set_users(acr_rt_t *rt, const acr_class_count_t *counts, size_t n)
         size_t i = 0;
         while (i < rt->nclasses && strcmp(rt->classes[i].name, counts[k].name) != 0) i++;
         if (i == rt->nclasses) {
-            ACR_WARN("spawn names an unknown user class '%s'; skipped", counts[k].name);
+            ACR_WARN("spawn names an unknown user class '%s'; skipped", ACR_ESC(counts[k].name));
             continue;
         }
         size_t want = counts[k].count > 0 ? (size_t)counts[k].count : 0;

@@ -32,7 +32,7 @@ static void user_set_state(acr__user_t *u, acr__user_state_t to)
     if (u->state == to) return;
     if (acr_log_enabled(ACR_LOG_DEBUG)) {
         ACR_DEBUG("user %lld (%s): %s -> %s", (long long)u->id,
-                  u->cls ? u->cls->name : "spawned task", user_state_names[u->state],
+                  ACR_ESC(u->cls ? u->cls->name : "spawned task"), user_state_names[u->state],
                   user_state_names[to]);
     }
     u->state = (uint8_t)to;
@@ -421,7 +421,7 @@ static void fence_user(acr__user_t *u, double silent_s)
     if (u->co) acr__rt_exception(rt, u->co, msg, 0);
     user_done(u);
     if (replace && !rt->closing && !user_new(rt, c))
-        ACR_ERROR("%s: out of memory starting a user in its place", msg);
+        ACR_ERROR("%s: out of memory starting a user in its place", ACR_ESC_LONG(msg));
 }
 
 /* The first user of @list to fence, or NULL. */

@@ -190,7 +190,7 @@ static size_t fill_counts(worker_t *w, int64_t *users)
 static void listener_error(const char *msg, const char *tb, void *ud)
 {
     worker_t *w = ud;
-    ACR_WARN("error in a scenario listener or message handler: %s", msg);
+    ACR_WARN("error in a scenario listener or message handler: %s", ACR_ESC_LONG(msg));
     if (w->stats && acr_stats_add_exception(w->stats, msg, tb, w->node_id, 1) < 0)
         ACR_ERROR("out of memory recording an exception");
 }
@@ -337,12 +337,13 @@ static void on_custom(worker_t *w, const acr_msg_t *m)
     char err[256];
     if (!L) {
         ACR_WARN("message '%s' from the master before any scenario was loaded; ignored",
-                 m->type_name);
+                 ACR_ESC(m->type_name));
         return;
     }
     if (acr_messages_dispatch(L, m->type_name, m->data, m->data_len, m->node_id, listener_error, w,
                               err, sizeof err) < 0)
-        ACR_WARN("message '%s' from the master dropped: %s", m->type_name, err);
+        ACR_WARN("message '%s' from the master dropped: %s", ACR_ESC(m->type_name),
+                 ACR_ESC_LONG(err));
 }
 
 /* The delta joins the active test's cumulative copy (before it is reset or re-registered). */
@@ -605,7 +606,7 @@ static void send_rejoin(worker_t *w, const char *state)
         send_exception(w, ex[i]->msg, ex[i]->traceback, ex[i]->count);
     if (rc < 0) ACR_ERROR("cannot re-register the test with the new master: %s", strerror(-rc));
     ACR_INFO("re-registered test '%s' (%s, %lld users, %llu requests so far) with the new master",
-             w->test_id, state, (long long)users,
+             ACR_ESC(w->test_id), state, (long long)users,
              (unsigned long long)acr_stats_total(w->cum)->num_requests);
     acr_stats_reset(w->stats, acr_now());
     if (stopped) {
@@ -774,7 +775,7 @@ static void hash_own_scenario(worker_t *w)
     if (rc == 0)
         memcpy(w->scenario_sha, b.sha256, sizeof w->scenario_sha);
     else
-        ACR_WARN("cannot hash the scenario's files for the master's check: %s", err);
+        ACR_WARN("cannot hash the scenario's files for the master's check: %s", ACR_ESC_LONG(err));
     acr_bundle_free(&b);
     free(main);
 }
@@ -785,7 +786,7 @@ static void scenario_failed(worker_t *w, const char *sha256, const char *err)
 {
     char msg[1200];
     snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
-    ACR_ERROR("%s", msg);
+    ACR_ERROR("%s", ACR_ESC_LONG(msg));
     if (sha256)
         send_scenario_loaded(w, sha256, msg);
     else
@@ -828,7 +829,7 @@ static void bundle_complete(worker_t *w)
     send_scenario_loaded(w, sha, NULL);
     ACR_INFO("loaded the scenario '%s' sent by the master: bundle %.12s... of %zu files in %s (%zu "
              "classes)",
-             w->rx_main, sha, nfiles, dir, acr_rt_nclasses(w->rt));
+             ACR_ESC(w->rx_main), sha, nfiles, dir, acr_rt_nclasses(w->rt));
 }
 
 static void on_bundle_part(worker_t *w, const acr_msg_t *m)
@@ -885,7 +886,7 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
     char err[1024];
     if (w->cfg->scenario) {
         ACR_DEBUG("keeping the local scenario %s; the master's '%s' is not loaded",
-                  w->cfg->scenario, m->scenario_name ? m->scenario_name : "");
+                  w->cfg->scenario, ACR_ESC(m->scenario_name ? m->scenario_name : ""));
         return;
     }
     if (w->state == WS_QUITTING || w->state == WS_DONE) return;
@@ -916,7 +917,7 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
         memcpy(w->scenario_src, m->scenario_source, m->scenario_len);
         w->scenario_len = m->scenario_len;
     }
-    ACR_INFO("loaded the scenario '%s' sent by the master (%zu classes)", name,
+    ACR_INFO("loaded the scenario '%s' sent by the master (%zu classes)", ACR_ESC(name),
              acr_rt_nclasses(w->rt));
 }
 
@@ -955,8 +956,9 @@ static void keep_options(worker_t *w, acr_msg_t *m)
 static void start_test(worker_t *w, const char *test_id)
 {
     if (w->state == WS_ORPHANED && acr_stats_total(w->stats)->num_requests > 0)
-        ACR_WARN("test '%s' starts: %llu requests of test '%s' never reached a master", test_id,
-                 (unsigned long long)acr_stats_total(w->stats)->num_requests, w->test_id);
+        ACR_WARN("test '%s' starts: %llu requests of test '%s' never reached a master",
+                 ACR_ESC(test_id), (unsigned long long)acr_stats_total(w->stats)->num_requests,
+                 ACR_ESC(w->test_id));
     acr_stats_clear(w->stats, acr_now());
     end_test(w);
     w->test_active = true;
@@ -987,7 +989,8 @@ static void on_spawn(worker_t *w, acr_msg_t *m)
     char terr[256];
     if (acr_rt_set_tags(w->rt, (const char *const *)m->tags, (const char *const *)m->exclude_tags,
                         terr, sizeof terr) < 0)
-        ACR_ERROR("the master's --tags/--exclude-tags: %s; the task lists stay as they were", terr);
+        ACR_ERROR("the master's --tags/--exclude-tags: %s; the task lists stay as they were",
+                  ACR_ESC_LONG(terr));
     keep_options(w, m);
     const char *tid = m->test_id ? m->test_id : "";
     if (w->state == WS_READY || (w->state == WS_ORPHANED && (!*tid || strcmp(tid, w->test_id))))
@@ -1046,7 +1049,7 @@ static void on_ack(worker_t *w, const acr_msg_t *m)
     bool new_master = m->instance && strcmp(m->instance, w->instance) != 0;
     if (!w->acked)
         ACR_INFO("connected to the master (worker index %lld%s%s)", (long long)m->index,
-                 m->instance ? ", instance " : "", m->instance ? m->instance : "");
+                 m->instance ? ", instance " : "", ACR_ESC(m->instance ? m->instance : ""));
     snprintf(w->instance, sizeof w->instance, "%s", m->instance ? m->instance : "");
     w->index = m->index;
     w->master_acrida = m->acrida;
@@ -1088,7 +1091,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         arm_watch(w); /* a frame all the same: the master is there */
         w->malformed++;
         ACR_WARN("malformed frame from the master dropped (%zu bytes, %llu so far): %s", len,
-                 (unsigned long long)w->malformed, err);
+                 (unsigned long long)w->malformed, ACR_ESC_LONG(err));
         return;
     }
     if (w->rt && w->master_acrida) acr_rt_pools_contact(w->rt, acr_mono_s()); /* lease fencing */
@@ -1131,7 +1134,7 @@ static void recv_cb(acr_zchan_t *ch, const char *peer, size_t peer_len, const vo
         on_ramp_done(w, &m);
         break;
     default:
-        ACR_DEBUG("unexpected message '%s' from the master ignored", m.type_name);
+        ACR_DEBUG("unexpected message '%s' from the master ignored", ACR_ESC(m.type_name));
         break;
     }
     acr_msg_free(&m);
@@ -1214,7 +1217,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
     rc = acr_zchan_connect_keyed(&loop, host, port, w.node_id, cfg->keys, recv_cb, &w, &w.ch, err,
                                  sizeof err);
     if (rc < 0) {
-        ACR_ERROR("cannot connect to the master: %s", err);
+        ACR_ERROR("cannot connect to the master: %s", ACR_ESC_LONG(err));
         w.exit_code = 1;
         close_all(&w);
         goto run;
@@ -1227,7 +1230,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         if (load_scenario(&w, cfg->scenario, NULL, NULL, NULL, 0, err, sizeof err) < 0) {
             char msg[1200];
             snprintf(msg, sizeof msg, "scenario failed to load: %s", err);
-            ACR_ERROR("%s", msg);
+            ACR_ERROR("%s", ACR_ESC_LONG(msg));
             send_exception(&w, msg, "", 1);
             w.exit_code = 1;
             set_state(&w, WS_QUITTING);

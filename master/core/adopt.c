@@ -23,7 +23,6 @@
 #define UNKNOWN_MAX 4096         /* routing ids remembered as unknown peers */
 #define RECONNECT_EVERY_S 2.0    /* at most one `reconnect` per id per this */
 #define UNKNOWN_LOG_EVERY_S 10.0 /* at most one log line per id per this */
-#define PID_BUF (ACR_PROTO_NODE_ID_MAX * 4 + 8)
 
 void acr__random_hex_id(char out[ACR_TEST_ID_LEN + 1])
 {
@@ -48,20 +47,6 @@ void acr__random_hex_id(char out[ACR_TEST_ID_LEN + 1])
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[ACR_TEST_ID_LEN] = 0;
-}
-
-/* A printable copy of a peer-controlled string for a log line. */
-static void printable(const char *p, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; p[i] && o + 5 < outlen; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 0x20 && ch < 0x7f)
-            out[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
-    }
-    out[o] = 0;
 }
 
 /* ---- unknown peers ---- */
@@ -110,13 +95,10 @@ void acr__peer_unknown(acr_core_t *c, const char *id, const acr_msg_t *msg)
     struct acr_unknown_peer *p = peer_slot(c, id, now);
     if (!p) return; /* the table is full of recent peers: dropped without an answer */
     if (now - p->logged_at >= UNKNOWN_LOG_EVERY_S) {
-        char pid[PID_BUF], type[128];
-        printable(id, pid, sizeof pid);
-        printable(msg->type_name ? msg->type_name : acr_msg_type_name(msg->type), type,
-                  sizeof type);
         ACR_WARN("dropped '%s' from %s: not a registered worker (asked to reconnect; %" PRIu64
                  " frames from unregistered peers so far)",
-                 type, pid, c->reg.unknown_frames);
+                 ACR_ESC(msg->type_name ? msg->type_name : acr_msg_type_name(msg->type)),
+                 ACR_ESC(id), c->reg.unknown_frames);
         p->logged_at = now;
     }
     if (now - p->reconnect_at >= RECONNECT_EVERY_S) {
@@ -163,10 +145,9 @@ void acr__adopt_joins_due(acr_core_t *c, double now)
 /* Refuses @w's rejoin: `stop`, nothing of its test merged until it stopped. */
 static void refuse(acr_core_t *c, acr_mworker_t *w, const char *test_id, const char *why)
 {
-    char tid[PID_BUF];
-    printable(test_id, tid, sizeof tid);
     c->reg.rejoins_refused++;
-    ACR_WARN("worker %s rejoined with test '%s': %s; asking it to stop", w->id, tid, why);
+    ACR_WARN("worker %s rejoined with test '%s': %s; asking it to stop", ACR_ESC(w->id),
+             ACR_ESC(test_id), why);
     w->refused = true;
     w->cumulative_ok = false;
     w->gap_open = false;
@@ -190,11 +171,9 @@ static int seed(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
                 known = true;
             }
         if (!known && msg->classes[j].count > 0) {
-            char cls[PID_BUF];
-            printable(msg->classes[j].name ? msg->classes[j].name : "", cls, sizeof cls);
             ACR_WARN("worker %s runs users of class '%s', which this master's scenario does not "
                      "have: they are not counted in the dispatch",
-                     w->id, cls);
+                     ACR_ESC(w->id), ACR_ESC(msg->classes[j].name ? msg->classes[j].name : ""));
         }
     }
     int rc = acr_dispatch_adopt(d, w->id, counts);
@@ -210,7 +189,7 @@ static void adopt_worker(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg, 
                                       r->adopted && strcmp(r->test_id, msg->test_id) == 0) < 0)
         return;
     if (seed(c, w, msg) < 0) {
-        ACR_ERROR("out of memory adopting worker %s", w->id);
+        ACR_ERROR("out of memory adopting worker %s", ACR_ESC(w->id));
         return;
     }
     acr__worker_set_classes(w, msg->classes, msg->nclasses);
@@ -222,7 +201,7 @@ static void adopt_worker(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg, 
     w->cumulative_ok = true;
     w->gap_open = true; /* it owes reports until its final one */
     r->target_users = acr_dispatch_user_count(r->dispatch);
-    ACR_INFO("adopted test %s from %zu workers (%ld users)", r->test_id,
+    ACR_INFO("adopted test %s from %zu workers (%ld users)", ACR_ESC(r->test_id),
              acr_dispatch_nworkers(r->dispatch), r->target_users);
     if (!first) return;
     /* the other registered workers have no part in it yet: they join after the grace unless
@@ -241,12 +220,10 @@ static void adopt_stopped(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
     acr_run_t *r = &c->run;
     bool same = r->adopted && strcmp(r->test_id, msg->test_id) == 0;
     if (acr__run_active(c) ? !same : (r->state == ACR_RUN_STOPPED && !same)) {
-        char tid[PID_BUF];
-        printable(msg->test_id, tid, sizeof tid);
         c->reg.rejoins_refused++;
         ACR_WARN("worker %s rejoined with stopped test '%s' while this master shows test %s: "
                  "its report is not merged",
-                 w->id, tid, r->test_id[0] ? r->test_id : "-");
+                 ACR_ESC(w->id), ACR_ESC(msg->test_id), ACR_ESC(r->test_id[0] ? r->test_id : "-"));
         return;
     }
     if (r->state == ACR_RUN_READY) {
@@ -259,8 +236,8 @@ static void adopt_stopped(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
     }
     w->last_seq = msg->seq;
     w->cumulative_ok = true;
-    ACR_INFO("worker %s rejoined after test %s stopped: merging its final report", w->id,
-             r->test_id);
+    ACR_INFO("worker %s rejoined after test %s stopped: merging its final report", ACR_ESC(w->id),
+             ACR_ESC(r->test_id));
 }
 
 /* Whether @sha (a rejoin's scenario_sha256) names this master's scenario: the hash of the shipped
@@ -293,7 +270,7 @@ void acr__adopt_on_rejoin(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
         if (stopped) {
             c->reg.rejoins_refused++;
             ACR_WARN("worker %s rejoined with a stopped test of another scenario: not merged",
-                     w->id);
+                     ACR_ESC(w->id));
             return;
         }
         refuse(c, w, tid, "it runs another scenario than this master's");

@@ -90,37 +90,39 @@ static void count_lost(acr_core_t *c, const acr_mworker_t *w, uint64_t n)
 bool acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
     if (w->refused) {
-        ACR_DEBUG("report of worker %s dropped: its rejoin was refused", w->id);
+        ACR_DEBUG("report of worker %s dropped: its rejoin was refused", ACR_ESC(w->id));
         if (msg->final) w->final_seen = true; /* it answered a stop all the same */
         return false;
     }
     if (msg->cumulative && !w->cumulative_ok) {
-        ACR_WARN("worker %s: cumulative report without an accepted rejoin dropped", w->id);
+        ACR_WARN("worker %s: cumulative report without an accepted rejoin dropped", ACR_ESC(w->id));
         return false;
     }
     if (msg->stats && acr_stats_merge(c->agg.stats, msg->stats) < 0)
-        ACR_ERROR("out of memory merging the report of worker %s", w->id);
+        ACR_ERROR("out of memory merging the report of worker %s", ACR_ESC(w->id));
     else if (msg->stats)
         c->agg.reports_merged++;
     /* a cumulative report is the whole test so far: not part of the last 10 s */
     if (msg->stats && !msg->cumulative) window_add(c, msg->stats);
-    if (msg->cumulative) ACR_INFO("worker %s: cumulative report merged as its baseline", w->id);
+    if (msg->cumulative)
+        ACR_INFO("worker %s: cumulative report merged as its baseline", ACR_ESC(w->id));
     w->cumulative_ok = false;
     if (msg->seq >= 0 && msg->seq > INT64_MAX / 2) {
-        ACR_WARN("worker %s: report sequence number %" PRId64 " out of range; ignored", w->id,
-                 msg->seq);
+        ACR_WARN("worker %s: report sequence number %" PRId64 " out of range; ignored",
+                 ACR_ESC(w->id), msg->seq);
     } else if (msg->seq >= 0) {
         if (w->last_seq >= 0 && msg->seq > w->last_seq + 1) {
             int64_t missing = msg->seq - w->last_seq - 1;
             for (int64_t k = w->last_seq + 1; k < msg->seq && k <= w->last_seq + MAX_GAP_LINES; k++)
-                ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, k);
+                ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", ACR_ESC(w->id),
+                         k);
             if (missing > MAX_GAP_LINES)
-                ACR_WARN("worker %s: %" PRId64 " more reports missing", w->id,
+                ACR_WARN("worker %s: %" PRId64 " more reports missing", ACR_ESC(w->id),
                          missing - MAX_GAP_LINES);
             count_lost(c, w, (uint64_t)missing);
         } else if (w->last_seq >= 0 && msg->seq <= w->last_seq) {
             ACR_WARN("worker %s: report %" PRId64 " arrived out of order (last was %" PRId64 ")",
-                     w->id, msg->seq, w->last_seq);
+                     ACR_ESC(w->id), msg->seq, w->last_seq);
         }
         if (msg->seq > w->last_seq) w->last_seq = msg->seq;
     }
@@ -138,18 +140,19 @@ void acr__agg_on_exception(acr_core_t *c, const char *node_id, const acr_msg_t *
     uint64_t n = msg->exc_count ? msg->exc_count : 1;
     if (acr_stats_add_exception(c->agg.stats, msg->exc_msg ? msg->exc_msg : "",
                                 msg->exc_traceback ? msg->exc_traceback : "", node_id, n) < 0)
-        ACR_ERROR("out of memory recording an exception from worker %s", node_id);
+        ACR_ERROR("out of memory recording an exception from worker %s", ACR_ESC(node_id));
 }
 
 void acr__agg_close_gap(acr_core_t *c, acr_mworker_t *w, const char *why)
 {
     if (!w->gap_open) return;
     w->gap_open = false;
-    ACR_INFO("worker %s ended without a final report (%s)", w->id, why);
+    ACR_INFO("worker %s ended without a final report (%s)", ACR_ESC(w->id), why);
     if (w->last_seq >= 0)
-        ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", w->id, w->last_seq + 1);
+        ACR_WARN("worker %s: report %" PRId64 " missing (lost interval)", ACR_ESC(w->id),
+                 w->last_seq + 1);
     else
-        ACR_WARN("worker %s: its first report is missing (lost interval)", w->id);
+        ACR_WARN("worker %s: its first report is missing (lost interval)", ACR_ESC(w->id));
     count_lost(c, w, 1);
 }
 

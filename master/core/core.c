@@ -180,7 +180,7 @@ int acr_core_send_custom(acr_core_t *c, const char *type, const void *data, size
         }
         int rc = acr_zchan_send(c->chan, id, strlen(id), b.data, b.len);
         if (rc < 0 && rc != -EHOSTUNREACH)
-            ACR_DEBUG("custom message to worker %s failed: %s", id, strerror(-rc));
+            ACR_DEBUG("custom message to worker %s failed: %s", ACR_ESC(id), strerror(-rc));
         sent++;
     }
     acr_buf_free(&b);
@@ -289,7 +289,7 @@ static void quit_timeout_cb(uv_timer_t *t)
     acr_core_t *c = acr_container_of(t, acr_core_t, quit_timer);
     for (size_t i = 0; i < c->reg.nworkers; i++)
         if (c->reg.workers[i]->quit_pending)
-            ACR_WARN("worker %s did not answer the quit", c->reg.workers[i]->id);
+            ACR_WARN("worker %s did not answer the quit", ACR_ESC(c->reg.workers[i]->id));
     quit_done(c);
 }
 

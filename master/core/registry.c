@@ -70,21 +70,6 @@ acr_worker_state_t acr__worker_next(acr_worker_state_t from, acr_wevent_t ev,
     return (acr_worker_state_t)n;
 }
 
-/* A printable copy of a peer id for log lines. */
-static void printable(const char *p, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c >= 0x20 && c != 0x7f) {
-            out[o++] = (char)c;
-        } else {
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
-        }
-    }
-    out[o] = 0;
-}
-
 static bool valid_id(const char *p, size_t n)
 {
     if (n == 0 || n > ACR_PROTO_NODE_ID_MAX) return false;
@@ -205,7 +190,7 @@ acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent
     double now = acr_mono_s();
     w->state = to;
     if (to != from)
-        ACR_DEBUG("worker %s: %s -> %s (%s)", w->id, acr_worker_state_name(from),
+        ACR_DEBUG("worker %s: %s -> %s (%s)", ACR_ESC(w->id), acr_worker_state_name(from),
                   acr_worker_state_name(to), acr__wevent_name(ev));
     switch (ev) {
     case ACR_WEV_REGISTER:
@@ -223,7 +208,7 @@ acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent
         w->join_due = in_run && w->refused ? now : 0;
         w->refused = false;
         if (in_run && w->join_due == 0) {
-            ACR_WARN("worker %s stopped its users during the test", w->id);
+            ACR_WARN("worker %s stopped its users during the test", ACR_ESC(w->id));
             acr__run_workers_changed(c, NULL, w->id);
         }
         break;
@@ -231,9 +216,9 @@ acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent
         if (from == ACR_WORKER_MISSING) break;
         ACR_INFO("Worker %s failed to send heartbeat, setting state to missing (silent for "
                  "%.2f s).",
-                 w->id, now - w->last_seen);
+                 ACR_ESC(w->id), now - w->last_seen);
         classes_free(w);
-        if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", w->id);
+        if (w->stop_pending) ACR_WARN("worker %s went missing during the stop", ACR_ESC(w->id));
         w->stop_pending = w->quit_pending = false;
         w->join_due = 0;
         worker_lost(c, w);
@@ -246,7 +231,7 @@ acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent
         break;
     case ACR_WEV_HEARTBEAT:
         if (from != ACR_WORKER_MISSING || to == ACR_WORKER_MISSING) break;
-        ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", w->id,
+        ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", ACR_ESC(w->id),
                  acr_worker_state_name(to));
         if (in_run && !w->refused) acr__run_workers_changed(c, w, NULL);
         break;
@@ -278,14 +263,15 @@ void acr__registry_send_buf(acr_core_t *c, const char *id)
 {
     if (!c->chan) return;
     int rc = acr_zchan_send(c->chan, id, strlen(id), c->sendbuf.data, c->sendbuf.len);
-    if (rc < 0 && rc != -EHOSTUNREACH) ACR_DEBUG("send to worker %s failed: %s", id, strerror(-rc));
+    if (rc < 0 && rc != -EHOSTUNREACH)
+        ACR_DEBUG("send to worker %s failed: %s", ACR_ESC(id), strerror(-rc));
 }
 
 void acr__registry_send_nil(acr_core_t *c, const char *type, const char *id)
 {
     acr_buf_reset(&c->sendbuf);
     if (acr_msg_encode_nil(&c->sendbuf, type, id) < 0) {
-        ACR_ERROR("out of memory encoding '%s'", type);
+        ACR_ERROR("out of memory encoding '%s'", ACR_ESC(type));
         return;
     }
     acr__registry_send_buf(c, id);
@@ -322,7 +308,7 @@ static int send_scenario(acr_core_t *c, const char *id)
     if (c->sendbuf.cap > (1u << 20)) acr_buf_free(&c->sendbuf); /* do not keep a part's room */
     return 0;
 nomem:
-    ACR_ERROR("out of memory encoding the scenario for worker %s", id);
+    ACR_ERROR("out of memory encoding the scenario for worker %s", ACR_ESC(id));
     return -ENOMEM;
 }
 
@@ -334,9 +320,7 @@ static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid,
 {
     const acr_msg_bundle_t *bd = &msg->bundle;
     if (bd->error) {
-        char shown[2048];
-        printable(bd->error, strlen(bd->error), shown, sizeof shown);
-        ACR_ERROR("worker %s could not load the scenario: %s", pid, shown);
+        ACR_ERROR("worker %s could not load the scenario: %s", pid, ACR_ESC_LONG(bd->error));
         if (acr_core_add_exception(c, bd->error, "", nid) < 0)
             ACR_ERROR("out of memory recording an exception");
         return;
@@ -348,7 +332,7 @@ static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid,
     if (w->scenario_warned) return;
     w->scenario_warned = true;
     ACR_WARN("worker %s runs a different scenario (sha256 %.12s...) than the master (%.12s...)",
-             pid, bd->sha256, mine);
+             pid, ACR_ESC(bd->sha256), mine);
 }
 
 /* ---- message handlers ---- */
@@ -357,7 +341,7 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
 {
     int64_t idx = index_of(c, id);
     if (idx < 0) {
-        ACR_ERROR("out of memory registering worker %s", id);
+        ACR_ERROR("out of memory registering worker %s", ACR_ESC(id));
         return;
     }
     const char *version = msg->version ? msg->version : "";
@@ -413,8 +397,8 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     w->stopped_since_ready = false;
     /* after a stop a worker answers client_stopped then client_ready (as Locust's): that is its
      * normal return to ready, not a re-registration */
-    ACR_INFO("worker %s (index %lld, version '%s') %s. %zu workers connected.", id, (long long)idx,
-             version,
+    ACR_INFO("worker %s (index %lld, version '%s') %s. %zu workers connected.", ACR_ESC(id),
+             (long long)idx, ACR_ESC(version),
              returned   ? "is ready again after the stop"
              : replaced ? "re-registered"
                         : "reported as ready",
@@ -423,7 +407,7 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     acr__worker_event(c, w, ACR_WEV_REGISTER, ACR_WORKER_READY);
     return;
 nomem:
-    ACR_ERROR("out of memory registering worker %s", id);
+    ACR_ERROR("out of memory registering worker %s", ACR_ESC(id));
 }
 
 static bool parse_state(const char *s, acr_worker_state_t *out)
@@ -448,8 +432,8 @@ static void on_heartbeat(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
     acr_worker_state_t st;
     if (!parse_state(msg->state, &st)) {
-        ACR_DEBUG("worker %s: unknown state '%s' in heartbeat", w->id,
-                  msg->state ? msg->state : "");
+        ACR_DEBUG("worker %s: unknown state '%s' in heartbeat", ACR_ESC(w->id),
+                  ACR_ESC(msg->state ? msg->state : ""));
         st = w->state == ACR_WORKER_MISSING ? ACR_WORKER_READY : w->state;
     }
     w->cpu = msg->cpu_usage;
@@ -470,7 +454,8 @@ static void on_quit(acr_core_t *c, acr_mworker_t *w)
     bool was_live = w->state != ACR_WORKER_MISSING;
     if (acr__run_active(c)) acr__agg_close_gap(c, w, "quit without a final report");
     char *id = strdup(w->id);
-    ACR_INFO("worker %s quit. %zu workers connected.", w->id, acr__registry_live(c) - was_live);
+    ACR_INFO("worker %s quit. %zu workers connected.", ACR_ESC(w->id),
+             acr__registry_live(c) - was_live);
     worker_lost(c, w);
     registry_remove(c, w);
     if (!id) return;
@@ -487,7 +472,6 @@ static void on_quit(acr_core_t *c, acr_mworker_t *w)
 /* A frame from a registered worker, by type. */
 static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
 {
-    char pid[NODE_ID_BUF * 4 + 8];
     switch (msg->type) {
     case ACR_MSG_HEARTBEAT:
         w->last_seen = acr_mono_s();
@@ -525,8 +509,7 @@ static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
         acr__adopt_on_rejoin(c, w, msg);
         break;
     case ACR_MSG_SCENARIO_LOADED:
-        printable(w->id, strlen(w->id), pid, sizeof pid);
-        on_scenario_loaded(c, w, w->id, pid, msg);
+        on_scenario_loaded(c, w, w->id, ACR_ESC(w->id), msg);
         break;
     case ACR_MSG_POOL_REQ:
         if (c->hooks.on_pool) c->hooks.on_pool(c, w->id, &msg->pool, c->hooks_ud);
@@ -536,21 +519,18 @@ static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
             c->hooks.on_custom(c, w->id, msg->type_name, msg->data, msg->data_len, c->hooks_ud);
             break;
         }
-        printable(w->id, strlen(w->id), pid, sizeof pid);
-        ACR_WARN("Unknown message type received from worker %s: %s", pid,
-                 msg->type_name ? msg->type_name : "?");
+        ACR_WARN("Unknown message type received from worker %s: %s", ACR_ESC(w->id),
+                 ACR_ESC(msg->type_name ? msg->type_name : "?"));
         break;
     default:
-        printable(w->id, strlen(w->id), pid, sizeof pid);
         ACR_WARN("unexpected '%s' message from worker %s ignored", acr_msg_type_name(msg->type),
-                 pid);
+                 ACR_ESC(w->id));
         break;
     }
 }
 
 static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *msg)
 {
-    char pid[NODE_ID_BUF * 4 + 8];
     /* Every message is the connection's: client_ready registers the routing id, and any other
      * message whose payload names another worker is dropped, so no peer can speak for (quit,
      * heartbeat, report as) a worker it is not. acrida and Locust workers send their own id. */
@@ -563,9 +543,8 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
     }
     if (msg->node_id && *msg->node_id && strcmp(msg->node_id, id) != 0) {
         c->reg.malformed++;
-        printable(peer, peer_len, pid, sizeof pid);
-        ACR_WARN("dropped malformed frame from %s: %s names another node id", pid,
-                 msg->type_name ? msg->type_name : "message");
+        ACR_WARN("dropped malformed frame from %s: %s names another node id",
+                 ACR_ESCN(peer, peer_len), ACR_ESC(msg->type_name ? msg->type_name : "message"));
         return;
     }
     acr_mworker_t *w = acr__registry_find(c, id);
@@ -582,20 +561,19 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
 {
     (void)ch;
     acr_core_t *c = ud;
-    char pid[NODE_ID_BUF * 4 + 8];
     char err[256];
     acr_msg_t msg;
     if (!peer || !valid_id(peer, peer_len)) {
-        printable(peer ? peer : "", peer ? (peer_len > 64 ? 64 : peer_len) : 0, pid, sizeof pid);
         c->reg.malformed++;
-        ACR_WARN("dropped malformed frame from %s: routing id is not a printable node id", pid);
+        ACR_WARN("dropped malformed frame from %s: routing id is not a printable node id",
+                 ACR_ESCN(peer ? peer : "", peer ? peer_len : 0));
         return;
     }
     int rc = acr_msg_decode(data, len, &msg, err, sizeof err);
     if (rc < 0) {
-        printable(peer, peer_len, pid, sizeof pid);
         c->reg.malformed++;
-        ACR_WARN("dropped malformed frame from %s: %s", pid, rc == -ENOMEM ? "out of memory" : err);
+        ACR_WARN("dropped malformed frame from %s: %s", ACR_ESCN(peer, peer_len),
+                 rc == -ENOMEM ? "out of memory" : ACR_ESC_LONG(err));
         return;
     }
     handle(c, peer, peer_len, &msg);
@@ -618,7 +596,8 @@ static void liveness_tick(uv_timer_t *t)
             acr__worker_event(c, w, ACR_WEV_SILENT, ACR_WORKER_MISSING);
         } else if (w->state == ACR_WORKER_MISSING &&
                    now - w->last_seen > MISSING_AFTER_S + REMOVE_MISSING_S) {
-            ACR_INFO("worker %s removed after being missing for %.0f s", w->id, REMOVE_MISSING_S);
+            ACR_INFO("worker %s removed after being missing for %.0f s", ACR_ESC(w->id),
+                     REMOVE_MISSING_S);
             if (acr__run_active(c)) acr__agg_close_gap(c, w, "removed while missing");
             worker_lost(c, w);
             registry_remove(c, w);

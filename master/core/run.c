@@ -233,7 +233,7 @@ int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, b
     if (rc == 0 && host && !(h = strdup(host))) rc = -ENOMEM;
     if (rc < 0) {
         acr_dispatch_free(d);
-        ACR_ERROR("cannot adopt test %s: %s", test_id, strerror(-rc));
+        ACR_ERROR("cannot adopt test %s: %s", ACR_ESC(test_id), strerror(-rc));
         return rc;
     }
     acr_dispatch_free(r->dispatch);
@@ -315,7 +315,7 @@ static void log_classes(acr_core_t *c, const char *prefix)
         acr_buf_appendf(&b, "%s\"%s\": %ld", k ? ", " : "", name, n);
     }
     acr_buf_appendf(&b, "} (%ld total users)", total);
-    ACR_INFO("%s: %s", prefix, b.data ? b.data : "");
+    ACR_INFO("%s: %s", prefix, ACR_ESC_LONG(b.data ? b.data : ""));
     acr_buf_free(&b);
 }
 
@@ -378,7 +378,7 @@ static void check_stopped(acr_core_t *c)
         if (w->stopped_msg &&
             (w->final_seen || !w->acrida || now - w->stopped_at > FINAL_GRACE_S)) {
             if (!w->final_seen && w->acrida)
-                ACR_WARN("worker %s: no final report after client_stopped", w->id);
+                ACR_WARN("worker %s: no final report after client_stopped", ACR_ESC(w->id));
             w->stop_pending = false;
             continue;
         }
@@ -400,7 +400,7 @@ static void stop_timeout_cb(uv_timer_t *t)
     for (size_t i = 0; i < c->reg.nworkers; i++) {
         acr_mworker_t *w = c->reg.workers[i];
         if (!w->stop_pending) continue;
-        ACR_WARN("worker %s did not answer the stop (%s)", w->id,
+        ACR_WARN("worker %s did not answer the stop (%s)", ACR_ESC(w->id),
                  w->stopped_msg ? "no final report" : "no client_stopped");
         w->stop_pending = false;
     }

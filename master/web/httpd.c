@@ -68,29 +68,6 @@ static void set_state(conn_t *c, acr__httpd_state_t st)
     c->state = st;
 }
 
-/* Copies @n peer bytes into @out for a log line: printable ASCII kept, the rest as \xHH,
- * truncated with "..." when it does not fit. */
-static const char *log_escape(const char *p, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (o + 8 >= outlen) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-            out[o++] = (char)ch;
-        } else {
-            snprintf(out + o, outlen - o, "\\x%02x", ch);
-            o += 4;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* ---- closing --------------------------------------------------------------------------------- */
 
 static void conn_free(conn_t *c)
@@ -439,7 +416,7 @@ static void answer(conn_t *c)
         if (acr_log_enabled(ACR_LOG_DEBUG)) {
             char esc[256];
             ACR_DEBUG("web: %s: bad request target '%s': %s", c->peer,
-                      log_escape(c->url.data, c->url.len, esc, sizeof(esc)), why);
+                      acr_log_escape(esc, sizeof(esc), c->url.data, c->url.len), why);
         }
         respond_error(c, 400, why, NULL, true);
         set_state(c, ACR__HC_DRAINING);
@@ -485,7 +462,7 @@ static void answer(conn_t *c)
         if (r->status < 200 || r->status > 599 || !headers_valid(&r->headers)) {
             char esc[256];
             ACR_ERROR("web: the handler's answer to %s %s is invalid (status %d)", req.method,
-                      log_escape(c->path.data, c->path.len, esc, sizeof(esc)), r->status);
+                      acr_log_escape(esc, sizeof(esc), c->path.data, c->path.len), r->status);
             respond_error(c, 500, "internal error", NULL, close);
         } else if (!c->detached && r->body.len > s->out_pause && p->method != HTTP_HEAD &&
                    s->out_total - c->out_acct + pending_out(c) + r->body.len > s->out_total_max) {
@@ -505,7 +482,7 @@ static void answer(conn_t *c)
         if (acr_log_enabled(ACR_LOG_DEBUG)) {
             char esc[256];
             ACR_DEBUG("web: %s: %s %s -> %d", c->peer, req.method,
-                      log_escape(c->path.data, c->path.len, esc, sizeof(esc)), r->status);
+                      acr_log_escape(esc, sizeof(esc), c->path.data, c->path.len), r->status);
         }
         acr_buf_trim(&r->headers, ACR__HTTPD_KEEP_BUF);
         acr_buf_trim(&r->body, ACR__HTTPD_KEEP_BUF);

@@ -471,7 +471,7 @@ static void swarm_shape(acr_routes_t *r, swarm_t *s, bool edit, acr_httpd_resp_t
     long stage;
     acr_shape_current(r->shape, &r->users, &r->spawn_rate, &stage);
     if (s->host[0]) memcpy(r->host, s->host, sizeof(r->host));
-    ACR_INFO("web: starting the test with the load shape (%s)", acr_shape_where(r->shape));
+    ACR_INFO("web: starting the test with the load shape (%s)", ACR_ESC(acr_shape_where(r->shape)));
     swarm_reply(r, s, resp);
     if (r->on_swarm) r->on_swarm(r, false, r->ud);
 }

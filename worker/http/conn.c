@@ -44,12 +44,12 @@ void acr__http_conn_set_state(acr__http_conn_t *c, acr__http_conn_state_t to)
 {
     if (!acr__http_conn_transition_ok(c->state, to)) {
         ACR_ERROR("http: illegal connection transition %s -> %s (%s:%u)",
-                  acr__http_conn_state_names[c->state], acr__http_conn_state_names[to], c->host,
-                  (unsigned)c->port);
+                  acr__http_conn_state_names[c->state], acr__http_conn_state_names[to],
+                  ACR_ESC(c->host), (unsigned)c->port);
         return;
     }
     if (acr_log_enabled(ACR_LOG_DEBUG))
-        ACR_DEBUG("http: conn %s:%u %s -> %s", c->host, (unsigned)c->port,
+        ACR_DEBUG("http: conn %s:%u %s -> %s", ACR_ESC(c->host), (unsigned)c->port,
                   acr__http_conn_state_names[c->state], acr__http_conn_state_names[to]);
     c->state = to;
 }
