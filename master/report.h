@@ -18,8 +18,7 @@ typedef struct acr_report_meta {
     long user_count;
     double run_time; /**< seconds since the test started (0 before) */
     const char *test_id;
-    bool adopted; /**< the test was adopted from a previous master's workers (docs/architecture.md)
-                   */
+    bool adopted; /**< adopted from a previous master's workers (docs/architecture.md) */
     const acr_core_worker_t *workers; /**< the core's snapshot rows (master/core/core.h) */
     size_t nworkers;
     double now;                      /**< epoch s, for the current-window values */

@@ -359,8 +359,15 @@ static void test_json(void **state)
     acr_stats_log(s, x, true, 420, 0, "Err('<\"x\">')", T0 + 10);
     acr_core_worker_t w[] = {{"w1", "h1", "running", 5, 12.5, 1234567, 0.1},
                              {"w2", NULL, "missing", 0, 0, 0, 4.0}};
-    acr_report_meta_t m = {"running", 5, 30.25, "t-1", w, 2, T0 + 10, 3,
-                           NULL,      7, false, 0,     0, 0, NULL,    0};
+    acr_report_meta_t m = {.state = "running",
+                           .user_count = 5,
+                           .run_time = 30.25,
+                           .test_id = "t-1",
+                           .workers = w,
+                           .nworkers = 2,
+                           .now = T0 + 10,
+                           .lost_reports = 3,
+                           .reports_merged = 7};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     size_t len = strlen(txt);
@@ -460,8 +467,12 @@ static void test_json_current_window(void **state)
     assert_non_null(win);
     acr_hist_reset(win);
     for (int i = 0; i < 100; i++) acr_hist_record(win, 50000); /* 50 ms, unlike the run's */
-    acr_report_meta_t m = {"running", 1, 1,     "t", NULL, 0, T0 + 10, 0,
-                           win,       0, false, 0,   0,    0, NULL,    0};
+    acr_report_meta_t m = {.state = "running",
+                           .user_count = 1,
+                           .run_time = 1,
+                           .test_id = "t",
+                           .now = T0 + 10,
+                           .current = win};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
@@ -485,7 +496,7 @@ static void test_json_empty_and_limits(void **state)
     (void)state;
     acr_stats_t *s = acr_stats_new(T0);
     assert_non_null(s);
-    acr_report_meta_t m = {"ready", 0, 0, NULL, NULL, 0, T0, 0, NULL, 0, false, 0, 0, 0, NULL, 0};
+    acr_report_meta_t m = {.state = "ready", .now = T0};
     char *txt = acr_report_json(s, &m);
     assert_non_null(txt);
     json_t *doc = json_loads(txt, 0, NULL);
