@@ -112,6 +112,10 @@ static const acr_opt_def_t defs[] = {
      "exit when the master quits (Locust's one-shot worker); default: wait for the next test", W},
     {"master-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(master_timeout), 2, 86400, "S",
      "stop the users after S without a word from an acrida master, 2s to 1 day (default 10s)", W},
+    {"stall-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(stall_timeout), 0, 86400, "S",
+     "interrupt a task whose Lua code runs S without yielding (default 10s; 0: off, JIT on)", W},
+    {"stall-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(stall_timeout), 0, 86400, "S",
+     "local workers interrupt a task whose Lua code runs S without yielding (default 10s)", M},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
      "do not verify the targets' TLS certificates", W},
     {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
@@ -181,6 +185,7 @@ static void set_defaults(acr_cli_opts_t *o)
     o->master_port = ACR_PROTO_DEFAULT_PORT;
     o->max_bundle_size = ACR_CLI_BUNDLE_MAX;
     o->master_timeout = ACR_CLI_MASTER_TIMEOUT_S;
+    o->stall_timeout = ACR_CLI_STALL_TIMEOUT_S;
 }
 
 /* -H/--host and /swarm's host (common/cli.h). */

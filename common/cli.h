@@ -33,6 +33,7 @@ typedef enum {
 
 #define ACR_CLI_BUNDLE_MAX (64 << 20) /**< default --max-bundle-size */
 #define ACR_CLI_MASTER_TIMEOUT_S 10.0 /**< default --master-timeout */
+#define ACR_CLI_STALL_TIMEOUT_S 10.0  /**< default --stall-timeout */
 
 typedef struct acr_cli_opts {
     /* both */
@@ -80,6 +81,7 @@ typedef struct acr_cli_opts {
     bool trust_master;     /**< run a scenario from a master reached without key over the network */
     bool exit_on_quit;     /**< Locust's one-shot worker: exit on the master's quit */
     double master_timeout; /**< seconds without a word from the master before users stop */
+    double stall_timeout;  /**< seconds of Lua without yielding before the watchdog acts; 0 off */
 } acr_cli_opts_t;
 
 /**

@@ -259,6 +259,7 @@ static int final_exit_code(const acr_finish_t *f, const acr_core_snapshot_t *s, 
 {
     size_t nerr = 0, nexc = 0;
     if (f->m->gave_up || f->m->start_failed) return ACR_EXIT_FATAL;
+    if (s->nquarantined) return ACR_EXIT_FATAL; /* a class stalled a worker */
     if (s->lost_reports && !f->opts->allow_lost_reports) return ACR_EXIT_INCOMPLETE;
     if (failed) return ACR_EXIT_CHECK;
     acr_stats_errors(s->stats, &nerr);
@@ -277,6 +278,11 @@ static void print_tables(acr_finish_t *f, const acr_core_snapshot_t *s)
     acr_report_console_failures(fp, s->stats);
     acr_report_console_exceptions(fp, s->stats);
     acr_report_console_lost(fp, s->lost_reports);
+    for (size_t i = 0; i < s->nquarantined; i++) { /* master/core/quarantine.c */
+        const acr_core_quarantine_t *q = &s->quarantined[i];
+        fprintf(fp, "%sclass %s quarantined: stalled worker %s for %.1f s in task %s\n",
+                i ? "" : "\n", q->cls, q->worker, q->seconds, q->task);
+    }
     fflush(fp);
 }
 

@@ -158,6 +158,10 @@ int acr__local_start(acr_master_t *m, int n)
         args[k++] = "--max-body-size";
         args[k++] = cap;
     }
+    char stall[32]; /* the watchdog's timeout (worker/watchdog.h) */
+    snprintf(stall, sizeof stall, "%g", m->opts->stall_timeout);
+    args[k++] = "--stall-timeout";
+    args[k++] = stall;
     args[k] = NULL;
 
     uv_stdio_container_t stdio[3] = {

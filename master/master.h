@@ -30,7 +30,8 @@
  *  USAGE, FATAL, INCOMPLETE, CHECK, then --exit-code-on-error for failures, then OK. */
 typedef enum {
     ACR_EXIT_OK = 0,
-    ACR_EXIT_FATAL = 1,      /**< no usable run: workers never came, scenario or port failed */
+    ACR_EXIT_FATAL = 1,      /**< no usable run: workers never came, scenario or port failed, or a
+                              *   user class stalled a worker (quarantined) */
     ACR_EXIT_USAGE = 2,      /**< bad option or config value */
     ACR_EXIT_CHECK = 3,      /**< a --check threshold failed */
     ACR_EXIT_INCOMPLETE = 4, /**< report intervals lost with dead workers (--allow-lost-reports) */

@@ -36,6 +36,7 @@ static const char *const type_names[] = {
     [ACR_MSG_REJOIN] = "acrida_rejoin",
     [ACR_MSG_BUNDLE_PART] = "acrida_bundle_part",
     [ACR_MSG_SCENARIO_LOADED] = "acrida_scenario_loaded",
+    [ACR_MSG_STALL] = "acrida_stall",
 };
 
 const char *acr_msg_type_name(acr_msg_type_t t)
@@ -485,6 +486,8 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
         return acr__msg_decode_bundle_part(d, data, m);
     case ACR_MSG_SCENARIO_LOADED:
         return acr__msg_decode_scenario_loaded(d, data, m);
+    case ACR_MSG_STALL:
+        return acr__msg_decode_stall(d, data, m);
     case ACR_MSG_CUSTOM: /* the scenario's handler decodes the data (common/lua_value.h) */
         return data->type == MSGPACK_OBJECT_NIL ? 0 : acr__repack(data, &m->data, &m->data_len);
     case ACR_MSG_SPAWNING:
@@ -595,5 +598,7 @@ void acr_msg_free(acr_msg_t *m)
     free(m->bundle.sha256);
     free(m->bundle.main);
     free(m->bundle.error);
+    free(m->stall_class);
+    free(m->stall_task);
     memset(m, 0, sizeof(*m));
 }

@@ -57,6 +57,9 @@ typedef enum {
     ACR_MSG_BUNDLE_PART,
     /** acrida extension: "acrida_scenario_loaded", a worker's scenario hash or load error */
     ACR_MSG_SCENARIO_LOADED,
+    /** acrida extension: "acrida_stall", a worker's watchdog interrupted a user class's task that
+     *  ran too long without yielding (the master quarantines the class) */
+    ACR_MSG_STALL,
 } acr_msg_type_t;
 
 /** Hex characters of a master instance id and of a test id (16 random bytes, lowercase hex). */
@@ -172,6 +175,9 @@ typedef struct acr_msg {
     /* scenario's bundle manifest, acrida_bundle_part (its bytes in data / data_len),
      * acrida_scenario_loaded */
     acr_msg_bundle_t bundle;
+    /* acrida_stall: the user class, its task and how long it ran without yielding (s) */
+    char *stall_class, *stall_task;
+    double stall_seconds;
 } acr_msg_t;
 
 /**
@@ -290,6 +296,9 @@ int acr_msg_encode_scenario_bundle(acr_buf_t *b, const char *name, const char *s
 /** acrida_bundle_part {sha256, index, data: bin}. */
 int acr_msg_encode_bundle_part(acr_buf_t *b, const char *sha256, uint32_t index, const void *data,
                                size_t len, const char *node_id);
+/** acrida_stall {class, task, seconds} (proto/PROTOCOL.md). */
+int acr_msg_encode_stall(acr_buf_t *b, const char *cls, const char *task, double seconds,
+                         const char *node_id);
 /** acrida_scenario_loaded {sha256, error}: @error NULL is nil (loaded). */
 int acr_msg_encode_scenario_loaded(acr_buf_t *b, const char *sha256, const char *error,
                                    const char *node_id);

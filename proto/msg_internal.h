@@ -78,6 +78,8 @@ int acr__msg_decode_pool_rep(acr__dec_t *d, const msgpack_object *data, acr_msg_
  *  the data of acrida_bundle_part / acrida_scenario_loaded. On failure the caller frees @m. */
 int acr__msg_decode_bundle_manifest(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 int acr__msg_decode_bundle_part(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
+/** The data of acrida_stall (proto/msg_stall.c). On failure the caller frees @m. */
+int acr__msg_decode_stall(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 int acr__msg_decode_scenario_loaded(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m);
 
 /** Locust's response_times key (ms, rounded as proto/PROTOCOL.md says) for @us microseconds. */

@@ -138,6 +138,7 @@ int main(int argc, char **argv)
         .body_cap = o.max_body_size > 0 ? (size_t)o.max_body_size : 0,
         .exit_on_quit = o.exit_on_quit,
         .master_timeout = o.master_timeout,
+        .stall_timeout = o.stall_timeout,
     };
     code =
         o.processes > 0 ? run_processes(&cfg, o.processes, level, o.logfile) : acr_worker_run(&cfg);

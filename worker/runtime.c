@@ -16,9 +16,11 @@
 #include "common/events.h"
 #include "common/log.h"
 #include "common/scenario.h"
+#include "worker/watchdog.h"
 
 #include <errno.h>
 #include <lauxlib.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdio.h>
@@ -421,6 +423,112 @@ static int l_report(lua_State *L)
     return 0;
 }
 
+/* ---- the stall watchdog's hook (worker/watchdog.h) ---- */
+
+/* Searches the task tree @node (on top of L's stack) for the function at @fn; on a match writes
+ * its declared name into @out. */
+static bool find_task(lua_State *L, int fn, int depth, char *out, size_t outlen)
+{
+    if (depth > 8 || !lua_istable(L, -1)) return false;
+    bool found = false;
+    lua_getfield(L, -1, "items");
+    lua_getfield(L, -2, "names");
+    int n = lua_istable(L, -2) ? (int)lua_objlen(L, -2) : 0;
+    for (int i = 1; i <= n && !found; i++) {
+        lua_rawgeti(L, -2, i);
+        if (lua_rawequal(L, -1, fn)) {
+            lua_rawgeti(L, -2, i);
+            snprintf(out, outlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+            lua_pop(L, 1);
+            found = true;
+        } else if (lua_istable(L, -1)) {
+            found = find_task(L, fn, depth + 1, out, outlen);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return found;
+}
+
+/* The running task of @u on @L: its declared name, else "<file>:<line>" of its function. */
+static void task_label(acr__user_t *u, lua_State *L, char *out, size_t outlen)
+{
+    lua_Debug ar;
+    int top = -1;
+    snprintf(out, outlen, "?");
+    for (int lv = 0; lua_getstack(L, lv, &ar); lv++) { /* the outermost frame of the scenario */
+        if (lua_getinfo(L, "S", &ar) && strcmp(ar.short_src, "[acrida]") != 0 &&
+            strcmp(ar.what, "C") != 0)
+            top = lv;
+    }
+    if (top < 0 || !lua_getstack(L, top, &ar) || !lua_getinfo(L, "Sf", &ar)) return;
+    snprintf(out, outlen, "%s:%d", ar.short_src, ar.linedefined);
+    int fn = lua_gettop(L);
+    if (u->cls) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, u->cls->ref);
+        lua_getfield(L, -1, "root");
+        find_task(L, fn, 0, out, outlen);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+}
+
+/* Runs on the loop's thread at the next VM instruction once the watchdog armed it, in the code
+ * that ran too long. In a user's own coroutine the hook yields (LuaJIT lets count hooks yield):
+ * the exception row is recorded here and the coroutine is abandoned, so no pcall in the task can
+ * catch it; the user then leaves (on_stop runs) as after self:stop(). Where it cannot yield (a
+ * coroutine of the task's own, a function called from C, code outside users' tasks) it raises
+ * "stalled: ..." instead, and fires again every 1000 instructions until the resume returns. */
+static void stall_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    double secs = 0;
+    acr_wd_reason_t why = rt && rt->wd ? acr_watchdog_reason(rt->wd, &secs) : ACR_WD_NONE;
+    if (why == ACR_WD_NONE) {
+        if (!rt || !rt->wd) lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    acr__user_t *u = rt->current;
+    const char *head = why == ACR_WD_SIGNAL ? "stopped by SIGTERM/SIGINT" : "stalled";
+    char msg[512], task[160];
+    if (!u) {
+        snprintf(msg, sizeof msg,
+                 "%s: Lua code outside a user's task (the scenario's main chunk, an event "
+                 "listener or a message handler) ran for %.1f s without yielding",
+                 head, secs);
+        luaL_error(L, "%s", msg);
+        return;
+    }
+    task_label(u, L, task, sizeof task);
+    if (u->cls)
+        snprintf(msg, sizeof msg, "%s: task %s of user class %s ran for %.1f s without yielding",
+                 head, task, u->cls->name, secs);
+    else
+        snprintf(msg, sizeof msg, "%s: a task of acrida.spawn (%s) ran for %.1f s without yielding",
+                 head, task, secs);
+    u->stop_req = true;
+    u->hard = true;
+    if (!u->stalled && u->cls && why == ACR_WD_STALL) {
+        u->stalled = true;
+        rt->stall_pending = true;
+        snprintf(rt->stall_cls, sizeof rt->stall_cls, "%s", u->cls->name);
+        snprintf(rt->stall_task, sizeof rt->stall_task, "%s", task);
+        rt->stall_secs = secs;
+        ACR_ERROR("%s; the user is ended", msg);
+    }
+    if (L == u->co && lua_isyieldable(L)) {
+        acr__rt_exception(rt, L, msg, 0);
+        u->abandon = true;
+        lua_yield(L, 0); /* does not return: the resume returns LUA_YIELD */
+        return;
+    }
+    acr_watchdog_rearm(rt->wd, 1000);
+    luaL_error(L, "%s", msg);
+}
+
 acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
 {
     acr_rt_t *rt = calloc(1, sizeof(*rt));
@@ -432,12 +540,21 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     rt->main_ref = rt->stop_ref = rt->onerror_ref = LUA_NOREF;
     rt->json_encode_ref = rt->json_decode_ref = LUA_NOREF;
     rt->spawn_main_ref = rt->intaskset_ref = LUA_NOREF;
+    rt->wd = cfg->watchdog;
+    rt->on_stall = cfg->on_stall;
+    rt->stall_ud = cfg->stall_ud;
     rt->node_id = strdup(cfg->node_id ? cfg->node_id : "local");
     if (!rt->node_id) goto nomem;
     rt->L = luaL_newstate();
     if (!rt->L) goto nomem;
     lua_State *L = rt->L;
     if (acr_scenario_open(L, "worker", err, errlen) < 0) goto fail;
+    if (rt->wd && acr_watchdog_timeout(rt->wd) > 0) {
+        /* Compiled traces never run hooks: without the JIT every loop can be interrupted. After
+         * the libraries: opening `jit` turns the JIT on. */
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+        acr_watchdog_set_lua(rt->wd, L, stall_hook);
+    }
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, LUA_REGISTRYINDEX, "acrida.rt");
 
@@ -509,6 +626,7 @@ nomem:
 fail:
     if (!rt) return NULL;
 fail_noclose:
+    if (rt->wd && rt->L) acr_watchdog_drop_lua(rt->wd, rt->L);
     if (rt->L) lua_close(rt->L);
     free(rt->node_id);
     free(rt);
@@ -788,6 +906,7 @@ void acr__rt_release(acr_rt_t *rt)
     free(rt->classes);
     free_list(rt->tags);
     free_list(rt->exclude_tags);
+    if (rt->wd) acr_watchdog_drop_lua(rt->wd, rt->L);
     lua_close(rt->L);
     free(rt->host);
     free(rt->node_id);

@@ -120,6 +120,7 @@ struct acr__user {
     uint64_t pool_uid;      /**< its id in pool requests (worker/pools.c), 0 before the first */
     uint32_t nleases;       /**< rows of lease pools it holds (worker/pools.c) */
     double acquire_sent;    /**< monotonic s its pending acquire left, 0 when none */
+    bool stalled;           /**< the watchdog interrupted it (its stall was reported) */
 };
 
 struct acr_rt {
@@ -154,7 +155,14 @@ struct acr_rt {
     uint64_t next_seq;
     void (*stop_done)(acr_rt_t *rt, void *ud);
     void *stop_ud;
-    acr__pools_t *pools; /**< the data pools' state (worker/pools.c), owned by the Lua state */
+    acr__pools_t *pools;     /**< the data pools' state (worker/pools.c), owned by the Lua state */
+    struct acr_watchdog *wd; /**< borrowed (acr_rt_config_t.watchdog), NULL = none */
+    void (*on_stall)(const char *cls, const char *task, double secs, void *ud);
+    void *stall_ud;
+    /** a stall the hook interrupted, reported by acr__user_resume once the resume returned */
+    bool stall_pending;
+    char stall_cls[128], stall_task[160];
+    double stall_secs;
     bool closing;
     int closes;
     void (*closed_cb)(void *ud);

@@ -20,6 +20,7 @@
 #include "worker/runtime_int.h"
 
 #include "common/log.h"
+#include "worker/watchdog.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -307,8 +308,14 @@ void acr__user_resume(acr__user_t *u, int nargs)
     if (!u->co_alive) return; /* no resuming a dead coroutine (or @u was just fenced) */
     u->wait = ACR__WAIT_NONE;
     rt->current = u;
+    if (rt->wd) acr_watchdog_enter(rt->wd, u->cls ? u->cls->name : NULL);
     int st = lua_resume(u->co, nargs);
+    if (rt->wd) acr_watchdog_leave(rt->wd);
     rt->current = NULL;
+    if (rt->stall_pending) { /* the watchdog interrupted it (runtime.c, stall_hook) */
+        rt->stall_pending = false;
+        if (rt->on_stall) rt->on_stall(rt->stall_cls, rt->stall_task, rt->stall_secs, rt->stall_ud);
+    }
     if (st == LUA_YIELD) {
         if (u->abandon) {
             u->abandon = false;

@@ -41,6 +41,7 @@
 #include "worker/http/http.h"
 #include "worker/pools.h"
 #include "worker/runtime.h"
+#include "worker/watchdog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -122,7 +123,7 @@ typedef struct worker {
     int exit_code;
     int closing; /**< handles and objects still closing */
     uv_timer_t ready_timer, hb_timer, stats_timer, exit_timer, watch_timer;
-    uv_signal_t sigterm, sigint;
+    acr_watchdog_t *wd; /**< the stall watchdog, which also takes SIGTERM/SIGINT */
 } worker_t;
 
 static void set_state(worker_t *w, ws_t to)
@@ -485,14 +486,17 @@ static void close_all(worker_t *w)
 {
     uv_handle_t *hs[] = {(uv_handle_t *)&w->ready_timer, (uv_handle_t *)&w->hb_timer,
                          (uv_handle_t *)&w->stats_timer, (uv_handle_t *)&w->exit_timer,
-                         (uv_handle_t *)&w->watch_timer, (uv_handle_t *)&w->sigterm,
-                         (uv_handle_t *)&w->sigint};
+                         (uv_handle_t *)&w->watch_timer};
     for (size_t i = 0; i < ACR_ARRAY_SIZE(hs); i++) {
         /* a handle whose init failed (or never ran) is still zeroed: UV_UNKNOWN_HANDLE */
         if (uv_handle_get_type(hs[i]) == UV_UNKNOWN_HANDLE || uv_is_closing(hs[i])) continue;
         hs[i]->data = w;
         w->closing++;
         uv_close(hs[i], handle_closed);
+    }
+    if (w->wd) {
+        w->closing++;
+        acr_watchdog_close(w->wd, chan_closed, w);
     }
     if (w->ch) {
         w->closing++;
@@ -550,9 +554,10 @@ static void begin_quit(worker_t *w, const char *why)
     }
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+/* SIGTERM/SIGINT, taken by the watchdog's thread and handed to the loop (worker/watchdog.h). */
+static void signal_cb(int signum, void *ud)
 {
-    worker_t *w = s->data;
+    worker_t *w = ud;
     if (w->state == WS_QUITTING) { /* a second signal: do not wait for the users */
         ACR_WARN("second %s: quitting without waiting for users", strsignal(signum));
         finish_quit(w); /* the users left are dropped when the runtime closes */
@@ -711,13 +716,33 @@ static void master_quit(worker_t *w)
     }
 }
 
+/* The watchdog interrupted a task of @cls that ran @secs s without yielding (the user is ended):
+ * an acrida master quarantines the class (proto/PROTOCOL.md, acrida_stall). */
+static void on_stall(const char *cls, const char *task, double secs, void *ud)
+{
+    worker_t *w = ud;
+    /* The silence was ours (the master's frames wait unread in the socket): a fresh master
+     * timeout, from the real time, not the loop's time cached before the stall. */
+    uv_update_time(w->loop);
+    arm_watch(w);
+    if (!w->acked || !w->master_acrida) return;
+    acr_buf_reset(&w->out);
+    if (acr_msg_encode_stall(&w->out, cls, task, secs, w->node_id) == 0)
+        send_out(w, "acrida_stall");
+}
+
 /* Loads a scenario into a new runtime that replaces the current one: the file @path (-f), a
  * bundle's @name extracted in @root, or the shipped source @src named @name. */
 static int load_scenario(worker_t *w, const char *path, const char *root, const char *name,
                          const char *src, size_t len, char *err, size_t errlen)
 {
-    acr_rt_config_t rc = {
-        .loop = w->loop, .stats = w->stats, .http = w->http, .node_id = w->node_id};
+    acr_rt_config_t rc = {.loop = w->loop,
+                          .stats = w->stats,
+                          .http = w->http,
+                          .node_id = w->node_id,
+                          .watchdog = w->wd,
+                          .on_stall = on_stall,
+                          .stall_ud = w};
     acr_rt_t *rt = acr_rt_new(&rc, err, errlen);
     if (!rt) return -ENOMEM;
     lua_State *L = acr_rt_lua(rt);
@@ -1158,7 +1183,7 @@ int acr_worker_make_node_id(char *out, size_t len)
     return 0;
 }
 
-/* Initialises the timers and the signal handlers and starts the latter. 0 or a libuv error;
+/* Initialises the timers. 0 or a libuv error;
  * handles left uninitialised stay zeroed, which close_all skips. */
 static int init_handles(worker_t *w)
 {
@@ -1167,12 +1192,6 @@ static int init_handles(worker_t *w)
     int rc = 0;
     for (size_t i = 0; i < ACR_ARRAY_SIZE(timers) && rc == 0; i++)
         rc = uv_timer_init(w->loop, timers[i]);
-    if (rc == 0) rc = uv_signal_init(w->loop, &w->sigterm);
-    if (rc == 0) rc = uv_signal_init(w->loop, &w->sigint);
-    if (rc < 0) return rc;
-    w->sigterm.data = w->sigint.data = w;
-    rc = uv_signal_start(&w->sigterm, signal_cb, SIGTERM);
-    if (rc == 0) rc = uv_signal_start(&w->sigint, signal_cb, SIGINT);
     return rc;
 }
 
@@ -1187,12 +1206,22 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         return 1;
     }
     w.loop = &loop;
+    /* first: the watchdog blocks SIGTERM/SIGINT for every thread created after it */
+    acr_watchdog_config_t wc = {
+        .loop = &loop, .stall_timeout = cfg->stall_timeout, .on_signal = signal_cb, .ud = &w};
+    if ((rc = acr_watchdog_start(&w.wd, &wc, err, sizeof err)) < 0) {
+        ACR_ERROR("%s", err);
+        w.exit_code = 1;
+        close_all(&w);
+        goto run;
+    }
     if (cfg->node_id && *cfg->node_id) {
         snprintf(w.node_id, sizeof w.node_id, "%s", cfg->node_id);
     } else if ((rc = acr_worker_make_node_id(w.node_id, sizeof w.node_id)) < 0) {
         ACR_ERROR("cannot make a node id: %s", strerror(-rc));
-        uv_loop_close(&loop);
-        return 1;
+        w.exit_code = 1;
+        close_all(&w);
+        goto run;
     }
     if ((rc = init_handles(&w)) < 0) {
         ACR_ERROR("cannot set up the worker's timers and signal handlers: %s", uv_strerror(rc));
@@ -1247,6 +1276,7 @@ run:
     /* Everything is closed; anything libuv still lists is a bug, but must not hang exit. */
     rc = uv_loop_close(&loop);
     if (rc < 0) ACR_WARN("event loop closed with handles left: %s", uv_strerror(rc));
+    acr_watchdog_free(w.wd);
     acr_stats_free(w.stats);
     if (w.cum) acr_stats_free(w.cum);
     acr_buf_free(&w.out);
@@ -1259,5 +1289,6 @@ run:
     free(w.host);
     free_list(w.tags);
     free_list(w.exclude_tags);
+    ACR_INFO("worker exiting with code %d", w.exit_code);
     return w.exit_code;
 }

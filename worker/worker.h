@@ -26,6 +26,9 @@ typedef struct acr_worker_config {
     double master_timeout; /**< s of silence from an acrida master before its users stop; 0: 10 */
     const struct acr_keys *keys; /**< the cluster key (CURVE to the master); NULL = none */
     bool trust_master;           /**< run a scenario shipped by a keyless master over the network */
+    /** s of Lua code without yielding before the watchdog interrupts it (worker/watchdog.h);
+     *  0: no stall checks, the JIT stays on */
+    double stall_timeout;
 } acr_worker_config_t;
 
 /**

@@ -260,6 +260,8 @@ int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out)
         .unknown_frames = c->reg.unknown_frames,
         .rejoins_refused = c->reg.rejoins_refused,
         .adopted = r->adopted,
+        .quarantined = c->quarantine,
+        .nquarantined = c->nquarantine,
     };
     memcpy(out->test_id, r->test_id, sizeof out->test_id);
     int rc = snapshot_workers(c, out);
@@ -342,6 +344,7 @@ void acr_core_free(acr_core_t *c)
     if (!c) return;
     acr__run_free(c);
     acr__registry_free(c);
+    acr__quarantine_free(c);
     acr__agg_free(c);
     acr_buf_free(&c->sendbuf);
     free((char *)c->cfg.scenario_src);

@@ -117,6 +117,14 @@ typedef struct acr_core_lost {
     unsigned long long lost;
 } acr_core_lost_t;
 
+/** A user class quarantined because it stalled a worker (its task ran past the worker's
+ *  --stall-timeout without yielding): it gets no users any more (proto/PROTOCOL.md, acrida_stall).
+ */
+typedef struct acr_core_quarantine {
+    char *cls, *worker, *task;
+    double seconds;
+} acr_core_quarantine_t;
+
 /** The state of the core at one moment. acr_core_snapshot_free() releases what it owns. */
 typedef struct acr_core_snapshot {
     acr_run_state_t state;
@@ -140,6 +148,10 @@ typedef struct acr_core_snapshot {
     size_t nworkers;
     acr_core_lost_t *lost; /**< node ids with lost intervals in this test */
     size_t nlost;
+    /** classes quarantined since the master started, in order: borrowed from the core, valid
+     *  until control returns to the loop */
+    const acr_core_quarantine_t *quarantined;
+    size_t nquarantined;
 } acr_core_snapshot_t;
 
 /**

@@ -141,6 +141,8 @@ struct acr_core {
     bool quitting, quit_done, closed;
     char instance[ACR_TEST_ID_LEN + 1]; /**< 32 hex, random per core: sent in every ack */
     char scenario_sha256[65];           /**< of cfg.scenario_src; "" without one */
+    acr_core_quarantine_t *quarantine;  /**< quarantine.c: classes that stalled a worker */
+    size_t nquarantine;
 };
 
 /* core.c */
@@ -227,6 +229,17 @@ void acr__peer_free(acr_core_t *c);
 void acr__adopt_on_rejoin(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg);
 /** Deferred joins that are due (the liveness tick): such workers join the run. */
 void acr__adopt_joins_due(acr_core_t *c, double now);
+
+/* quarantine.c */
+/** acrida_stall from registered worker @w: quarantines the class (logged, an exception row, its
+ *  users replaced by the other classes' in the test under way) or notes a further stall. */
+void acr__quarantine_on_stall(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg);
+/** The class names a ramp may use: @in (@n names; NULL or 0: every class) without the quarantined
+ *  ones, in *@out (allocated, names borrowed; free() it) and *@nout. Returns 0 (*@out NULL when
+ *  nothing is quarantined: use @in), -EAGAIN when no class is left, -ENOMEM. */
+int acr__quarantine_filter(const acr_core_t *c, const char *const *in, size_t n, const char ***out,
+                           size_t *nout);
+void acr__quarantine_free(acr_core_t *c);
 
 /* aggregate.c */
 int acr__agg_init(acr_core_t *c);

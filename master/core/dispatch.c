@@ -691,6 +691,11 @@ size_t acr_dispatch_nclasses(const acr_dispatch_t *d)
     return d->nclasses;
 }
 
+bool acr_dispatch_class_allowed(const acr_dispatch_t *d, size_t c)
+{
+    return c < d->nclasses && d->allowed[c];
+}
+
 const char *acr_dispatch_class_name(const acr_dispatch_t *d, size_t c)
 {
     return c < d->nclasses ? d->names[c] : NULL;

@@ -82,6 +82,9 @@ long acr_dispatch_user_count(const acr_dispatch_t *d);
 /** The classes, sorted by name. Strings are owned by the dispatcher. */
 size_t acr_dispatch_nclasses(const acr_dispatch_t *d);
 const char *acr_dispatch_class_name(const acr_dispatch_t *d, size_t c);
+/** Whether class @c (the dispatcher's order) is in the current subset (acr_dispatch_set_classes).
+ */
+bool acr_dispatch_class_allowed(const acr_dispatch_t *d, size_t c);
 
 /**
  * The distribution map (Locust's users_on_workers): entries in map order; @counts points at

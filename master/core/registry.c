@@ -511,6 +511,9 @@ static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
     case ACR_MSG_SCENARIO_LOADED:
         on_scenario_loaded(c, w, w->id, ACR_ESC(w->id), msg);
         break;
+    case ACR_MSG_STALL:
+        acr__quarantine_on_stall(c, w, msg);
+        break;
     case ACR_MSG_POOL_REQ:
         if (c->hooks.on_pool) c->hooks.on_pool(c, w->id, &msg->pool, c->hooks_ud);
         break;

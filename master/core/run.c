@@ -203,6 +203,10 @@ int acr__run_start(acr_core_t *c, long users, double rate, const char *const *cl
     size_t live = acr__registry_live(c);
     if (live == 0) return no_worker();
     if (acr__run_active(c)) return -EBUSY;
+    const char **kept = NULL; /* without the quarantined classes (quarantine.c) */
+    int qr = acr__quarantine_filter(c, classes, n, &kept, &n);
+    if (qr < 0) return qr == -EAGAIN ? -EINVAL : qr;
+    if (kept) classes = kept;
     const char **ids = calloc(live, sizeof(*ids));
     if (!ids) return -ENOMEM;
     size_t k = 0;
@@ -213,6 +217,7 @@ int acr__run_start(acr_core_t *c, long users, double rate, const char *const *cl
     int rc = acr_dispatch_new(c->cfg.classes, c->cfg.nclasses, ids, k, &c->run.dispatch);
     free(ids);
     if (rc == 0) rc = acr_dispatch_set_classes(c->run.dispatch, classes, n);
+    free(kept);
     if (rc < 0) {
         acr_dispatch_free(c->run.dispatch);
         c->run.dispatch = NULL;
@@ -266,8 +271,12 @@ int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *cla
 {
     if (c->run.state != ACR_RUN_SPAWNING && c->run.state != ACR_RUN_RUNNING) return -EINVAL;
     if (acr__registry_live(c) == 0) return no_worker();
+    const char **kept = NULL; /* without the quarantined classes (quarantine.c) */
     if (classes && n > 0) {
-        int rc = acr_dispatch_set_classes(c->run.dispatch, classes, n);
+        int rc = acr__quarantine_filter(c, classes, n, &kept, &n);
+        if (rc < 0) return rc == -EAGAIN ? -EINVAL : rc;
+        rc = acr_dispatch_set_classes(c->run.dispatch, kept ? kept : classes, n);
+        free(kept);
         if (rc < 0) return rc;
     }
     ramp(c, users, rate, false);
