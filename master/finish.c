@@ -280,8 +280,13 @@ static void print_tables(acr_finish_t *f, const acr_core_snapshot_t *s)
     acr_report_console_lost(fp, s->lost_reports);
     for (size_t i = 0; i < s->nquarantined; i++) { /* master/core/quarantine.c */
         const acr_core_quarantine_t *q = &s->quarantined[i];
-        fprintf(fp, "%sclass %s quarantined: stalled worker %s for %.1f s in task %s\n",
-                i ? "" : "\n", q->cls, q->worker, q->seconds, q->task);
+        fputs(i ? "class " : "\nclass ", fp); /* names from workers: escaped */
+        acr_log_escape_file(fp, q->cls);
+        fputs(" quarantined: stalled worker ", fp);
+        acr_log_escape_file(fp, q->worker);
+        fprintf(fp, " for %.1f s in task ", q->seconds);
+        acr_log_escape_file(fp, q->task);
+        fputc('\n', fp);
     }
     fflush(fp);
 }

@@ -517,7 +517,7 @@ static void stall_hook(lua_State *L, lua_Debug *ar)
         snprintf(rt->stall_cls, sizeof rt->stall_cls, "%s", u->cls->name);
         snprintf(rt->stall_task, sizeof rt->stall_task, "%s", task);
         rt->stall_secs = secs;
-        ACR_ERROR("%s; the user is ended", msg);
+        ACR_ERROR("%s; the user is ended", ACR_ESC_LONG(msg));
     }
     if (L == u->co && lua_isyieldable(L)) {
         acr__rt_exception(rt, L, msg, 0);

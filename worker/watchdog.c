@@ -88,7 +88,7 @@ static void fatal(const char *what, const char *cls, double secs)
     ACR_ERROR("%s: user class %s has run Lua code for %.1f s without yielding and could not be "
               "interrupted (C code or a blocking call); exiting with code %d, no final report can "
               "be sent",
-              what, class_label(cls), secs, ACR_WATCHDOG_EXIT_CODE);
+              what, ACR_ESC(class_label(cls)), secs, ACR_WATCHDOG_EXIT_CODE);
     fflush(NULL);
     _exit(ACR_WATCHDOG_EXIT_CODE);
 }
@@ -109,7 +109,7 @@ static void check_stall(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
         if (ts->stall_seq != seq) {
             ACR_WARN("stall: user class %s has run Lua code for %.1f s without yielding; "
                      "interrupting it",
-                     class_label(cls), (double)(now - since) / 1000);
+                     ACR_ESC(class_label(cls)), (double)(now - since) / 1000);
             arm(wd, ACR_WD_STALL, seq, now - since);
             ts->stall_seq = seq;
             ts->armed_at = now;
@@ -140,7 +140,7 @@ static void check_signal(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
     if (now - at >= SIGNAL_EXIT_MS) {
         ACR_ERROR("SIGTERM/SIGINT: the event loop is stuck%s%s and could not be interrupted; "
                   "exiting with code %d now, no final report can be sent",
-                  in_user ? " in user class " : "", in_user ? class_label(cls) : "",
+                  in_user ? " in user class " : "", in_user ? ACR_ESC(class_label(cls)) : "",
                   ACR_WATCHDOG_EXIT_CODE);
         fflush(NULL);
         _exit(ACR_WATCHDOG_EXIT_CODE);
@@ -150,7 +150,7 @@ static void check_signal(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
         ACR_WARN("SIGTERM/SIGINT: the event loop has not taken it for %.1f s%s%s; interrupting "
                  "the Lua code",
                  (double)(now - at) / 1000, in_user ? ", busy in user class " : "",
-                 in_user ? class_label(cls) : "");
+                 in_user ? ACR_ESC(class_label(cls)) : "");
         uint64_t since = atomic_load(&wd->since_ms);
         arm(wd, ACR_WD_SIGNAL, since ? atomic_load(&wd->seq) : 0, since ? now - since : 0);
     }

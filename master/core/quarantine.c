@@ -30,14 +30,6 @@ static bool is_class(const acr_core_t *c, const char *cls)
     return false;
 }
 
-/* Copies @s keeping printable ASCII only (names come from a peer) into @out. */
-static void printable(const char *s, char *out, size_t len)
-{
-    size_t k = 0;
-    for (; *s && k + 1 < len; s++) out[k++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
-    out[k] = '\0';
-}
-
 /* The test under way runs without the quarantined classes from now on. */
 static void requeue(acr_core_t *c)
 {
@@ -69,10 +61,10 @@ static void requeue(acr_core_t *c)
 
 void acr__quarantine_on_stall(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
 {
-    char cls[200], task[200], wid[200];
-    printable(msg->stall_class, cls, sizeof cls);
-    printable(msg->stall_task, task, sizeof task);
-    printable(w->id, wid, sizeof wid);
+    char cls[ACR_ESC_MAX], task[ACR_ESC_MAX], wid[ACR_ESC_MAX]; /* from a peer: escaped */
+    acr_log_escape_str(cls, sizeof cls, msg->stall_class);
+    acr_log_escape_str(task, sizeof task, msg->stall_task);
+    acr_log_escape_str(wid, sizeof wid, w->id);
     if (!is_class(c, msg->stall_class)) {
         ACR_WARN("worker %s reports a stall of an unknown user class '%s'; ignored", wid, cls);
         return;
@@ -95,7 +87,7 @@ void acr__quarantine_on_stall(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *
         goto nomem;
     }
     c->nquarantine++;
-    char line[800];
+    char line[4 * ACR_ESC_MAX];
     snprintf(line, sizeof line, "class %s quarantined: stalled worker %s for %.1f s in task %s",
              cls, wid, msg->stall_seconds, task);
     ACR_ERROR("%s; its users are not moved to other workers", line);
