@@ -349,7 +349,8 @@ static const char *const TOP_KEYS[] = {"current_response_time_percentile_50",
                                        "test_id",
                                        "lost_reports",
                                        "reports_merged",
-                                       "shape"};
+                                       "shape",
+                                       "adopted"};
 
 static void test_json(void **state)
 {
