@@ -150,11 +150,13 @@ static size_t esc_unit(const unsigned char *p, size_t left, bool backslash, char
     return 1;
 }
 
-static size_t escaped_len(const unsigned char *p, size_t len, bool backslash)
+/* The escaped length of @p[0..@len), or a value above @limit as soon as it passes it. */
+static size_t escaped_len(const unsigned char *p, size_t len, bool backslash, size_t limit)
 {
     size_t total = 0, olen;
     char u[8];
-    for (size_t i = 0; i < len; total += olen) i += esc_unit(p + i, len - i, backslash, u, &olen);
+    for (size_t i = 0; i < len && total <= limit; total += olen)
+        i += esc_unit(p + i, len - i, backslash, u, &olen);
     return total;
 }
 
@@ -169,7 +171,7 @@ static const char *escape_into(char *dst, size_t n, const char *src, size_t len,
     while (i < len) {
         size_t used = esc_unit(p + i, len - i, backslash, u, &olen);
         /* room for this unit and "..." after it, or for the whole rest */
-        if (o + olen + 4 > n && o + escaped_len(p + i, len - i, backslash) + 1 > n) {
+        if (o + olen + 4 > n && escaped_len(p + i, len - i, backslash, n - 1 - o) > n - 1 - o) {
             size_t k = n - 1 - o < 3 ? n - 1 - o : 3;
             memcpy(dst + o, "...", k);
             o += k;
