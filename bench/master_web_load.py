@@ -323,6 +323,11 @@ class Run:
         kind, data, node = m[0], m[1], m[2]
         if kind == "ack":
             self.acked.add(node)
+        elif kind == "scenario" and isinstance(data, dict) and data.get("acrida_bundle"):
+            # as worker/worker.c: the master gives users only to a worker that loaded it
+            s.send(msgpack.packb(["acrida_scenario_loaded",
+                                  {"sha256": data["acrida_bundle"]["sha256"], "error": None},
+                                  node]))
         elif kind == "spawn":
             self.spawns += 1
             s.send(msgpack.packb(["spawning", None, node]))

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 static const char MAGIC[] = "acrida-bundle-1\n";
 #define MAGIC_LEN (sizeof(MAGIC) - 1)
+#define STALE_PREFIX "acrida-bundle-" /* then <pid>-XXXXXX: the extraction directories */
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -443,13 +445,20 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-int acr_bundle_extract(const acr_bundle_t *b, char **dir_out, char *err, size_t errlen)
+const char *acr_bundle_tmpdir(void)
 {
     const char *tmp = getenv("TMPDIR");
-    if (!tmp || !*tmp) tmp = "/tmp";
+    return tmp && *tmp ? tmp : "/tmp";
+}
+
+int acr_bundle_extract(const acr_bundle_t *b, char **dir_out, char *err, size_t errlen)
+{
+    const char *tmp = acr_bundle_tmpdir();
     char *dir = NULL;
     *dir_out = NULL;
-    if (asprintf(&dir, "%s/acrida-bundle-XXXXXX", tmp) < 0) return -ENOMEM;
+    /* the owner's pid in the name: a later worker removes the directory if this one dies
+     * without doing it (acr_bundle_remove_stale) */
+    if (asprintf(&dir, "%s/" STALE_PREFIX "%ld-XXXXXX", tmp, (long)getpid()) < 0) return -ENOMEM;
     if (!mkdtemp(dir)) {
         int rc =
             fail(err, errlen, -errno, "cannot create a directory in %s: %s", tmp, strerror(errno));
@@ -521,6 +530,69 @@ int acr_bundle_remove_dir(const char *dir)
     int rc = remove_at(fd);
     if (rmdir(dir) < 0 && rc == 0) rc = -errno;
     return rc;
+}
+
+/* The pid in @name if it is exactly STALE_PREFIX "<pid>-XXXXXX" (a decimal pid without a leading
+ * zero, then mkdtemp's six letters or digits), else 0. */
+static pid_t stale_name_pid(const char *name)
+{
+    size_t plen = sizeof STALE_PREFIX - 1;
+    if (strncmp(name, STALE_PREFIX, plen) != 0) return 0;
+    const char *p = name + plen;
+    long pid = 0;
+    size_t digits = 0;
+    for (; p[digits] >= '0' && p[digits] <= '9'; digits++) {
+        if (digits == 9) return 0; /* pid_max is at most 2^22 */
+        pid = pid * 10 + (p[digits] - '0');
+    }
+    if (digits == 0 || p[0] == '0' || p[digits] != '-') return 0;
+    p += digits + 1;
+    for (size_t i = 0; i < 6; i++) {
+        char ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')))
+            return 0;
+    }
+    return p[6] == 0 ? (pid_t)pid : 0;
+}
+
+/* Removes the directory entry @name of @dfd if it is still the directory @st describes (no
+ * symlink is followed: a swap between the check and the open is refused). */
+static int remove_stale(int dfd, const char *name, const struct stat *st)
+{
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct stat now;
+    if (fstat(fd, &now) < 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+        close(fd);
+        return -ESTALE;
+    }
+    int rc = remove_at(fd); /* closes fd */
+    if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && rc == 0) rc = -errno;
+    return rc;
+}
+
+int acr_bundle_remove_stale(const char *tmp, size_t *removed, size_t *failed)
+{
+    *removed = *failed = 0;
+    DIR *d = opendir(tmp);
+    if (!d) return -errno;
+    uid_t me = geteuid();
+    pid_t self = getpid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        pid_t pid = stale_name_pid(e->d_name);
+        if (pid <= 0 || pid == self) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (!S_ISDIR(st.st_mode) || st.st_uid != me) continue; /* symlinks, others' files */
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;     /* alive (or not ours to ask) */
+        if (remove_stale(dirfd(d), e->d_name, &st) == 0)
+            (*removed)++;
+        else
+            (*failed)++;
+    }
+    closedir(d);
+    return 0;
 }
 
 void acr_bundle_free(acr_bundle_t *b)

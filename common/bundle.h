@@ -82,13 +82,24 @@ size_t acr_bundle_largest(const acr_bundle_t *b, const acr_bundle_file_t **out, 
 int acr_bundle_decode(const void *blob, size_t len, const char *sha256, acr_bundle_t *out,
                       char *err, size_t errlen);
 
+/** $TMPDIR, or /tmp when it is unset or empty: where bundles are extracted. */
+const char *acr_bundle_tmpdir(void);
 /**
- * Writes the files of @b into a fresh directory (mkdtemp, mode 0700) under $TMPDIR or /tmp:
- * *@dir_out (malloc'ed) is its path. Nothing is written outside it; on failure it is removed.
+ * Writes the files of @b into a fresh directory (mkdtemp, mode 0700) under acr_bundle_tmpdir(),
+ * named acrida-bundle-<pid>-XXXXXX after the calling process: *@dir_out (malloc'ed) is its path.
+ * Nothing is written outside it; on failure it is removed.
  */
 int acr_bundle_extract(const acr_bundle_t *b, char **dir_out, char *err, size_t errlen);
 /** Removes the directory @dir and everything in it (not following symlinks). */
 int acr_bundle_remove_dir(const char *dir);
+/**
+ * Removes the extraction directories that processes which died without cleaning up left in @tmp:
+ * entries named exactly acrida-bundle-<pid>-XXXXXX that are directories (lstat: a symlink is never
+ * followed) owned by the effective uid, whose pid is not this process and does not exist
+ * (kill(pid, 0) fails with ESRCH). *@removed and *@failed count the directories. Returns 0, or a
+ * negative errno when @tmp cannot be read.
+ */
+int acr_bundle_remove_stale(const char *tmp, size_t *removed, size_t *failed);
 
 void acr_bundle_free(acr_bundle_t *b);
 

@@ -485,10 +485,27 @@ static int read_stages(acr_shape_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* A test this shape did not start entered spawning: one adopted from the workers of a previous
+ * master (proto/PROTOCOL.md, section 7). The shape does not drive it: the master cannot know how
+ * far into the shape that test is, and guessing would move users the workers run. */
+static void warn_adopted(acr_shape_t *s, acr_core_t *c)
+{
+    acr_core_snapshot_t snap;
+    if (acr_core_snapshot(c, &snap) < 0) return;
+    if (snap.adopted)
+        ACR_WARN("load shape (%s): test %s was adopted from the workers of a previous master: the "
+                 "shape does not drive it (its users stay as the workers run them); stop it and "
+                 "start a new test to follow the shape",
+                 s->where, snap.test_id);
+    acr_core_snapshot_free(&snap);
+}
+
 static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
 {
-    (void)c;
     acr_shape_t *s = ud;
+    if (ev->type == ACR_CORE_EV_STATE && ev->to == ACR_RUN_SPAWNING && !s->active &&
+        (ev->from == ACR_RUN_READY || ev->from == ACR_RUN_STOPPED))
+        warn_adopted(s, c);
     if (ev->type != ACR_CORE_EV_STATE || ev->to == ACR_RUN_SPAWNING || ev->to == ACR_RUN_RUNNING)
         return;
     uv_timer_stop(&s->timer); /* stopping, stopped: the shape's test is over */

@@ -803,6 +803,24 @@ static void hash_own_scenario(worker_t *w)
         ACR_WARN("cannot hash the scenario's files for the master's check: %s", ACR_ESC_LONG(err));
     acr_bundle_free(&b);
     free(main);
+    if (rc == 0) return;
+    /* the file alone then (the master knows that hash too): the master must hear from every
+     * acrida worker that it loaded a scenario before it gives it users */
+    FILE *f = fopen(w->cfg->scenario, "rb");
+    char *src = NULL;
+    size_t len = 0;
+    if (f) {
+        acr_buf_t buf = {0};
+        char chunk[4096];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+            if (acr_buf_append(&buf, chunk, n) < 0) break;
+        fclose(f);
+        src = buf.data;
+        len = buf.len;
+    }
+    acr_bundle_sha256_hex(src ? src : "", len, w->scenario_sha);
+    free(src);
 }
 
 /* A shipped scenario could not load: the master hears why (with file:line) and this worker
@@ -878,7 +896,6 @@ static void begin_bundle(worker_t *w, const acr_msg_t *m)
 {
     char err[256];
     const acr_msg_bundle_t *bd = &m->bundle;
-    if (w->rt_loaded && strcmp(bd->sha256, w->scenario_sha) == 0) return; /* the same bundle */
     free(w->rx_main);
     w->rx_main = strdup(bd->main);
     if (!w->rx_main) {
@@ -917,6 +934,10 @@ static void on_scenario(worker_t *w, const acr_msg_t *m)
     if (w->state == WS_QUITTING || w->state == WS_DONE) return;
     if (!w->cfg->keys && !w->cfg->trust_master && !w->master_local) {
         refuse_scenario(w, m);
+        return;
+    }
+    if (m->bundle.present && w->rt_loaded && strcmp(m->bundle.sha256, w->scenario_sha) == 0) {
+        send_scenario_loaded(w, w->scenario_sha, NULL); /* runs it already: ready for users */
         return;
     }
     if (w->state != WS_READY) {
@@ -990,6 +1011,17 @@ static void start_test(worker_t *w, const char *test_id)
     snprintf(w->test_id, sizeof w->test_id, "%s", test_id);
 }
 
+/* "running N users (A=1 B=2)": the spawn's counts per class, as applied. */
+static void log_running(worker_t *w, const acr_msg_t *m)
+{
+    acr_buf_t b = {0};
+    for (size_t i = 0; i < m->nclasses; i++)
+        acr_buf_appendf(&b, "%s%s=%lld", i ? " " : "", m->classes[i].name ? m->classes[i].name : "",
+                        (long long)m->classes[i].count);
+    ACR_INFO("running %zu users (%s)", acr_rt_user_count(w->rt), b.data ? b.data : "");
+    acr_buf_free(&b);
+}
+
 static void on_spawn(worker_t *w, acr_msg_t *m)
 {
     send_nil(w, "spawning");
@@ -1030,7 +1062,7 @@ static void on_spawn(worker_t *w, acr_msg_t *m)
     send_spawning_complete(w);
     if (!w->master_acrida) fire_spawning_complete(w); /* a Locust master: per spawn, as Locust */
     set_state(w, WS_RUNNING);
-    ACR_INFO("running %zu users", acr_rt_user_count(w->rt));
+    log_running(w, m);
 }
 
 static void on_stop(worker_t *w)
@@ -1183,6 +1215,19 @@ int acr_worker_make_node_id(char *out, size_t len)
     return 0;
 }
 
+/* The bundle directories of workers that died without removing them (a SIGKILL, a crash): each
+ * worker's name carries its pid (common/bundle.h), so the next one to start removes them. */
+static void remove_stale_bundles(void)
+{
+    const char *tmp = acr_bundle_tmpdir();
+    size_t removed = 0, failed = 0;
+    int rc = acr_bundle_remove_stale(tmp, &removed, &failed);
+    if (rc < 0) ACR_DEBUG("cannot look for stale bundle directories in %s: %s", tmp, strerror(-rc));
+    if (removed)
+        ACR_INFO("removed %zu bundle directories of workers that are gone from %s", removed, tmp);
+    if (failed) ACR_WARN("could not remove %zu stale bundle directories in %s", failed, tmp);
+}
+
 /* Initialises the timers. 0 or a libuv error;
  * handles left uninitialised stay zeroed, which close_all skips. */
 static int init_handles(worker_t *w)
@@ -1252,6 +1297,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         goto run;
     }
     w.master_local = acr_host_is_loopback(host);
+    remove_stale_bundles();
     ACR_INFO("worker %s connecting to tcp://%s:%d%s", w.node_id, host, port,
              cfg->keys ? " with the cluster key (CURVE)" : "");
 

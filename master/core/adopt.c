@@ -133,7 +133,7 @@ void acr__adopt_joins_due(acr_core_t *c, double now)
     bool in_run = c->run.state == ACR_RUN_SPAWNING || c->run.state == ACR_RUN_RUNNING;
     for (size_t i = 0; i < c->reg.nworkers; i++) {
         acr_mworker_t *w = c->reg.workers[i];
-        if (w->join_due <= 0 || now < w->join_due) continue;
+        if (w->join_due <= 0 || now < w->join_due || w->loading) continue; /* joins once loaded */
         w->join_due = 0;
         if (in_run && w->state != ACR_WORKER_MISSING && !w->refused)
             acr__run_workers_changed(c, w, NULL);
@@ -197,6 +197,7 @@ static void adopt_worker(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg, 
                       strcmp(msg->state, "spawning") == 0 ? ACR_WORKER_SPAWNING
                                                           : ACR_WORKER_RUNNING);
     w->join_due = 0;
+    w->loading = false; /* it runs this master's scenario (the rejoin's hash said so) */
     w->last_seq = msg->seq;
     w->cumulative_ok = true;
     w->gap_open = true; /* it owes reports until its final one */

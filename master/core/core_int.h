@@ -46,6 +46,14 @@ typedef struct acr_mworker {
     double join_due;    /**< monotonic s when a deferred join is due; 0 = none */
     bool refused;       /**< its rejoin was refused: reports dropped until client_stopped */
     bool cumulative_ok; /**< its rejoin was accepted: the cumulative report that follows merges */
+    /* the scenario shipped after its ack (registry.c): an acrida worker takes users only once it
+     * confirmed loading it (acrida_scenario_loaded), or after a bounded wait */
+    bool loading;           /**< scenario sent, not confirmed yet: no users, not counted as ready */
+    bool load_failed;       /**< it reported a load error: never given users (it quits) */
+    double load_due;        /**< monotonic s after which an unconfirmed worker counts as loaded */
+    double ready_at;        /**< monotonic s of its last accepted client_ready */
+    bool heard_since_ready; /**< a frame other than client_ready came after it */
+    uint64_t dup_ready;     /**< duplicate client_ready frames ignored (registry.c) */
 } acr_mworker_t;
 
 /** What happens to a worker; acr__worker_event maps (state, event) to the next state. */
@@ -169,8 +177,10 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
 acr_mworker_t *acr__registry_find(acr_core_t *c, const char *id);
 /** Workers that are not missing. */
 size_t acr__registry_live(const acr_core_t *c);
-/** Workers in state ready (what --expect-workers counts). */
+/** Workers in state ready that loaded the scenario (what --expect-workers counts). */
 size_t acr__registry_ready(const acr_core_t *c);
+/** Whether @w can be given users: not missing and not waiting for its scenario to load. */
+bool acr__worker_usable(const acr_mworker_t *w);
 /** Sum of the live workers' reported users. */
 long acr__registry_user_count(const acr_core_t *c);
 /** The users a worker last reported. */

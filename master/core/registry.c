@@ -25,6 +25,14 @@
 /* a missing worker is forgotten this long after it went missing (Locust's 60 s) */
 #define REMOVE_MISSING_S 60.0
 #define NODE_ID_BUF (ACR_PROTO_NODE_ID_MAX + 1) /* a node id and its NUL */
+/* how long an acrida worker may take to confirm the scenario sent after its ack
+ * (acrida_scenario_loaded) before it counts as loaded anyway (an acrida worker without that
+ * message; a 64 MiB bundle over a slow link) */
+#define SCENARIO_WAIT_S 30.0
+/* a client_ready this soon after the last one of a ready worker that sent nothing in between is
+ * a duplicate: a worker that waited for a master queued one per retry, and they all arrive at
+ * once when the master binds (proto/PROTOCOL.md, section 8) */
+#define DUP_READY_WINDOW_S 2.0
 
 const char *acr_worker_state_name(acr_worker_state_t s)
 {
@@ -100,8 +108,13 @@ size_t acr__registry_ready(const acr_core_t *c)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->reg.nworkers; i++)
-        if (c->reg.workers[i]->state == ACR_WORKER_READY) n++;
+        if (c->reg.workers[i]->state == ACR_WORKER_READY && !c->reg.workers[i]->loading) n++;
     return n;
+}
+
+bool acr__worker_usable(const acr_mworker_t *w)
+{
+    return w->state != ACR_WORKER_MISSING && !w->loading;
 }
 
 long acr__worker_users(const acr_mworker_t *w)
@@ -233,7 +246,8 @@ acr_worker_state_t acr__worker_event(acr_core_t *c, acr_mworker_t *w, acr_wevent
         if (from != ACR_WORKER_MISSING || to == ACR_WORKER_MISSING) break;
         ACR_INFO("worker %s self-healed with heartbeat, setting state to %s", ACR_ESC(w->id),
                  acr_worker_state_name(to));
-        if (in_run && !w->refused) acr__run_workers_changed(c, w, NULL);
+        if (in_run && !w->refused && !w->loading) acr__run_workers_changed(c, w, NULL);
+        if (in_run && !w->refused && w->loading) w->join_due = now; /* once it loaded */
         break;
     default:
         break;
@@ -312,13 +326,33 @@ nomem:
     return -ENOMEM;
 }
 
+/* @w confirmed the scenario (or the wait for it ended): it takes users from now on, and joins a
+ * test under way (after the join grace if that is still running). */
+static void scenario_confirmed(acr_core_t *c, acr_mworker_t *w, double now)
+{
+    if (!w->loading || w->load_failed) return;
+    w->loading = false;
+    if (run_takes_workers(c) && w->state != ACR_WORKER_MISSING && !w->refused) {
+        if (w->join_due <= 0) w->join_due = now;
+        acr__adopt_joins_due(c, now);
+    }
+}
+
 /* acrida_scenario_loaded: a worker's load error (an exception row and an ERROR naming it; the
- * worker then quits), or the hash of the scenario it runs, warned about once when it is not the
- * master's. */
+ * worker then quits and never gets users), or the hash of the scenario it runs, warned about once
+ * when it is not the master's. Either ends the wait for the worker's scenario. */
 static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid, const char *pid,
                                const acr_msg_t *msg)
 {
     const acr_msg_bundle_t *bd = &msg->bundle;
+    if (w && bd->error) {
+        w->load_failed = w->loading = true;
+        w->join_due = 0;
+    } else if (w && w->loading) {
+        ACR_INFO("worker %s loaded the scenario (sha256 %.12s...): it takes users", pid,
+                 bd->sha256);
+        scenario_confirmed(c, w, acr_mono_s());
+    }
     if (bd->error) {
         ACR_ERROR("worker %s could not load the scenario: %s", pid, ACR_ESC_LONG(bd->error));
         if (acr_core_add_exception(c, bd->error, "", nid) < 0)
@@ -327,7 +361,8 @@ static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid,
     }
     const char *mine = c->cfg.scenario_sha256;
     const acr_bundle_t *b = c->cfg.bundle;
-    if (!w || !mine || strcmp(bd->sha256, mine) == 0 || (b && strcmp(bd->sha256, b->sha256) == 0))
+    if (!w || !mine || strcmp(bd->sha256, mine) == 0 || (b && strcmp(bd->sha256, b->sha256) == 0) ||
+        strcmp(bd->sha256, c->scenario_sha256) == 0) /* a -f worker that hashed the file alone */
         return;
     if (w->scenario_warned) return;
     w->scenario_warned = true;
@@ -337,8 +372,25 @@ static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid,
 
 /* ---- message handlers ---- */
 
+/* Whether this client_ready of registered worker @w only repeats the one just answered. */
+static bool duplicate_ready(acr_mworker_t *w, double now)
+{
+    if (!w || w->state != ACR_WORKER_READY || w->heard_since_ready || w->stopped_since_ready ||
+        now - w->ready_at > DUP_READY_WINDOW_S)
+        return false;
+    if (w->dup_ready++ == 0)
+        ACR_INFO("worker %s: ignoring the duplicate client_ready frames it queued while no master "
+                 "was up (already registered and acked)",
+                 ACR_ESC(w->id));
+    else
+        ACR_DEBUG("worker %s: duplicate client_ready %llu ignored", ACR_ESC(w->id),
+                  (unsigned long long)w->dup_ready);
+    return true;
+}
+
 static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
 {
+    if (duplicate_ready(acr__registry_find(c, id), acr_mono_s())) return;
     int64_t idx = index_of(c, id);
     if (idx < 0) {
         ACR_ERROR("out of memory registering worker %s", ACR_ESC(id));
@@ -387,6 +439,15 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     w->index = idx;
     w->acrida = acrida;
     w->last_seen = acr_mono_s();
+    /* the scenario went out after the ack: no users before the worker confirms it loaded it (a
+     * spawn could otherwise beat a load error). Only with a bundle: the message that confirms it
+     * came with bundles. Stock Locust workers get no scenario and are ready at once. */
+    w->loading = acrida && c->cfg.scenario_src && c->cfg.bundle;
+    w->load_failed = false;
+    w->load_due = w->last_seen + SCENARIO_WAIT_S;
+    w->ready_at = w->last_seen;
+    w->heard_since_ready = false;
+    w->dup_ready = 0;
     w->refused = w->cumulative_ok = false;
     w->last_seq = -1;
     w->gap_open = false;
@@ -397,11 +458,12 @@ static void on_client_ready(acr_core_t *c, const char *id, acr_msg_t *msg)
     w->stopped_since_ready = false;
     /* after a stop a worker answers client_stopped then client_ready (as Locust's): that is its
      * normal return to ready, not a re-registration */
-    ACR_INFO("worker %s (index %lld, version '%s') %s. %zu workers connected.", ACR_ESC(id),
+    ACR_INFO("worker %s (index %lld, version '%s') %s%s. %zu workers connected.", ACR_ESC(id),
              (long long)idx, ACR_ESC(version),
              returned   ? "is ready again after the stop"
              : replaced ? "re-registered"
                         : "reported as ready",
+             w->loading && !returned ? "; waiting for it to load the scenario" : "",
              acr__registry_live(c));
     acr__peer_known(c, id);
     acr__worker_event(c, w, ACR_WEV_REGISTER, ACR_WORKER_READY);
@@ -556,6 +618,7 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
         return;
     }
     if (w->state != ACR_WORKER_MISSING) w->last_seen = acr_mono_s();
+    w->heard_since_ready = true;
     dispatch_frame(c, w, msg);
 }
 
@@ -595,6 +658,12 @@ static void liveness_tick(uv_timer_t *t)
         acr_mworker_t *w = c->reg.workers[i];
         if (beat && w->acrida && w->state != ACR_WORKER_MISSING)
             acr__registry_send_nil(c, "heartbeat", w->id);
+        if (w->loading && !w->load_failed && now > w->load_due && w->state != ACR_WORKER_MISSING) {
+            ACR_WARN("worker %s did not confirm loading the scenario within %.0f s; it takes "
+                     "users anyway",
+                     ACR_ESC(w->id), SCENARIO_WAIT_S);
+            scenario_confirmed(c, w, now);
+        }
         if (w->state != ACR_WORKER_MISSING && now - w->last_seen > MISSING_AFTER_S) {
             acr__worker_event(c, w, ACR_WEV_SILENT, ACR_WORKER_MISSING);
         } else if (w->state == ACR_WORKER_MISSING &&

@@ -165,12 +165,12 @@ static void ramp_step(acr_core_t *c)
 static void ramp(acr_core_t *c, long users, double rate, bool fresh)
 {
     acr_run_t *r = &c->run;
-    size_t live = acr__registry_live(c);
+    size_t live = r->dispatch ? acr_dispatch_nworkers(r->dispatch) : 0;
     r->target_users = users;
     r->spawn_rate = rate;
     ACR_INFO("Sending spawn jobs of %ld users at %.2f spawn rate to %zu ready workers", users, rate,
              live);
-    if (rate / (double)live > 100)
+    if (live > 0 && rate / (double)live > 100)
         ACR_WARN("Your selected spawn rate is very high (>100/worker), and this is known to "
                  "sometimes cause issues. Do you really need to ramp up that fast?");
     r->quiet_ramp_done = false;
@@ -188,6 +188,10 @@ static void ramp(acr_core_t *c, long users, double rate, bool fresh)
     uv_timer_stop(&r->settle_timer);
     r->ramp_sent = false;
     acr_dispatch_new_dispatch(r->dispatch, users, rate);
+    if (live == 0) { /* its workers are still loading the scenario: held until one joins */
+        uv_timer_start(&r->ramp_timer, ramp_cb, 0, 0);
+        return;
+    }
     ramp_step(c);
 }
 
@@ -200,18 +204,30 @@ static int no_worker(void)
 
 int acr__run_start(acr_core_t *c, long users, double rate, const char *const *classes, size_t n)
 {
-    size_t live = acr__registry_live(c);
-    if (live == 0) return no_worker();
+    size_t live = 0, loading = 0;
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        const acr_mworker_t *w = c->reg.workers[i];
+        live += acr__worker_usable(w);
+        loading += w->loading && !w->load_failed && w->state != ACR_WORKER_MISSING;
+    }
+    /* workers still loading the scenario take their users when they confirm it */
+    if (live == 0 && loading == 0) return no_worker();
     if (acr__run_active(c)) return -EBUSY;
     const char **kept = NULL; /* without the quarantined classes (quarantine.c) */
     int qr = acr__quarantine_filter(c, classes, n, &kept, &n);
     if (qr < 0) return qr == -EAGAIN ? -EINVAL : qr;
     if (kept) classes = kept;
-    const char **ids = calloc(live, sizeof(*ids));
+    const char **ids = calloc(live ? live : 1, sizeof(*ids));
     if (!ids) return -ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; i < c->reg.nworkers; i++)
-        if (c->reg.workers[i]->state != ACR_WORKER_MISSING) ids[k++] = c->reg.workers[i]->id;
+    double now = acr_mono_s();
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        acr_mworker_t *w = c->reg.workers[i];
+        if (acr__worker_usable(w))
+            ids[k++] = w->id;
+        else if (w->loading && !w->load_failed && w->state != ACR_WORKER_MISSING)
+            w->join_due = now; /* joins as soon as it confirms its scenario */
+    }
     acr_dispatch_free(c->run.dispatch);
     /* every class, so that a later edit (a shape's stage) can switch to any of them */
     int rc = acr_dispatch_new(c->cfg.classes, c->cfg.nclasses, ids, k, &c->run.dispatch);
@@ -294,6 +310,10 @@ void acr__run_workers_changed(acr_core_t *c, acr_mworker_t *added, const char *r
         if (r2 != -ENOENT) rc = r2;
     }
     if (rc < 0) ACR_ERROR("rebalance failed: %s", strerror(-rc));
+    /* a ramp held for want of a worker goes on at once */
+    if (added && c->run.state == ACR_RUN_SPAWNING && c->run.no_worker_since > 0 &&
+        !c->run.ramp_sent)
+        uv_timer_start(&c->run.ramp_timer, ramp_cb, 0, 0);
     if (acr_dispatch_take_rebalance(d)) {
         ACR_INFO("Rebalancing %ld users over %zu workers", acr_dispatch_user_count(d),
                  acr_dispatch_nworkers(d));

@@ -181,3 +181,42 @@ def test_worker_with_a_different_f_is_warned_about(tmp_path, target):
     warned = re.findall(r"worker (\S+) runs a different scenario \(sha256 [0-9a-f]{12}\.\.\.\) "
                         r"than the master \([0-9a-f]{12}\.\.\.\)", log)
     assert warned == ["otherf"], log[-3000:]
+
+
+def test_sigkilled_workers_bundle_is_removed_by_the_next_worker(tmp_path):
+    """A worker killed with SIGKILL cannot remove its private copy: the directory carries its pid
+    (acrida-bundle-<pid>-XXXXXX), and the next worker started with the same TMPDIR removes the
+    directories of pids that are gone, and nothing else."""
+    sc = write_scenario(tmp_path, "acrida.user { name = 'U', tasks = { function() end } }\n")
+    wtmp = tmp_path / "wtmp"
+    wtmp.mkdir()
+    other = wtmp / "acrida-bundle-notapid"  # off the pattern: kept
+    other.mkdir()
+    env = dict(os.environ, TMPDIR=str(wtmp))
+    m, port = start_master(tmp_path, ["-f", sc, "-H", "http://127.0.0.1:9", "--web-port", "0"])
+    ws = []
+    try:
+        first = worker(tmp_path, port, "k1", env=env)
+        ws.append(first)
+        wait_for(lambda: "loaded the scenario" in first.log(), what="the first worker's bundle")
+        left = [d for d in os.listdir(str(wtmp)) if d.startswith("acrida-bundle-%d-" %
+                                                                 first.proc.pid)]
+        assert len(left) == 1 and len(left[0]) == len("acrida-bundle-%d-XXXXXX" %
+                                                      first.proc.pid), os.listdir(str(wtmp))
+        first.proc.kill()
+        first.proc.wait(timeout=120)
+        assert os.path.isdir(str(wtmp / left[0]))  # SIGKILL: nobody removed it
+        second = worker(tmp_path, port, "k2", env=env)
+        ws.append(second)
+        wait_for(lambda: "loaded the scenario" in second.log(), what="the second worker's bundle")
+        assert "removed 1 bundle directories of workers that are gone" in second.log(), \
+            second.log()
+        assert not os.path.exists(str(wtmp / left[0]))
+        assert other.is_dir()
+        mine = [d for d in os.listdir(str(wtmp)) if d.startswith("acrida-bundle-%d-" %
+                                                                 second.proc.pid)]
+        assert len(mine) == 1, os.listdir(str(wtmp))
+    finally:
+        rcs = [w.stop() for w in ws]
+        m.stop()
+    assert rcs == [-9, 0], rcs

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A temporary directory with files, removed by the test. */
@@ -305,6 +306,89 @@ static void test_extract(void **state)
     free(dir);
 }
 
+static void mk(const char *root, const char *name)
+{
+    char p[2048];
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    assert_int_equal(mkdir(p, 0700), 0);
+}
+
+static bool exists(const char *root, const char *name)
+{
+    char p[2048];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", root, name);
+    return lstat(p, &st) == 0;
+}
+
+/* The directories of dead owners go, exactly those: not a live or our own pid's, not a name off
+ * the pattern, not a symlink (nor what it points to), not a file. */
+static void test_remove_stale(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/acrida-ut-XXXXXX", vtmpl[] = "/tmp/acrida-ut-XXXXXX";
+    char *tmp = mkdtemp(tmpl), *victim = mkdtemp(vtmpl), n[128], p[512];
+    assert_non_null(tmp);
+    assert_non_null(victim);
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    assert_true(dead > 0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    snprintf(n, sizeof n, "acrida-bundle-%d-abcDE9", (int)dead);
+    mk(tmp, n);
+    snprintf(p, sizeof p, "%s/%s/lib", tmp, n);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/%s/lib/x.lua", tmp, n);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/keep.txt", victim);
+    assert_non_null(f = fopen(p, "w"));
+    fclose(f);
+    const char *kept_fmt[] = {"acrida-bundle-%d-abcde", "acrida-bundle-%d-abcdefg",
+                              "acrida-bundle-0%d-abcdef", "acrida-bundle-%d-abc.ef",
+                              "acrida-bundle-%dabcdef"};
+    char kept[8][128];
+    size_t nkept = 0;
+    for (size_t i = 0; i < sizeof kept_fmt / sizeof kept_fmt[0]; i++) {
+        snprintf(kept[nkept], sizeof kept[0], kept_fmt[i], (int)dead);
+        mk(tmp, kept[nkept++]);
+    }
+    snprintf(kept[nkept], sizeof kept[0], "acrida-bundle-%d-abcdef", (int)getpid());
+    mk(tmp, kept[nkept++]);
+    snprintf(kept[nkept], sizeof kept[0], "acrida-bundle-%d-abcdef", (int)getppid());
+    mk(tmp, kept[nkept++]);
+    snprintf(kept[nkept], sizeof kept[0], "acrida-bundle-%d-symlnk", (int)dead);
+    snprintf(p, sizeof p, "%s/%s", tmp, kept[nkept++]);
+    assert_int_equal(symlink(victim, p), 0);
+    size_t removed = 9, failed = 9;
+    assert_int_equal(acr_bundle_remove_stale(tmp, &removed, &failed), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(failed, 0);
+    assert_false(exists(tmp, n));
+    for (size_t i = 0; i < nkept; i++) assert_true(exists(tmp, kept[i]));
+    assert_true(exists(victim, "keep.txt"));
+    assert_int_equal(acr_bundle_remove_stale("/nonexistent-acrida", &removed, &failed), -ENOENT);
+
+    /* an extraction is named after its owner, and left alone while the owner lives */
+    setenv("TMPDIR", tmp, 1);
+    acr_bundle_t b = {0};
+    char err[256], *out = NULL;
+    assert_int_equal(acr_bundle_finish(&b, err, sizeof err), 0);
+    assert_int_equal(acr_bundle_extract(&b, &out, err, sizeof err), 0);
+    unsetenv("TMPDIR");
+    snprintf(p, sizeof p, "%s/acrida-bundle-%d-", tmp, (int)getpid());
+    assert_int_equal(strncmp(out, p, strlen(p)), 0);
+    assert_int_equal(strlen(out), strlen(p) + 6);
+    assert_int_equal(acr_bundle_remove_stale(tmp, &removed, &failed), 0);
+    assert_int_equal(removed, 0);
+    assert_true(exists(out, "."));
+    free(out);
+    acr_bundle_free(&b);
+    assert_int_equal(acr_bundle_remove_dir(tmp), 0);
+    assert_int_equal(acr_bundle_remove_dir(victim), 0);
+}
+
 struct names {
     char list[8][32];
     int n;
@@ -414,7 +498,7 @@ int main(void)
         cmocka_unit_test(test_paths),          cmocka_unit_test(test_canonical),
         cmocka_unit_test(test_decode_hostile), cmocka_unit_test(test_rx),
         cmocka_unit_test(test_extract),        cmocka_unit_test(test_scan),
-        cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_messages),       cmocka_unit_test(test_remove_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
