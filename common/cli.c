@@ -87,7 +87,9 @@ static const acr_opt_def_t defs[] = {
     {"reset-stats", 0, NULL, ACR_OPT_FLAG, O(reset_stats), 0, 0, NULL,
      "reset the stats when the ramp-up completes", M},
     {"stop-timeout", 's', NULL, ACR_OPT_TIMESPAN, O(stop_timeout), 0, 0, "S",
-     "graceful stop: let users finish their task for up to S", M},
+     "graceful stop: let users finish their task for up to S; requests still in flight then "
+     "(10 s without it) are aborted and counted as aborted at stop",
+     M},
     {"exit-code-on-error", 0, NULL, ACR_OPT_INT, O(exit_code_on_error), 0, 255, "N",
      "exit code when a request failed or a task raised (default 1)", M},
     {"tags", 'T', NULL, ACR_OPT_STRLIST, O(tags), 0, 0, "TAG",

@@ -160,6 +160,7 @@ void acr_stats_entry_zero(acr_stats_entry_t *e, double now)
     e->num_requests = 0;
     e->num_none_requests = 0;
     e->num_failures = 0;
+    e->num_aborted = 0;
     e->total_rt_us = 0;
     e->total_content_length = 0;
     e->start_time = now;
@@ -314,6 +315,13 @@ void acr_stats_log(acr_stats_t *s, acr_stats_entry_t *e, bool has_rt, uint64_t r
     if (error) (void)acr_stats_add_error(s, e->method, e->name, error, 1);
 }
 
+void acr_stats_log_aborted(acr_stats_t *s, acr_stats_entry_t *e, double now)
+{
+    if (now > s->last_now) s->last_now = now;
+    s->total.num_aborted++;
+    if (e != &s->total) e->num_aborted++;
+}
+
 int acr_stats_add_error(acr_stats_t *s, const char *method, const char *name, const char *error,
                         uint64_t occurrences)
 {
@@ -423,6 +431,7 @@ void acr_stats_entry_merge(acr_stats_entry_t *dst, const acr_stats_entry_t *src)
     dst->num_requests += src->num_requests;
     dst->num_none_requests += src->num_none_requests;
     dst->num_failures += src->num_failures;
+    dst->num_aborted += src->num_aborted;
     dst->total_rt_us += src->total_rt_us;
     dst->total_content_length += src->total_content_length;
     for (int i = 0; i < ACR_PERSEC_SLOTS; i++)
@@ -439,7 +448,7 @@ int acr_stats_merge(acr_stats_t *dst, const acr_stats_t *delta)
     for (const hnode_t *x = htab_next(t, NULL); x; x = htab_next(t, x)) {
         const acr_stats_entry_t *src = &((const ent_node_t *)x)->e;
         /* Like Locust's serialize_stats(): untouched entries are not shipped. */
-        if (src->num_requests == 0 && src->num_failures == 0) continue;
+        if (src->num_requests == 0 && src->num_failures == 0 && src->num_aborted == 0) continue;
         acr_stats_entry_t *e = acr_stats_get(dst, src->method, src->name);
         if (!e) return -ENOMEM;
         acr_stats_entry_merge(e, src);

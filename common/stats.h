@@ -35,6 +35,9 @@ typedef struct acr_stats_entry {
     uint64_t num_requests;
     uint64_t num_none_requests; /**< requests recorded without a response time */
     uint64_t num_failures;
+    /** requests still in flight when the stop's grace ran out, aborted there (proto/PROTOCOL.md,
+     *  acrida_aborted): neither requests nor failures */
+    uint64_t num_aborted;
     uint64_t total_rt_us;
     uint64_t total_content_length;
     double start_time;      /**< epoch s of creation / last reset */
@@ -76,6 +79,10 @@ acr_stats_entry_t *acr_stats_find(const acr_stats_t *s, const char *method, cons
  */
 void acr_stats_log(acr_stats_t *s, acr_stats_entry_t *e, bool has_rt, uint64_t rt_us,
                    uint64_t content_length, const char *error, double now);
+
+/** Counts one request aborted at the stop (in flight when the stop's grace ran out) on @e and on
+ *  the total; it is not a request (no response time) nor a failure. */
+void acr_stats_log_aborted(acr_stats_t *s, acr_stats_entry_t *e, double now);
 
 /** Records @occurrences of an error (merging at the master). Returns 0 or -ENOMEM. */
 int acr_stats_add_error(acr_stats_t *s, const char *method, const char *name, const char *error,

@@ -92,6 +92,7 @@ static void csv_files(acr_finish_t *f, const acr_core_snapshot_t *s)
     csv_write(f, "failures", s->stats, acr_report_csv_failures);
     csv_write(f, "exceptions", s->stats, acr_report_csv_exceptions);
     csv_lost(f, s);
+    csv_write(f, "aborted_at_stop", s->stats, acr_report_csv_aborted);
 }
 
 static void history_row(acr_finish_t *f)
@@ -288,6 +289,7 @@ static void print_tables(acr_finish_t *f, const acr_core_snapshot_t *s)
         acr_log_escape_file(fp, q->task);
         fputc('\n', fp);
     }
+    acr_report_console_aborted(fp, s->stats);
     fflush(fp);
 }
 

@@ -293,6 +293,30 @@ int acr_report_console_lost(FILE *f, unsigned long long lost)
     return check_file(f);
 }
 
+int acr_report_console_aborted(FILE *f, acr_stats_t *s)
+{
+    const acr_stats_entry_t *total = acr_stats_total(s);
+    if (total->num_aborted == 0) return 0;
+    fprintf(f,
+            "Aborted at stop: %llu requests were still in flight when the stop's grace ran out "
+            "(not counted as requests or failures)\n",
+            (unsigned long long)total->num_aborted);
+    fprintf(f, "%-*s %-*s %9s\n", TYPE_W, "Type", NAME_W - TYPE_W + 4, "Name", "# aborted");
+    dashes(f, NAME_W + 15);
+    fputc('\n', f);
+    size_t n;
+    acr_stats_entry_t *const *v = acr_stats_sorted(s, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i]->num_aborted) continue;
+        fprintf(f, "%-*s %-*s %9llu\n", TYPE_W, v[i]->method, NAME_W - TYPE_W + 4, v[i]->name,
+                (unsigned long long)v[i]->num_aborted);
+    }
+    dashes(f, NAME_W + 15);
+    fprintf(f, "\n%-*s %-*s %9llu\n\n", TYPE_W, "", NAME_W - TYPE_W + 4, "Aggregated",
+            (unsigned long long)total->num_aborted);
+    return check_file(f);
+}
+
 /* ---- CSV ---- */
 
 /* Writes one field with Python csv's minimal quoting, preceded by a comma unless @first. */
@@ -434,6 +458,25 @@ int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsign
     snprintf(count, sizeof count, "%llu", total);
     const char *row[] = {"Aggregated", count};
     csv_row(f, row, 2);
+    return check_file(f);
+}
+
+int acr_report_csv_aborted(FILE *f, acr_stats_t *s)
+{
+    static const char *const hdr[] = {"Type", "Name", "Aborted At Stop"};
+    char count[NUM_W];
+    csv_row(f, hdr, 3);
+    size_t n;
+    acr_stats_entry_t *const *v = acr_stats_sorted(s, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i]->num_aborted) continue;
+        fmt_u64(count, v[i]->num_aborted);
+        const char *row[] = {v[i]->method, v[i]->name, count};
+        csv_row(f, row, 3);
+    }
+    fmt_u64(count, acr_stats_total(s)->num_aborted);
+    const char *row[] = {"", "Aggregated", count};
+    csv_row(f, row, 3);
     return check_file(f);
 }
 
@@ -612,6 +655,7 @@ static json_t *json_stats_row(const acr_stats_entry_t *e, const acr_stats_entry_
     free(safe);
     jset(o, "num_requests", json_integer((json_int_t)e->num_requests), &err);
     jset(o, "num_failures", json_integer((json_int_t)e->num_failures), &err);
+    jset(o, "aborted_at_stop", json_integer((json_int_t)e->num_aborted), &err);
     jset(o, "avg_response_time", jreal(acr_stats_avg_ms(e)), &err);
     jset(o, "min_response_time", jreal_or_zero(have, acr_stats_min_ms(e)), &err);
     jset(o, "max_response_time", jreal(acr_stats_max_ms(e)), &err);
@@ -804,6 +848,7 @@ char *acr_report_json(acr_stats_t *s, const acr_report_meta_t *meta)
     jset(doc, "test_id", jstr_or_null(meta ? meta->test_id : NULL), &err);
     jset(doc, "adopted", json_boolean(meta && meta->adopted), &err);
     jset(doc, "lost_reports", json_integer(meta ? (json_int_t)meta->lost_reports : 0), &err);
+    jset(doc, "aborted_at_stop", json_integer((json_int_t)total->num_aborted), &err);
     jset(doc, "reports_merged", json_integer(meta ? (json_int_t)meta->reports_merged : 0), &err);
     jset(doc, "shape", json_shape(meta), &err);
     if (meta && meta->npools) jset(doc, "pools", json_pools(meta), &err);

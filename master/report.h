@@ -60,6 +60,11 @@ int acr_report_console_exceptions(FILE *f, acr_stats_t *s);
  *  @lost > 0 (the totals above it are incomplete); prints nothing when @lost is 0. */
 int acr_report_console_lost(FILE *f, unsigned long long lost);
 
+/** The final summary's table of requests aborted at stop (in flight when the stop's grace ran
+ *  out; neither requests nor failures): one row per entry that has some, then Aggregated; prints
+ *  nothing when there are none. */
+int acr_report_console_aborted(FILE *f, acr_stats_t *s);
+
 /** CSV bodies with Locust's exact headers and row order (docs/locust-compatibility.md), CRLF. */
 int acr_report_csv_stats(FILE *f, acr_stats_t *s);
 int acr_report_csv_failures(FILE *f, acr_stats_t *s);
@@ -77,6 +82,10 @@ typedef struct acr_report_lost {
 /** acrida's PREFIX_lost_reports.csv (not a Locust file): header "Worker,Lost Report Intervals",
  *  the @n rows, then "Aggregated" with @total. CRLF line endings like the Locust files. */
 int acr_report_csv_lost(FILE *f, const acr_report_lost_t *rows, size_t n, unsigned long long total);
+
+/** acrida's PREFIX_aborted_at_stop.csv (not a Locust file): header "Type,Name,Aborted At Stop",
+ *  a row per entry with requests aborted at stop, then "Aggregated" with the total. CRLF. */
+int acr_report_csv_aborted(FILE *f, acr_stats_t *s);
 
 /** @s HTML-escaped like Python's html.escape(s, quote) (& < > always; " and ' as &quot; and
  *  &#x27; when @quote), as Locust's JSON escapes names, errors and exceptions. Returns a malloc'ed

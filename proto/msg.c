@@ -295,7 +295,11 @@ static int decode_heartbeat(acr__dec_t *d, const msgpack_object *data, acr_msg_t
     r = acr__get_num(d, data, "current_cpu_usage", ACR__REQ, &m->cpu_usage);
     if (r < 0) return r;
     r = acr__get_i64(d, data, "current_memory_usage", ACR__NIL_OK, &m->memory_usage);
-    return r < 0 ? r : 0;
+    if (r < 0) return r;
+    r = acr__get_i64(d, data, "acrida_nofile", ACR__NIL_OK, &m->nofile);
+    if (r < 0) return r;
+    if (m->nofile < 0) return acr__dec_fail(d, "'acrida_nofile' is negative");
+    return 0;
 }
 
 static void free_list(char **l)

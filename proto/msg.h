@@ -133,6 +133,7 @@ typedef struct acr_msg {
                   *   master's heartbeat (nil data) */
     double cpu_usage;
     int64_t memory_usage;
+    int64_t nofile; /**< acrida_nofile: the worker's soft RLIMIT_NOFILE; 0 when absent */
     /* spawn (acrida_test_id, NULL when absent) and acrida_rejoin (test_id, "" or ACR_MSG_ID_HEX
      * lowercase hex): the test the users belong to */
     char *test_id;
@@ -197,8 +198,9 @@ int acr_msg_encode_ack(acr_buf_t *b, int64_t index, bool acrida, const char *nod
  *  map: {"index": i, "acrida": {"version": ..., "instance": ...}}. -EINVAL for a malformed id. */
 int acr_msg_encode_ack_instance(acr_buf_t *b, int64_t index, const char *instance,
                                 const char *node_id);
+/** @nofile > 0 adds acrida_nofile (the worker's descriptor limit); 0 leaves it out. */
 int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
-                             const char *node_id);
+                             int64_t nofile, const char *node_id);
 /** @host may be NULL; @stop_timeout < 0 is nil. parsed_options is sent as an empty map. */
 int acr_msg_encode_spawn(acr_buf_t *b, double timestamp, const acr_class_count_t *classes, size_t n,
                          const char *host, double stop_timeout, const char *node_id);

@@ -102,16 +102,20 @@ int acr_msg_encode_ack_instance(acr_buf_t *b, int64_t index, const char *instanc
 }
 
 int acr_msg_encode_heartbeat(acr_buf_t *b, const char *state, double cpu, int64_t mem,
-                             const char *node_id)
+                             int64_t nofile, const char *node_id)
 {
     ENC_BEGIN("heartbeat");
-    PACK_OR_FAIL(msgpack_pack_map(pk, 3));
+    PACK_OR_FAIL(msgpack_pack_map(pk, nofile > 0 ? 4 : 3));
     PACK_OR_FAIL(acr__pack_str(pk, "state"));
     PACK_OR_FAIL(acr__pack_str(pk, state));
     PACK_OR_FAIL(acr__pack_str(pk, "current_cpu_usage"));
     PACK_OR_FAIL(msgpack_pack_double(pk, cpu));
     PACK_OR_FAIL(acr__pack_str(pk, "current_memory_usage"));
     PACK_OR_FAIL(msgpack_pack_int64(pk, mem));
+    if (nofile > 0) {
+        PACK_OR_FAIL(acr__pack_str(pk, "acrida_nofile"));
+        PACK_OR_FAIL(msgpack_pack_int64(pk, nofile));
+    }
     ENC_END();
 }
 

@@ -150,6 +150,8 @@ static int decode_entry(acr__dec_t *d, const msgpack_object *o, acr_stats_t *s, 
     if ((r = ms_to_us(d, v, "total_response_time", &e->total_rt_us))) goto out;
     if ((r = acr__get_u64(d, o, "acrida_total_us", ACR__NIL_OK, &u)) < 0) goto out;
     if (r == 1) e->total_rt_us = u;
+    e->num_aborted = 0;
+    if ((r = acr__get_u64(d, o, "acrida_aborted", ACR__NIL_OK, &e->num_aborted)) < 0) goto out;
 
     acr_hist_reset(&e->hist);
     const msgpack_object *ah = acr__map_get(o, "acrida_hist");
@@ -349,7 +351,7 @@ static int pack_persec(msgpack_packer *pk, const acr_persec_t *p, bool fails)
 static int pack_entry(msgpack_packer *pk, const acr_stats_entry_t *e)
 {
     const acr_hist_t *h = &e->hist;
-    PACK_OR_ENOMEM(msgpack_pack_map(pk, 16));
+    PACK_OR_ENOMEM(msgpack_pack_map(pk, 17));
     PACK_OR_ENOMEM(pack_key(pk, "name"));
     PACK_OR_ENOMEM(acr__pack_str(pk, e->name));
     PACK_OR_ENOMEM(pack_key(pk, "method"));
@@ -392,6 +394,8 @@ static int pack_entry(msgpack_packer *pk, const acr_stats_entry_t *e)
     }
     PACK_OR_ENOMEM(pack_key(pk, "acrida_total_us"));
     PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->total_rt_us));
+    PACK_OR_ENOMEM(pack_key(pk, "acrida_aborted"));
+    PACK_OR_ENOMEM(msgpack_pack_uint64(pk, e->num_aborted));
     return 0;
 }
 
@@ -425,13 +429,14 @@ int acr__pack_stats_data(msgpack_packer *pk, acr_stats_t *delta, const acr_class
     size_t ne = 0, nsend = 0;
     acr_stats_entry_t *const *ents = acr_stats_sorted(delta, &ne);
     for (size_t i = 0; i < ne; i++)
-        if (ents[i]->num_requests || ents[i]->num_failures) nsend++;
+        if (ents[i]->num_requests || ents[i]->num_failures || ents[i]->num_aborted) nsend++;
 
     PACK_OR_ENOMEM(msgpack_pack_map(pk, 7 + (cumulative ? 1 : 0) + nextra));
     PACK_OR_ENOMEM(pack_key(pk, "stats"));
     PACK_OR_ENOMEM(msgpack_pack_array(pk, nsend));
     for (size_t i = 0; i < ne; i++)
-        if (ents[i]->num_requests || ents[i]->num_failures) PACK_OR_ENOMEM(pack_entry(pk, ents[i]));
+        if (ents[i]->num_requests || ents[i]->num_failures || ents[i]->num_aborted)
+            PACK_OR_ENOMEM(pack_entry(pk, ents[i]));
     PACK_OR_ENOMEM(pack_key(pk, "stats_total"));
     PACK_OR_ENOMEM(pack_entry(pk, acr_stats_total(delta)));
     PACK_OR_ENOMEM(pack_key(pk, "errors"));

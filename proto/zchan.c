@@ -404,6 +404,13 @@ out:
     return r;
 }
 
+bool acr_zchan_kick(acr_zchan_t *ch)
+{
+    if (ch->closing || ch->draining || !(zevents(ch) & ZMQ_POLLIN)) return false;
+    uv_idle_start(&ch->idle, idle_cb);
+    return true;
+}
+
 uint64_t acr_zchan_dropped(const acr_zchan_t *ch)
 {
     return ch->dropped;

@@ -12,6 +12,7 @@
 #ifndef ACR_PROTO_ZCHAN_H
 #define ACR_PROTO_ZCHAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -55,6 +56,10 @@ int acr_zchan_send(acr_zchan_t *ch, const char *peer, size_t peer_len, const voi
 
 /** Messages dropped for a wrong number of frames (the master adds them to its malformed count). */
 uint64_t acr_zchan_dropped(const acr_zchan_t *ch);
+
+/** Whether frames wait to be received (ZMQ_EVENTS), and if so schedules their delivery from the
+ *  loop: for a caller about to conclude that its peer went silent. */
+bool acr_zchan_kick(acr_zchan_t *ch);
 
 /** Peers the ZAP handler refused (0 without a cluster key). */
 uint64_t acr_zchan_refused(const acr_zchan_t *ch);

@@ -485,10 +485,33 @@ static void http_done(acr_http_session_t *s, const acr_http_response_t *hr, void
         acr__user_leave(u);
         return;
     }
+    bool nofile = hr->error && strcmp(hr->error, ACR_HTTP_ERR_NOFILE) == 0;
+    if (nofile && !u->hard) { /* no descriptor free: the user retries after a backoff */
+        lua_xmove(rt->L, u->co, 1);
+        acr__user_backoff(u);
+        return;
+    }
+    if (!nofile) u->nofile_backoff = 0;
     /* Even when the user must stop now the task resumes: its own code decides a catch_response
      * verdict and runs what follows the request; its next request or wait ends it. */
     lua_xmove(rt->L, u->co, 1);
     acr__user_resume(u, 1);
+}
+
+void acr__lua_http_abort(acr__user_t *u)
+{
+    acr_rt_t *rt = u->rt;
+    if (u->wait != ACR__WAIT_HTTP || !u->session) return;
+    acr_http_session_cancel(u->session);
+    u->wait = ACR__WAIT_NONE;
+    acr__req_t *rq = u->rq;
+    if (!rq || rq->norecord || !rt->stats) return;
+    acr_stats_entry_t *e =
+        acr_stats_get(rt->stats, rq->buf.data + rq->method_off, rq->buf.data + rq->name_off);
+    if (e)
+        acr_stats_log_aborted(rt->stats, e, acr_now());
+    else
+        ACR_ERROR("out of memory counting a request aborted at stop");
 }
 
 /* Reads opts.headers into rq (names/values as offsets first, pointers last). */

@@ -21,10 +21,41 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t forwarded_signal;
+
+/* Every user holds at least one connection: the soft limit on descriptors is raised to the hard
+ * one (the most an unprivileged process may) and both are logged. Users beyond it fail their
+ * connects with "too many open files" and back off (worker/users.c); the master warns when -u
+ * exceeds what the workers' limits hold (their heartbeats carry it, proto/PROTOCOL.md). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        ACR_WARN("cannot read the file descriptor limit (RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    rlim_t soft = rl.rlim_cur;
+    if (soft < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            ACR_WARN("cannot raise the file descriptor limit from %llu to the hard limit %llu: %s",
+                     (unsigned long long)soft, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = soft;
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        ACR_INFO("file descriptors: no limit (RLIMIT_NOFILE soft was %llu)",
+                 (unsigned long long)soft);
+    else
+        ACR_INFO("file descriptors: limit %llu (RLIMIT_NOFILE soft was %llu, hard %llu): at most "
+                 "that many connections, users beyond wait for one",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)soft,
+                 (unsigned long long)rl.rlim_max);
+}
 
 static void on_parent_signal(int sig)
 {
@@ -120,6 +151,7 @@ int main(int argc, char **argv)
         code = 2;
         goto out;
     }
+    raise_nofile();
     acr_keys_t keys;
     if (o.cluster_key && acr_keys_load(o.cluster_key, &keys, err, sizeof err) < 0) {
         ACR_ERROR("--cluster-key: %s", err);

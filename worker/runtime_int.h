@@ -18,6 +18,16 @@
 
 #define ACR__ONSTOP_CAP_S 5.0 /**< on_stop bound when no stop timeout is set */
 #define ACR__REAPER_MS 50     /**< how often the reaper enforces the stop deadlines */
+/** Without a stop timeout, a request in flight at the stop gets this long before it is aborted
+ *  and counted as aborted at stop (with one, the stop timeout is the grace). */
+#define ACR__STOP_GRACE_S 10.0
+/** A request that found no free file descriptor: its user gets the failed response after a
+ *  backoff, from this doubling up to the max while it keeps failing that way (issue #12). */
+#define ACR__NOFILE_BACKOFF_MIN_S 0.1
+#define ACR__NOFILE_BACKOFF_MAX_S 2.0
+/** Users woken from the ready queue per loop turn at most (a spawn of a million users starts them
+ *  over many turns, so timers, reports and the master's frames are served in between). */
+#define ACR__READY_BATCH 2000
 /** A user's id is worker_index * ACR__USER_ID_STRIDE + n (n counts this worker's users from 1). */
 #define ACR__USER_ID_STRIDE 1000000000LL
 /** A user entering a wait or sleep this long releases its request buffers (issue #3); shorter
@@ -46,6 +56,7 @@ typedef enum {
     ACR__WAIT_SLEEP,    /**< acrida.sleep inside a task (timer or ready queue) */
     ACR__WAIT_HTTP,     /**< a request in flight */
     ACR__WAIT_POOL,     /**< a pool request waits for the master's answer (worker/pools.c) */
+    ACR__WAIT_BACKOFF,  /**< a failed response ("too many open files") held for the backoff */
 } acr__wait_t;
 
 typedef struct acr__pools acr__pools_t; /**< worker/pools.c */
@@ -103,7 +114,9 @@ struct acr__user {
     uint32_t npend, cappend;
     uint64_t rgen; /**< ready-queue generation */
     int64_t id;
-    double deadline; /**< monotonic s: graceful-stop or on_stop bound; 0 = none */
+    double deadline;       /**< monotonic s: graceful-stop or on_stop bound; 0 = none */
+    double abort_at;       /**< monotonic s: a request still in flight then is aborted; 0 = none */
+    double nofile_backoff; /**< s of the last "too many open files" backoff; 0 = none */
     uv_timer_t timer;
     uint8_t state, wait;
     uint8_t closes; /**< handles still closing */
@@ -198,6 +211,10 @@ void acr__lua_http_free_req(acr__user_t *u);
 /** Releases what @u keeps for its next request (request buffers, the session's buffers); the
  *  keep-alive connections and cookies stay. Called when the user starts a long wait. */
 void acr__lua_http_trim(acr__user_t *u);
+/** Aborts @u's request in flight (at the stop, past its grace): counted as aborted at stop on its
+ *  entry (not a request, not a failure), the session cancelled without a callback. The caller
+ *  moves the user on. No-op without a request in flight. */
+void acr__lua_http_abort(acr__user_t *u);
 
 /* pools.c */
 /** Installs acrida.pool (the worker's) and the pools' state in rt->L. Returns 0. */
@@ -225,6 +242,9 @@ void acr__users_stop_all(acr_rt_t *rt);
 void acr__users_close(acr_rt_t *rt);
 /** Schedules @u to be resumed after @seconds (0: at the next loop turn). */
 void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why);
+/** @u's request failed with "too many open files" and its response is on its coroutine: resumed
+ *  with it after a backoff (ACR__NOFILE_BACKOFF_MIN_S doubling to _MAX_S while that repeats). */
+void acr__user_backoff(acr__user_t *u);
 /** Resumes the coroutine with @nargs values already pushed on it. */
 void acr__user_resume(acr__user_t *u, int nargs);
 /** Leaves the current coroutine: on to on_stop, or gone when on_stop already ran. */

@@ -6,8 +6,10 @@
  * (co_alive), since lua_resume has no guard against dead coroutines.
  *
  * Waking: a wait of 0 goes through the ready queue, drained once per loop turn by an idle handle
- * (only the users queued before the drain started), so a user without waits or I/O cannot starve
- * the loop; a longer wait uses the user's own timer.
+ * (only the users queued before the drain started, at most ACR__READY_BATCH), so neither a user
+ * without waits or I/O nor a spawn of a million users starves the loop; a longer wait uses the
+ * user's own timer. A request that failed with "too many open files" hands its response back after
+ * a backoff (acr__user_backoff), so users short of descriptors do not spin.
  *
  * Stopping (acr_rt_stop_all, or fewer users asked): the user leaves the class's running list for
  * the stopping list and starts no new task. Waiting between tasks, queued, or (without a stop
@@ -15,7 +17,9 @@
  * with its response, so the task's own code decides the verdict and runs what follows; its next
  * request, wait or yield then ends it (acr__user_stop_due), sending nothing more. With a stop
  * timeout the user may finish its current task until the deadline. on_stop then runs, bounded by
- * the stop timeout or ACR__ONSTOP_CAP_S. A reaper timer enforces the deadlines of waiting users.
+ * the stop timeout or ACR__ONSTOP_CAP_S. A reaper timer enforces the deadlines of waiting users,
+ * and the grace of requests in flight (the stop timeout, else ACR__STOP_GRACE_S): a request still
+ * in flight then is aborted, counted as aborted at stop (not a failure), and its user leaves.
  */
 #include "worker/runtime_int.h"
 
@@ -105,7 +109,9 @@ static void cancel_wake(acr__user_t *u)
 
 static void wake(acr__user_t *u)
 {
-    int nargs = u->wait == ACR__WAIT_START ? (u->green ? u->nstart : 2) : 0;
+    int nargs = u->wait == ACR__WAIT_START     ? (u->green ? u->nstart : 2)
+                : u->wait == ACR__WAIT_BACKOFF ? 1
+                                               : 0;
     acr__user_resume(u, nargs);
 }
 
@@ -124,11 +130,24 @@ void acr__user_wait(acr__user_t *u, double seconds, acr__wait_t why)
         return;
     }
     if (seconds >= ACR__IDLE_TRIM_S) acr__lua_http_trim(u);
-    /* The loop's cached clock is from the start of this turn; without the refresh a wait would end
-     * early by the time the turn has already spent (a vDSO clock read, no syscall). */
-    uv_update_time(u->timer.loop);
-    uv_timer_start(&u->timer, timer_cb, acr_timer_ms(seconds), 0);
+    /* The loop's cached clock is from the start of this turn: the time the turn has already spent
+     * is added, or the wait would end early. The cached clock itself is not refreshed: libuv runs
+     * every timer due by it in one pass, so a refreshed clock would let a pass over many users
+     * never end while their waits are shorter than the pass (issue #12). */
+    uv_loop_t *loop = u->timer.loop;
+    uint64_t now_ms = uv_hrtime() / 1000000,
+             spent = now_ms > uv_now(loop) ? now_ms - uv_now(loop) : 0;
+    uv_timer_start(&u->timer, timer_cb, acr_timer_ms(seconds) + spent, 0);
     u->timer_on = true;
+}
+
+void acr__user_backoff(acr__user_t *u)
+{
+    double b = u->nofile_backoff * 2;
+    if (b < ACR__NOFILE_BACKOFF_MIN_S) b = ACR__NOFILE_BACKOFF_MIN_S;
+    if (b > ACR__NOFILE_BACKOFF_MAX_S) b = ACR__NOFILE_BACKOFF_MAX_S;
+    u->nofile_backoff = b;
+    acr__user_wait(u, b, ACR__WAIT_BACKOFF);
 }
 
 /* ---- lifecycle ---- */
@@ -140,7 +159,11 @@ static acr__user_t *user_new(acr_rt_t *rt, acr__class_t *c);
 static void kill_green(acr_rt_t *rt)
 {
     acr_list_t *n;
-    while ((n = acr_list_first(&rt->green))) user_done(link_user(n));
+    while ((n = acr_list_first(&rt->green))) {
+        acr__user_t *g = link_user(n);
+        if (g->wait == ACR__WAIT_HTTP) acr__lua_http_abort(g); /* counted as aborted at stop */
+        user_done(g);
+    }
 }
 
 static void maybe_stop_done(acr_rt_t *rt)
@@ -290,6 +313,7 @@ void acr__user_leave(acr__user_t *u)
     user_set_state(u, ACR__USER_STOPPING);
     double cap = rt->stop_timeout > 0 ? rt->stop_timeout : ACR__ONSTOP_CAP_S;
     u->deadline = acr_mono_s() + cap;
+    u->abort_at = u->deadline;
     if (!has_stop_work(u) || begin_phase(u, rt->stop_ref) < 0) user_done(u);
 }
 
@@ -342,7 +366,8 @@ static void idle_cb(uv_idle_t *h)
     acr_rt_t *rt = acr_container_of(h, acr_rt_t, idle);
     uint64_t gen = rt->rgen++;
     acr_list_t *n;
-    while ((n = acr_list_first(&rt->ready_q))) {
+    unsigned woken = 0;
+    while ((n = acr_list_first(&rt->ready_q)) && woken++ < ACR__READY_BATCH) {
         acr__user_t *u = acr_list_entry(n, acr__user_t, ready);
         if (u->rgen > gen) break;
         acr_list_remove(&u->ready);
@@ -360,6 +385,7 @@ static void user_request_stop(acr__user_t *u)
     class_unlink(u);
     stopping_push(u);
     u->stop_req = true;
+    u->abort_at = acr_mono_s() + (rt->stop_timeout > 0 ? rt->stop_timeout : ACR__STOP_GRACE_S);
     if (rt->stop_timeout > 0) {
         u->deadline = acr_mono_s() + rt->stop_timeout;
     } else {
@@ -373,7 +399,8 @@ static void user_request_stop(acr__user_t *u)
         acr__user_leave(u);
         break;
     case ACR__WAIT_SLEEP:
-    case ACR__WAIT_POOL: /* a pool wait ends like a sleep; the answer is then ignored */
+    case ACR__WAIT_BACKOFF: /* its failure is recorded already */
+    case ACR__WAIT_POOL:    /* a pool wait ends like a sleep; the answer is then ignored */
         if (u->hard) acr__user_leave(u);
         break;
     default: /* HTTP: the completion resumes the task (acr__user_stop_due decides after) */
@@ -389,10 +416,19 @@ static void reaper_cb(uv_timer_t *t)
     while (n != &rt->stopping) {
         acr__user_t *u = link_user(n);
         n = n->next;
+        if (u->wait == ACR__WAIT_HTTP && u->abort_at > 0 && now >= u->abort_at) {
+            acr__lua_http_abort(u); /* past the grace: aborted at stop */
+            u->hard = true;
+            acr__user_leave(u);
+            n = rt->stopping.next;
+            now = acr_mono_s();
+            continue;
+        }
         if (u->deadline <= 0 || now < u->deadline || u->hard) continue;
         u->hard = true;
         if (u->wait == ACR__WAIT_SLEEP || u->wait == ACR__WAIT_BETWEEN ||
-            u->wait == ACR__WAIT_START || u->wait == ACR__WAIT_POOL) {
+            u->wait == ACR__WAIT_START || u->wait == ACR__WAIT_POOL ||
+            u->wait == ACR__WAIT_BACKOFF) {
             acr__user_leave(u);
             n = rt->stopping.next; /* restart: leaving may have moved users */
             now = acr_mono_s();

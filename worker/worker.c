@@ -408,16 +408,30 @@ static int64_t rss_bytes(void)
     return (int64_t)resident * (int64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The soft RLIMIT_NOFILE (worker/main.c raised it to the hard limit): the master's estimate of the
+ * connections this worker can open (heartbeat acrida_nofile). 0 when unknown. */
+static int64_t nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT64_MAX ? INT64_MAX
+                                                                   : (int64_t)rl.rlim_cur;
+}
+
 static void hb_cb(uv_timer_t *t)
 {
     worker_t *w = acr_container_of(t, worker_t, hb_timer);
+    /* An overloaded loop (a million users) can miss the ZeroMQ descriptor's edge: frames the
+     * master sent would wait until the master-loss timeout. Checked every second. */
+    if (w->ch) acr_zchan_kick(w->ch);
     if (!w->acked) return; /* no master: nothing to pile up for the next one */
     double cpu = cpu_seconds(), wall = acr_mono_s();
     if (wall > w->last_wall_s) w->cpu_pct = (cpu - w->last_cpu_s) / (wall - w->last_wall_s) * 100;
     w->last_cpu_s = cpu;
     w->last_wall_s = wall;
     acr_buf_reset(&w->out);
-    if (acr_msg_encode_heartbeat(&w->out, hb_state(w), w->cpu_pct, rss_bytes(), w->node_id) == 0)
+    if (acr_msg_encode_heartbeat(&w->out, hb_state(w), w->cpu_pct, rss_bytes(), nofile_limit(),
+                                 w->node_id) == 0)
         send_out(w, "heartbeat");
 }
 
@@ -625,6 +639,11 @@ static void users_stopped(acr_rt_t *rt, void *ud)
     worker_t *w = ud;
     (void)rt;
     if (w->state != WS_STOPPING) return;
+    uint64_t aborted = acr_stats_total(w->stats)->num_aborted;
+    if (aborted)
+        ACR_INFO("%llu requests still in flight when the stop's grace ran out were aborted "
+                 "(counted as aborted at stop)",
+                 (unsigned long long)aborted);
     fire_test_stop(w);
     if (w->rejoin_pending) { /* a new master came while they stopped */
         send_rejoin(w, "stopped");
@@ -659,6 +678,12 @@ static void watch_cb(uv_timer_t *t)
     double secs = w->cfg->master_timeout > 0 ? w->cfg->master_timeout : MASTER_TIMEOUT_S;
     size_t users = w->rt_loaded ? acr_rt_user_count(w->rt) : 0;
     if (w->state == WS_QUITTING || w->state == WS_DONE) return;
+    if (w->ch && acr_zchan_kick(w->ch)) { /* frames wait unread (a busy loop): not a silence */
+        ACR_WARN("the master's frames waited unread for %.1f s (the worker's loop is overloaded)",
+                 secs);
+        uv_timer_start(t, watch_cb, 1000, 0);
+        return;
+    }
     await_ack(w, true);
     switch (w->state) {
     case WS_SPAWNING:

@@ -137,6 +137,8 @@ int acr_core_start(acr_core_t *c, long users, double rate, const char *host, dou
         } else {
             free(old);
             acr__run_limit(c, run_time);
+            c->run.nofile_warned = 0;
+            acr__registry_check_nofile(c);
         }
     }
     return rc;
@@ -148,7 +150,9 @@ int acr_core_edit(acr_core_t *c, long users, double rate, const char *const *cla
     if (users < 0 || !(rate > 0)) return -EINVAL;
     int rc = check_classes(c, classes, nclasses);
     if (rc < 0) return rc;
-    return acr__run_edit(c, users, rate, classes, nclasses);
+    rc = acr__run_edit(c, users, rate, classes, nclasses);
+    if (rc == 0) acr__registry_check_nofile(c);
+    return rc;
 }
 
 int acr_core_stop(acr_core_t *c)

@@ -30,6 +30,7 @@ typedef struct acr_mworker {
     double last_seen; /**< monotonic s of the last message */
     double cpu;
     int64_t mem;
+    int64_t nofile;             /**< its descriptor limit (heartbeat acrida_nofile); 0 = unknown */
     acr_class_count_t *classes; /**< last reported user_classes_count (owned) */
     size_t nclasses;
     /* reports (aggregate.c) */
@@ -97,6 +98,7 @@ typedef struct acr_run {
     acr_run_state_t state;
     acr_dispatch_t *dispatch; /**< while spawning/running */
     long target_users;
+    long nofile_warned; /**< the target last warned about as beyond the workers' descriptors */
     double spawn_rate;
     char *host; /**< the test's host for `spawn` (owned; NULL = the configured one) */
     double last_spawn_ts;
@@ -183,6 +185,9 @@ size_t acr__registry_ready(const acr_core_t *c);
 bool acr__worker_usable(const acr_mworker_t *w);
 /** Sum of the live workers' reported users. */
 long acr__registry_user_count(const acr_core_t *c);
+/** Warns (once per target) when the test's target users exceed the connections the live workers'
+ *  descriptor limits can hold; silent while a live worker's limit is unknown (a Locust worker). */
+void acr__registry_check_nofile(acr_core_t *c);
 /** The users a worker last reported. */
 long acr__worker_users(const acr_mworker_t *w);
 /** Starts the 250 ms liveness/heartbeat timer. */

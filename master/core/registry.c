@@ -500,7 +500,34 @@ static void on_heartbeat(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
     }
     w->cpu = msg->cpu_usage;
     w->mem = msg->memory_usage;
+    bool nofile_news = msg->nofile != w->nofile;
+    w->nofile = msg->nofile;
     acr__worker_event(c, w, ACR_WEV_HEARTBEAT, st);
+    if (nofile_news) acr__registry_check_nofile(c);
+}
+
+/* Descriptors a worker keeps for itself (loop, ZeroMQ, logs, scenario files). */
+#define NOFILE_RESERVE 64
+
+void acr__registry_check_nofile(acr_core_t *c)
+{
+    if (c->run.state != ACR_RUN_SPAWNING && c->run.state != ACR_RUN_RUNNING) return;
+    long long cap = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < c->reg.nworkers; i++) {
+        const acr_mworker_t *w = c->reg.workers[i];
+        if (w->state == ACR_WORKER_MISSING) continue;
+        if (w->nofile <= 0) return; /* not known (yet): no guess */
+        long long room = w->nofile > NOFILE_RESERVE ? w->nofile - NOFILE_RESERVE : 0;
+        cap = cap > LLONG_MAX - room ? LLONG_MAX : cap + room;
+        n++;
+    }
+    long users = c->run.target_users;
+    if (n == 0 || users <= cap || users == c->run.nofile_warned) return;
+    c->run.nofile_warned = users;
+    ACR_WARN("-u %ld exceeds the %lld connections the %zu worker%s can open (RLIMIT_NOFILE); users "
+             "beyond that wait for a connection (raise the workers' nofile limit or add workers)",
+             users, cap, n, n == 1 ? "" : "s");
 }
 
 static void on_client_stopped(acr_core_t *c, acr_mworker_t *w)

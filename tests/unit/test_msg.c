@@ -231,7 +231,7 @@ static void test_heartbeat_bytes(void **state)
                                "current_cpu_usage\xcb\x00\x00\x00\x00\x00\x00\x00\x00\xb4"
                                "current_memory_usage\xce\x03\x5e\xa0\x00\xd9\x23" NODE;
     acr_buf_t b = {0};
-    assert_int_equal(acr_msg_encode_heartbeat(&b, "ready", 0.0, 56532992, NODE), 0);
+    assert_int_equal(acr_msg_encode_heartbeat(&b, "ready", 0.0, 56532992, 0, NODE), 0);
     expect_bytes(&b, want, sizeof(want) - 1);
     acr_buf_free(&b);
 }
@@ -312,12 +312,13 @@ static void test_heartbeat_roundtrip(void **state)
     (void)state;
     acr_buf_t b = {0};
     acr_msg_t m;
-    assert_int_equal(acr_msg_encode_heartbeat(&b, "running", 12.5, 56532992, NODE), 0);
+    assert_int_equal(acr_msg_encode_heartbeat(&b, "running", 12.5, 56532992, 20000, NODE), 0);
     decode_ok(&b, &m);
     assert_int_equal(m.type, ACR_MSG_HEARTBEAT);
     assert_string_equal(m.state, "running");
     assert_true(m.cpu_usage == 12.5);
     assert_int_equal(m.memory_usage, 56532992);
+    assert_int_equal(m.nofile, 20000); /* acrida_nofile */
     acr_msg_free(&m);
 
     /* the acrida master's bare heartbeat */
@@ -492,6 +493,7 @@ static void assert_entries_equal(const acr_stats_entry_t *a, const acr_stats_ent
     assert_int_equal(a->num_requests, b->num_requests);
     assert_int_equal(a->num_none_requests, b->num_none_requests);
     assert_int_equal(a->num_failures, b->num_failures);
+    assert_int_equal(a->num_aborted, b->num_aborted);
     assert_int_equal(a->total_rt_us, b->total_rt_us);
     assert_int_equal(a->total_content_length, b->total_content_length);
     assert_true(a->last_request_ts == b->last_request_ts);
@@ -528,6 +530,12 @@ static void test_stats_roundtrip_lossless(void **state)
     acr_stats_log(s, p, true, 1234500, 10, NULL, T0 + 1.1);
     acr_stats_log(s, p, false, 0, 0, NULL, T0 + 1.2);
     acr_stats_log(s, p, true, 42, 0, "ConnectionError(\"refused\")", T0 + 2.5);
+    /* aborted at stop (acrida_aborted): an entry with nothing else is sent all the same */
+    acr_stats_entry_t *g = acr_stats_get(s, "GET", "/gone");
+    acr_stats_log_aborted(s, g, T0 + 3);
+    acr_stats_log_aborted(s, g, T0 + 3);
+    acr_stats_log_aborted(s, a, T0 + 3);
+    assert_int_equal(acr_stats_total(s)->num_aborted, 3);
 
     acr_class_count_t cls[] = {{"WebUser", 3}};
     acr_buf_t b = {0};
@@ -542,13 +550,15 @@ static void test_stats_roundtrip_lossless(void **state)
     assert_string_equal(m.classes[0].name, "WebUser");
     assert_int_equal(m.classes[0].count, 3);
     assert_non_null(m.stats);
-    assert_int_equal(acr_stats_count(m.stats), 2);
+    assert_int_equal(acr_stats_count(m.stats), 3);
     assert_null(acr_stats_find(m.stats, "GET", "/idle"));
 
     acr_stats_t *merged = acr_stats_new(T0);
     assert_int_equal(acr_stats_merge(merged, m.stats), 0);
     assert_entries_equal(a, acr_stats_find(merged, "GET", "/a"));
     assert_entries_equal(p, acr_stats_find(merged, "POST", "/b"));
+    assert_entries_equal(g, acr_stats_find(merged, "GET", "/gone"));
+    assert_int_equal(acr_stats_find(merged, "GET", "/gone")->num_aborted, 2);
     assert_entries_equal(acr_stats_total(s), acr_stats_total(merged));
 
     size_t n1 = 0, n2 = 0;
@@ -578,7 +588,7 @@ static void test_stats_roundtrip_lossless(void **state)
             eb = &list->via.array.ptr[i];
     }
     assert_non_null(eb);
-    assert_int_equal(eb->via.map.size, 16);
+    assert_int_equal(eb->via.map.size, 17);
     const msgpack_object *rts = acr__map_get(eb, "response_times");
     assert_int_equal(rts->via.map.size, 2); /* 42 us -> 0 ms, 1234.5 ms -> 1200 */
     assert_int_equal(rts->via.map.ptr[0].key.via.u64, 0);

@@ -279,6 +279,7 @@ acr__http_conn_t *acr__http_conn_new(acr_http_session_t *s, bool insecure)
     c->next = s->conns;
     s->conns = c;
     s->c->stats.conns_opened++;
+    s->c->nconns++;
     return c;
 }
 
@@ -294,6 +295,7 @@ static void on_close(uv_handle_t *h)
     free(c->harr);
     free(c->req);
     free(c);
+    s->c->nconns--;
     acr__http_session_handle_closed(s);
 }
 

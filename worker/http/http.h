@@ -20,6 +20,8 @@
  * oversize headers complete the request with status 0 (or the status seen) and a readable
  * r->error (no headers or body then). The exact texts:
  *   "connection refused", "connection reset by peer",
+ *   "too many open files" (ACR_HTTP_ERR_NOFILE: no descriptor for a new connection, EMFILE or
+ *   ENFILE; the caller should back off before its next request),
  *   "connection closed before the response completed" (EOF before the end of the response),
  *   "timeout after %g s" (the request's timeout), "aborted", "too many redirects (5)",
  *   "malformed response: <llhttp reason>" (e.g. "malformed response: Expected HTTP/"),
@@ -45,6 +47,8 @@
 #define ACR_HTTP_MAX_HEADER_BYTES (64 * 1024)
 #define ACR_HTTP_DEFAULT_TIMEOUT 60.0
 #define ACR_HTTP_DEFAULT_BODY_CAP (16u << 20) /**< bytes stored; more are counted, not kept */
+/** r->error when no file descriptor was left for a new connection (EMFILE, ENFILE) */
+#define ACR_HTTP_ERR_NOFILE "too many open files"
 
 typedef struct acr_http_client acr_http_client_t;
 typedef struct acr_http_session acr_http_session_t;
@@ -127,6 +131,12 @@ int acr_http_session_request(acr_http_session_t *s, const acr_http_request_t *re
  * nothing.
  */
 void acr_http_session_trim(acr_http_session_t *s);
+
+/**
+ * Abandons the request in flight, if any: its connection is closed and its callback never runs;
+ * the session stays usable. For a request aborted at a stop (the caller counts it).
+ */
+void acr_http_session_cancel(acr_http_session_t *s);
 
 /**
  * Closes the session's connections and frees it once they are closed. An in-flight request is

@@ -38,6 +38,10 @@
 #define ACR__HTTP_TLS_MAX_SESSIONS 1024
 #define ACR__HTTP_COOKIE_MAX 64       /* cookies per session jar */
 #define ACR__HTTP_COOKIE_MAX_LEN 4096 /* one Set-Cookie value */
+/* Descriptors the connections leave to the rest of the process (the master's ZeroMQ connection and
+ * its reconnects, DNS, logs, the scenario's files): a connection beyond RLIMIT_NOFILE minus this
+ * fails with ACR_HTTP_ERR_NOFILE before any socket is made. */
+#define ACR__HTTP_FD_RESERVE 64
 
 /* ---- URL ---- */
 
@@ -159,6 +163,8 @@ struct acr_http_client {
     char *rbuf;   /* ACR__HTTP_READ_BUF, handed to every uv_read; consumed synchronously */
     char *tlsbuf; /* ACR__HTTP_TLS_BUF, decrypted bytes, consumed synchronously */
     unsigned nsessions;
+    size_t nconns;    /* connections whose socket may be open (created, not yet closed) */
+    size_t max_conns; /* RLIMIT_NOFILE - ACR__HTTP_FD_RESERVE at creation */
     acr__http_stats_t stats;
 };
 

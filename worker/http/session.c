@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -44,6 +45,10 @@ acr_http_client_t *acr_http_client_new(uv_loop_t *loop, const acr_http_config_t 
     if (!c->user_agent || !c->rbuf || !c->tlsbuf || !c->dns) goto nomem;
     c->tls = acr__http_tls_new(cfg ? cfg->ca_file : NULL, err, errlen);
     if (!c->tls) goto fail;
+    struct rlimit rl;
+    c->max_conns = SIZE_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        c->max_conns = rl.rlim_cur > ACR__HTTP_FD_RESERVE ? rl.rlim_cur - ACR__HTTP_FD_RESERVE : 1;
     return c;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -133,6 +138,19 @@ void acr_http_session_close(acr_http_session_t *s, bool abort, void (*closed_cb)
     s->pending_error = "aborted";
     s->pending_status = 0;
     uv_timer_start(&s->timer, on_timer, 0, 0);
+}
+
+void acr_http_session_cancel(acr_http_session_t *s)
+{
+    if (!s->busy) return;
+    uv_timer_stop(&s->timer);
+    acr__http_dns_cancel(&s->dns_wait);
+    if (s->cur) acr__http_conn_discard(s->cur);
+    s->cur = NULL;
+    s->pending_error = NULL;
+    s->cb = NULL;
+    s->busy = false;
+    if (s->closing) finish_close(s);
 }
 
 void acr_http_session_trim(acr_http_session_t *s)
@@ -304,6 +322,10 @@ static void send_request(acr_http_session_t *s, acr__http_conn_t *c)
 
 static void connect_next(acr_http_session_t *s)
 {
+    if (s->c->nconns >= s->c->max_conns) { /* the process's last descriptors stay free */
+        fail_async(s, 0, ACR_HTTP_ERR_NOFILE);
+        return;
+    }
     acr__http_conn_t *c = acr__http_conn_new(s, s->insecure);
     if (!c) {
         fail_async(s, 0, "out of memory");
@@ -484,6 +506,9 @@ static const char *uv_message(int status)
         return "connection reset by peer";
     case UV_EOF:
         return "connection closed before the response completed";
+    case UV_EMFILE:
+    case UV_ENFILE:
+        return ACR_HTTP_ERR_NOFILE;
     default:
         return uv_strerror(status);
     }
