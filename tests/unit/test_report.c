@@ -240,6 +240,44 @@ static void test_lost_reports_outputs(void **state)
     free(txt);
 }
 
+/* Requests aborted at stop: a summary table and acrida's own CSV, apart from Locust's columns. */
+static void test_aborted_outputs(void **state)
+{
+    (void)state;
+    acr_stats_t *s = known_stats();
+    cap_t c;
+    assert_int_equal(acr_report_console_aborted(cap_open(&c), s), 0);
+    char *txt = cap_close(&c);
+    assert_string_equal(txt, ""); /* none: nothing in the summary */
+    free(txt);
+    assert_int_equal(acr_report_csv_aborted(cap_open(&c), s), 0);
+    txt = cap_close(&c);
+    assert_string_equal(txt, "Type,Name,Aborted At Stop\r\n,Aggregated,0\r\n");
+    free(txt);
+    acr_stats_entry_t *slow = acr_stats_get(s, "GET", "/slow,\"x\"");
+    uint64_t reqs = acr_stats_total(s)->num_requests, fails = acr_stats_total(s)->num_failures;
+    acr_stats_log_aborted(s, slow, T0 + 9);
+    acr_stats_log_aborted(s, slow, T0 + 9);
+    assert_int_equal(acr_stats_total(s)->num_requests, reqs);  /* neither a request */
+    assert_int_equal(acr_stats_total(s)->num_failures, fails); /* nor a failure */
+    assert_int_equal(slow->num_requests, 0);
+    assert_int_equal(acr_report_csv_aborted(cap_open(&c), s), 0);
+    txt = cap_close(&c);
+    assert_string_equal(txt, "Type,Name,Aborted At Stop\r\nGET,\"/slow,\"\"x\"\"\",2\r\n"
+                             ",Aggregated,2\r\n");
+    free(txt);
+    assert_int_equal(acr_report_console_aborted(cap_open(&c), s), 0);
+    txt = cap_close(&c);
+    assert_non_null(strstr(txt, "Aborted at stop: 2 requests were still in flight"));
+    assert_non_null(strstr(txt, "Aggregated"));
+    free(txt);
+    assert_int_equal(acr_report_csv_stats(cap_open(&c), s), 0);
+    txt = cap_close(&c);
+    assert_null(strstr(txt, "Aborted")); /* Locust's file keeps Locust's columns */
+    free(txt);
+    acr_stats_free(s);
+}
+
 static void test_console_tables(void **state)
 {
     (void)state;
@@ -335,7 +373,8 @@ static const char *const ROW_KEYS[] = {"method",
                                        "ninetieth_response_time",
                                        "ninety_ninth_response_time",
                                        "avg_content_length",
-                                       "response_time_percentiles"};
+                                       "response_time_percentiles",
+                                       "aborted_at_stop"};
 static const char *const TOP_KEYS[] = {"current_response_time_percentile_50",
                                        "current_response_time_percentile_95",
                                        "errors",
@@ -350,7 +389,8 @@ static const char *const TOP_KEYS[] = {"current_response_time_percentile_50",
                                        "lost_reports",
                                        "reports_merged",
                                        "shape",
-                                       "adopted"};
+                                       "adopted",
+                                       "aborted_at_stop"};
 
 static void test_json(void **state)
 {
@@ -420,6 +460,8 @@ static void test_json(void **state)
     assert_string_equal(json_string_value(json_object_get(fake, "method")), "GET");
     assert_int_equal(json_integer_value(json_object_get(fake, "num_requests")), 4);
     assert_int_equal(json_integer_value(json_object_get(fake, "num_failures")), 1);
+    assert_int_equal(json_integer_value(json_object_get(fake, "aborted_at_stop")), 0);
+    assert_int_equal(json_integer_value(json_object_get(doc, "aborted_at_stop")), 0);
     assert_true(jnum(fake, "avg_response_time") == 45.0);
     assert_true(jnum(fake, "max_response_time") == 150.0);
     assert_true(jnum(fake, "min_response_time") == 10.0);
@@ -560,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_csv_failures_and_exceptions),
         cmocka_unit_test(test_console_tables),
         cmocka_unit_test(test_lost_reports_outputs),
+        cmocka_unit_test(test_aborted_outputs),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_json_current_window),
         cmocka_unit_test(test_json_empty_and_limits),
