@@ -115,7 +115,7 @@ static const acr_opt_def_t defs[] = {
     {"master-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(master_timeout), 2, 86400, "S",
      "stop the users after S without a word from an acrida master, 2s to 1 day (default 10s)", W},
     {"stall-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(stall_timeout), 0, 86400, "S",
-     "interrupt a task whose Lua code runs S without yielding (default 10s; 0: off, JIT on)", W},
+     "interrupt a task whose Lua code runs S without yielding (default 10s; 0: off)", W},
     {"stall-timeout", 0, NULL, ACR_OPT_TIMESPAN, O(stall_timeout), 0, 86400, "S",
      "local workers interrupt a task whose Lua code runs S without yielding (default 10s)", M},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <luajit.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdio.h>
@@ -529,6 +528,11 @@ static void stall_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "%s", msg);
 }
 
+void acr_rt_watch(acr_rt_t *rt)
+{
+    if (rt->wd && acr_watchdog_timeout(rt->wd) > 0) acr_watchdog_set_lua(rt->wd, rt->L, stall_hook);
+}
+
 acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
 {
     acr_rt_t *rt = calloc(1, sizeof(*rt));
@@ -549,12 +553,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     if (!rt->L) goto nomem;
     lua_State *L = rt->L;
     if (acr_scenario_open(L, "worker", err, errlen) < 0) goto fail;
-    if (rt->wd && acr_watchdog_timeout(rt->wd) > 0) {
-        /* Compiled traces never run hooks: without the JIT every loop can be interrupted. After
-         * the libraries: opening `jit` turns the JIT on. */
-        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-        acr_watchdog_set_lua(rt->wd, L, stall_hook);
-    }
+    acr_rt_watch(rt);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, LUA_REGISTRYINDEX, "acrida.rt");
 

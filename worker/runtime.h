@@ -28,8 +28,8 @@ typedef struct acr_rt_config {
     acr_stats_t *stats;      /**< borrowed; requests, failures and exceptions go here */
     acr_http_client_t *http; /**< borrowed; NULL makes every request fail "no HTTP client" */
     const char *node_id;     /**< copied; the node named in exception rows */
-    /** the stall watchdog (borrowed, NULL = none): with a stall timeout the JIT is off and a
-     *  user's Lua code that runs that long without yielding is interrupted (worker/watchdog.h) */
+    /** the stall watchdog (borrowed, NULL = none): with a stall timeout, a user's Lua code that
+     *  runs that long without yielding is interrupted (worker/watchdog.h) */
     struct acr_watchdog *watchdog;
     /** a user's task was interrupted for a stall (called on the loop after its resume) */
     void (*on_stall)(const char *cls, const char *task, double secs, void *ud);
@@ -37,8 +37,10 @@ typedef struct acr_rt_config {
 } acr_rt_config_t;
 
 /** Creates the runtime (Lua state with the acrida module in the "worker" role). NULL on failure
- *  with the reason in @err. */
+ *  with the reason in @err. Its state is the one the watchdog watches from now on. */
 acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen);
+/** Makes the watchdog watch this runtime's state again (after a newer runtime failed to load). */
+void acr_rt_watch(acr_rt_t *rt);
 
 /**
  * Runs a scenario (a file, or source shipped by the master under @name) and prepares its

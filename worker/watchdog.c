@@ -4,7 +4,10 @@
  * (sigtimedwait, which also takes SIGTERM/SIGINT) and compares. Interrupting means lua_sethook
  * with a count of 1 on the watched state: LuaJIT's lua_sethook only stores the hook and switches
  * the interpreter's dispatch table, which is what lua.c does from a signal handler. The hook runs
- * on the loop's thread at the next VM instruction and asks acr_watchdog_reason why. A mutex
+ * on the loop's thread at the next VM instruction and asks acr_watchdog_reason why. Compiled
+ * traces never look at hooks; the watched state runs LuaJIT's profiler (PROFILE_MODE), whose
+ * line-level checks make a trace leave to the interpreter at the next sample (every 100 ms of
+ * CPU), where the hook then runs: the JIT stays on. A mutex
  * orders the calls of lua_sethook between the two threads and guards the state's pointer, which
  * the loop changes when a scenario is (re)loaded.
  */
@@ -14,6 +17,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <luajit.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,6 +31,10 @@
 #define BEAT_MS 250
 #define SIGNAL_INTERRUPT_MS 500 /* a signal the loop has not taken: interrupt the Lua code */
 #define SIGNAL_EXIT_MS 1500     /* ... and exit when it still has not */
+/* LuaJIT's profiler at line granularity, a sample every 100 ms of CPU time: traces compiled
+ * while it runs check its flag at every new line and leave to the interpreter when a sample is
+ * due, where the count hook then runs (docs/platform-notes.md). */
+#define PROFILE_MODE "li100"
 
 struct acr_watchdog {
     uv_loop_t *loop;
@@ -246,18 +254,30 @@ double acr_watchdog_timeout(const acr_watchdog_t *wd)
     return (double)wd->timeout_ms / 1000;
 }
 
+/* The profiler's callback: nothing to record, it is only there for its trace exits. */
+static void profile_cb(void *data, lua_State *L, int samples, int vmstate)
+{
+    (void)data;
+    (void)L;
+    (void)samples;
+    (void)vmstate;
+}
+
 void acr_watchdog_set_lua(acr_watchdog_t *wd, lua_State *L, lua_Hook hook)
 {
     pthread_mutex_lock(&wd->mu);
+    if (wd->L && wd->L != L) luaJIT_profile_stop(wd->L); /* one profiled state per process */
     wd->L = L;
     wd->hook = hook;
     pthread_mutex_unlock(&wd->mu);
+    if (L) luaJIT_profile_start(L, PROFILE_MODE, profile_cb, NULL);
 }
 
 void acr_watchdog_drop_lua(acr_watchdog_t *wd, lua_State *L)
 {
     pthread_mutex_lock(&wd->mu);
     if (wd->L == L) {
+        luaJIT_profile_stop(L);
         wd->L = NULL;
         wd->hook = NULL;
     }

@@ -13,8 +13,9 @@
  * signal within 0.5 s it interrupts the Lua code the same way, and after 1.5 s the process exits
  * with a message (no final report is possible then).
  *
- * LuaJIT's compiled traces never look at hooks, so the runtime turns the JIT off while a watchdog
- * watches it (docs/scenario-api.md, "Runaway tasks").
+ * LuaJIT's compiled traces never look at hooks: the watched state runs LuaJIT's profiler at line
+ * granularity, whose checks in compiled code send a spinning trace back to the interpreter within
+ * 100 ms of CPU time, where the hook runs (docs/platform-notes.md).
  */
 #ifndef ACR_WORKER_WATCHDOG_H
 #define ACR_WORKER_WATCHDOG_H
@@ -53,9 +54,10 @@ int acr_watchdog_start(acr_watchdog_t **out, const acr_watchdog_config_t *cfg, c
                        size_t errlen);
 /** The stall timeout in seconds (0: off). */
 double acr_watchdog_timeout(const acr_watchdog_t *wd);
-/** The Lua state to interrupt with @hook from now on (loop thread). */
+/** The Lua state to interrupt with @hook from now on (loop thread); starts LuaJIT's profiler on it
+ *  (stopped on the state watched before: LuaJIT profiles one state per process). */
 void acr_watchdog_set_lua(acr_watchdog_t *wd, lua_State *L, lua_Hook hook);
-/** Forgets @L if it is the watched state (before it is closed). */
+/** Forgets @L if it is the watched state and stops its profiler (before it is closed). */
 void acr_watchdog_drop_lua(acr_watchdog_t *wd, lua_State *L);
 
 /** A user's resume starts (loop thread): @cls names its class (NULL for a spawned task); the

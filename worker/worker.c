@@ -777,6 +777,7 @@ static int load_scenario(worker_t *w, const char *path, const char *root, const 
         snprintf(err, errlen, "cannot install the events and messages: %s", strerror(-r));
         w->closing++;
         acr_rt_close(rt, chan_closed, w);
+        if (w->rt) acr_rt_watch(w->rt);
         return r;
     }
     acr_events_set_error_handler(L, listener_error, w);
@@ -792,6 +793,7 @@ static int load_scenario(worker_t *w, const char *path, const char *root, const 
     if (r < 0) {
         w->closing++;
         acr_rt_close(rt, chan_closed, w);
+        if (w->rt) acr_rt_watch(w->rt); /* the runtime that stays is watched again */
         return r;
     }
     if (w->rt) {

@@ -50,6 +50,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         acr_msg_free(&again);
         acr_buf_free(&b);
     }
+    if (m.type == ACR_MSG_STALL) { /* what was accepted re-encodes to the same fields */
+        acr_buf_t b = {0};
+        if (acr_msg_encode_stall(&b, m.stall_class, m.stall_task, m.stall_seconds, m.node_id))
+            abort();
+        acr_msg_t again;
+        if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
+        if (again.type != m.type || strcmp(again.stall_class, m.stall_class) ||
+            strcmp(again.stall_task, m.stall_task) || again.stall_seconds != m.stall_seconds)
+            abort();
+        acr_msg_free(&again);
+        acr_buf_free(&b);
+    }
     if (m.type == ACR_MSG_BUNDLE_PART || m.type == ACR_MSG_SCENARIO_LOADED ||
         (m.type == ACR_MSG_SCENARIO && m.bundle.present)) {
         acr_buf_t b = {0};
