@@ -5,7 +5,8 @@
  * SIGTERM/SIGINT. Each process is a daemon that waits for the next test and the next master
  * (worker/worker.h) unless --exit-on-quit.
  * Exit codes: 0 after SIGTERM (or a quit with --exit-on-quit), 1 on fatal errors (and after losing
- * the master with --exit-on-quit), 2 on bad usage.
+ * the master with --exit-on-quit), 2 on bad usage, 3 when the event loop stayed stuck in code the
+ * stall watchdog could not interrupt (worker/watchdog.h).
  */
 #include "common/cli.h"
 #include "common/keys.h"

@@ -85,18 +85,23 @@ static void arm(acr_watchdog_t *wd, acr_wd_reason_t reason, uint64_t seq, uint64
     pthread_mutex_unlock(&wd->mu);
 }
 
-static const char *class_label(const char *cls)
+/* "user class <name>" (escaped: a scenario's text) or "a task of acrida.spawn", into @buf. */
+static const char *who(const char *cls, char *buf, size_t len)
 {
-    return cls ? cls : "(a task of acrida.spawn)";
+    char esc[ACR_ESC_MAX];
+    if (!cls) return "a task of acrida.spawn";
+    snprintf(buf, len, "user class %s", acr_log_escape_str(esc, sizeof esc, cls));
+    return buf;
 }
 
 /* Thread: the loop stayed stuck; nothing more can be done from here. */
 static void fatal(const char *what, const char *cls, double secs)
 {
-    ACR_ERROR("%s: user class %s has run Lua code for %.1f s without yielding and could not be "
+    char wb[ACR_ESC_MAX + 16];
+    ACR_ERROR("%s: %s has run Lua code for %.1f s without yielding and could not be "
               "interrupted (C code or a blocking call); exiting with code %d, no final report can "
               "be sent",
-              what, ACR_ESC(class_label(cls)), secs, ACR_WATCHDOG_EXIT_CODE);
+              what, who(cls, wb, sizeof wb), secs, ACR_WATCHDOG_EXIT_CODE);
     fflush(NULL);
     _exit(ACR_WATCHDOG_EXIT_CODE);
 }
@@ -115,9 +120,10 @@ static void check_stall(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
     if (since && now - since >= wd->timeout_ms) {
         const char *cls = atomic_load(&wd->cls);
         if (ts->stall_seq != seq) {
-            ACR_WARN("stall: user class %s has run Lua code for %.1f s without yielding; "
+            char wb[ACR_ESC_MAX + 16];
+            ACR_WARN("stall: %s has run Lua code for %.1f s without yielding; "
                      "interrupting it",
-                     ACR_ESC(class_label(cls)), (double)(now - since) / 1000);
+                     who(cls, wb, sizeof wb), (double)(now - since) / 1000);
             arm(wd, ACR_WD_STALL, seq, now - since);
             ts->stall_seq = seq;
             ts->armed_at = now;
@@ -145,10 +151,11 @@ static void check_signal(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
     if (!at || atomic_load(&wd->sig_taken)) return;
     const char *cls = atomic_load(&wd->cls);
     bool in_user = atomic_load(&wd->since_ms) != 0;
+    char wb[ACR_ESC_MAX + 16];
     if (now - at >= SIGNAL_EXIT_MS) {
         ACR_ERROR("SIGTERM/SIGINT: the event loop is stuck%s%s and could not be interrupted; "
                   "exiting with code %d now, no final report can be sent",
-                  in_user ? " in user class " : "", in_user ? ACR_ESC(class_label(cls)) : "",
+                  in_user ? " in " : "", in_user ? who(cls, wb, sizeof wb) : "",
                   ACR_WATCHDOG_EXIT_CODE);
         fflush(NULL);
         _exit(ACR_WATCHDOG_EXIT_CODE);
@@ -157,8 +164,8 @@ static void check_signal(acr_watchdog_t *wd, thread_state_t *ts, uint64_t now)
         ts->sig_armed = true;
         ACR_WARN("SIGTERM/SIGINT: the event loop has not taken it for %.1f s%s%s; interrupting "
                  "the Lua code",
-                 (double)(now - at) / 1000, in_user ? ", busy in user class " : "",
-                 in_user ? ACR_ESC(class_label(cls)) : "");
+                 (double)(now - at) / 1000, in_user ? ", busy in " : "",
+                 in_user ? who(cls, wb, sizeof wb) : "");
         uint64_t since = atomic_load(&wd->since_ms);
         arm(wd, ACR_WD_SIGNAL, since ? atomic_load(&wd->seq) : 0, since ? now - since : 0);
     }
