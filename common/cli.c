@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "proto/proto.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define O(f) offsetof(acr_cli_opts_t, f)
 #define M ACR_CLI_MASTER
@@ -124,6 +126,12 @@ static const acr_opt_def_t defs[] = {
      "local workers keep at most BYTES of a response body for r.body (default 16 MiB)", M},
     {"max-body-size", 0, NULL, ACR_OPT_INT, O(max_body_size), 1, MAX_BODY_SIZE, "BYTES",
      "bytes of a response body kept for r.body (default 16 MiB); more is read and counted", W},
+    {"max-lua-memory", 0, NULL, ACR_OPT_STR, O(max_lua_memory), 0, 0, "SIZE",
+     "passed on to local workers: cap on each worker's Lua memory (e.g. 512MiB)", M},
+    {"max-lua-memory", 0, NULL, ACR_OPT_STR, O(max_lua_memory), 0, 0, "SIZE",
+     "cap on the scenario's Lua memory, 16 MiB to 1 TiB (e.g. 512MiB; default RAM / (2 x "
+     "cores) within 64 MiB..4 GiB): beyond it an allocation fails with 'not enough memory'",
+     W},
     {"cluster-key", 0, NULL, ACR_OPT_STR, O(cluster_key), 0, 0, "FILE",
      "CURVE on the master port: only peers holding this key file connect (docs/security.md)", B},
     {"gen-key", 0, NULL, ACR_OPT_STR, O(gen_key), 0, 0, "FILE",
@@ -242,6 +250,59 @@ int acr_cli_check_url(const char *url, const char *what, const char *shown, char
     return 0;
 }
 
+size_t acr_cli_default_lua_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (pages <= 0 || psize <= 0) return ACR_CLI_LUA_MEMORY_DEFAULT_MIN;
+    if (cores < 1) cores = 1;
+    size_t share = (size_t)pages / (2 * (size_t)cores) * (size_t)psize;
+    if (share < ACR_CLI_LUA_MEMORY_DEFAULT_MIN) return ACR_CLI_LUA_MEMORY_DEFAULT_MIN;
+    if (share > ACR_CLI_LUA_MEMORY_DEFAULT_MAX) return ACR_CLI_LUA_MEMORY_DEFAULT_MAX;
+    return share;
+}
+
+int acr_cli_parse_size(const char *s, size_t *out)
+{
+    static const char units[] = "KMGT";
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0 || digits > 13) return -EINVAL; /* below 10^13: no overflow before the unit */
+    unsigned long long v = strtoull(s, NULL, 10);
+    const char *p = s + digits;
+    if (*p) {
+        const char *u = strchr(units, toupper((unsigned char)*p));
+        if (!u) return -EINVAL;
+        for (const char *k = units; k <= u; k++) {
+            if (v > (1ULL << 50)) return -EINVAL;
+            v <<= 10;
+        }
+        p++;
+        if (strcasecmp(p, "iB") != 0 && strcasecmp(p, "B") != 0 && *p) return -EINVAL;
+    }
+    if (v > SIZE_MAX) return -EINVAL;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* --max-lua-memory: both daemons check it (the master before passing it on). */
+static int check_lua_memory(acr_cli_opts_t *o, char *err, size_t errlen)
+{
+    if (!o->max_lua_memory || !*o->max_lua_memory) {
+        o->lua_memory = acr_cli_default_lua_memory();
+        return 0;
+    }
+    size_t v;
+    if (acr_cli_parse_size(o->max_lua_memory, &v) < 0)
+        return fail(err, errlen,
+                    "--max-lua-memory '%s': expected a size such as 512MiB, 2GiB or 67108864",
+                    o->max_lua_memory);
+    if (v < ACR_CLI_LUA_MEMORY_MIN || v > ACR_CLI_LUA_MEMORY_MAX)
+        return fail(err, errlen, "--max-lua-memory '%s': must be from 16 MiB to 1 TiB",
+                    o->max_lua_memory);
+    o->lua_memory = v;
+    return 0;
+}
+
 /* --node-id: the worker's ZeroMQ routing id, with the "-N" that --processes appends. */
 static int check_node_id(const acr_cli_opts_t *o, char *err, size_t errlen)
 {
@@ -316,7 +377,7 @@ static int check_master(acr_cli_opts_t *o, char *err, size_t errlen)
         return fail(err, errlen,
                     "--local-workers connect over IPv4: use an IPv4 --master-bind-host (or *)");
     if (o->expect_workers == -1) o->expect_workers = o->local_workers > 0 ? o->local_workers : 1;
-    return 0;
+    return check_lua_memory(o, err, errlen);
 }
 
 int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv, char *err,
@@ -332,6 +393,7 @@ int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv,
                     "--loglevel: invalid level '%s' (expected DEBUG, INFO, WARNING or ERROR)",
                     o->loglevel);
     if (role == ACR_CLI_MASTER) return check_master(o, err, errlen);
+    if (check_lua_memory(o, err, errlen) < 0) return -EINVAL;
     if (o->node_id && *o->node_id && check_node_id(o, err, errlen) < 0) return -EINVAL;
     if (!o->master_host || !*o->master_host)
         return fail(err, errlen, "--master-host must not be empty");

@@ -31,9 +31,13 @@ typedef enum {
  *  1/rate seconds per step, and a rate like 1e-300 overflowed that wait into an instant ramp. */
 #define ACR_MIN_SPAWN_RATE 1e-6
 
-#define ACR_CLI_BUNDLE_MAX (64 << 20) /**< default --max-bundle-size */
-#define ACR_CLI_MASTER_TIMEOUT_S 10.0 /**< default --master-timeout */
-#define ACR_CLI_STALL_TIMEOUT_S 10.0  /**< default --stall-timeout */
+#define ACR_CLI_BUNDLE_MAX (64 << 20)                       /**< default --max-bundle-size */
+#define ACR_CLI_MASTER_TIMEOUT_S 10.0                       /**< default --master-timeout */
+#define ACR_CLI_STALL_TIMEOUT_S 10.0                        /**< default --stall-timeout */
+#define ACR_CLI_LUA_MEMORY_MIN ((size_t)16 << 20)           /**< smallest --max-lua-memory */
+#define ACR_CLI_LUA_MEMORY_MAX ((size_t)1 << 40)            /**< largest --max-lua-memory */
+#define ACR_CLI_LUA_MEMORY_DEFAULT_MIN ((size_t)64 << 20)   /**< the default's lower bound */
+#define ACR_CLI_LUA_MEMORY_DEFAULT_MAX ((size_t)4096 << 20) /**< the default's upper bound */
 
 typedef struct acr_cli_opts {
     /* both */
@@ -42,6 +46,9 @@ typedef struct acr_cli_opts {
     char *logfile;
     bool insecure;     /**< the worker's; the master passes it on to local workers */
     int max_body_size; /**< bytes; 0 = not given (the worker's default) */
+    /** --max-lua-memory as given (the master passes it on to local workers); NULL = not given */
+    char *max_lua_memory;
+    size_t lua_memory; /**< its value in bytes; the worker's default when not given */
     bool locust_role;  /**< Locust's --master / --worker: accepted, no effect */
     char *cluster_key; /**< NULL or the cluster key file (common/keys.h): CURVE on the port */
     /* acrida-master */
@@ -91,6 +98,13 @@ typedef struct acr_cli_opts {
  */
 int acr_cli_parse(acr_cli_opts_t *o, acr_cli_role_t role, int argc, char **argv, char *err,
                   size_t errlen);
+
+/** The default --max-lua-memory: physical RAM / (2 x online cores), within 64 MiB .. 4 GiB. */
+size_t acr_cli_default_lua_memory(void);
+
+/** Parses a size: a whole number of bytes with an optional binary suffix (K, M, G, T, with or
+ *  without B or iB, any case: "64MB" = "64MiB" = 64 x 2^20). Returns 0 or -EINVAL. */
+int acr_cli_parse_size(const char *s, size_t *out);
 
 /** Frees the strings and lists in @o. */
 void acr_cli_free(acr_cli_opts_t *o);

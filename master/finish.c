@@ -259,7 +259,8 @@ static void print_json(acr_finish_t *f, const acr_core_snapshot_t *s)
 static int final_exit_code(const acr_finish_t *f, const acr_core_snapshot_t *s, size_t failed)
 {
     size_t nerr = 0, nexc = 0;
-    if (f->m->gave_up || f->m->start_failed) return ACR_EXIT_FATAL;
+    if (f->m->gave_up || f->m->start_failed || f->m->workers_gone || acr__local_crashed(f->m))
+        return ACR_EXIT_FATAL;
     if (s->nquarantined) return ACR_EXIT_FATAL; /* a class stalled a worker */
     if (s->lost_reports && !f->opts->allow_lost_reports) return ACR_EXIT_INCOMPLETE;
     if (failed) return ACR_EXIT_CHECK;
@@ -316,6 +317,10 @@ static void finish(acr_finish_t *f)
             ACR_ERROR("%zu of %zu --check threshold(s) failed", failed,
                       acr_check_count(f->m->checks));
     }
+    if (acr__local_crashed(f->m))
+        ACR_ERROR("%zu local worker(s) crashed during the run (above): the counts miss their "
+                  "last reports; exit 1",
+                  acr__local_crashed(f->m));
     f->m->exit_code = final_exit_code(f, &s, failed);
     ACR_INFO("Shutting down (exit code %d)", f->m->exit_code);
     if (f->opts->csv) {

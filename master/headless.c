@@ -29,6 +29,8 @@ struct acr_headless {
     uv_timer_t wait_timer, console_timer;
     double wait_start;
     bool started;          /* the wait is over: the test was started, refused or given up */
+    bool closed;           /* the process is quitting: no more checks */
+    double none_since;     /* monotonic s since when no live worker remained in a test; 0 */
     acr_run_state_t state; /* the run's state, as the core's last ACR_CORE_EV_STATE said */
 };
 
@@ -106,6 +108,14 @@ static void check_wait(acr_headless_t *h, bool tick)
         give_up(h);
         return;
     }
+    size_t failed = acr_core_load_failures(h->core);
+    if (failed > 0 && ready == 0 && acr_core_live_workers(h->core) == 0) {
+        ACR_ERROR("The scenario failed to load on every worker that connected (%zu; the errors "
+                  "are above): giving up",
+                  failed);
+        give_up(h);
+        return;
+    }
     double waited = acr_mono_s() - h->wait_start;
     if (h->opts->expect_workers_max_wait > 0 && waited > h->opts->expect_workers_max_wait) {
         ACR_ERROR("Gave up waiting for workers to connect");
@@ -115,6 +125,36 @@ static void check_wait(acr_headless_t *h, bool tick)
     if (tick)
         ACR_INFO("Waiting for workers to be ready, %zu of %d connected", ready,
                  h->opts->expect_workers);
+}
+
+/* --headless, during a test: when no worker remains (every local worker exited, or no live
+ * worker for --expect-workers-max-wait), the test ends and the run exits 1. */
+static void check_gone(acr_headless_t *h)
+{
+    acr_master_t *m = h->m;
+    if (!h->opts->headless || h->closed || m->workers_gone || m->shutting_down ||
+        h->state == ACR_RUN_READY)
+        return;
+    const acr_cli_opts_t *o = h->opts;
+    size_t live = acr_core_live_workers(h->core);
+    if (m->local && acr__local_alive(m) == 0 && o->expect_workers <= o->local_workers) {
+        ACR_ERROR("No worker left: all %d local workers exited during the test (above); ending "
+                  "it, exit 1",
+                  o->local_workers);
+    } else if (live > 0) {
+        h->none_since = 0;
+        return;
+    } else {
+        double now = acr_mono_s();
+        if (h->none_since == 0) h->none_since = now;
+        if (!(o->expect_workers_max_wait > 0) || now - h->none_since <= o->expect_workers_max_wait)
+            return;
+        ACR_ERROR("No worker left: none for %.1f s (--expect-workers-max-wait); ending the test, "
+                  "exit 1",
+                  now - h->none_since);
+    }
+    m->workers_gone = true;
+    acr__finish_request_quit(m);
 }
 
 static void wait_cb(uv_timer_t *t)
@@ -136,7 +176,10 @@ static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
         if (ev->to == ACR_RUN_STOPPED && h->opts->headless) acr__finish_request_quit(h->m);
         break;
     case ACR_CORE_EV_WORKERS:
-        if (acr__headless_waiting(h)) check_wait(h, false);
+        if (acr__headless_waiting(h))
+            check_wait(h, false);
+        else if (h->started)
+            check_gone(h);
         break;
     case ACR_CORE_EV_QUIT_DONE:
         end_wait(h);
@@ -177,6 +220,7 @@ void acr__headless_close(acr_headless_t *h)
 {
     if (!h) return;
     h->started = true;
+    h->closed = true;
     close_handle((uv_handle_t *)&h->wait_timer);
     close_handle((uv_handle_t *)&h->console_timer);
 }

@@ -23,6 +23,7 @@ typedef struct lproc {
     uv_process_t proc;
     acr_local_t *owner;
     bool alive;
+    bool signalled; /* the master sent it SIGTERM or SIGKILL */
     int pid;
 } lproc_t;
 
@@ -34,6 +35,7 @@ struct acr_local {
     bool timer_init;
     int stage; /* 0: waiting for workers that got `quit` to exit, 1: after SIGTERM */
     double term_grace_s;
+    size_t crashed; /* ended by a signal the master did not send */
 };
 
 size_t acr__local_alive(const acr_master_t *m)
@@ -57,17 +59,40 @@ size_t acr__local_exited(const acr_master_t *m)
     return m->local ? m->local->n - acr__local_alive(m) : 0;
 }
 
+size_t acr__local_crashed(const acr_master_t *m)
+{
+    return m->local ? m->local->crashed : 0;
+}
+
+/* "SIGSEGV" for 11; NULL for a number without a name here. */
+static const char *signal_name(int sig)
+{
+    static const struct {
+        int sig;
+        const char *name;
+    } names[] = {{SIGSEGV, "SIGSEGV"}, {SIGKILL, "SIGKILL"}, {SIGABRT, "SIGABRT"},
+                 {SIGBUS, "SIGBUS"},   {SIGILL, "SIGILL"},   {SIGFPE, "SIGFPE"},
+                 {SIGTERM, "SIGTERM"}, {SIGINT, "SIGINT"},   {SIGHUP, "SIGHUP"},
+                 {SIGQUIT, "SIGQUIT"}, {SIGPIPE, "SIGPIPE"}, {SIGTRAP, "SIGTRAP"},
+                 {SIGSYS, "SIGSYS"},   {SIGXCPU, "SIGXCPU"}, {SIGXFSZ, "SIGXFSZ"}};
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(names); i++)
+        if (names[i].sig == sig) return names[i].name;
+    return NULL;
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int sig)
 {
     lproc_t *p = acr_container_of(h, lproc_t, proc);
     acr_master_t *m = p->owner->m;
     p->alive = false;
-    if (!m->shutting_down) {
-        if (sig)
-            ACR_WARN("local worker pid %d exited with status %lld (signal %d)", p->pid,
-                     (long long)status, sig);
-        else
-            ACR_WARN("local worker pid %d exited with status %lld", p->pid, (long long)status);
+    if (sig && !p->signalled) { /* a crash, the OOM killer, someone's kill: the run is not whole */
+        const char *name = signal_name(sig);
+        p->owner->crashed++;
+        ACR_ERROR("local worker pid %d crashed: killed by signal %d (%s)%s", p->pid, sig,
+                  name ? name : strsignal(sig),
+                  sig == SIGKILL ? "; the kernel's OOM killer sends SIGKILL (dmesg tells)" : "");
+    } else if (!m->shutting_down) {
+        ACR_WARN("local worker pid %d exited with status %lld", p->pid, (long long)status);
     } else {
         ACR_DEBUG("local worker pid %d exited with status %lld (signal %d)", p->pid,
                   (long long)status, sig);
@@ -152,6 +177,10 @@ int acr__local_start(acr_master_t *m, int n)
         args[k++] = "--cluster-key";
         args[k++] = m->opts->cluster_key;
     }
+    if (m->opts->max_lua_memory && *m->opts->max_lua_memory) {
+        args[k++] = "--max-lua-memory";
+        args[k++] = m->opts->max_lua_memory;
+    }
     char cap[24];
     if (m->opts->max_body_size > 0) {
         snprintf(cap, sizeof cap, "%d", m->opts->max_body_size);
@@ -203,7 +232,10 @@ static void kill_cb(uv_timer_t *t)
     if (l->stage == 0) {
         l->stage = 1;
         for (size_t i = 0; i < l->n; i++)
-            if (l->procs[i].alive) uv_process_kill(&l->procs[i].proc, SIGTERM);
+            if (l->procs[i].alive) {
+                l->procs[i].signalled = true;
+                uv_process_kill(&l->procs[i].proc, SIGTERM);
+            }
         uv_timer_start(t, kill_cb, (uint64_t)(l->term_grace_s * 1000.0), 0);
         return;
     }
@@ -211,6 +243,7 @@ static void kill_cb(uv_timer_t *t)
         if (l->procs[i].alive) {
             ACR_WARN("local worker pid %d did not exit after SIGTERM: sending SIGKILL",
                      l->procs[i].pid);
+            l->procs[i].signalled = true;
             uv_process_kill(&l->procs[i].proc, SIGKILL);
         }
     uv_close((uv_handle_t *)t, NULL);

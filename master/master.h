@@ -67,6 +67,7 @@ typedef struct acr_master {
     bool shutting_down;
     bool gave_up;      /**< no test ran: the workers never came (no tables, exit 1) */
     bool start_failed; /**< the core refused the automatic start (exit 1) */
+    bool workers_gone; /**< --headless: the test ended because no worker remained (exit 1) */
     int exit_code;
 } acr_master_t;
 
@@ -109,6 +110,9 @@ size_t acr__local_alive(const acr_master_t *m);
 const char *acr__local_connect_host(const char *bind_host);
 /** How many local workers have exited (0 without --local-workers). */
 size_t acr__local_exited(const acr_master_t *m);
+/** How many local workers were ended by a signal the master did not send (a crash: logged as an
+ *  ERROR naming the signal; the run then exits 1). */
+size_t acr__local_crashed(const acr_master_t *m);
 void acr__local_free(acr_master_t *m);
 
 /** Begins the shutdown (main.c): closes the core, the front-ends, the history, the signals and

@@ -172,7 +172,10 @@ int main(int argc, char **argv)
         .exit_on_quit = o.exit_on_quit,
         .master_timeout = o.master_timeout,
         .stall_timeout = o.stall_timeout,
+        .lua_memory = o.lua_memory,
     };
+    ACR_INFO("Lua memory cap: %zu MiB per worker process (--max-lua-memory%s)", o.lua_memory >> 20,
+             o.max_lua_memory && *o.max_lua_memory ? "" : ", the default");
     code =
         o.processes > 0 ? run_processes(&cfg, o.processes, level, o.logfile) : acr_worker_run(&cfg);
     if (o.cluster_key) acr_keys_wipe(&keys);

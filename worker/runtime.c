@@ -30,7 +30,8 @@ static const char user_prelude[] =
     "local C = ...\n"
     "local xpcall, random, type, rawget, rawset, error = xpcall, math.random, type, rawget, "
     "rawset, error\n"
-    "local on_error, task_end, wait = C.on_error, C.task_end, C.wait\n"
+    "local on_error, task_end, wait, nomem = C.on_error, C.task_end, C.wait, C.nomem\n"
+    "local NOMEM = 'not enough memory' -- the error of a refused allocation (no handler runs)\n"
     "local STACK = {} -- key in a user of the list of tasksets it is in, innermost last\n"
     "local INT_NOW, INT_WAIT = {}, {} -- self:interrupt() error values\n"
     "local function handler(e)\n"
@@ -71,6 +72,7 @@ static const char user_prelude[] =
     "    local after\n"
     "    if type(t) == 'function' then\n"
     "      local ok, e = xpcall(t, handler, self)\n"
+    "      if not ok and e == NOMEM then nomem(t) end\n"
     "      task_end(true)\n"
     "      if not ok and (e == INT_NOW or e == INT_WAIT) then return e end\n"
     "    else\n"
@@ -115,7 +117,8 @@ static const char user_prelude[] =
     "local function user_main(self, cls)\n"
     "  local f = cls.on_start\n"
     "  if f then\n"
-    "    local ok = xpcall(f, on_error, self)\n"
+    "    local ok, e = xpcall(f, on_error, self)\n"
+    "    if not ok and e == NOMEM then nomem(f) end\n"
     "    task_end(ok)\n"
     "    if not ok then return end\n"
     "  else\n"
@@ -154,7 +157,8 @@ static const char user_prelude[] =
     "  return st ~= nil and #st > 0\n"
     "end\n"
     "local function spawn_main(fn, ...)\n"
-    "  xpcall(fn, on_error, ...)\n"
+    "  local ok, e = xpcall(fn, on_error, ...)\n"
+    "  if not ok and e == NOMEM then nomem(fn) end\n"
     "end\n"
     "return user_main, user_stop, interrupt, in_taskset, spawn_main\n";
 
@@ -528,6 +532,155 @@ static void stall_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "%s", msg);
 }
 
+/* ---- memory cap and os.exit ---- */
+
+/* The Lua state's allocator: the system's, counting what the state holds and refusing a block
+ * that would take it over rt->mem_cap. LuaJIT turns a refusal into the error "not enough
+ * memory", which no xpcall handler sees: the prelude checks for it after a failed call (nomem). */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    acr_rt_t *rt = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        rt->mem_used -= old;
+        return NULL;
+    }
+    if (rt->mem_cap && nsize > old &&
+        (rt->mem_used > rt->mem_cap || nsize - old > rt->mem_cap - rt->mem_used)) {
+        rt->mem_refused = true;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p) {
+        rt->mem_refused = true;
+        return NULL;
+    }
+    rt->mem_used = rt->mem_used - old + nsize;
+    return p;
+}
+
+/* An error outside every protected call (LuaJIT then exits the process with status 1). */
+static int on_panic(lua_State *L)
+{
+    const char *m = lua_tostring(L, -1);
+    ACR_ERROR("unprotected Lua error, the worker exits: %s%s", m ? m : "(not a string)",
+              m && strcmp(m, "not enough memory") == 0
+                  ? " (the scenario keeps its Lua memory at --max-lua-memory)"
+                  : "");
+    return 0;
+}
+
+/* Writes what the function at @idx is to @u ("task 'browse' of user class 'Shop'", "on_start of
+ * user class 'Shop'", "the task at shop.lua:12 of user class 'Shop'", "the acrida.spawn task at
+ * shop.lua:30"); @where gets "file:line" of its definition. */
+static void describe_task(lua_State *L, acr__user_t *u, int idx, char *out, size_t len, char *where,
+                          size_t wlen)
+{
+    lua_Debug ar;
+    snprintf(where, wlen, "?");
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_pushvalue(L, idx);
+    if (lua_isfunction(L, -1) && lua_getinfo(L, ">S", &ar))
+        snprintf(where, wlen, "%s:%d", ar.short_src, ar.linedefined);
+    else
+        lua_pop(L, 1);
+    if (!u->cls) {
+        snprintf(out, len, "the acrida.spawn task at %s", where);
+        return;
+    }
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->cls->ref);
+    int cls = lua_gettop(L);
+    snprintf(out, len, "the task at %s of user class '%s'", where, u->cls->name);
+    static const char *const hooks[] = {"on_start", "on_stop"};
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(hooks); i++) {
+        lua_getfield(L, cls, hooks[i]);
+        if (lua_rawequal(L, -1, idx))
+            snprintf(out, len, "%s of user class '%s'", hooks[i], u->cls->name);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, cls, "task_fns");
+    lua_getfield(L, cls, "task_names");
+    if (lua_istable(L, -2) && lua_istable(L, -1)) {
+        for (int k = 1; k <= (int)lua_objlen(L, -2); k++) {
+            lua_rawgeti(L, -2, k);
+            bool same = lua_rawequal(L, -1, idx);
+            lua_pop(L, 1);
+            if (!same) continue;
+            lua_rawgeti(L, -1, k);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                snprintf(out, len, "task '%s' of user class '%s'", lua_tostring(L, -1),
+                         u->cls->name);
+            else
+                snprintf(out, len, "task %d (at %s) of user class '%s'", k, where, u->cls->name);
+            break;
+        }
+    }
+    lua_settop(L, top);
+}
+
+/* C.nomem(fn): @fn failed with "not enough memory". When the allocator refused a block (not a
+ * scenario's own error of that text), the garbage of the unwound call is collected, the
+ * exception row names the task and the cap, and the user stops (its task_end leaves). */
+static int l_nomem(lua_State *L)
+{
+    acr__user_t *u = acr__rt_check_user(L, "nomem");
+    acr_rt_t *rt = u->rt;
+    if (!rt->mem_refused) return 0;
+    rt->mem_refused = false;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    char what[512], where[300], msg[800], tb[400];
+    describe_task(L, u, 1, what, sizeof what, where, sizeof where);
+    snprintf(msg, sizeof msg,
+             "not enough memory: %s went over --max-lua-memory (%zu MiB); the user stops", what,
+             rt->mem_cap >> 20);
+    snprintf(tb, sizeof tb, "  %s: in the function that ran out", where);
+    ACR_WARN("%s", msg);
+    if (rt->stats && acr_stats_add_exception(rt->stats, msg, tb, rt->node_id, 1) < 0)
+        ACR_ERROR("out of memory recording an exception");
+    u->stop_req = true;
+    return 0;
+}
+
+/* The level in @L's stack of the scenario function the prelude called (a task, on_start, ...):
+ * the outermost Lua frame above the prelude's. -1 when there is none. */
+static int task_level(lua_State *L)
+{
+    lua_Debug ar;
+    int found = -1;
+    for (int lv = 1; lua_getstack(L, lv, &ar); lv++) {
+        if (!lua_getinfo(L, "S", &ar)) continue;
+        if (strcmp(ar.short_src, "[acrida]") == 0) break;
+        if (ar.what && strcmp(ar.what, "C") != 0) found = lv;
+    }
+    return found;
+}
+
+/* os.exit() would end the worker with the master's test under way (it then counts a fraction of
+ * what the target served): in a user it is an error naming the task, and the user stops; at load
+ * time it is a load error. docs/scenario-api.md. */
+static int l_os_exit(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    acr_rt_t *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    acr__user_t *u = rt ? rt->current : NULL;
+    if (!u || u->co != L)
+        return luaL_error(L, "os.exit() called %s: a scenario cannot end its worker",
+                          rt && !rt->loaded ? "while the scenario loads" : "outside a user");
+    char what[512] = "a task", where[300];
+    lua_Debug ar;
+    int lv = task_level(L);
+    if (lv >= 0 && lua_getstack(L, lv, &ar) && lua_getinfo(L, "f", &ar)) {
+        describe_task(L, u, -1, what, sizeof what, where, sizeof where);
+        lua_pop(L, 1);
+    }
+    u->stop_req = true;
+    return luaL_error(
+        L, "os.exit() called by %s: a scenario cannot end its worker (the user stops)", what);
+}
+
 void acr_rt_watch(acr_rt_t *rt)
 {
     if (rt->wd && acr_watchdog_timeout(rt->wd) > 0) acr_watchdog_set_lua(rt->wd, rt->L, stall_hook);
@@ -549,13 +702,19 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     rt->stall_ud = cfg->stall_ud;
     rt->node_id = strdup(cfg->node_id ? cfg->node_id : "local");
     if (!rt->node_id) goto nomem;
-    rt->L = luaL_newstate();
+    rt->mem_cap = cfg->max_lua_memory;
+    rt->L = lua_newstate(lua_alloc, rt); /* GC64 LuaJIT takes a custom allocator */
     if (!rt->L) goto nomem;
     lua_State *L = rt->L;
+    lua_atpanic(L, on_panic);
     if (acr_scenario_open(L, "worker", err, errlen) < 0) goto fail;
     acr_rt_watch(rt);
     lua_pushlightuserdata(L, rt);
     lua_setfield(L, LUA_REGISTRYINDEX, "acrida.rt");
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, l_os_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
 
     lua_getglobal(L, "acrida");
     lua_pushcfunction(L, l_sleep);
@@ -571,13 +730,15 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "prelude: %s", lua_tostring(L, -1));
         goto fail;
     }
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushcfunction(L, acr__rt_onerror);
     lua_setfield(L, -2, "on_error");
     lua_pushcfunction(L, l_task_end);
     lua_setfield(L, -2, "task_end");
     lua_pushcfunction(L, l_wait);
     lua_setfield(L, -2, "wait");
+    lua_pushcfunction(L, l_nomem);
+    lua_setfield(L, -2, "nomem");
     if (lua_pcall(L, 1, 5, 0) != 0) {
         snprintf(err, errlen, "prelude: %s", lua_tostring(L, -1));
         goto fail;

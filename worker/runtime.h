@@ -34,6 +34,10 @@ typedef struct acr_rt_config {
     /** a user's task was interrupted for a stall (called on the loop after its resume) */
     void (*on_stall)(const char *cls, const char *task, double secs, void *ud);
     void *stall_ud;
+    /** Cap on the Lua state's memory in bytes (0: none). Beyond it an allocation fails with
+     *  Lua's "not enough memory": the task fails (an exception row naming it) and its user
+     *  stops. */
+    size_t max_lua_memory;
 } acr_rt_config_t;
 
 /** Creates the runtime (Lua state with the acrida module in the "worker" role). NULL on failure

@@ -176,6 +176,8 @@ struct acr_rt {
     bool stall_pending;
     char stall_cls[128], stall_task[160];
     double stall_secs;
+    size_t mem_used, mem_cap; /**< bytes the Lua state holds; its cap (0: none), the allocator's */
+    bool mem_refused;         /**< the allocator refused a block since the last nomem check */
     bool closing;
     int closes;
     void (*closed_cb)(void *ud);

@@ -767,7 +767,8 @@ static int load_scenario(worker_t *w, const char *path, const char *root, const 
                           .node_id = w->node_id,
                           .watchdog = w->wd,
                           .on_stall = on_stall,
-                          .stall_ud = w};
+                          .stall_ud = w,
+                          .max_lua_memory = w->cfg->lua_memory};
     acr_rt_t *rt = acr_rt_new(&rc, err, errlen);
     if (!rt) return -ENOMEM;
     lua_State *L = acr_rt_lua(rt);

@@ -29,6 +29,7 @@ typedef struct acr_worker_config {
     /** s of Lua code without yielding before the watchdog interrupts it (worker/watchdog.h);
      *  0: no stall checks, the JIT stays on */
     double stall_timeout;
+    size_t lua_memory; /**< cap on the scenario's Lua state in bytes (--max-lua-memory); 0: none */
 } acr_worker_config_t;
 
 /**

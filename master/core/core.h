@@ -195,6 +195,11 @@ void acr_core_reset(acr_core_t *c);
 /** How many workers are ready, without the copies a snapshot makes (the console polls it while
  *  it waits for --expect-workers). */
 size_t acr_core_ready_workers(const acr_core_t *c);
+/** How many registered workers are not missing (registry.c). */
+size_t acr_core_live_workers(const acr_core_t *c);
+/** How many workers reported that the scenario failed to load on them (acrida_scenario_loaded
+ *  with an error) since the master started (registry.c). */
+size_t acr_core_load_failures(const acr_core_t *c);
 /** Fills *@out (see acr_core_snapshot_t). Returns 0, or -ENOMEM when the worker and lost lists
  *  could not be copied (they are then empty; the other fields are set). */
 int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out);

@@ -91,6 +91,7 @@ typedef struct acr_registry {
     size_t nunknown, capunknown;
     uint64_t unknown_frames;  /**< frames dropped because their sender was not registered */
     uint64_t rejoins_refused; /**< acrida_rejoin answered with `stop` */
+    size_t load_failures;     /**< workers that reported they could not load the scenario */
 } acr_registry_t;
 
 /** run.c: the one run state machine and what drives it. */

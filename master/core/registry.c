@@ -104,6 +104,16 @@ size_t acr__registry_live(const acr_core_t *c)
     return n;
 }
 
+size_t acr_core_live_workers(const acr_core_t *c)
+{
+    return acr__registry_live(c);
+}
+
+size_t acr_core_load_failures(const acr_core_t *c)
+{
+    return c->reg.load_failures;
+}
+
 size_t acr__registry_ready(const acr_core_t *c)
 {
     size_t n = 0;
@@ -355,6 +365,7 @@ static void on_scenario_loaded(acr_core_t *c, acr_mworker_t *w, const char *nid,
     }
     if (bd->error) {
         ACR_ERROR("worker %s could not load the scenario: %s", pid, ACR_ESC_LONG(bd->error));
+        c->reg.load_failures++;
         if (acr_core_add_exception(c, bd->error, "", nid) < 0)
             ACR_ERROR("out of memory recording an exception");
         return;
