@@ -195,3 +195,34 @@ def test_daemon_worker_started_before_its_master_loses_nothing(tmp_path, target)
     assert "lost interval" not in err, err[-3000:]
     assert aggregated(doc)["num_requests"] == target.counts()["served"]
     assert rc == 0 and wrc == 0, err[-3000:]
+
+
+def test_a_response_before_the_request_was_sent_is_a_failure(tmp_path, target):
+    # /early answers at the request's headers and reads its body only 10 s later: a 12 MB body
+    # (more than the loopback socket buffers hold) is still being written when the answer comes.
+    sc = write_scenario(tmp_path, MARK + """
+local acrida = require "acrida"
+local big = ("x"):rep(12 * 1024 * 1024)
+acrida.user { name = "Early", fixed_count = 1, wait_time = acrida.constant(0.02), tasks = {
+  function(self)
+    self.client:post("/early", { body = big })
+    mark("early")
+    self:stop()
+  end } }
+""" + OK_CLASS)
+    rc, out, err = run_master_until(
+        tmp_path, headless(sc, target.url, 2, 10, "10m", workers=1, extra=["--json"]),
+        lambda: marked(tmp_path, "early") and target.counts()["served"] > 20,
+        "the early answer and other requests", env=marks_env(tmp_path))
+    doc = json.loads(out)
+    early = [r for r in doc["stats"] if r["name"] == "/early"]
+    assert len(early) == 1 and early[0]["num_requests"] == 1, doc["stats"]
+    assert early[0]["num_failures"] == 1, doc["stats"]
+    assert [e["error"] for e in doc["errors"] if e["name"] == "/early"] == [
+        "response before request: the target answered before the request was fully sent"], \
+        doc["errors"]
+    counts = target.counts()
+    assert counts["by_path_prefix"]["/early"] == 1, counts
+    assert aggregated(doc)["num_requests"] == counts["served"]
+    assert doc["lost_reports"] == 0
+    assert rc == 1, err[-3000:]  # a failed request: --exit-code-on-error

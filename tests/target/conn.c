@@ -595,6 +595,7 @@ static int on_message_begin(llhttp_t *p)
     c->body_bytes = 0;
     c->limit_status = 0;
     c->keep_body = false;
+    c->early = false;
     c->upgrade = false;
     return 0;
 }
@@ -663,6 +664,15 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* /early's hold is over: the rest of its request is read (and discarded) as usual. */
+static void on_hold(uv_timer_t *t)
+{
+    tgt_conn_t *c = t->data;
+    if (c->state != TGT_C_WAITING || !c->early) return;
+    set_state(c, TGT_C_READING);
+    conn_run(c);
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     tgt_conn_t *c = p->data;
@@ -675,6 +685,12 @@ static int on_headers_complete(llhttp_t *p)
     v = acr__tgt_header(c, "expect", &vlen);
     if (v && vlen == 12 && strncasecmp(v, "100-continue", 12) == 0 && p->http_minor >= 1)
         acr__tgt_outs(c, "HTTP/1.1 100 Continue\r\n\r\n");
+    if (acr__tgt_early(c, llhttp_should_keep_alive(p), p->method == HTTP_HEAD)) {
+        /* the answer goes out with this read; the body waits, so a client sending a large one
+         * gets the response while its request is still being written */
+        set_state(c, TGT_C_WAITING);
+        uv_timer_start(&c->timer, on_hold, TGT_EARLY_HOLD_MS, 0);
+    }
     return 0;
 }
 

@@ -19,7 +19,7 @@
 static const char *const route_names[TGT_R_COUNT_] = {
     "/",        "/status", "/delay", "/bytes",    "/chunked", "/redirect", "/redirect-to",
     "/cookies", "/echo",   "/reset", "/truncate", "/garbage", "/hang",     "/bighdr",
-    "/close",   "other",
+    "/close",   "/early",  "other",
 };
 
 static bool no_body_status(int status)
@@ -521,6 +521,8 @@ tgt_action_t acr__tgt_route(tgt_conn_t *c)
     if (is_exact(path, plen, "/bighdr"))
         return text(c, TGT_R_BIGHDR, 200, "big headers\n", c->srv->bighdr.data, false);
     if (is_exact(path, plen, "/close")) return text(c, TGT_R_CLOSE, 200, "closing\n", NULL, true);
+    if (is_exact(path, plen, "/early")) /* answered at its headers */
+        return c->early ? TGT_A_NEXT : text(c, TGT_R_EARLY, 200, "early\n", NULL, false);
     if (is_exact(path, plen, "/_count")) return route_counters(c);
     if (is_exact(path, plen, "/_reset")) {
         memset(&c->srv->cnt, 0, sizeof(c->srv->cnt));
@@ -529,6 +531,21 @@ tgt_action_t acr__tgt_route(tgt_conn_t *c)
         return TGT_A_NEXT;
     }
     return text(c, TGT_R_OTHER, 404, "not found\n", NULL, false);
+}
+
+bool acr__tgt_early(tgt_conn_t *c, bool keep_alive, bool head_req)
+{
+    const char *url = c->url.data ? c->url.data : "";
+    if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
+        url = strchr(strstr(url, "//") + 2, '/'); /* absolute-form */
+        if (!url) return false;
+    }
+    if (!is_exact(url, strcspn(url, "?#"), "/early")) return false;
+    c->keep_alive = keep_alive;
+    c->head = head_req;
+    c->early = true;
+    text(c, TGT_R_EARLY, 200, "early\n", NULL, false);
+    return true;
 }
 
 void acr__tgt_route_delayed(tgt_conn_t *c)

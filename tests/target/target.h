@@ -20,6 +20,7 @@
 #define TGT_MAX_HEADERS 128                    /**< header lines; more -> 431 */
 #define TGT_MAX_BYTES (64u * 1024 * 1024)      /**< /bytes/<n> and /chunked/<n> limit */
 #define TGT_READ_BUF (64 * 1024)
+#define TGT_EARLY_HOLD_MS 10000         /**< /early reads no more of the request for this long */
 #define TGT_STASH_LIMIT (1024 * 1024)   /**< unparsed input kept while a response waits */
 #define TGT_OUT_LIMIT (4 * 1024 * 1024) /**< queued output above which parsing pauses */
 
@@ -40,6 +41,7 @@ typedef enum {
     TGT_R_HANG,
     TGT_R_BIGHDR,
     TGT_R_CLOSE,
+    TGT_R_EARLY,
     TGT_R_OTHER, /* 404 */
     TGT_R_COUNT_,
 } tgt_route_t;
@@ -136,6 +138,7 @@ struct tgt_conn {
     uint64_t body_bytes;
     int limit_status; /* 431/413 when a limit was hit */
     bool keep_body;   /* store the body (only /echo reads it) */
+    bool early;       /* /early: answered at its headers (routes.c acr__tgt_early) */
     uint8_t method;
     bool keep_alive, http10, upgrade, head;
     uint64_t delay_ms;
@@ -183,6 +186,9 @@ void acr__tgt_routes_free(tgt_server_t *srv);
 tgt_action_t acr__tgt_route(tgt_conn_t *c);
 /** Writes the /delay response once its timer fired. */
 void acr__tgt_route_delayed(tgt_conn_t *c);
+/** /early: when @c's request is for /early, answers it now, at its headers (@keep_alive and
+ *  @head from the parser), and returns true; the caller then holds the rest of the request. */
+bool acr__tgt_early(tgt_conn_t *c, bool keep_alive, bool head);
 /** Queues an error response (400/413/431, Connection: close) for a malformed request. */
 void acr__tgt_bad_request(tgt_conn_t *c, int status);
 

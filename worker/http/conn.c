@@ -494,6 +494,15 @@ static bool feed(acr__http_conn_t *c, const char *data, size_t len)
     }
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) return true;
+    if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->msg_done && write_busy(c)) {
+        /* a whole response while request bytes are still queued: it cannot be the answer to
+         * this request (a stale or early reply), so the request fails and the connection goes */
+        c->reusable = false;
+        report_error(c, UV_EPROTO,
+                     "response before request: the target answered before the request was "
+                     "fully sent");
+        return false;
+    }
     if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->msg_done) {
         const char *pos = llhttp_get_error_pos(&c->parser);
         if (pos && pos < data + len) c->reusable = false; /* extra bytes after the response */
