@@ -1056,6 +1056,56 @@ static void test_user_and_request_events(void **state)
     fx_free(&f);
 }
 
+/* --max-lua-memory: a task over the cap fails with 'not enough memory' naming it and its user
+ * stops (on_stop runs); os.exit() is an error of its task, and its user stops too; at load it is a
+ * load error. */
+static void test_memory_cap_and_os_exit(void **state)
+{
+    (void)state;
+    fx_t f;
+    char err[512];
+    memset(&f, 0, sizeof f);
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.stats = acr_stats_new(acr_now());
+    acr_rt_config_t rc = {.loop = &f.loop,
+                          .stats = f.stats,
+                          .node_id = "test_node",
+                          .max_lua_memory = (size_t)32 << 20};
+    f.rt = acr_rt_new(&rc, err, sizeof err);
+    if (!f.rt) fail_msg("acr_rt_new: %s", err);
+    fx_load_ok(&f, "acrida.user { name = 'B', on_stop = function(self) acrida.report{ name = "
+                   "'bye' } end,\n"
+                   "  tasks = { { name = 'bomb', fn = function(self)\n"
+                   "    acrida.report{ name = 'run' }\n"
+                   "    local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end end } } }\n"
+                   "acrida.user { name = 'X', on_stop = function(self) acrida.report{ name = "
+                   "'xbye' } end,\n"
+                   "  tasks = { function(self) acrida.report{ name = 'x' }; os.exit(3) end } }\n");
+    acr_rt_set_class_users(f.rt, 0, 2);
+    acr_rt_set_class_users(f.rt, 1, 1);
+    fx_wait_gone(&f);
+    assert_int_equal(reqs(&f, "CUSTOM", "run"), 2);
+    assert_int_equal(reqs(&f, "CUSTOM", "bye"), 2);
+    assert_int_equal(reqs(&f, "CUSTOM", "x"), 1);
+    assert_int_equal(reqs(&f, "CUSTOM", "xbye"), 1);
+    size_t n;
+    acr_stats_exception_t *const *ex = acr_stats_exceptions(f.stats, &n);
+    assert_int_equal(n, 2);
+    assert_true(has_exception(&f, "not enough memory: task 'bomb' of user class 'B' went over "
+                                  "--max-lua-memory (32 MiB); the user stops"));
+    assert_true(has_exception(&f, "os.exit() called by task 'task1' of user class 'X': a "
+                                  "scenario cannot end its worker (the user stops)"));
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ex[i]->count, strstr(ex[i]->msg, "memory") ? 2 : 1);
+    fx_free(&f);
+
+    fx_init(&f, false);
+    assert_true(fx_load(&f, "os.exit(0)\n", err, sizeof err) < 0);
+    if (!strstr(err, "os.exit() called while the scenario loads: a scenario cannot end its worker"))
+        fail_msg("load error: %s", err);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1070,6 +1120,7 @@ int main(void)
         cmocka_unit_test(test_fewer_users_stops_newest_first),
         cmocka_unit_test(test_busy_users_do_not_starve_the_loop),
         cmocka_unit_test(test_self_stop),
+        cmocka_unit_test(test_memory_cap_and_os_exit),
         cmocka_unit_test(test_report_fields),
         cmocka_unit_test(test_http_verdicts_and_exact_count),
         cmocka_unit_test(test_long_sleep_trims_buffers_keeps_connection),
