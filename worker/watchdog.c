@@ -1,23 +1,26 @@
 /*
  * The stall watchdog (worker/watchdog.h). The loop publishes, with atomics only, when it last
  * turned (a 250 ms timer) and when the current user's resume began; the thread wakes every 100 ms
- * (sigtimedwait, which also takes SIGTERM/SIGINT) and compares. Interrupting means lua_sethook
- * with a count of 1 on the watched state: LuaJIT's lua_sethook only stores the hook and switches
- * the interpreter's dispatch table, which is what lua.c does from a signal handler. The hook runs
- * on the loop's thread at the next VM instruction and asks acr_watchdog_reason why. Compiled
- * traces never look at hooks; the watched state runs LuaJIT's profiler (PROFILE_MODE), whose
- * line-level checks make a trace leave to the interpreter at the next sample (every 100 ms of
+ * (poll on a self-pipe, which also brings SIGTERM/SIGINT) and compares. Interrupting means
+ * lua_sethook with a count of 1 on the watched state: LuaJIT's lua_sethook only stores the hook and
+ * switches the interpreter's dispatch table, which is what lua.c does from a signal handler. The
+ * hook runs on the loop's thread at the next VM instruction and asks acr_watchdog_reason why.
+ * Compiled traces never look at hooks; the watched state runs LuaJIT's profiler (PROFILE_MODE),
+ * whose line-level checks make a trace leave to the interpreter at the next sample (every 100 ms of
  * CPU), where the hook then runs: the JIT stays on. A mutex
  * orders the calls of lua_sethook between the two threads and guards the state's pointer, which
  * the loop changes when a scenario is (re)loaded.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include "worker/watchdog.h"
 
 #include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <luajit.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -48,8 +51,9 @@ struct acr_watchdog {
     void *closed_ud;
     pthread_t thread;
     bool thread_on;
-    sigset_t oldmask;
-    pthread_mutex_t mu; /* guards L, hook and every lua_sethook */
+    int pipe_rd, pipe_wr;               /* the signal handler's self-pipe */
+    struct sigaction old_term, old_int; /* restored by acr_watchdog_free */
+    pthread_mutex_t mu;                 /* guards L, hook and every lua_sethook */
     lua_State *L;
     lua_Hook hook;
     /* written by the loop */
@@ -67,6 +71,23 @@ struct acr_watchdog {
     _Atomic uint64_t sig_at_ms; /* when the first signal arrived; 0: none */
     _Atomic bool quit;
 };
+
+/* The write end of the running watchdog's self-pipe, -1 when none: the only process-wide state
+ * here, because a signal handler gets no argument (one watchdog per worker process). */
+static volatile sig_atomic_t signal_fd = -1;
+
+/* SIGTERM/SIGINT: one byte, the signal's number, to the thread (write is async-signal-safe).
+ * A handler rather than a blocked mask, so that processes the scenario starts (os.execute,
+ * io.popen) do not inherit SIGTERM blocked. */
+static void on_signal_handler(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (signal_fd >= 0 && write(signal_fd, &b, 1) < 0) {
+        /* the pipe is full: signals are already pending */
+    }
+    errno = saved;
+}
 
 static uint64_t now_ms(void)
 {
@@ -175,13 +196,11 @@ static void *thread_main(void *arg)
 {
     acr_watchdog_t *wd = arg;
     thread_state_t ts = {0};
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
     while (!atomic_load(&wd->quit)) {
-        struct timespec tmo = {0, TICK_MS * 1000000L};
-        int sig = sigtimedwait(&set, NULL, &tmo);
+        struct pollfd pfd = {.fd = wd->pipe_rd, .events = POLLIN};
+        unsigned char b = 0;
+        int sig = 0;
+        if (poll(&pfd, 1, TICK_MS) > 0 && read(wd->pipe_rd, &b, 1) == 1) sig = b;
         uint64_t now = now_ms();
         if (sig == SIGTERM || sig == SIGINT) {
             ACR_INFO("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -227,11 +246,22 @@ int acr_watchdog_start(acr_watchdog_t **out, const acr_watchdog_config_t *cfg, c
     wd->ud = cfg->ud;
     atomic_store(&wd->beat_ms, now_ms());
     pthread_mutex_init(&wd->mu, NULL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, &wd->oldmask);
+    wd->pipe_rd = wd->pipe_wr = -1;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot start the watchdog: pipe: %s", strerror(e));
+        pthread_mutex_destroy(&wd->mu);
+        free(wd);
+        return -e;
+    }
+    wd->pipe_rd = fds[0];
+    wd->pipe_wr = fds[1];
+    signal_fd = wd->pipe_wr;
+    struct sigaction sa = {.sa_handler = on_signal_handler, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &wd->old_term);
+    sigaction(SIGINT, &sa, &wd->old_int);
     int rc = uv_async_init(cfg->loop, &wd->async, async_cb);
     if (rc == 0) {
         wd->async.data = wd;
@@ -371,7 +401,11 @@ void acr_watchdog_free(acr_watchdog_t *wd)
         atomic_store(&wd->quit, true);
         pthread_join(wd->thread, NULL);
     }
-    pthread_sigmask(SIG_SETMASK, &wd->oldmask, NULL);
+    sigaction(SIGTERM, &wd->old_term, NULL);
+    sigaction(SIGINT, &wd->old_int, NULL);
+    if (signal_fd == wd->pipe_wr) signal_fd = -1;
+    close(wd->pipe_rd);
+    close(wd->pipe_wr);
     pthread_mutex_destroy(&wd->mu);
     free(wd);
 }

@@ -8,10 +8,10 @@
  * code cannot be interrupted (a blocking C call) the process exits with ACR_WATCHDOG_EXIT_CODE
  * after a further ACR_WATCHDOG_GRACE_S, naming the class.
  *
- * It also receives SIGTERM and SIGINT (blocked in every other thread, taken here with
- * sigtimedwait) and hands them to the loop through a uv_async_t; when the loop does not take a
- * signal within 0.5 s it interrupts the Lua code the same way, and after 1.5 s the process exits
- * with a message (no final report is possible then).
+ * It also receives SIGTERM and SIGINT (a handler writes to its self-pipe) and hands them to the
+ * loop through a uv_async_t; when the loop does not take a signal within 0.5 s it interrupts the
+ * Lua code the same way, and after 1.5 s the process exits with a message (no final report is
+ * possible then).
  *
  * LuaJIT's compiled traces never look at hooks: the watched state runs LuaJIT's profiler at line
  * granularity, whose checks in compiled code send a spinning trace back to the interpreter within
@@ -46,9 +46,8 @@ typedef struct acr_watchdog_config {
 } acr_watchdog_config_t;
 
 /**
- * Blocks SIGTERM and SIGINT in the calling thread (call it before any other thread exists, so
- * that every thread inherits the mask), starts the thread and the loop's handles. Returns 0 or a
- * negative errno / libuv error with the reason in @err.
+ * Installs the SIGTERM and SIGINT handlers (one watchdog per process), starts the thread and the
+ * loop's handles. Returns 0 or a negative errno / libuv error with the reason in @err.
  */
 int acr_watchdog_start(acr_watchdog_t **out, const acr_watchdog_config_t *cfg, char *err,
                        size_t errlen);
@@ -74,10 +73,10 @@ acr_wd_reason_t acr_watchdog_reason(acr_watchdog_t *wd, double *secs);
 void acr_watchdog_rearm(acr_watchdog_t *wd, int count);
 
 /** Stops the thread (joined at once) and closes the loop's handles; @closed runs on the loop
- *  once they are closed. The signal mask stays until acr_watchdog_free. */
+ *  once they are closed. The signal handlers stay until acr_watchdog_free. */
 void acr_watchdog_close(acr_watchdog_t *wd, void (*closed)(void *ud), void *ud);
 /** Frees a closed watchdog (after the loop ran the close callbacks) and restores the signal
- *  mask of acr_watchdog_start. NULL is fine. */
+ *  handlers acr_watchdog_start replaced. NULL is fine. */
 void acr_watchdog_free(acr_watchdog_t *wd);
 
 #endif

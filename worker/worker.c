@@ -1279,7 +1279,7 @@ int acr_worker_run(const acr_worker_config_t *cfg)
         return 1;
     }
     w.loop = &loop;
-    /* first: the watchdog blocks SIGTERM/SIGINT for every thread created after it */
+    /* the watchdog also takes SIGTERM/SIGINT, whether the loop turns or not */
     acr_watchdog_config_t wc = {
         .loop = &loop, .stall_timeout = cfg->stall_timeout, .on_signal = signal_cb, .ud = &w};
     if ((rc = acr_watchdog_start(&w.wd, &wc, err, sizeof err)) < 0) {
