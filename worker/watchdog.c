@@ -229,6 +229,15 @@ static void beat_cb(uv_timer_t *t)
 {
     acr_watchdog_t *wd = t->data;
     atomic_store(&wd->beat_ms, now_ms());
+    /* The loop turns again: a hook armed for a stall outside users' tasks that no Lua code met
+     * (slow C work of our own) must not fail whatever Lua runs next. */
+    if (!atomic_load(&wd->armed) || atomic_load(&wd->armed_seq) != 0) return;
+    pthread_mutex_lock(&wd->mu);
+    if (atomic_load(&wd->armed) && atomic_load(&wd->armed_seq) == 0) {
+        atomic_store(&wd->armed, false);
+        if (wd->L) lua_sethook(wd->L, NULL, 0, 0);
+    }
+    pthread_mutex_unlock(&wd->mu);
 }
 
 int acr_watchdog_start(acr_watchdog_t **out, const acr_watchdog_config_t *cfg, char *err,

@@ -203,12 +203,43 @@ static void test_spinning_main_chunk_fails_to_load(void **state)
     fx_free(&f);
 }
 
+static void timer_flag_cb(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* C work of our own that holds the loop past the timeout arms the hook, but no Lua ran meanwhile:
+ * once the loop turns the hook goes, and the next Lua code (a load) runs unharmed. */
+static void test_slow_c_work_leaves_no_hook(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f);
+    usleep((useconds_t)(STALL_S * 2.5 * 1e6)); /* the loop does not turn: the thread arms */
+    int fired = 0;
+    uv_timer_t t;
+    uv_timer_init(&f.loop, &t);
+    t.data = &fired;
+    uv_timer_start(&t, timer_flag_cb, 600, 0); /* a few beats (every 250 ms) */
+    run_until(&f.loop, &fired);
+    uv_close((uv_handle_t *)&t, NULL);
+    char err[512];
+    int rc = fx_load(&f,
+                     "local n = 0\n"
+                     "for i = 1, 100000 do n = n + i end\n"
+                     "acrida.user { name = 'U', tasks = { function(self) end } }\n",
+                     err, sizeof err);
+    if (rc != 0) fail_msg("load: %s", err);
+    fx_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spinning_user_is_ended),
         cmocka_unit_test(test_spinning_spawned_task_is_ended),
         cmocka_unit_test(test_spinning_main_chunk_fails_to_load),
+        cmocka_unit_test(test_slow_c_work_leaves_no_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
