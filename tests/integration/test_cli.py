@@ -118,7 +118,7 @@ def test_locust_command_line_flags_and_return_to_ready(tmp_path, target):
     doc = json.loads(m.stdout())
     assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
     log = m.log()
-    assert len(re.findall(r"\) reported as ready\. ", log)) == 2, log[-3000:]
+    assert len(re.findall(r"\) reported as ready[.;] ", log)) == 2, log[-3000:]
     assert len(re.findall(r"\) is ready again after the stop\. ", log)) == 2, log[-3000:]
     assert "re-registered" not in log, log[-3000:]
 
