@@ -23,9 +23,18 @@
 
 #define ACR_MSG_MAX_FRAME (64u << 20) /**< bytes; also set as ZMQ_MAXMSGSIZE */
 #define ACR_MSG_MAX_DEPTH 16
+/** Bytes of objects msgpack-c may allocate to decode one frame (24 per array element, 48 per map
+ *  pair; strings point into the frame), checked by the pre-scan before anything is allocated: a
+ *  stats report of 10000 entries with ~100 histogram buckets each needs ~120 MiB, 64 MiB of nils
+ *  would need 1.5 GiB. */
+#define ACR_MSG_MAX_DECODED ((uint64_t)256 << 20)
+/** The same for the types whose data is a few fields (client_ready, heartbeat, ...). */
+#define ACR_MSG_MAX_DECODED_SMALL ((uint64_t)1 << 20)
 /** Entries per stats report accepted on receive: each decoded entry holds a ~16 KB histogram, so
- *  this bounds a report's memory (~160 MB) whatever the frame holds. */
-#define ACR_MSG_MAX_ENTRIES 10000
+ *  this bounds a report's memory (~160 MB) whatever the frame holds. A worker's table keeps at
+ *  most ACR_STATS_MAX_NAMES names plus its [other] entries (common/stats.h), so any report it
+ *  sends fits. */
+#define ACR_MSG_MAX_ENTRIES (ACR_STATS_MAX_NAMES + ACR_STATS_MAX_OTHER + 1)
 /** Tags per list in a spawn's parsed_options, and bytes per tag, accepted on receive. */
 #define ACR_MSG_MAX_TAGS 1000
 #define ACR_MSG_TAG_MAX 1024

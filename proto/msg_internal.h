@@ -59,7 +59,8 @@ void acr__free_classes(acr_class_count_t *c, size_t n);
 
 /** The pre-scan: walks the raw bytes without allocating and rejects truncation, 0xc1, ext types,
  *  container counts larger than the remaining bytes, nesting deeper than ACR_MSG_MAX_DEPTH and
- *  trailing bytes. Returns 0 or -EPROTO with the reason in @err. */
+ *  trailing bytes, and objects beyond the decoded-size budget of the frame's type
+ *  (ACR_MSG_MAX_DECODED / _SMALL). Returns 0 or -EPROTO with the reason in @err. */
 int acr__msg_prescan(const uint8_t *p, size_t len, char *err, size_t errlen);
 
 /** Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */

@@ -2,19 +2,24 @@
  * The pre-scan of a received frame: a small msgpack walker that validates the structure without
  * allocating, so msgpack-c (which allocates count * 24 bytes as soon as it reads a container
  * header, docs/platform-notes.md, msgpack-c) only ever sees frames whose every container is backed
- * by real bytes. Also the UTF-8 validator used for every decoded string.
+ * by real bytes, and whose objects fit the decoded-size budget of their type (ACR_MSG_MAX_DECODED:
+ * counts within the frame's bytes are not enough, 64 MiB of nils would still cost 1.5 GiB). Also
+ * the UTF-8 validator used for every decoded string.
  */
 #include "proto/msg_internal.h"
 #include "proto/proto.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 typedef struct scan {
     const uint8_t *p;
     size_t len, off;
     char *err;
     size_t errlen;
+    uint64_t decoded; /* bytes msgpack-c's zone will allocate for the objects seen so far */
+    uint64_t budget;  /* the most @decoded may reach (acr__msg_decoded_budget) */
 } scan_t;
 
 static int scan_fail(scan_t *s, const char *what)
@@ -64,6 +69,18 @@ static int walk_container(scan_t *s, uint64_t count, bool map, unsigned depth)
     if (map ? count > rem / 2 : count > rem)
         return scan_fail(s, map ? "map count larger than the frame"
                                 : "array count larger than the frame");
+    /* msgpack-c allocates the whole container up front: count objects (24 bytes) or key/value
+     * pairs (48 bytes); strings and binaries point into the frame and cost nothing. Checked
+     * before the first element, so a huge count is refused by its header alone. */
+    s->decoded += count * (map ? sizeof(msgpack_object_kv) : sizeof(msgpack_object));
+    if (s->decoded > s->budget) {
+        snprintf(s->err, s->errlen,
+                 "frame would decode to %llu MiB of objects (limit %llu MiB for this type): "
+                 "refused",
+                 (unsigned long long)((s->decoded + (1u << 20) - 1) >> 20),
+                 (unsigned long long)(s->budget >> 20));
+        return -EPROTO;
+    }
     uint64_t items = map ? count * 2 : count;
     for (uint64_t i = 0; i < items; i++) {
         int r = walk(s, depth + 1);
@@ -137,6 +154,53 @@ static int walk(scan_t *s, unsigned depth)
     }
 }
 
+/* The message types whose data is a few small fields: their frames get ACR_MSG_MAX_DECODED_SMALL
+ * (anything bigger is a flood, not a message). */
+static const char *const small_types[] = {
+    "client_ready",
+    "ack",
+    "heartbeat",
+    "spawning",
+    "spawning_complete",
+    "hatching_complete",
+    "stop",
+    "quit",
+    "reconnect",
+    "client_stopped",
+    "exception",
+    "acrida_spawning_complete",
+    "acrida_rejoin",
+    "acrida_scenario_loaded",
+};
+
+/* The decoded-size budget of a frame, from the type string its envelope starts with (when it has
+ * the envelope's shape: the walk checks everything else). */
+static uint64_t decoded_budget(const uint8_t *p, size_t len)
+{
+    size_t off = 1, n = 0;
+    if (len < 2) return ACR_MSG_MAX_DECODED;
+    if (p[0] == 0xdc)
+        off = 3;
+    else if (p[0] == 0xdd)
+        off = 5;
+    else if (p[0] < 0x90 || p[0] > 0x9f)
+        return ACR_MSG_MAX_DECODED;
+    if (off >= len) return ACR_MSG_MAX_DECODED;
+    uint8_t t = p[off++];
+    if (t >= 0xa0 && t <= 0xbf) {
+        n = t & 0x1f;
+    } else if (t == 0xd9 && off < len) {
+        n = p[off++];
+    } else {
+        return ACR_MSG_MAX_DECODED;
+    }
+    if (len - off < n) return ACR_MSG_MAX_DECODED;
+    for (size_t i = 0; i < sizeof small_types / sizeof small_types[0]; i++)
+        if (strlen(small_types[i]) == n && memcmp(small_types[i], p + off, n) == 0)
+            return ACR_MSG_MAX_DECODED_SMALL;
+    return ACR_MSG_MAX_DECODED;
+}
+
 int acr__msg_prescan(const uint8_t *p, size_t len, char *err, size_t errlen)
 {
     scan_t s = {.p = p, .len = len, .off = 0, .err = err, .errlen = errlen};
@@ -144,6 +208,8 @@ int acr__msg_prescan(const uint8_t *p, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "empty frame");
         return -EPROTO;
     }
+    s.budget = decoded_budget(p, len);
+    s.decoded = sizeof(msgpack_object); /* the root */
     int r = walk(&s, 0);
     if (r) return r;
     if (s.off != len) {
