@@ -4,12 +4,14 @@
  *
  * Each table is a chained hash table of separately allocated nodes, so entry pointers stay put
  * while the table grows. The sorted views are arrays of pointers into the nodes, rebuilt lazily
- * when a table changed (the *_dirty flags).
+ * when a table changed (the *_dirty flags). Past max_names distinct names a new (method, name)
+ * is folded into the (method, ACR_STATS_OTHER) entry, its failures with it.
  */
 #include "common/stats.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +46,11 @@ typedef struct exc_node {
 struct acr_stats {
     acr_stats_entry_t total;
     htab_t entries, errors, exceptions;
-    double last_now; /* latest time seen (new entries start then) */
+    double last_now;    /* latest time seen (new entries start then) */
+    size_t max_names;   /* distinct names kept before folding (0 = no cap) */
+    size_t nother;      /* entries named ACR_STATS_OTHER (not counted against the cap) */
+    char *first_folded; /* "METHOD name" of the first name folded since the last clear */
+    bool fold_noticed;  /* acr_stats_fold_notice() returned it */
 
     acr_stats_entry_t **sorted_entries;
     acr_stats_error_t **sorted_errors;
@@ -204,6 +210,7 @@ acr_stats_t *acr_stats_new(double now)
     if (!s->total.method || !s->total.name) goto fail;
     acr_stats_entry_zero(&s->total, now);
     s->last_now = now;
+    s->max_names = ACR_STATS_MAX_NAMES;
     s->entries_dirty = s->errors_dirty = s->exceptions_dirty = true;
     return s;
 fail:
@@ -227,6 +234,7 @@ void acr_stats_free(acr_stats_t *s)
     free(s->sorted_exceptions);
     free(s->total.method);
     free(s->total.name);
+    free(s->first_folded);
     free(s);
 }
 
@@ -259,6 +267,35 @@ acr_stats_entry_t *acr_stats_find(const acr_stats_t *s, const char *method, cons
     return en ? &en->e : NULL;
 }
 
+static bool is_other(const char *name)
+{
+    return strcmp(name, ACR_STATS_OTHER) == 0;
+}
+
+/* Whether a new (method, name) must be folded, and into which method's ACR_STATS_OTHER entry:
+ * its own while fewer than ACR_STATS_MAX_OTHER methods have one, else the catch-all
+ * (ACR_STATS_OTHER, ACR_STATS_OTHER); an ACR_STATS_OTHER entry of one more method (a report's)
+ * goes to the catch-all too. Remembers the first folded name. */
+static bool fold_target(acr_stats_t *s, const char *method, const char *name, const char **to)
+{
+    if (!s->max_names) return false;
+    bool room = s->nother < ACR_STATS_MAX_OTHER || is_other(method);
+    if (is_other(name)) {
+        *to = ACR_STATS_OTHER;
+        return !room;
+    }
+    if (s->entries.n - s->nother < s->max_names) return false;
+    if (!s->first_folded) {
+        size_t n = strlen(method) + 1 + strlen(name) + 1;
+        s->first_folded = malloc(n);
+        if (s->first_folded) snprintf(s->first_folded, n, "%s %s", method, name);
+    }
+    bool own =
+        room || entry_lookup(s, method, ACR_STATS_OTHER, entry_hash(method, ACR_STATS_OTHER));
+    *to = own ? method : ACR_STATS_OTHER;
+    return true;
+}
+
 acr_stats_entry_t *acr_stats_get(acr_stats_t *s, const char *method, const char *name)
 {
     if (!method) method = "";
@@ -266,6 +303,9 @@ acr_stats_entry_t *acr_stats_get(acr_stats_t *s, const char *method, const char 
     uint64_t hash = entry_hash(method, name);
     ent_node_t *en = entry_lookup(s, method, name, hash);
     if (en) return &en->e;
+    const char *fold_method;
+    if (fold_target(s, method, name, &fold_method))
+        return acr_stats_get(s, fold_method, ACR_STATS_OTHER);
 
     en = calloc(1, sizeof(*en));
     if (!en) return NULL;
@@ -275,11 +315,24 @@ acr_stats_entry_t *acr_stats_get(acr_stats_t *s, const char *method, const char 
     if (!en->e.method || !en->e.name) goto fail;
     acr_stats_entry_zero(&en->e, s->last_now);
     if (htab_insert(&s->entries, &en->h) < 0) goto fail;
+    if (is_other(name)) s->nother++;
     s->entries_dirty = true;
     return &en->e;
 fail:
     ent_free(&en->h);
     return NULL;
+}
+
+void acr_stats_set_max_names(acr_stats_t *s, size_t max)
+{
+    s->max_names = max;
+}
+
+const char *acr_stats_fold_notice(acr_stats_t *s)
+{
+    if (!s->first_folded || s->fold_noticed) return NULL;
+    s->fold_noticed = true;
+    return s->first_folded;
 }
 
 size_t acr_stats_count(const acr_stats_t *s)
@@ -457,7 +510,11 @@ int acr_stats_merge(acr_stats_t *dst, const acr_stats_t *delta)
     t = &delta->errors;
     for (const hnode_t *x = htab_next(t, NULL); x; x = htab_next(t, x)) {
         const acr_stats_error_t *er = &((const err_node_t *)x)->e;
-        int rc = acr_stats_add_error(dst, er->method, er->name, er->error, er->occurrences);
+        /* the failures of a folded name go with its requests */
+        const char *method = er->method, *name = er->name;
+        if (!acr_stats_find(dst, method, name) && fold_target(dst, method, name, &method))
+            name = ACR_STATS_OTHER;
+        int rc = acr_stats_add_error(dst, method, name, er->error, er->occurrences);
         if (rc < 0) return rc;
     }
     t = &delta->exceptions;
@@ -488,6 +545,10 @@ void acr_stats_clear(acr_stats_t *s, double now)
 {
     acr_stats_reset(s, now);
     htab_drain(&s->entries, ent_free);
+    s->nother = 0;
+    free(s->first_folded);
+    s->first_folded = NULL;
+    s->fold_noticed = false;
     s->entries_dirty = true;
 }
 

@@ -20,6 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** Distinct entry names an acr_stats_t keeps by default (acr_stats_set_max_names): each entry
+ *  holds a ~16 KB histogram, so a scenario naming every URL would otherwise grow without end. */
+#define ACR_STATS_MAX_NAMES 10000
+/** The entry that the names past the cap are folded into (one per method). */
+#define ACR_STATS_OTHER "[other]"
+/** Methods with their own ACR_STATS_OTHER entry: past it the folded names of a new method go to
+ *  the catch-all (ACR_STATS_OTHER, ACR_STATS_OTHER), so methods cannot grow the table either (at
+ *  most ACR_STATS_MAX_OTHER + 1 such entries). */
+#define ACR_STATS_MAX_OTHER 32
+
 /** Seconds of per-second request/failure counts kept per entry (a ring keyed by epoch second). */
 #define ACR_PERSEC_SLOTS 32
 
@@ -67,8 +77,16 @@ void acr_stats_free(acr_stats_t *s);
 acr_stats_entry_t *acr_stats_total(acr_stats_t *s);
 
 /** Finds or creates the entry (method, name). Returns NULL only on allocation failure. The
- *  strings are copied. */
+ *  strings are copied. When the table already holds the cap of distinct names
+ *  (acr_stats_set_max_names; entries named ACR_STATS_OTHER do not count) a new name is folded:
+ *  the (method, ACR_STATS_OTHER) entry is returned instead (see ACR_STATS_MAX_OTHER). */
 acr_stats_entry_t *acr_stats_get(acr_stats_t *s, const char *method, const char *name);
+/** Sets the cap of distinct names (default ACR_STATS_MAX_NAMES; 0 = none). Entries already there
+ *  stay; only new names are folded. */
+void acr_stats_set_max_names(acr_stats_t *s, size_t max);
+/** "METHOD name" of the first name folded since the stats were created or cleared, the first
+ *  time it is asked for; NULL otherwise (so a caller warns once). Owned by @s. */
+const char *acr_stats_fold_notice(acr_stats_t *s);
 /** Finds an entry without creating it. */
 acr_stats_entry_t *acr_stats_find(const acr_stats_t *s, const char *method, const char *name);
 
@@ -96,12 +114,14 @@ int acr_stats_add_exception(acr_stats_t *s, const char *msg, const char *traceba
  *  per-second counts and histogram added). Names are not touched. */
 void acr_stats_entry_merge(acr_stats_entry_t *dst, const acr_stats_entry_t *src);
 
-/** Merges a whole delta (entries, total, errors, exceptions) into @dst. Returns 0 or -ENOMEM. */
+/** Merges a whole delta (entries, total, errors, exceptions) into @dst, folding names past its cap
+ *  (the totals stay exact). Returns 0 or -ENOMEM. */
 int acr_stats_merge(acr_stats_t *dst, const acr_stats_t *delta);
 
 /** Zeroes every entry (keeping them) and empties the failures and exceptions tables. */
 void acr_stats_reset(acr_stats_t *s, double now);
-/** Removes every entry, error and exception (Locust's clear_all at test start). */
+/** Removes every entry, error and exception (Locust's clear_all at test start), and forgets the
+ *  folded names. */
 void acr_stats_clear(acr_stats_t *s, double now);
 
 /** Number of entries, not counting the total. */

@@ -279,6 +279,8 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
 
     m->stats = acr_stats_new(0);
     if (!m->stats) return -ENOMEM;
+    /* a report holds at most ACR_MSG_MAX_ENTRIES: the receiver's own table folds, not this one */
+    acr_stats_set_max_names(m->stats, 0);
     for (uint32_t i = 0; i < list->via.array.size; i++) {
         snprintf(d->prefix, sizeof(d->prefix), "stats: entry %u: ", i);
         if ((r = decode_entry(d, &list->via.array.ptr[i], m->stats, false))) return r;

@@ -6,7 +6,8 @@
  * workers number their reports, so a jump in the sequence is a counted gap, and a worker that ends
  * (killed, missing, re-registered) after it got users or reported during a test, without sending
  * its final report, lost its last interval. Every gap is logged as "worker X: report N missing
- * (lost interval)".
+ * (lost interval)". The run keeps at most --max-entry-names distinct names: later ones are folded
+ * into "[other]" (common/stats.h) with one warning per test.
  */
 #include "master/core/core_int.h"
 
@@ -14,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define MAX_GAP_LINES 5
@@ -69,7 +71,37 @@ static void window_free(acr_core_t *c)
 int acr__agg_init(acr_core_t *c)
 {
     c->agg.stats = acr_stats_new(acr_now());
-    return c->agg.stats ? 0 : -ENOMEM;
+    if (!c->agg.stats) return -ENOMEM;
+    acr_stats_set_max_names(c->agg.stats,
+                            c->cfg.max_entry_names ? c->cfg.max_entry_names : ACR_STATS_MAX_NAMES);
+    return 0;
+}
+
+/* A printable copy of a peer-controlled name for a log line (control bytes as \xNN). */
+static void printable(const char *p, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; p[i] && o + 5 < outlen; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch >= 0x20 && ch != 0x7f && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+    }
+    out[o] = 0;
+}
+
+/* Once per test: the cap of distinct names was reached (common/stats.h, folding). */
+static void warn_folded(acr_core_t *c)
+{
+    const char *first = acr_stats_fold_notice(c->agg.stats);
+    if (!first) return;
+    char shown[512];
+    printable(first, shown, sizeof shown);
+    ACR_WARN("more than %zu distinct request names (--max-entry-names): new names are counted in "
+             "one '" ACR_STATS_OTHER "' entry per method from now on, totals stay exact; the first "
+             "was '%s'",
+             c->cfg.max_entry_names ? c->cfg.max_entry_names : (size_t)ACR_STATS_MAX_NAMES, shown);
 }
 
 void acr__agg_free(acr_core_t *c)
@@ -102,6 +134,7 @@ bool acr__agg_on_stats(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
         ACR_ERROR("out of memory merging the report of worker %s", ACR_ESC(w->id));
     else if (msg->stats)
         c->agg.reports_merged++;
+    warn_folded(c);
     /* a cumulative report is the whole test so far: not part of the last 10 s */
     if (msg->stats && !msg->cumulative) window_add(c, msg->stats);
     if (msg->cumulative)

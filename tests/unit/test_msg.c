@@ -975,10 +975,13 @@ static void test_huge_frame(void **state)
 static void test_too_many_entries(void **state)
 {
     (void)state;
-    /* ["stats", {"stats": [{} x 10001]}, "n"]: rejected on the count, before any entry */
+    /* ["stats", {"stats": [{} x (ACR_MSG_MAX_ENTRIES + 1)]}, "n"]: rejected on the count, before
+     * any entry */
     acr_buf_t b = {0};
-    static const char head[] = "\x93\xa5stats\x81\xa5stats\xdc\x27\x11";
+    static const char head[] = "\x93\xa5stats\x81\xa5stats\xdc";
     assert_int_equal(acr_buf_append(&b, head, sizeof(head) - 1), 0);
+    assert_int_equal(acr_buf_putc(&b, (char)((ACR_MSG_MAX_ENTRIES + 1) >> 8)), 0);
+    assert_int_equal(acr_buf_putc(&b, (char)((ACR_MSG_MAX_ENTRIES + 1) & 0xff)), 0);
     for (unsigned i = 0; i < ACR_MSG_MAX_ENTRIES + 1; i++)
         assert_int_equal(acr_buf_putc(&b, (char)0x80), 0);
     assert_int_equal(acr_buf_append(&b, "\xa1n", 2), 0);

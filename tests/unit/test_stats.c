@@ -406,6 +406,87 @@ static void test_reset_and_clear(void **state)
     acr_stats_free(s);
 }
 
+static void test_names_past_the_cap_fold(void **state)
+{
+    (void)state;
+    acr_stats_t *dst = acr_stats_new(T0), *delta = acr_stats_new(T0);
+    assert_non_null(dst);
+    assert_non_null(delta);
+    acr_stats_set_max_names(dst, 3);
+    char name[32];
+    for (int i = 0; i < 10; i++) { /* 10 names, one failing, merged into a table capped at 3 */
+        snprintf(name, sizeof name, "/u/%d", i);
+        acr_stats_entry_t *e = acr_stats_get(delta, i == 7 ? "POST" : "GET", name);
+        assert_non_null(e);
+        for (int k = 0; k <= i; k++)
+            acr_stats_log(delta, e, true, 1000u * (unsigned)(k + 1), 1, i == 5 ? "boom" : NULL,
+                          T0 + 1);
+    }
+    assert_int_equal(acr_stats_merge(dst, delta), 0);
+    assert_null(acr_stats_fold_notice(delta)); /* the delta has the default cap: nothing folded */
+    /* the names merged first are kept (the hash order decides which): 3 of them, then one
+     * [other] per method; the totals are exact */
+    size_t n = 0, named = 0;
+    acr_stats_entry_t *const *v = acr_stats_sorted(dst, &n);
+    uint64_t sum = 0, hist = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += v[i]->num_requests;
+        hist += v[i]->hist.count;
+        if (strcmp(v[i]->name, ACR_STATS_OTHER) != 0) named++;
+    }
+    assert_int_equal(named, 3);
+    assert_true(n >= 4 && n <= 5);
+    assert_int_equal(sum, 55);
+    assert_int_equal(hist, 55);
+    assert_int_equal(acr_stats_total(dst)->num_requests, 55);
+    acr_stats_entry_t *other = acr_stats_find(dst, "GET", ACR_STATS_OTHER);
+    assert_non_null(other);
+    /* the failures of a folded name go with its requests */
+    size_t ne = 0;
+    acr_stats_error_t *const *errs = acr_stats_errors(dst, &ne);
+    assert_int_equal(ne, 1);
+    assert_int_equal(errs[0]->occurrences, 6);
+    if (!acr_stats_find(dst, "GET", "/u/5")) assert_string_equal(errs[0]->name, ACR_STATS_OTHER);
+    /* the first folded name, once */
+    const char *first = acr_stats_fold_notice(dst);
+    assert_non_null(first);
+    assert_true(strncmp(first, "GET /u/", 7) == 0 || strncmp(first, "POST /u/", 8) == 0);
+    assert_null(acr_stats_fold_notice(dst));
+    /* a kept name keeps counting under its own name; a folded one goes on into [other] */
+    uint64_t before = other->num_requests;
+    assert_true(acr_stats_get(dst, "GET", "/new") == other);
+    assert_int_equal(other->num_requests, before);
+    /* clear forgets: the cap applies afresh */
+    acr_stats_clear(dst, T0 + 2);
+    assert_null(acr_stats_fold_notice(dst));
+    assert_int_equal(acr_stats_count(dst), 0);
+    acr_stats_free(dst);
+    acr_stats_free(delta);
+}
+
+static void test_other_methods_are_bounded(void **state)
+{
+    (void)state;
+    acr_stats_t *s = acr_stats_new(T0);
+    assert_non_null(s);
+    acr_stats_set_max_names(s, 1);
+    assert_non_null(acr_stats_get(s, "GET", "/kept"));
+    char method[32];
+    for (int i = 0; i < 200; i++) { /* 200 methods past the cap, and 200 reported [other]s */
+        snprintf(method, sizeof method, "M%d", i);
+        assert_non_null(acr_stats_get(s, method, "/x"));
+        snprintf(method, sizeof method, "R%d", i);
+        assert_non_null(acr_stats_get(s, method, ACR_STATS_OTHER));
+    }
+    assert_int_equal(acr_stats_count(s), 1 + ACR_STATS_MAX_OTHER + 1);
+    assert_non_null(acr_stats_find(s, ACR_STATS_OTHER, ACR_STATS_OTHER));
+    /* without a cap nothing folds */
+    acr_stats_set_max_names(s, 0);
+    assert_non_null(acr_stats_get(s, "GET", "/another"));
+    assert_non_null(acr_stats_find(s, "GET", "/another"));
+    acr_stats_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +499,8 @@ int main(void)
         cmocka_unit_test(test_persec_ring),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_reset_and_clear),
+        cmocka_unit_test(test_names_past_the_cap_fold),
+        cmocka_unit_test(test_other_methods_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
