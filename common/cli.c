@@ -108,6 +108,12 @@ static const acr_opt_def_t defs[] = {
      M},
     {"max-bundle-size", 0, NULL, ACR_OPT_INT, O(max_bundle_size), 1, INT32_MAX, "BYTES",
      "largest scenario bundle shipped to workers (default 64 MiB)", M},
+    {"max-entry-names", 0, NULL, ACR_OPT_INT, O(max_entry_names), 1, 100000000, "N",
+     "distinct request names kept (default 10000); later ones are counted in '[other]'", M},
+    {"max-workers", 0, NULL, ACR_OPT_INT, O(max_workers), 1, 1000000, "N",
+     "registered workers at most (default 10000); more registrations are dropped", M},
+    {"registration-rate", 0, NULL, ACR_OPT_DOUBLE, O(registration_rate), 1, 1e6, "R",
+     "client_ready frames taken per second, bursts of R (default 200); more are dropped", M},
     {"port-file", 0, NULL, ACR_OPT_STR, O(port_file), 0, 0, "FILE",
      "write the bound ports (master=N, web=N) to FILE atomically", M},
     {"insecure", 0, NULL, ACR_OPT_FLAG, O(insecure), 0, 0, NULL,
@@ -194,6 +200,9 @@ static void set_defaults(acr_cli_opts_t *o)
     o->master_host = "127.0.0.1";
     o->master_port = ACR_PROTO_DEFAULT_PORT;
     o->max_bundle_size = ACR_CLI_BUNDLE_MAX;
+    o->max_entry_names = 10000;
+    o->max_workers = 10000;
+    o->registration_rate = 200;
     o->master_timeout = ACR_CLI_MASTER_TIMEOUT_S;
     o->stall_timeout = ACR_CLI_STALL_TIMEOUT_S;
 }

@@ -75,10 +75,13 @@ typedef struct acr_cli_opts {
     char **tags, **exclude_tags;
     char *port_file;
     char **check;
-    bool allow_lost_reports; /**< exit as if complete when report intervals were lost */
-    char *scenario_dir;      /**< NULL or the directory shipped with the scenario (#10) */
-    int max_bundle_size;     /**< bytes of the scenario bundle (default ACR_CLI_BUNDLE_MAX) */
-    char *gen_key;           /**< --gen-key FILE: write a new cluster key and exit */
+    bool allow_lost_reports;  /**< exit as if complete when report intervals were lost */
+    char *scenario_dir;       /**< NULL or the directory shipped with the scenario (#10) */
+    int max_bundle_size;      /**< bytes of the scenario bundle (default ACR_CLI_BUNDLE_MAX) */
+    char *gen_key;            /**< --gen-key FILE: write a new cluster key and exit */
+    int max_entry_names;      /**< distinct request names kept; later ones fold into [other] */
+    int max_workers;          /**< registered workers at most */
+    double registration_rate; /**< client_ready frames accepted per second */
     /* acrida-worker */
     char *master_host;
     int master_port;

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define LOCAL_TERM_GRACE_S 10.0 /* local workers at shutdown: SIGTERM, then SIGKILL after this */
 
@@ -38,6 +39,27 @@ static int write_port_file(const acr_master_t *m)
     int rc = acr_write_file_atomic(m->opts->port_file, buf, (size_t)n);
     if (rc < 0) ACR_ERROR("cannot write --port-file %s: %s", m->opts->port_file, strerror(-rc));
     return rc;
+}
+
+/* The soft limit of open files raised to the hard one: every worker is a connection, and 1024 let
+ * idle connections keep real workers out (docs/security.md). */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t soft = rl.rlim_cur;
+    if (soft == rl.rlim_max) {
+        ACR_DEBUG("open files: the soft limit is the hard one (%llu)", (unsigned long long)soft);
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        ACR_WARN("open files: cannot raise the soft limit %llu to the hard one %llu: %s",
+                 (unsigned long long)soft, (unsigned long long)rl.rlim_max, strerror(errno));
+        return;
+    }
+    ACR_INFO("open files: soft limit raised from %llu to the hard limit %llu",
+             (unsigned long long)soft, (unsigned long long)rl.rlim_max);
 }
 
 /* Creates the control core from the options, the scenario and its bundle. Returns 0 or a
@@ -65,6 +87,9 @@ static int core_create(acr_master_t *m, const acr_user_class_t *classes, size_t 
         .adopt_rate = o->spawn_rate,
         .adopt_run_time = o->run_time,
         .keys = m->keys,
+        .max_entry_names = (size_t)o->max_entry_names,
+        .max_workers = (size_t)o->max_workers,
+        .registration_rate = o->registration_rate,
     };
     return acr_core_new(m->loop, &cfg, &m->core);
 }
@@ -238,6 +263,7 @@ int main(int argc, char **argv)
         acr_cli_free(&opts);
         return ACR_EXIT_USAGE;
     }
+    raise_nofile();
     acr_check_t *checks = NULL;
     rc = acr_check_parse((const char *const *)opts.check, &checks, err, sizeof err);
     if (rc < 0) {

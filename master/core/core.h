@@ -80,7 +80,16 @@ typedef struct acr_core_config {
     /** The cluster key (CURVE and ZAP on the ROUTER, proto/zchan.h); NULL = none. Borrowed: it
      *  must outlive the core. */
     const struct acr_keys *keys;
+    /** Bounds (docs/security.md): distinct request names merged before new ones are folded into
+     *  "[other]" (0: ACR_STATS_MAX_NAMES), registered workers (0: ACR_CORE_MAX_WORKERS) and
+     *  client_ready frames accepted per second, a token bucket with as many tokens (0:
+     *  ACR_CORE_REGISTRATION_RATE); the others are dropped and counted. */
+    size_t max_entry_names, max_workers;
+    double registration_rate;
 } acr_core_config_t;
+
+#define ACR_CORE_MAX_WORKERS 10000       /**< default --max-workers */
+#define ACR_CORE_REGISTRATION_RATE 200.0 /**< default --registration-rate */
 
 typedef enum {
     /** The run state changed (from, to); sent after the transition. */

@@ -92,6 +92,9 @@ typedef struct acr_registry {
     uint64_t unknown_frames;  /**< frames dropped because their sender was not registered */
     uint64_t rejoins_refused; /**< acrida_rejoin answered with `stop` */
     size_t load_failures;     /**< workers that reported they could not load the scenario */
+    /** registration bounds (registry.c): the client_ready token bucket and the drops */
+    double reg_tokens, reg_refill_at, reg_warned_at;
+    uint64_t reg_dropped, reg_dropped_logged;
 } acr_registry_t;
 
 /** run.c: the one run state machine and what drives it. */
@@ -104,7 +107,8 @@ typedef struct acr_run {
     char *host; /**< the test's host for `spawn` (owned; NULL = the configured one) */
     double last_spawn_ts;
     bool ramp_sent, settle_expired;
-    double test_start; /**< epoch s of the test start, 0 before */
+    bool rebalance_due; /**< workers joined: one rebalance at the next liveness tick (run.c) */
+    double test_start;  /**< epoch s of the test start, 0 before */
     double test_start_mono;
     char test_id[ACR_TEST_ID_LEN + 1]; /**< 32 hex, new at every start; "" before */
     bool adopted;                      /**< the test was adopted from rejoining workers */
@@ -223,8 +227,11 @@ int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *cla
 int acr__run_stop(acr_core_t *c);
 /** Starts (@s > 0) the run-time limit: acr__run_stop when it expires. */
 void acr__run_limit(acr_core_t *c, double s);
-/** The set of live workers changed: rebalance and re-send spawns when a test runs. */
+/** The set of live workers changed: rebalance and re-send spawns when a test runs, at once for a
+ *  loss, at the next liveness tick for a join (many joins, one rebalance). */
 void acr__run_workers_changed(acr_core_t *c, acr_mworker_t *added, const char *removed_id);
+/** The rebalance that joins left for the liveness tick (acr__run_workers_changed), if any. */
+void acr__run_rebalance_due(acr_core_t *c);
 /** A worker reported spawning_complete / answered the stop: re-evaluate the waits. */
 void acr__run_check(acr_core_t *c);
 int acr__run_init(acr_core_t *c);

@@ -6,6 +6,8 @@
  * rebalanced over the others in the same tick. Every change of a worker's state goes through one
  * transition function over one table (acr__worker_event). Only registered routing ids are heard:
  * a frame from any other peer is dropped, counted and answered with `reconnect` (adopt.c).
+ * Registrations are bounded: --max-workers and a token bucket of --registration-rate client_ready
+ * frames per second (docs/security.md).
  */
 #include "master/core/core_int.h"
 
@@ -14,6 +16,7 @@
 #include "proto/proto.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +36,7 @@
  * a duplicate: a worker that waited for a master queued one per retry, and they all arrive at
  * once when the master binds (proto/PROTOCOL.md, section 8) */
 #define DUP_READY_WINDOW_S 2.0
+#define REG_WARN_EVERY_S 10.0 /* at most one warning about dropped registrations per this */
 
 const char *acr_worker_state_name(acr_worker_state_t s)
 {
@@ -632,6 +636,37 @@ static void dispatch_frame(acr_core_t *c, acr_mworker_t *w, acr_msg_t *msg)
     }
 }
 
+/* Whether a client_ready is taken: a token of the bucket (--registration-rate per second, as many
+ * at once), and room under --max-workers for an id not registered. A dropped one is counted and
+ * summed up in one warning per REG_WARN_EVERY_S; the peer's next client_ready may be taken (an
+ * acrida worker retries, a registered worker stays registered meanwhile). */
+static bool registration_admitted(acr_core_t *c, const char *id)
+{
+    acr_registry_t *g = &c->reg;
+    double rate =
+        c->cfg.registration_rate > 0 ? c->cfg.registration_rate : ACR_CORE_REGISTRATION_RATE;
+    size_t max = c->cfg.max_workers ? c->cfg.max_workers : ACR_CORE_MAX_WORKERS;
+    double now = acr_mono_s();
+    g->reg_tokens += (now - g->reg_refill_at) * rate;
+    if (g->reg_tokens > rate) g->reg_tokens = rate;
+    g->reg_refill_at = now;
+    bool full = g->nworkers >= max && !acr__registry_find(c, id);
+    if (!full && g->reg_tokens >= 1) {
+        g->reg_tokens -= 1;
+        return true;
+    }
+    g->reg_dropped++;
+    if (now - g->reg_warned_at >= REG_WARN_EVERY_S) {
+        ACR_WARN("registration dropped: %" PRIu64 " client_ready frames dropped in the last %.0f s "
+                 "(%" PRIu64 " in all): %s",
+                 g->reg_dropped - g->reg_dropped_logged, REG_WARN_EVERY_S, g->reg_dropped,
+                 full ? "--max-workers reached" : "more than --registration-rate per second");
+        g->reg_dropped_logged = g->reg_dropped;
+        g->reg_warned_at = now;
+    }
+    return false;
+}
+
 static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *msg)
 {
     /* Every message is the connection's: client_ready registers the routing id, and any other
@@ -641,7 +676,7 @@ static void handle(acr_core_t *c, const char *peer, size_t peer_len, acr_msg_t *
     memcpy(id, peer, peer_len);
     id[peer_len] = 0;
     if (msg->type == ACR_MSG_CLIENT_READY) {
-        on_client_ready(c, id, msg);
+        if (registration_admitted(c, id)) on_client_ready(c, id, msg);
         return;
     }
     if (msg->node_id && *msg->node_id && strcmp(msg->node_id, id) != 0) {
@@ -716,11 +751,13 @@ static void liveness_tick(uv_timer_t *t)
         i++;
     }
     acr__adopt_joins_due(c, now);
+    acr__run_rebalance_due(c);
     acr__core_after_input(c);
 }
 
 int acr__registry_start(acr_core_t *c)
 {
+    c->reg.reg_refill_at = c->reg.reg_warned_at = -1e9; /* a full bucket, the first drop logged */
     int rc = uv_timer_init(c->loop, &c->reg.liveness_timer);
     if (rc < 0) return rc;
     return uv_timer_start(&c->reg.liveness_timer, liveness_tick, LIVENESS_TICK_MS,

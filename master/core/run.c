@@ -299,6 +299,17 @@ int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *cla
     return 0;
 }
 
+static void rebalance_now(acr_core_t *c)
+{
+    acr_dispatch_t *d = c->run.dispatch;
+    c->run.rebalance_due = false;
+    if (d && acr_dispatch_take_rebalance(d)) {
+        ACR_INFO("Rebalancing %ld users over %zu workers", acr_dispatch_user_count(d),
+                 acr_dispatch_nworkers(d));
+        send_spawns(c);
+    }
+}
+
 void acr__run_workers_changed(acr_core_t *c, acr_mworker_t *added, const char *removed_id)
 {
     acr_dispatch_t *d = c->run.dispatch;
@@ -314,11 +325,17 @@ void acr__run_workers_changed(acr_core_t *c, acr_mworker_t *added, const char *r
     if (added && c->run.state == ACR_RUN_SPAWNING && c->run.no_worker_since > 0 &&
         !c->run.ramp_sent)
         uv_timer_start(&c->run.ramp_timer, ramp_cb, 0, 0);
-    if (acr_dispatch_take_rebalance(d)) {
-        ACR_INFO("Rebalancing %ld users over %zu workers", acr_dispatch_user_count(d),
-                 acr_dispatch_nworkers(d));
-        send_spawns(c);
-    }
+    /* joins wait for the liveness tick, so that many registrations cost one rebalance (which
+     * sends a spawn to every worker), not one each; a loss rebalances at once */
+    if (removed_id)
+        rebalance_now(c);
+    else
+        c->run.rebalance_due = true;
+}
+
+void acr__run_rebalance_due(acr_core_t *c)
+{
+    if (c->run.rebalance_due) rebalance_now(c);
 }
 
 /* ---- waits ---- */
