@@ -23,6 +23,10 @@ workers, and queue/circular next()), with shorter windows than when run alone. R
 bench/listener_cost.py (the worker's CPU per request with no listener, a trivial one and
 examples/forwarder.lua's), in interleaved rounds with shorter windows. Each takes under a minute.
 
+Master flood: bench/master_flood.py (2,000 fake peers flooding client_ready, heartbeats and stats
+of new names at a master running a test with 2 real workers: without the flood, keyless, keyed),
+a 20 s test per variant, about 2 minutes.
+
 Every figure, the per-round ratios and their medians against the targets are printed; the same
 text is saved in bench/results/latest.md, and docs/benchmarks.md shows it unchanged.
 """
@@ -368,10 +372,11 @@ def provenance(args):
                 model = line.split(":", 1)[1].strip()
                 break
     cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
-          "--idle %s --master-load %s --master-web-load %s --pool-bench %s --listener-cost %s" % (
+          "--idle %s --master-load %s --master-web-load %s --pool-bench %s --listener-cost %s " \
+          "--master-flood %s" % (
               args.rounds, args.users, args.warm, args.window, args.tail, args.tools or "''",
               args.idle or "''", args.master_load or "''", args.master_web_load or "''",
-              args.pool_bench or "''", args.listener_cost or "''")
+              args.pool_bench or "''", args.listener_cost or "''", args.master_flood or "''")
     return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
             "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                git("rev-parse", "--short", "HEAD"), version, model,
@@ -495,6 +500,16 @@ def listeners(args, out):
     return r
 
 
+def flood(args, out):
+    import master_flood
+    duration, peers = [int(x) for x in args.master_flood.split(",")]
+    out()
+    lines = master_flood.table(master_flood.run(args.build, duration, peers), duration, peers)
+    out("## " + lines[0])
+    for line in lines[1:]:
+        out(line)
+
+
 def verdict(ok_median, ok_rounds):
     if ok_median and all(ok_rounds):
         return "met"
@@ -572,12 +587,15 @@ def main():
                     help="warm-up,window,queue window s for bench/pool_bench.py ('' to skip)")
     ap.add_argument("--listener-cost", default="3,1.5,3.5",
                     help="rounds,warm-up,window s for bench/listener_cost.py ('' to skip)")
+    ap.add_argument("--master-flood", default="20,2000",
+                    help="test s,fake peers for bench/master_flood.py ('' to skip)")
     ap.add_argument("--only-master-web", action="store_true",
                     help="run only bench/master_web_load.py (as --tools '' --idle '' "
                          "--master-load '' --pool-bench '' --listener-cost '')")
     args = ap.parse_args()
     if args.only_master_web:
         args.tools = args.idle = args.master_load = args.pool_bench = args.listener_cost = ""
+        args.master_flood = ""
     args.build = os.path.abspath(args.build)
     tools = [t for t in args.tools.split(",") if t]
     tmp = tempfile.mkdtemp(prefix="acrida-bench-")
@@ -599,6 +617,8 @@ def main():
             pools(args, out)
         if args.listener_cost:
             listeners(args, out)
+        if args.master_flood:
+            flood(args, out)
         targets(rounds, mem, mres, wres, out)
         out()
         out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
