@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #define MAX_GAP_LINES 5
@@ -77,31 +76,16 @@ int acr__agg_init(acr_core_t *c)
     return 0;
 }
 
-/* A printable copy of a peer-controlled name for a log line (control bytes as \xNN). */
-static void printable(const char *p, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; p[i] && o + 5 < outlen; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 0x20 && ch != 0x7f && ch != '\\')
-            out[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
-    }
-    out[o] = 0;
-}
-
 /* Once per test: the cap of distinct names was reached (common/stats.h, folding). */
 static void warn_folded(acr_core_t *c)
 {
     const char *first = acr_stats_fold_notice(c->agg.stats);
     if (!first) return;
-    char shown[512];
-    printable(first, shown, sizeof shown);
     ACR_WARN("more than %zu distinct request names (--max-entry-names): new names are counted in "
              "one '" ACR_STATS_OTHER "' entry per method from now on, totals stay exact; the first "
              "was '%s'",
-             c->cfg.max_entry_names ? c->cfg.max_entry_names : (size_t)ACR_STATS_MAX_NAMES, shown);
+             c->cfg.max_entry_names ? c->cfg.max_entry_names : (size_t)ACR_STATS_MAX_NAMES,
+             ACR_ESC(first));
 }
 
 void acr__agg_free(acr_core_t *c)
