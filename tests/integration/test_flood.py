@@ -20,7 +20,7 @@ import msgpack
 import pytest
 import zmq
 
-from conftest import (Daemon, _died, binary, read_port_file, wait_for, write_scenario)
+from conftest import (SAN, Daemon, _died, binary, read_port_file, wait_for, write_scenario)
 
 SCENARIO = """
 local acrida = require "acrida"
@@ -222,7 +222,9 @@ def test_names_flood_folded_into_other(tmp_path):
         assert "'GET /evil\\x1b[2J\\nINJECTED'" in warns[0], warns[0]
         assert "\x1b" not in m.log()
         rss = proc_status_kib(m.proc.pid, "VmRSS")
-        assert rss < 150 * 1024, "the master holds %d KiB" % rss
+        # 1,001 entries of ~16 KB; the 15,000 kept before the cap took ~250 MB (ASan's quarantine
+        # and shadow memory make the figure meaningless under the sanitizers)
+        assert SAN or rss < 150 * 1024, "the master holds %d KiB" % rss
     finally:
         ctx.destroy(linger=0)
         assert m.stop() == 0, m.log()[-3000:]
