@@ -10,8 +10,8 @@ import signal
 
 import pytest
 
-from conftest import (MARK, aggregated, count_marks, headless, marked, marks_env, row,
-                      run_master_until, start_master, wait_for, write_scenario)
+from conftest import (MARK, Daemon, aggregated, binary, count_marks, headless, marked,
+                      marks_env, row, run_master_until, start_master, wait_for, write_scenario)
 
 # once(self, what): marks what a user did, once per user (a file per request would slow the load).
 ONCE = MARK + """
@@ -222,19 +222,29 @@ def test_sigterm_on_the_master_stops_gracefully_with_exact_count(tmp_path, targe
 
 @pytest.mark.parametrize("allow", [False, True], ids=["exit4", "allow-lost-reports"])
 def test_killed_worker_is_replaced_and_its_lost_interval_reported(tmp_path, target, allow):
+    """A remote worker killed mid-test: its users move to the other, its unreported interval is
+    counted as lost (exit 4, or 0 with --allow-lost-reports). The workers are the test's own: a
+    --local-workers child killed by a signal the master did not send is a crash, exit 1
+    (tests/integration/test_worker_failures.py)."""
     sc = write_scenario(tmp_path, ONLY_OK)
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t",
-        "10m", "--headless", "--json", "--csv", "out", "--local-workers", "2"] +
+        "10m", "--headless", "--json", "--csv", "out", "--expect-workers", "2"] +
         (["--allow-lost-reports"] if allow else []))
-    wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
-    with open("/proc/%d/task/%d/children" % (m.proc.pid, m.proc.pid)) as f:
-        victim = int(f.read().split()[0])
-    os.kill(victim, signal.SIGKILL)
-    # The stop comes once the master has noticed the loss and moved the users.
-    wait_for(lambda: "Rebalancing 4 users over 1 workers" in m.log() or (not m.alive() and m.log()),
-             what="the users rebalanced over the remaining worker")
-    m.proc.send_signal(signal.SIGTERM)
-    m.proc.wait(timeout=120)
+    workers = [Daemon([binary("acrida-worker"), "--master-port", str(port), "--exit-on-quit"],
+                      tmp_path, "worker%d" % i) for i in (1, 2)]
+    try:
+        wait_for(lambda: target.counts()["served"] > 1000, what="load to start")
+        workers[0].proc.kill()
+        workers[0].proc.wait(60)
+        # The stop comes once the master has noticed the loss and moved the users.
+        wait_for(lambda: "Rebalancing 4 users over 1 workers" in m.log() or
+                 (not m.alive() and m.log()), what="the users rebalanced over the remaining worker")
+        m.proc.send_signal(signal.SIGTERM)
+        m.proc.wait(timeout=120)
+        workers[1].proc.wait(timeout=120)
+    finally:
+        for w in workers:
+            w.stop()
     # Incomplete totals exit 4 (no request failed here); --allow-lost-reports accepts them.
     assert m.stop() == (0 if allow else 4), m.log()[-3000:]
     log = m.log()
