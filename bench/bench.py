@@ -27,6 +27,11 @@ Master flood: bench/master_flood.py (2,000 fake peers flooding client_ready, hea
 of new names at a master running a test with 2 real workers: without the flood, keyless, keyed),
 a 20 s test per variant, about 2 minutes.
 
+Run on their own and pasted as they print: bench/worker_soak.py (one worker daemon across 100
+tests: RSS and fds), bench/million_users.py (1,000,000 users on one worker for 60 s) and
+bench/stall_bench.py (a spinning task's detection, SIGTERM to a stuck worker, the watchdog's
+cost), about 8 minutes together.
+
 Every figure, the per-round ratios and their medians against the targets are printed; the same
 text is saved in bench/results/latest.md, and docs/benchmarks.md shows it unchanged.
 """
@@ -41,6 +46,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -373,10 +379,11 @@ def provenance(args):
                 break
     cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
           "--idle %s --master-load %s --master-web-load %s --pool-bench %s --listener-cost %s " \
-          "--master-flood %s" % (
+          "--master-flood %s --standalone %s" % (
               args.rounds, args.users, args.warm, args.window, args.tail, args.tools or "''",
               args.idle or "''", args.master_load or "''", args.master_web_load or "''",
-              args.pool_bench or "''", args.listener_cost or "''", args.master_flood or "''")
+              args.pool_bench or "''", args.listener_cost or "''", args.master_flood or "''",
+              args.standalone or "''")
     return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
             "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                git("rev-parse", "--short", "HEAD"), version, model,
@@ -510,6 +517,32 @@ def flood(args, out):
         out(line)
 
 
+# The benches that run on their own (each prints its own tables): title and command line.
+STANDALONE = {
+    "worker_soak": ("Worker soak: one worker daemon across 100 consecutive tests",
+                    ["--tests", "100", "--users", "10"]),
+    "million_users": ("A million users on one worker", ["--users", "1000000", "--run-time", "60"]),
+    "stall_bench": ("Stall watchdog: a spinning task, SIGTERM to a stuck worker, the watchdog's cost",
+                    []),
+}
+
+
+def standalone(args, name, out):
+    """Runs bench/@name.py and pastes its output under a heading of its own."""
+    title, extra = STANDALONE[name]
+    cmd = [sys.executable, os.path.join(HERE, name + ".py"), "--build", args.build] + extra
+    out()
+    out("## %s (bench/%s.py%s)" % (title, name, "".join(" " + a for a in extra)))
+    out()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=1800)
+    for line in p.stdout.rstrip("\n").splitlines():
+        out(line)
+    if p.returncode != 0:
+        out()
+        out("(bench/%s.py exited %d)" % (name, p.returncode))
+
+
 def verdict(ok_median, ok_rounds):
     if ok_median and all(ok_rounds):
         return "met"
@@ -589,13 +622,16 @@ def main():
                     help="rounds,warm-up,window s for bench/listener_cost.py ('' to skip)")
     ap.add_argument("--master-flood", default="20,2000",
                     help="test s,fake peers for bench/master_flood.py ('' to skip)")
+    ap.add_argument("--standalone", default=",".join(STANDALONE),
+                    help="benches run on their own, pasted as they print ('' to skip): %s"
+                    % ", ".join(STANDALONE))
     ap.add_argument("--only-master-web", action="store_true",
                     help="run only bench/master_web_load.py (as --tools '' --idle '' "
                          "--master-load '' --pool-bench '' --listener-cost '')")
     args = ap.parse_args()
     if args.only_master_web:
         args.tools = args.idle = args.master_load = args.pool_bench = args.listener_cost = ""
-        args.master_flood = ""
+        args.master_flood = args.standalone = ""
     args.build = os.path.abspath(args.build)
     tools = [t for t in args.tools.split(",") if t]
     tmp = tempfile.mkdtemp(prefix="acrida-bench-")
@@ -619,6 +655,8 @@ def main():
             listeners(args, out)
         if args.master_flood:
             flood(args, out)
+        for name in [n for n in args.standalone.split(",") if n]:
+            standalone(args, name, out)
         targets(rounds, mem, mres, wres, out)
         out()
         out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
