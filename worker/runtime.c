@@ -534,30 +534,51 @@ static void stall_hook(lua_State *L, lua_Debug *ar)
 
 /* ---- memory cap and os.exit ---- */
 
-/* The Lua state's allocator: the system's, counting what the state holds and refusing a block
- * that would take it over rt->mem_cap. LuaJIT turns a refusal into the error "not enough
- * memory", which no xpcall handler sees: the prelude checks for it after a failed call (nomem). */
+/* The Lua state's allocator: LuaJIT's own (rt->base_alloc, taken from the state luaL_newstate
+ * made: much denser than malloc for small Lua objects), counting what the state holds and
+ * refusing a block that would take it over rt->mem_cap. LuaJIT turns a refusal into the error
+ * "not enough memory", which no xpcall handler sees: the prelude checks for it after a failed
+ * call (nomem). */
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     acr_rt_t *rt = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        free(ptr);
         rt->mem_used -= old;
-        return NULL;
+        return rt->base_alloc(rt->base_ud, ptr, osize, 0);
     }
     if (rt->mem_cap && nsize > old &&
         (rt->mem_used > rt->mem_cap || nsize - old > rt->mem_cap - rt->mem_used)) {
         rt->mem_refused = true;
         return NULL;
     }
-    void *p = realloc(ptr, nsize);
+    void *p = rt->base_alloc(rt->base_ud, ptr, osize, nsize);
     if (!p) {
         rt->mem_refused = true;
         return NULL;
     }
     rt->mem_used = rt->mem_used - old + nsize;
     return p;
+}
+
+/* A Lua state on LuaJIT's allocator with lua_alloc counting in front of it (what the state
+ * allocated before the switch is counted from its GC total). */
+static lua_State *new_state(acr_rt_t *rt)
+{
+    lua_State *L = luaL_newstate();
+    if (!L) return NULL;
+    rt->base_alloc = lua_getallocf(L, &rt->base_ud);
+    rt->mem_used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    lua_setallocf(L, lua_alloc, rt);
+    return L;
+}
+
+/* lua_close with LuaJIT's allocator back in place: only then does it release its arena (with
+ * another allocator installed it frees the state's blocks one by one and keeps the arena). */
+static void close_state(acr_rt_t *rt)
+{
+    lua_setallocf(rt->L, rt->base_alloc, rt->base_ud);
+    lua_close(rt->L);
 }
 
 /* An error outside every protected call (LuaJIT then exits the process with status 1). */
@@ -703,7 +724,7 @@ acr_rt_t *acr_rt_new(const acr_rt_config_t *cfg, char *err, size_t errlen)
     rt->node_id = strdup(cfg->node_id ? cfg->node_id : "local");
     if (!rt->node_id) goto nomem;
     rt->mem_cap = cfg->max_lua_memory;
-    rt->L = lua_newstate(lua_alloc, rt); /* GC64 LuaJIT takes a custom allocator */
+    rt->L = new_state(rt);
     if (!rt->L) goto nomem;
     lua_State *L = rt->L;
     lua_atpanic(L, on_panic);
@@ -787,7 +808,7 @@ fail:
     if (!rt) return NULL;
 fail_noclose:
     if (rt->wd && rt->L) acr_watchdog_drop_lua(rt->wd, rt->L);
-    if (rt->L) lua_close(rt->L);
+    if (rt->L) close_state(rt);
     free(rt->node_id);
     free(rt);
     return NULL;
@@ -1067,7 +1088,7 @@ void acr__rt_release(acr_rt_t *rt)
     free_list(rt->tags);
     free_list(rt->exclude_tags);
     if (rt->wd) acr_watchdog_drop_lua(rt->wd, rt->L);
-    lua_close(rt->L);
+    close_state(rt);
     free(rt->host);
     free(rt->node_id);
     free(rt);

@@ -177,7 +177,9 @@ struct acr_rt {
     char stall_cls[128], stall_task[160];
     double stall_secs;
     size_t mem_used, mem_cap; /**< bytes the Lua state holds; its cap (0: none), the allocator's */
-    bool mem_refused;         /**< the allocator refused a block since the last nomem check */
+    lua_Alloc base_alloc;     /**< LuaJIT's own allocator, which lua_alloc counts in front of */
+    void *base_ud;
+    bool mem_refused; /**< the allocator refused a block since the last nomem check */
     bool closing;
     int closes;
     void (*closed_cb)(void *ud);
