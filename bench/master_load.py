@@ -174,9 +174,23 @@ class Fleet:
             self.poller.register(s, zmq.POLLIN)
             self.socks.append((s, node))
 
-    def register(self):
+    def register(self, nodes=None):
         for s, node in self.socks:
-            s.send(msgpack.packb(["client_ready", "acrida/bench", node]))
+            if nodes is None or node not in nodes:
+                s.send(msgpack.packb(["client_ready", "acrida/bench", node]))
+
+    def register_all(self, timeout=120):
+        """client_ready from every worker, sent again every second by those without an ack, as
+        real workers retry (the master admits new ids at its --registration-rate, 200/s by
+        default); returns the acked node ids."""
+        acked = set()
+        deadline = time.monotonic() + timeout
+        while len(acked) < len(self.socks) and time.monotonic() < deadline:
+            self.register(acked)
+            until = time.monotonic() + 1
+            while len(acked) < len(self.socks) and time.monotonic() < until:
+                self.receive(100, lambda s, m: m[0] == "ack" and acked.add(m[2]))
+        return acked
 
     def receive(self, timeout_ms, on_msg):
         for s, _ in self.poller.poll(timeout_ms):
@@ -234,12 +248,7 @@ def drive(fleet, master, templates, window):
 
 def drain(fleet, timeout=120):
     """Each worker registers again; its ack comes after everything it sent before was handled."""
-    acked = set()
-    fleet.register()
-    deadline = time.monotonic() + timeout
-    while len(acked) < len(fleet.socks) and time.monotonic() < deadline:
-        fleet.receive(200, lambda s, m: m[0] == "ack" and acked.add(m[2]))
-    return len(acked)
+    return len(fleet.register_all(timeout))
 
 
 def run(build, workers, entries, window):
@@ -265,7 +274,9 @@ def run_in(tmp, build, workers, entries, window):
                                    "-L", "WARNING"], stdout=subprocess.DEVNULL, stderr=log)
     fleet = Fleet(wait_port(pf, master), workers)
     try:
-        fleet.register()
+        registered = len(fleet.register_all())
+        if registered != workers:
+            raise RuntimeError("only %d of %d simulated workers registered" % (registered, workers))
         sent, cpu_share, span, rss = drive(fleet, master, templates, window)
         acked = drain(fleet)
         web = dict(l.split("=") for l in open(pf).read().split())["web"]

@@ -323,6 +323,9 @@ class Run:
         kind, data, node = m[0], m[1], m[2]
         if kind == "ack":
             self.acked.add(node)
+        elif kind == "reconnect":  # as worker/worker.c: registered again at once (a client_ready
+            # beyond the master's --registration-rate was dropped: the id is unknown there)
+            s.send(msgpack.packb(["client_ready", "acrida/bench", node]))
         elif kind == "scenario" and isinstance(data, dict) and data.get("acrida_bundle"):
             # as worker/worker.c: the master gives users only to a worker that loaded it
             s.send(msgpack.packb(["acrida_scenario_loaded",
