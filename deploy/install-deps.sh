@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libuv1-dev libzmq3-dev libmsgpack-dev node-llhttp libssl-dev
       libluajit2-5.1-dev lua-cjson libjansson-dev libcmocka-dev python3 python3-pytest python3-zmq
       python3-msgpack python3-locust openssl ca-certificates clang-format clang libclang-rt-14-dev
-      valgrind stress-ng chromium prometheus curl systemd)
+      valgrind stress-ng chromium prometheus curl systemd iproute2)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(nginx-light wrk procps util-linux linux-perf)
 fi
