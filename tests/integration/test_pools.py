@@ -24,8 +24,9 @@ EXAMPLES = os.path.join(ROOT, "examples")
 
 ACCOUNTS_CSV = "user,password\n" + "".join("acct%d,pw%d\n" % (i, i) for i in range(5))
 
-# Each worker process appends "B|E account user_id monotonic_s" lines to its own file.
-CONTEND = """
+# The account pool, and ev(): each worker process appends "KIND account user_id monotonic_s"
+# lines to its own file.
+EVENT_LOG = """
 local acrida = require "acrida"
 local accounts = acrida.pool("accounts", { csv = "accounts.csv" })
 local log
@@ -37,6 +38,10 @@ local function ev(kind, account, self)
   log:write(string.format("%s %s %d %.9f\\n", kind, account, self.id, acrida.time()))
   log:flush()
 end
+"""
+
+# Each task: lease, B, a request held HOLD_MS, E, release.
+CONTEND = EVENT_LOG + """
 acrida.user {
   name = "Contender", wait_time = acrida.constant(0),
   tasks = { function(self)
@@ -274,18 +279,7 @@ def test_bad_declarations_fail_at_load(tmp_path, target):
 
 
 # Each task: lease, a begin request, a sleep, an end request, release; B/U/E marks around them.
-FENCE = """
-local acrida = require "acrida"
-local accounts = acrida.pool("accounts", { csv = "accounts.csv" })
-local log
-if acrida.runner.role == "worker" then
-  log = assert(io.open(string.format("%s/ev.%d.%d", os.getenv("TEST_MARKS_DIR"),
-                                     math.random(1e9), math.random(1e9)), "a"))
-end
-local function ev(kind, account, self)
-  log:write(string.format("%s %s %d %.9f\\n", kind, account, self.id, acrida.time()))
-  log:flush()
-end
+FENCE = EVENT_LOG + """
 acrida.user {
   name = "Fenced", wait_time = acrida.constant(0),
   tasks = { function(self)
