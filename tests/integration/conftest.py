@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -99,6 +101,25 @@ class Daemon:
         self._out.close()
         assert_no_sanitizer_report(self.log(), self.name)
         return self.proc.returncode
+
+
+class WebApi:
+    """The HTTP API of a master in web mode, for a class with .web (its base URL)."""
+
+    def http(self, path, form=None):
+        """(status, body bytes): a GET, or a form POST with @form; HTTP errors are answers."""
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(self.web + path, data=data, method="POST" if data else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def stats(self):
+        status, body = self.http("/stats/requests")
+        assert status == 200, (status, body[:300])
+        return json.loads(body)
 
 
 class Target(Daemon):

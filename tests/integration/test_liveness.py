@@ -9,18 +9,16 @@ was up are answered once.
 """
 import datetime
 import hashlib
-import json
 import re
 import signal
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 
 import msgpack
 import zmq
 
-from conftest import Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
+from conftest import WebApi, Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
 
 # Heavy:Light = 3:1 over what Fixed leaves: 9 users are Fixed 1, Heavy 6, Light 2 on any number
 # of workers.
@@ -73,7 +71,7 @@ def summed(parts):
     return dict((k, v) for k, v in total.items() if v)
 
 
-class WebMaster(Daemon):
+class WebMaster(WebApi, Daemon):
     def __init__(self, tmp_path, args, master_port=0):
         pf = str(tmp_path / "master.ports")
         super().__init__([binary("acrida-master")] + list(args) + [
@@ -83,20 +81,6 @@ class WebMaster(Daemon):
                  what="master port file")
         self.web = "http://127.0.0.1:%d" % read_port_file(pf, "web")
         self.port = read_port_file(pf, "master")
-
-    def http(self, path, form=None):
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        req = urllib.request.Request(self.web + path, data=data, method="POST" if data else "GET")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def stats(self):
-        status, body = self.http("/stats/requests")
-        assert status == 200, (status, body[:300])
-        return json.loads(body)
 
     def settled(self, users, nworkers):
         """The stats once the test runs @users over @nworkers running workers."""

@@ -5,20 +5,18 @@ shows running over the HTTP API, /stop stops it, and the totals are the workers'
 The fake worker is pyzmq + msgpack; the end-to-end tests run real workers and SIGKILL the master.
 """
 import hashlib
-import json
 import os
 import re
 import signal
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 
 import msgpack
 import pytest
 import zmq
 
-from conftest import Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
+from conftest import WebApi, Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
 
 SCENARIO = """
 acrida.user { name = "Reader", wait_time = 0.02,
@@ -28,7 +26,7 @@ acrida.user { name = "Reader", wait_time = 0.02,
 TEST_ID = "0123456789abcdef0123456789abcdef"
 
 
-class WebMaster(Daemon):
+class WebMaster(WebApi, Daemon):
     """acrida-master in web mode, its workers' port fixed (a restarted master binds the same)."""
 
     def __init__(self, tmp_path, args, master_port, name="master"):
@@ -40,20 +38,6 @@ class WebMaster(Daemon):
         wait_for(lambda: read_port_file(pf, "web") or (not self.alive() and _died(self)),
                  what="master port file")
         self.web = "http://127.0.0.1:%d" % read_port_file(pf, "web")
-
-    def http(self, path, form=None):
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        req = urllib.request.Request(self.web + path, data=data, method="POST" if data else "GET")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-
-    def stats(self):
-        status, body = self.http("/stats/requests")
-        assert status == 200, (status, body[:300])
-        return json.loads(body)
 
     def wait_state(self, state, timeout=120):
         return wait_for(lambda: (not self.alive() and _died(self)) or
