@@ -13,7 +13,6 @@ import re
 import signal
 import time
 import urllib.error
-import urllib.parse
 
 import msgpack
 import zmq

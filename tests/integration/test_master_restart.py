@@ -10,7 +10,6 @@ import re
 import signal
 import time
 import urllib.error
-import urllib.parse
 
 import msgpack
 import pytest
