@@ -12,7 +12,6 @@ import hashlib
 import re
 import signal
 import time
-import urllib.error
 
 import msgpack
 import zmq

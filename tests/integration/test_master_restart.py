@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import time
-import urllib.error
 
 import msgpack
 import pytest
