@@ -292,6 +292,8 @@ def test_queued_client_ready_frames_are_answered_once(tmp_path):
         assert log.count("worker %s (index" % node("early")) == 1, log[-3000:]
         assert "ignoring the duplicate client_ready" in log, log[-3000:]
         assert w.log().count("connected to the master") == 1
+        # the worker writes its own line after sending the confirmation the master logged
+        wait_for(lambda: "loaded the scenario" in w.log(), what="the worker's load line")
         assert w.log().count("loaded the scenario") == 1, w.log()[-3000:]
     finally:
         rcs = [w.stop()] + ([m.stop()] if m else [])
