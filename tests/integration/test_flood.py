@@ -21,6 +21,7 @@ import pytest
 import zmq
 
 from conftest import (SAN, Daemon, _died, binary, read_port_file, wait_for, write_scenario)
+from fakepeer import dealer
 
 SCENARIO = """
 local acrida = require "acrida"
@@ -53,13 +54,7 @@ def get(web, path):
 
 
 def fake(ctx, port, node):
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.IDENTITY, node.encode())
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.SNDHWM, 100)
-    s.setsockopt(zmq.RCVHWM, 10)
-    s.connect("tcp://127.0.0.1:%d" % port)
-    return s
+    return dealer(ctx, node, port, sndhwm=100, rcvhwm=10)
 
 
 def entry(name, n, now, method="GET"):

@@ -13,10 +13,8 @@ import re
 import signal
 import time
 
-import msgpack
-import zmq
-
 from conftest import WebApi, Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
+from fakepeer import FakeWorker
 
 # Heavy:Light = 3:1 over what Fixed leaves: 9 users are Fixed 1, Heavy 6, Light 2 on any number
 # of workers.
@@ -187,52 +185,19 @@ def test_joining_worker_gets_its_share_within_1s(tmp_path, target):
     assert rcs == [0, 0, 0, 0], (rcs, m.log()[-3000:])
 
 
-class Fake:
-    """A DEALER speaking the worker side by hand; @version "acrida/..." or "" (stock Locust)."""
+class Fake(FakeWorker):
+    """A worker spoken by hand, ready, keeping the bundle manifest the master ships in .manifest;
+    @version "acrida/..." or "" (stock Locust)."""
 
     def __init__(self, port, name, version):
-        self.node = node(name)
+        super().__init__(port, node(name), state="ready")
         self.version = version
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IDENTITY, self.node.encode())
-        self.sock.connect("tcp://127.0.0.1:%d" % port)
-        self.seen = []
         self.manifest = None
+        self.on["scenario"] = self.keep_manifest
 
-    def send(self, mtype, data):
-        self.sock.send(msgpack.packb([mtype, data, self.node]))
-
-    def pump(self, until, timeout=120.0, what="message"):
-        """Reads the frames that arrived, then more (heartbeating every second) until @until()
-        is true."""
-        deadline = time.monotonic() + timeout
-        beat = 0.0
-        while True:
-            if time.monotonic() > deadline:
-                raise AssertionError("%s: no %s within %.0f s (got %s)"
-                                     % (self.node, what, timeout, self.seen))
-            if time.monotonic() >= beat:
-                self.send("heartbeat", {"state": "ready", "current_cpu_usage": 1.0})
-                beat = time.monotonic() + 1.0
-            while self.sock.poll(50):
-                f = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)
-                self.seen.append(f[0])
-                if f[0] == "scenario" and f[1].get("acrida_bundle"):
-                    self.manifest = f[1]["acrida_bundle"]
-                if f[0] == "spawn":
-                    self.send("spawning", None)
-                    self.send("spawning_complete", {"user_classes_count":
-                                                    f[1]["user_classes_count"],
-                                                    "user_count": sum(
-                                                        f[1]["user_classes_count"].values())})
-            if until():
-                return
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
+    def keep_manifest(self, data):
+        if data.get("acrida_bundle"):
+            self.manifest = data["acrida_bundle"]
 
 
 def test_acrida_worker_gets_users_only_after_loading_the_scenario(tmp_path):
@@ -247,7 +212,7 @@ def test_acrida_worker_gets_users_only_after_loading_the_scenario(tmp_path):
         assert status == 503, (status, body)  # no worker at all
         for f in (slow, broken):
             f.send("client_ready", f.version)
-            f.pump(lambda f=f: f.manifest, what="the scenario's bundle manifest")
+            f.settle(lambda f=f: f.manifest, what="the scenario's bundle manifest")
         broken.send("acrida_scenario_loaded", {"sha256": broken.manifest["sha256"],
                                                "error": "scenario.lua:3: boom"})
         wait_for(lambda: "could not load the scenario" in m.log(), what="the load error")
@@ -256,15 +221,15 @@ def test_acrida_worker_gets_users_only_after_loading_the_scenario(tmp_path):
         assert status == 200, body
         # a stock Locust worker gets no scenario and takes users at once
         locust.send("client_ready", "")
-        locust.pump(lambda: "spawn" in locust.seen, what="spawn")
-        slow.pump(lambda: m.stats()["state"] == "running", what="the running state")
-        broken.pump(lambda: True)
+        locust.settle(lambda: "spawn" in locust.seen, what="spawn")
+        slow.settle(lambda: m.stats()["state"] == "running", what="the running state")
+        broken.settle()
         assert "spawn" not in slow.seen and "spawn" not in broken.seen, (slow.seen, broken.seen)
         # the slow one confirms: it joins the test under way
         slow.send("acrida_scenario_loaded", {"sha256": slow.manifest["sha256"], "error": None})
-        slow.pump(lambda: "spawn" in slow.seen, what="a spawn once loaded")
+        slow.settle(lambda: "spawn" in slow.seen, what="a spawn once loaded")
         wait_for(lambda: "Rebalancing 9 users over 2 workers" in m.log(), what="the rebalance")
-        broken.pump(lambda: True)
+        broken.settle()
         assert "spawn" not in broken.seen, broken.seen
         assert "scenario" not in locust.seen, locust.seen
     finally:

@@ -13,7 +13,8 @@ import msgpack
 import zmq
 
 from conftest import start_master, wait_for, write_scenario
-from test_protocol import OK, FakeWorker, zero_entry
+from fakepeer import FakeWorker, dealer
+from test_protocol import OK, zero_entry
 
 INJECT = "\n2030-01-01T00:00:00.000Z INFO master: forged line\r\x1b[31mred\x1b]0;title\x07"
 # A registered worker's id: ids may hold any byte but C0 and DEL, so C1 (8-bit CSI) and bidi
@@ -66,18 +67,14 @@ def test_peer_strings_are_escaped_in_the_log_and_the_console(tmp_path, target):
     wait_for(lambda: target.counts()["served"] > 0, what="load")
     fake = FakeWorker(port, NODE)
 
-    def stop():
+    def stop(_data):
         fake.send("client_stopped", None)
         fake.send("stats", report(True))
 
-    fake.on_stop = stop
+    fake.on["stop"] = stop
     ctx = zmq.Context()
-    bad = ctx.socket(zmq.DEALER)
-    bad.setsockopt(zmq.LINGER, 0)
-    bad.setsockopt(zmq.IDENTITY, BAD_NODE)
-    ghost = ctx.socket(zmq.DEALER)
-    ghost.setsockopt(zmq.LINGER, 0)
-    ghost.setsockopt(zmq.IDENTITY, "ghost\u009b".encode())
+    bad = dealer(ctx, BAD_NODE)
+    ghost = dealer(ctx, "ghost\u009b")
     try:
         fake.send("client_ready", "acrida/evil" + INJECT)
         fake.pump(lambda t: t == "ack", what="ack")

@@ -10,11 +10,10 @@ import re
 import signal
 import time
 
-import msgpack
 import pytest
-import zmq
 
 from conftest import WebApi, Daemon, _died, binary, free_port, read_port_file, wait_for, write_scenario
+from fakepeer import FakeWorker
 
 SCENARIO = """
 acrida.user { name = "Reader", wait_time = 0.02,
@@ -57,25 +56,13 @@ def entry(name, method, n):
             "num_fail_per_sec": {}}
 
 
-class RejoiningWorker:
-    """A DEALER that speaks the acrida worker side of a restart: client_ready, then after an ack
-    with a new instance acrida_rejoin and the cumulative report; heartbeats every second."""
+class RejoiningWorker(FakeWorker):
+    """A worker spoken by hand on the acrida side of a restart: client_ready, then after an ack
+    with a new instance acrida_rejoin and the cumulative report (report())."""
 
     def __init__(self, port, node):
-        self.node = node
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IDENTITY, node.encode())
-        self.sock.connect("tcp://127.0.0.1:%d" % port)
-        self.seen = []
-        self.next_heartbeat = 0.0
-        self.state = "running"
+        super().__init__(port, node, state="running", memory=1000)
         self.seq = 0
-        self.on = {}
-
-    def send(self, mtype, data):
-        self.sock.send(msgpack.packb([mtype, data, self.node]))
 
     def report(self, n, cumulative=False, final=False):
         self.seq += 1
@@ -87,30 +74,6 @@ class RejoiningWorker:
         if cumulative:
             data["acrida_cumulative"] = True
         self.send("stats", data)
-
-    def pump(self, until, timeout=120.0, what="message"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if time.monotonic() >= self.next_heartbeat:
-                self.send("heartbeat", {"state": self.state, "current_cpu_usage": 1.0,
-                                        "current_memory_usage": 1000})
-                self.next_heartbeat = time.monotonic() + 1.0
-            if not self.sock.poll(100):
-                if until(None):
-                    return
-                continue
-            frame = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)
-            mtype, data = frame[0], frame[1]
-            self.seen.append(mtype)
-            if mtype in self.on:
-                self.on[mtype](data)
-            if until(mtype):
-                return data
-        raise AssertionError("no %s within %.0f s (got %s)" % (what, timeout, self.seen))
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
 
 
 def test_fake_worker_is_asked_to_reconnect_and_adopted(tmp_path):

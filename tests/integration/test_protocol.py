@@ -12,6 +12,7 @@ import msgpack
 import zmq
 
 from conftest import Daemon, aggregated, binary, start_master, wait_for, write_scenario
+from fakepeer import FakeMaster, FakeWorker, dealer
 
 OK = """
 local acrida = require "acrida"
@@ -41,10 +42,7 @@ def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target
     m, port = start_master(tmp_path, ["-f", sc, "-H", target.url, "-u", "4", "-r", "4", "-t",
         "10m", "--headless", "--local-workers", "1", "--json"])
     ctx = zmq.Context()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.IDENTITY, b"evil_00000000000000000000000000000000")
-    s.connect("tcp://127.0.0.1:%d" % port)
+    s = dealer(ctx, b"evil_00000000000000000000000000000000", port)
     for g in GARBAGE:
         s.send(g)
     # A multi-frame message, too.
@@ -64,39 +62,6 @@ def test_garbage_frames_to_master_are_dropped_and_run_completes(tmp_path, target
     assert aggregated(doc)["num_requests"] == target.counts()["served"] > 0
     assert rc == 0, m.log()[-3000:]
     assert "malformed" in m.log(), m.log()[-3000:]
-
-
-class FakeMaster:
-    """A ROUTER that speaks Locust's protocol to one worker."""
-
-    def __init__(self):
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-
-    def recv(self, want, timeout=120.0):
-        """Returns the first message of type @want (skipping others), as (ident, [type, data, id])."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.poller.poll(100):
-                ident, payload = self.sock.recv_multipart()[:2]
-                msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-                if msg[0] == want:
-                    return ident, msg
-        raise AssertionError("no %r from the worker within %.0f s" % (want, timeout))
-
-    def send(self, ident, mtype, data):
-        self.sock.send_multipart([ident, msgpack.packb([mtype, data, ident.decode()])])
-
-    def send_raw(self, ident, payload):
-        self.sock.send_multipart([ident, payload])
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
 
 
 def test_worker_speaks_locust_protocol_and_survives_garbage(tmp_path, target):
@@ -170,10 +135,7 @@ def test_a_peer_cannot_speak_for_another_worker(tmp_path, target):
     victim = wait_for(lambda: re.search(r"worker (\S+) \(index 0", m.log()), what="worker").group(1)
     wait_for(lambda: target.counts()["served"] > 100, what="load")
     ctx = zmq.Context()
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.IDENTITY, b"spoofer_00000000000000000000000000000000")
-    s.connect("tcp://127.0.0.1:%d" % port)
+    s = dealer(ctx, b"spoofer_00000000000000000000000000000000", port)
     s.send(msgpack.packb(["quit", None, victim]))
     s.send(msgpack.packb(["client_stopped", None, victim]))
     wait_for(lambda: m.log().count("names another node id") >= 2 or not m.alive(),
@@ -199,55 +161,6 @@ def zero_entry(name, method):
             "response_times": {}, "num_reqs_per_sec": {}, "num_fail_per_sec": {}}
 
 
-class FakeWorker:
-    """A DEALER that registers with a master and answers spawn, stop and quit as a worker does,
-    heartbeating every second, so it stays in the run until the master quits it."""
-
-    def __init__(self, port, node):
-        self.node = node
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IDENTITY, node.encode())
-        self.sock.connect("tcp://127.0.0.1:%d" % port)
-        self.seen = []
-        self.next_heartbeat = 0.0
-        self.on_stop = lambda: None
-
-    def send(self, mtype, data):
-        self.sock.send(msgpack.packb([mtype, data, self.node]))
-
-    def pump(self, until, timeout=120.0, what="message"):
-        """Answers the master until @until(message type) is true for a received message, or
-        @until(None) between messages (for a condition that is no message)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if time.monotonic() >= self.next_heartbeat:
-                self.send("heartbeat", {"state": "running", "current_cpu_usage": 1.0})
-                self.next_heartbeat = time.monotonic() + 1.0
-            if not self.sock.poll(100):
-                if until(None):
-                    return
-                continue
-            mtype, data = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)[:2]
-            self.seen.append(mtype)
-            if mtype == "spawn":
-                self.send("spawning", None)
-                self.send("spawning_complete", {"user_classes_count": data["user_classes_count"],
-                                                "user_count": sum(data["user_classes_count"].values())})
-            elif mtype == "stop":
-                self.on_stop()
-            elif mtype == "quit":
-                self.send("quit", None)
-            if until(mtype):
-                return
-        raise AssertionError("no %s from the master within %.0f s (got %s)" % (what, timeout, self.seen))
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
-
-
 def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
     """Class counts and sequence numbers at the int64 limit are bounded (a count to 2^31-1, a
     sequence number ignored), so the master's sums cannot overflow (the sanitizer pass aborts on
@@ -264,13 +177,13 @@ def test_extreme_numbers_from_a_worker_are_bounded(tmp_path, target):
                 "user_classes_count": {"U": big, "V": big}, "user_count": big, "acrida_seq": big,
                 "acrida_final": final}
 
-    def stop():
+    def stop(_data):
         # client_stopped clears a worker's classes; the final report after it sets them again,
         # so the run ends with this worker holding the two huge counts.
         fake.send("client_stopped", None)
         fake.send("stats", report(True))
 
-    fake.on_stop = stop
+    fake.on["stop"] = stop
     try:
         fake.send("client_ready", "acrida/evil")
         fake.pump(lambda t: t == "ack", what="ack")

@@ -20,6 +20,7 @@ import zmq
 
 from conftest import (Daemon, _died, aggregated, binary, read_port_file, run_master,
                       start_master, wait_for, write_scenario)
+from fakepeer import dealer
 
 SECRET = "s3cr3t-marker-0b1c"
 SCENARIO = """
@@ -104,13 +105,9 @@ def test_only_key_holders_join(tmp_path, target):
         # A rogue CURVE peer that knows the master's public key but holds its own key pair:
         # the handshake completes, ZAP refuses it, and it never gets an ack or the scenario.
         ctx = zmq.Context()
-        rogue = ctx.socket(zmq.DEALER)
         pub, sec = zmq.curve_keypair()
-        rogue.curve_serverkey = read_key(key)["master-public"].encode()
-        rogue.curve_publickey, rogue.curve_secretkey = pub, sec
-        rogue.setsockopt(zmq.IDENTITY, b"rogue")
-        rogue.linger = 0
-        rogue.connect("tcp://127.0.0.1:%d" % port)
+        rogue = dealer(ctx, b"rogue", port, curve_serverkey=read_key(key)["master-public"].encode(),
+                       curve_publickey=pub, curve_secretkey=sec)
         rogue.send(msgpack.packb(["client_ready", "acrida/0", "rogue"]))
         wait_for(lambda: re.search(r"\b[1-9]\d* presented an unknown public key|"
                                    r"on the master port: unknown public key", m.log()),

@@ -2,8 +2,8 @@
 the next test in the same process; --exit-on-quit keeps Locust's one-shot worker; a worker whose
 acrida master went silent stops its users within --master-timeout + 1 s and keeps their results;
 a restarted master gets the worker's re-registration (acrida_rejoin + the cumulative report) and
-nothing is counted twice. The restarted masters are fake ROUTERs (pyzmq + msgpack, as in
-test_protocol.py), so the frames are checked as sent."""
+nothing is counted twice. The restarted masters are fake ROUTERs (FakeMaster in fakepeer.py), so
+the frames are checked as sent."""
 import datetime
 import json
 import os
@@ -11,11 +11,9 @@ import re
 import signal
 import time
 
-import msgpack
-import zmq
-
 from conftest import (Daemon, aggregated, binary, free_port, read_port_file, wait_for,
                       write_scenario)
+from fakepeer import FakeMaster
 
 OK = """
 local acrida = require "acrida"
@@ -54,41 +52,6 @@ def log_line(log, text):
         if text in line:
             return line
     return None
-
-
-class FakeMaster:
-    """A ROUTER on a fixed port speaking the protocol to one worker; every frame is kept."""
-
-    def __init__(self, port):
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.bind("tcp://127.0.0.1:%d" % port)
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-        self.seen = []
-
-    def recv(self, want, timeout=120.0):
-        """The next message of type @want (others are kept in .seen), as (ident, msg)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.poller.poll(100):
-                ident, payload = self.sock.recv_multipart()[:2]
-                msg = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-                self.seen.append(msg)
-                if msg[0] in want if isinstance(want, tuple) else msg[0] == want:
-                    return ident, msg
-        raise AssertionError("no %r from the worker within %.0f s" % (want, timeout))
-
-    def send(self, ident, mtype, data):
-        self.sock.send_multipart([ident, msgpack.packb([mtype, data, ident.decode()])])
-
-    def ack(self, ident, instance):
-        self.send(ident, "ack", {"index": 0, "acrida": {"version": "fake", "instance": instance}})
-
-    def close(self):
-        self.sock.close()
-        self.ctx.term()
 
 
 def test_worker_outlives_its_masters_and_runs_the_next_test(tmp_path, target):
