@@ -79,7 +79,6 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
     acr_core_config_t cfg = {
         .classes = classes,
         .nclasses = ACR_ARRAY_SIZE(classes),
@@ -89,7 +88,7 @@ static int setup(void **state)
         .scenario_len = 11,
         .adopt_rate = 5,
     };
-    assert_int_equal(acr_core_new(&f->loop, &cfg, &f->c), 0);
+    ucore_open(&f->loop, &cfg, &f->c);
     *state = f;
     return 0;
 }
@@ -97,10 +96,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    acr_core_close(f->c);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    acr_core_free(f->c);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    ucore_close(&f->loop, f->c);
     acr_buf_free(&f->b);
     free(f);
     return 0;
@@ -133,10 +129,7 @@ static void rejoin(fixture_t *f, const char *id, const char *test, const char *s
 static void report(fixture_t *f, const char *id, int requests, int64_t seq, bool cumulative,
                    bool final)
 {
-    acr_stats_t *st = acr_stats_new(acr_now());
-    assert_non_null(st);
-    acr_stats_entry_t *e = acr_stats_get(st, "GET", "/");
-    for (int i = 0; i < requests; i++) acr_stats_log(st, e, true, 1000, 10, NULL, acr_now());
+    acr_stats_t *st = ucore_requests(requests);
     /* the users it runs, as a worker reports them */
     acr_mworker_t *w = acr__registry_find(f->c, id);
     const acr_class_count_t *cc = w ? w->classes : NULL;
@@ -149,13 +142,6 @@ static void report(fixture_t *f, const char *id, int requests, int64_t seq, bool
     else
         assert_int_equal(acr_msg_encode_stats(&f->b, st, cc, ncc, users, seq, final, id), 0);
     acr_stats_free(st);
-    ucore_feed(f->c, &f->b, id);
-}
-
-static void nil(fixture_t *f, const char *id, const char *type)
-{
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_nil(&f->b, type, id), 0);
     ucore_feed(f->c, &f->b, id);
 }
 
@@ -179,9 +165,9 @@ static void test_unregistered_peer_dropped(void **state)
 {
     fixture_t *f = *state;
     report(f, "ghost_1", 5, 0, false, false);
-    nil(f, "ghost_1", "spawning");
-    nil(f, "ghost_1", "client_stopped");
-    nil(f, "ghost_1", "quit"); /* a quit from nobody is not even counted */
+    ucore_worker_nil(f->c, &f->b, "ghost_1", "spawning");
+    ucore_worker_nil(f->c, &f->b, "ghost_1", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "ghost_1", "quit"); /* a quit from nobody is not even counted */
     assert_int_equal(total_requests(f), 0);
     acr_core_snapshot_t s;
     assert_int_equal(acr_core_snapshot(f->c, &s), 0);
@@ -202,7 +188,7 @@ static void test_unknown_table_bounded(void **state)
     char id[32];
     for (int i = 0; i < 5000; i++) {
         snprintf(id, sizeof id, "p_%d", i);
-        nil(f, id, "spawning");
+        ucore_worker_nil(f->c, &f->b, id, "spawning");
     }
     assert_int_equal(f->c->reg.unknown_frames, 5000);
     assert_int_equal(f->c->reg.nunknown, 4096);
@@ -293,9 +279,9 @@ static void test_adopted_test_stops(void **state)
     assert_int_equal(acr_core_stop(f->c), 0);
     assert_int_equal(f->c->run.state, ACR_RUN_STOPPING);
     report(f, "h1_a", 5, 43, false, true);
-    nil(f, "h1_a", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "client_stopped");
     report(f, "h2_b", 5, 9, false, true);
-    nil(f, "h2_b", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h2_b", "client_stopped");
     assert_int_equal(f->c->run.state, ACR_RUN_STOPPED);
     assert_int_equal(total_requests(f), 160);
     acr_core_finish(f->c);
@@ -315,7 +301,7 @@ static void test_rejoin_refused(void **state)
     assert_int_equal(total_requests(f), 150);
     assert_int_equal(placed(f, "h3_c"), -1);
     /* its stop done, it joins the adopted test and gets a share */
-    nil(f, "h3_c", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h3_c", "client_stopped");
     assert_false(c3->refused);
     acr__adopt_joins_due(f->c, acr_mono_s());
     assert_true(placed(f, "h3_c") >= 0);
@@ -346,9 +332,9 @@ static void test_rejoin_refused_during_own_test(void **state)
     /* a new start has a new test id */
     assert_int_equal(acr_core_stop(f->c), 0);
     report(f, "h1_a", 1, 0, false, true);
-    nil(f, "h1_a", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "client_stopped");
     report(f, "h2_b", 1, 4, false, true); /* its final report of test A: not merged */
-    nil(f, "h2_b", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h2_b", "client_stopped");
     assert_int_equal(f->c->run.state, ACR_RUN_STOPPED);
     assert_int_equal(total_requests(f), 1);
     assert_int_equal(acr_core_start(f->c, 2, 100, NULL, 0, NULL, 0), 0);

@@ -230,9 +230,8 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
     acr_core_config_t cfg = {.classes = classes, .nclasses = 1, .stop_timeout = -1};
-    assert_int_equal(acr_core_new(&f->loop, &cfg, &f->c), 0);
+    ucore_open(&f->loop, &cfg, &f->c);
     *state = f;
     return 0;
 }
@@ -241,24 +240,11 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     acr_history_close(f->h);
-    acr_core_close(f->c);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    acr_core_free(f->c);
+    ucore_close(&f->loop, f->c);
     acr_history_free(f->h);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
     acr_buf_free(&f->b);
     free(f);
     return 0;
-}
-
-static void feed(fixture_t *f, const char *id)
-{
-    ucore_feed(f->c, &f->b, id);
-}
-
-static void worker_ready(fixture_t *f, const char *id)
-{
-    ucore_worker_ready(f->c, &f->b, id);
 }
 
 static void worker_spawned(fixture_t *f, const char *id, long users)
@@ -266,28 +252,18 @@ static void worker_spawned(fixture_t *f, const char *id, long users)
     acr_class_count_t cc = {(char *)"Reader", users};
     acr_buf_reset(&f->b);
     assert_int_equal(acr_msg_encode_spawning_complete(&f->b, &cc, 1, users, id), 0);
-    feed(f, id);
+    ucore_feed(f->c, &f->b, id);
 }
 
 /* A report of @requests GET / of 1 ms from worker @id, which runs @users users. */
 static void worker_report(fixture_t *f, const char *id, int requests, long users, bool final)
 {
     acr_class_count_t cc = {(char *)"Reader", users};
-    acr_stats_t *delta = acr_stats_new(acr_now());
-    assert_non_null(delta);
-    acr_stats_entry_t *e = acr_stats_get(delta, "GET", "/");
-    for (int i = 0; i < requests; i++) acr_stats_log(delta, e, true, 1000, 10, NULL, acr_now());
+    acr_stats_t *delta = ucore_requests(requests);
     acr_buf_reset(&f->b);
     assert_int_equal(acr_msg_encode_stats(&f->b, delta, &cc, 1, users, f->seq++, final, id), 0);
     acr_stats_free(delta);
-    feed(f, id);
-}
-
-static void worker_nil(fixture_t *f, const char *id, const char *type)
-{
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_nil(&f->b, type, id), 0);
-    feed(f, id);
+    ucore_feed(f->c, &f->b, id);
 }
 
 /* Runs the loop until the history holds @n samples (the timer is the only thing that adds one
@@ -306,7 +282,7 @@ static void test_samples_a_core(void **state)
     fixture_t *f = *state;
     assert_int_equal(acr_history_new(&f->loop, f->c, &f->h), 0);
     assert_int_equal(f->h->n, 0); /* ready: nothing yet */
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_start(f->c, 3, 100, NULL, 0, NULL, 0), 0);
     assert_int_equal(f->h->n, 1); /* the start's sample */
     assert_int_equal(f->h->samples[0].users, 0);
@@ -329,7 +305,7 @@ static void test_samples_a_core(void **state)
     assert_int_equal(acr_core_stop(f->c), 0);
     size_t before = f->h->n;
     worker_report(f, "h1_a", 5, 0, true);
-    worker_nil(f, "h1_a", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "client_stopped");
     acr_core_snapshot_t s;
     acr_core_snapshot(f->c, &s);
     assert_int_equal(s.state, ACR_RUN_STOPPED);
@@ -347,7 +323,7 @@ static void test_samples_a_core(void **state)
     acr_buf_free(&b);
 
     /* a new test clears it */
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_start(f->c, 1, 100, NULL, 0, NULL, 0), 0);
     assert_int_equal(f->h->n, 1);
     assert_true(acr_history_step(f->h) == ACR_HISTORY_STEP_S);
@@ -358,7 +334,7 @@ static void test_samples_a_core(void **state)
 static void test_made_during_a_test(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_start(f->c, 2, 100, NULL, 0, NULL, 0), 0);
     worker_spawned(f, "h1_a", 2);
     assert_int_equal(acr_history_new(&f->loop, f->c, &f->h), 0);

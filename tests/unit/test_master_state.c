@@ -142,7 +142,6 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
     acr_core_config_t cfg = {
         .classes = classes,
         .nclasses = ACR_ARRAY_SIZE(classes),
@@ -152,7 +151,7 @@ static int setup(void **state)
         .scenario_src = "-- scenario",
         .scenario_len = 11,
     };
-    assert_int_equal(acr_core_new(&f->loop, &cfg, &f->c), 0);
+    ucore_open(&f->loop, &cfg, &f->c);
     assert_int_equal(acr_core_subscribe(f->c, record, &f->ev), 0);
     *state = f;
     return 0;
@@ -161,50 +160,20 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    acr_core_close(f->c);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    acr_core_free(f->c);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    ucore_close(&f->loop, f->c);
     acr_buf_free(&f->b);
     free(f);
     return 0;
 }
 
-/* Feeds the frame in f->b to the core as worker @id's. */
-static void feed(fixture_t *f, const char *id)
-{
-    ucore_feed(f->c, &f->b, id);
-}
-
-static void worker_ready(fixture_t *f, const char *id)
-{
-    ucore_worker_ready(f->c, &f->b, id);
-}
-
-/* The worker answers its last spawn with the counts the dispatcher gave it. */
-static void worker_spawned(fixture_t *f, const char *id)
-{
-    ucore_worker_spawned(f->c, &f->b, id);
-}
-
 /* A stats report of @requests GET / from worker @id (final: its last one after a stop). */
 static void worker_report(fixture_t *f, const char *id, int requests, bool final)
 {
-    acr_stats_t *delta = acr_stats_new(acr_now());
-    assert_non_null(delta);
-    acr_stats_entry_t *e = acr_stats_get(delta, "GET", "/");
-    for (int i = 0; i < requests; i++) acr_stats_log(delta, e, true, 1000, 10, NULL, acr_now());
+    acr_stats_t *delta = ucore_requests(requests);
     acr_buf_reset(&f->b);
     assert_int_equal(acr_msg_encode_stats(&f->b, delta, NULL, 0, 0, f->seq++, final, id), 0);
     acr_stats_free(delta);
-    feed(f, id);
-}
-
-static void worker_nil(fixture_t *f, const char *id, const char *type)
-{
-    acr_buf_reset(&f->b);
-    assert_int_equal(acr_msg_encode_nil(&f->b, type, id), 0);
-    feed(f, id);
+    ucore_feed(f->c, &f->b, id);
 }
 
 static acr_core_snapshot_t snap(fixture_t *f)
@@ -231,13 +200,13 @@ static void assert_path(fixture_t *f, const char *want)
 /* Two workers, started and fully spawned: running, 4 users. */
 static void two_running(fixture_t *f)
 {
-    worker_ready(f, "h1_a");
-    worker_ready(f, "h2_b");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h2_b");
     assert_int_equal(acr_core_start(f->c, 4, 100, NULL, 0, NULL, 0), 0);
     assert_int_equal(run_state(f), ACR_RUN_SPAWNING);
-    worker_spawned(f, "h1_a");
+    ucore_worker_spawned(f->c, &f->b, "h1_a");
     assert_int_equal(run_state(f), ACR_RUN_SPAWNING);
-    worker_spawned(f, "h2_b");
+    ucore_worker_spawned(f->c, &f->b, "h2_b");
     assert_int_equal(run_state(f), ACR_RUN_RUNNING);
 }
 
@@ -258,7 +227,7 @@ static void test_start_needs_a_worker(void **state)
 static void test_commands_refused_in_ready(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_edit(f->c, 3, 1, NULL, 0), -EINVAL);
     assert_int_equal(acr_core_stop(f->c), -EINVAL);
     assert_int_equal(run_state(f), ACR_RUN_READY);
@@ -279,8 +248,8 @@ static void test_full_cycle(void **state)
     assert_int_equal(acr_core_start(f->c, 2, 1, NULL, 0, NULL, 0), -EBUSY);
     assert_int_equal(acr_core_edit(f->c, 2, 100, NULL, 0), 0);
     assert_int_equal(run_state(f), ACR_RUN_SPAWNING);
-    worker_spawned(f, "h1_a");
-    worker_spawned(f, "h2_b");
+    ucore_worker_spawned(f->c, &f->b, "h1_a");
+    ucore_worker_spawned(f->c, &f->b, "h2_b");
     assert_int_equal(run_state(f), ACR_RUN_RUNNING);
     s = snap(f);
     assert_int_equal(s.user_count, 2);
@@ -291,10 +260,10 @@ static void test_full_cycle(void **state)
     assert_int_equal(acr_core_start(f->c, 2, 1, NULL, 0, NULL, 0), -EBUSY);
     assert_int_equal(acr_core_edit(f->c, 2, 1, NULL, 0), -EINVAL);
     worker_report(f, "h1_a", 3, true);
-    worker_nil(f, "h1_a", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "client_stopped");
     assert_int_equal(run_state(f), ACR_RUN_STOPPING);
     worker_report(f, "h2_b", 4, true);
-    worker_nil(f, "h2_b", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h2_b", "client_stopped");
     assert_int_equal(run_state(f), ACR_RUN_STOPPED);
     s = snap(f);
     assert_int_equal(acr_stats_total(s.stats)->num_requests, 7);
@@ -303,8 +272,8 @@ static void test_full_cycle(void **state)
     acr_core_snapshot_free(&s);
     /* stopped -> spawning: a new test, stats cleared */
     assert_int_equal(acr_core_edit(f->c, 2, 1, NULL, 0), -EINVAL);
-    worker_ready(f, "h1_a");
-    worker_ready(f, "h2_b");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h2_b");
     assert_int_equal(acr_core_start(f->c, 2, 100, NULL, 0, NULL, 0), 0);
     s = snap(f);
     assert_int_equal(acr_stats_total(s.stats)->num_requests, 0);
@@ -316,12 +285,12 @@ static void test_full_cycle(void **state)
 static void test_stop_while_spawning(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_start(f->c, 10, 1, NULL, 0, NULL, 0), 0);
     assert_int_equal(run_state(f), ACR_RUN_SPAWNING);
     assert_int_equal(acr_core_stop(f->c), 0);
     assert_int_equal(run_state(f), ACR_RUN_STOPPING);
-    worker_nil(f, "h1_a", "client_stopped");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "client_stopped");
     worker_report(f, "h1_a", 0, true);
     assert_int_equal(run_state(f), ACR_RUN_STOPPED);
     assert_path(f, "ready>spawning,spawning>stopping,stopping>stopped");
@@ -330,7 +299,7 @@ static void test_stop_while_spawning(void **state)
 static void test_start_host_and_classes(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     const char *unknown[] = {"Reader", "Nobody"};
     assert_int_equal(acr_core_start(f->c, 2, 10, NULL, 0, unknown, 2), -EINVAL);
     assert_int_equal(run_state(f), ACR_RUN_READY);
@@ -381,9 +350,9 @@ static void test_snapshot_and_reset(void **state)
 static void test_run_time_stops_the_test(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(acr_core_start(f->c, 1, 100, NULL, 0.05, NULL, 0), 0);
-    worker_spawned(f, "h1_a");
+    ucore_worker_spawned(f->c, &f->b, "h1_a");
     assert_int_equal(run_state(f), ACR_RUN_RUNNING);
     /* only the run's timers are on the loop: it returns once the limit stopped the test */
     while (run_state(f) != ACR_RUN_STOPPING) uv_run(&f->loop, UV_RUN_ONCE);
@@ -413,9 +382,9 @@ static void test_last_worker_quit_stops(void **state)
 {
     fixture_t *f = *state;
     two_running(f);
-    worker_nil(f, "h1_a", "quit");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "quit");
     assert_int_equal(run_state(f), ACR_RUN_RUNNING);
-    worker_nil(f, "h2_b", "quit");
+    ucore_worker_nil(f->c, &f->b, "h2_b", "quit");
     assert_int_equal(run_state(f), ACR_RUN_STOPPED);
     assert_path(f, "ready>spawning,spawning>running,running>stopping,stopping>stopped");
 }
@@ -428,9 +397,9 @@ static void test_quit_and_finish(void **state)
     acr_core_quit(f->c);
     acr_core_quit(f->c);
     assert_int_equal(acr_core_start(f->c, 1, 1, NULL, 0, NULL, 0), -ESHUTDOWN);
-    worker_nil(f, "h1_a", "quit");
+    ucore_worker_nil(f->c, &f->b, "h1_a", "quit");
     assert_int_equal(count_events(&f->ev, ACR_CORE_EV_QUIT_DONE), 0);
-    worker_nil(f, "h2_b", "quit");
+    ucore_worker_nil(f->c, &f->b, "h2_b", "quit");
     assert_int_equal(count_events(&f->ev, ACR_CORE_EV_QUIT_DONE), 1);
     /* both quit during the test without a final report: one lost interval each */
     acr_core_finish(f->c);

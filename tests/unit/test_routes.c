@@ -49,14 +49,13 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
     acr_core_config_t cfg = {
         .classes = classes,
         .nclasses = ACR_ARRAY_SIZE(classes),
         .host = "http://default.test",
         .stop_timeout = -1,
     };
-    assert_int_equal(acr_core_new(&f->loop, &cfg, &f->c), 0);
+    ucore_open(&f->loop, &cfg, &f->c);
     f->opts.scenario = (char *)"s.lua";
     f->opts.host = (char *)"http://default.test";
     f->r = (acr_routes_t){
@@ -73,10 +72,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    acr_core_close(f->c);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    acr_core_free(f->c);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
+    ucore_close(&f->loop, f->c);
     acr_buf_free(&f->resp.headers);
     acr_buf_free(&f->resp.body);
     acr_buf_free(&f->b);
@@ -163,22 +159,6 @@ static bool has_header(fixture_t *f, const char *prefix)
 
 /* ---- fake workers ---- */
 
-static void feed(fixture_t *f, const char *id)
-{
-    ucore_feed(f->c, &f->b, id);
-}
-
-static void worker_ready(fixture_t *f, const char *id)
-{
-    ucore_worker_ready(f->c, &f->b, id);
-}
-
-/* The worker answers its last spawn with the counts the dispatcher gave it. */
-static void worker_spawned(fixture_t *f, const char *id)
-{
-    ucore_worker_spawned(f->c, &f->b, id);
-}
-
 static acr_core_snapshot_t snap(fixture_t *f)
 {
     acr_core_snapshot_t s;
@@ -190,9 +170,9 @@ static acr_core_snapshot_t snap(fixture_t *f)
 /* A running test of 10 users at 100/s on one worker, started through /swarm. */
 static void running(fixture_t *f)
 {
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(form(f, "user_count=10&spawn_rate=100"), 200);
-    worker_spawned(f, "h1_a");
+    ucore_worker_spawned(f->c, &f->b, "h1_a");
     acr_core_snapshot_t s = snap(f);
     assert_int_equal(s.state, ACR_RUN_RUNNING);
     assert_int_equal(s.target_users, 10);
@@ -333,7 +313,7 @@ static void run_bad_cases(fixture_t *f)
 static void test_swarm_bad_input_when_ready(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     run_bad_cases(f);
     assert_int_equal(snap(f).state, ACR_RUN_READY);
 }
@@ -364,7 +344,7 @@ static void test_swarm_without_worker(void **state)
 static void test_swarm_form_start_and_reply(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(form(f, "user_count=4&spawn_rate=2.5&host=http%3A%2F%2Fex<am>ple.test%3A8080"
                              "&run_time=1h20m&user_classes=Writer&user_classes=Reader&x=y"),
                      200);
@@ -418,7 +398,7 @@ static void test_swarm_json_legacy_names_and_edit(void **state)
 static void test_swarm_json_start_with_classes(void **state)
 {
     fixture_t *f = *state;
-    worker_ready(f, "h1_a");
+    ucore_worker_ready(f->c, &f->b, "h1_a");
     assert_int_equal(json(f, "{\"user_count\": 0, \"spawn_rate\": 1, \"run_time\": 90.5, "
                              "\"user_classes\": \"Writer\"}"),
                      200);
@@ -525,7 +505,7 @@ static void test_exceptions_escaped(void **state)
     acr_buf_reset(&f->b);
     assert_int_equal(acr_msg_encode_exception(&f->b, "bad <b>'x'</b>", "tb & \"more\"", 2, "h1_a"),
                      0);
-    feed(f, "h1_a");
+    ucore_feed(f->c, &f->b, "h1_a");
     assert_int_equal(get(f, "/exceptions"), 200);
     json_t *d = doc(f);
     json_t *e = json_array_get(json_object_get(d, "exceptions"), 0);
@@ -582,7 +562,7 @@ static void test_workers_and_metrics(void **state)
 {
     fixture_t *f = *state;
     running(f);
-    worker_ready(f, "h2_b");
+    ucore_worker_ready(f->c, &f->b, "h2_b");
     assert_int_equal(get(f, "/workers"), 200);
     json_t *d = doc(f);
     assert_int_equal(json_integer_value(json_object_get(d, "total")), 2);

@@ -1,7 +1,8 @@
 /*
  * Fake workers for unit tests that drive a real control core (master/core/) without sockets:
  * frames are encoded into a buffer and handed to the registry as if the ROUTER had received them
- * from the node id. Included by the tests that also include the core's internals.
+ * from the node id; the core is opened and closed on the test's own loop. Included by the tests
+ * that also include the core's internals.
  */
 #ifndef ACR_UNIT_CORE_H
 #define ACR_UNIT_CORE_H
@@ -10,6 +11,32 @@
 #include "proto/msg.h"
 
 #include <string.h>
+
+/* A core on @loop (initialised here) with @cfg, in *@c. */
+static inline void ucore_open(uv_loop_t *loop, const acr_core_config_t *cfg, acr_core_t **c)
+{
+    assert_int_equal(uv_loop_init(loop), 0);
+    assert_int_equal(acr_core_new(loop, cfg, c), 0);
+}
+
+/* Closes @c, runs @loop until every handle is closed, frees @c and closes @loop. */
+static inline void ucore_close(uv_loop_t *loop, acr_core_t *c)
+{
+    acr_core_close(c);
+    uv_run(loop, UV_RUN_DEFAULT);
+    acr_core_free(c);
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* A stats delta of @requests GET / of 1 ms each, as a worker measures them; the caller frees it. */
+static inline acr_stats_t *ucore_requests(int requests)
+{
+    acr_stats_t *st = acr_stats_new(acr_now());
+    assert_non_null(st);
+    acr_stats_entry_t *e = acr_stats_get(st, "GET", "/");
+    for (int i = 0; i < requests; i++) acr_stats_log(st, e, true, 1000, 10, NULL, acr_now());
+    return st;
+}
 
 /* Feeds the frame in @b to @c as worker @id's. */
 static inline void ucore_feed(acr_core_t *c, acr_buf_t *b, const char *id)
@@ -45,6 +72,14 @@ static inline void ucore_worker_spawned(acr_core_t *c, acr_buf_t *b, const char 
     }
     acr_buf_reset(b);
     assert_int_equal(acr_msg_encode_spawning_complete(b, cc, n, users, id), 0);
+    ucore_feed(c, b, id);
+}
+
+/* Worker @id sends a message of @type without data (client_stopped, quit, ...). */
+static inline void ucore_worker_nil(acr_core_t *c, acr_buf_t *b, const char *id, const char *type)
+{
+    acr_buf_reset(b);
+    assert_int_equal(acr_msg_encode_nil(b, type, id), 0);
     ucore_feed(c, b, id);
 }
 
