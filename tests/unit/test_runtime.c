@@ -101,6 +101,14 @@ static void fx_load_ok(fx_t *f, const char *src)
     if (fx_load(f, src, err, sizeof err) != 0) fail_msg("load failed: %s", err);
 }
 
+/* A runtime without HTTP (fx_init) that loaded @src and starts @users users of its first class. */
+static void fx_run(fx_t *f, const char *src, size_t users)
+{
+    fx_init(f, false);
+    fx_load_ok(f, src);
+    acr_rt_set_class_users(f->rt, 0, users);
+}
+
 static uint64_t reqs(fx_t *f, const char *method, const char *name)
 {
     acr_stats_entry_t *e = acr_stats_find(f->stats, method, name);
@@ -336,29 +344,28 @@ static void test_constant_pacing_runs_tasks_on_schedule(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(
-        &f, "local acrida = require 'acrida'\n"
-            "local pace, starts, waits = acrida.constant_pacing(0.05), {}, {}\n"
-            "acrida.user { name = 'P',\n"
-            "  wait_time = function(self) local w = pace(self) waits[#waits + 1] = w "
-            "return w end,\n"
-            "  tasks = { function()\n"
-            "    starts[#starts + 1] = acrida.time()\n"
-            "    if #starts == 10 then\n"
-            "      assert(#waits == 9, 'wait_time calls: ' .. #waits)\n"
-            "      assert(waits[1] == 0.05, 'first wait ' .. waits[1])\n"
-            "      for i = 2, 9 do\n"
-            "        assert(waits[i] >= 0 and waits[i] < 0.05, 'wait ' .. i .. ': ' .. waits[i])\n"
-            "      end\n"
-            "      -- nine intervals of at least 0.05 s, but for timer rounding\n"
-            "      local span = starts[10] - starts[1]\n"
-            "      assert(span >= 0.4, 'ten paced runs within ' .. span .. ' s')\n"
-            "      acrida.report{ name = 'checked' }\n"
-            "    end\n"
-            "    acrida.report{ name = 'p', response_time = 1 }\n"
-            "    acrida.sleep(0.02) end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 1);
+    fx_run(&f,
+           "local acrida = require 'acrida'\n"
+           "local pace, starts, waits = acrida.constant_pacing(0.05), {}, {}\n"
+           "acrida.user { name = 'P',\n"
+           "  wait_time = function(self) local w = pace(self) waits[#waits + 1] = w "
+           "return w end,\n"
+           "  tasks = { function()\n"
+           "    starts[#starts + 1] = acrida.time()\n"
+           "    if #starts == 10 then\n"
+           "      assert(#waits == 9, 'wait_time calls: ' .. #waits)\n"
+           "      assert(waits[1] == 0.05, 'first wait ' .. waits[1])\n"
+           "      for i = 2, 9 do\n"
+           "        assert(waits[i] >= 0 and waits[i] < 0.05, 'wait ' .. i .. ': ' .. waits[i])\n"
+           "      end\n"
+           "      -- nine intervals of at least 0.05 s, but for timer rounding\n"
+           "      local span = starts[10] - starts[1]\n"
+           "      assert(span >= 0.4, 'ten paced runs within ' .. span .. ' s')\n"
+           "      acrida.report{ name = 'checked' }\n"
+           "    end\n"
+           "    acrida.report{ name = 'p', response_time = 1 }\n"
+           "    acrida.sleep(0.02) end } }\n",
+           1);
     fx_wait_reqs(&f, "CUSTOM", "p", 10);
     expect_no_exception(&f);
     assert_int_equal(reqs(&f, "CUSTOM", "checked"), 1);
@@ -371,16 +378,16 @@ static void test_task_error_is_exception_and_user_continues(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "local acrida = require 'acrida'\n"
-                   "local function inner()\n"
-                   "  error('boom from task')\n"
-                   "end\n"
-                   "acrida.user { name = 'E', tasks = { function(self)\n"
-                   "  acrida.report{ name = 'before' }\n"
-                   "  inner()\n"
-                   "end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 2);
+    fx_run(&f,
+           "local acrida = require 'acrida'\n"
+           "local function inner()\n"
+           "  error('boom from task')\n"
+           "end\n"
+           "acrida.user { name = 'E', tasks = { function(self)\n"
+           "  acrida.report{ name = 'before' }\n"
+           "  inner()\n"
+           "end } }\n",
+           2);
     fx_wait_reqs(&f, "CUSTOM", "before", 20);
     size_t n;
     acr_stats_exception_t *const *ex = acr_stats_exceptions(f.stats, &n);
@@ -405,12 +412,12 @@ static void test_on_start_error_stops_user(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "acrida.user { name = 'S',\n"
-                   "  on_start = function(self) error('no login') end,\n"
-                   "  on_stop = function(self) acrida.report{ name = 'on_stop' } end,\n"
-                   "  tasks = { function() acrida.report{ name = 'task' } end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 3);
+    fx_run(&f,
+           "acrida.user { name = 'S',\n"
+           "  on_start = function(self) error('no login') end,\n"
+           "  on_stop = function(self) acrida.report{ name = 'on_stop' } end,\n"
+           "  tasks = { function() acrida.report{ name = 'task' } end } }\n",
+           3);
     fx_wait_gone(&f);
     assert_int_equal(reqs(&f, "CUSTOM", "task"), 0);
     size_t n;
@@ -427,13 +434,13 @@ static void test_stop_is_immediate_for_waiting_users_and_runs_on_stop(void **sta
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "acrida.user { name = 'L', wait_time = acrida.constant(3600),\n"
-                   "  on_stop = function(self) acrida.report{ name = 'on_stop' } end,\n"
-                   "  tasks = { function() acrida.report{ name = 't' } end } }\n"
-                   "acrida.user { name = 'Z', tasks = { function()\n"
-                   "  acrida.report{ name = 'z' } acrida.sleep(3600) end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 50);
+    fx_run(&f,
+           "acrida.user { name = 'L', wait_time = acrida.constant(3600),\n"
+           "  on_stop = function(self) acrida.report{ name = 'on_stop' } end,\n"
+           "  tasks = { function() acrida.report{ name = 't' } end } }\n"
+           "acrida.user { name = 'Z', tasks = { function()\n"
+           "  acrida.report{ name = 'z' } acrida.sleep(3600) end } }\n",
+           50);
     acr_rt_set_class_users(f.rt, 1, 5);
     fx_wait_reqs(&f, "CUSTOM", "t", 50);
     fx_wait_reqs(&f, "CUSTOM", "z", 5);
@@ -449,13 +456,13 @@ static void test_fewer_users_stops_newest_first(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "acrida.user { name = 'N', wait_time = acrida.constant(0.01),\n"
-                   "  on_start = function(self) acrida.report{ name = 'start' } end,\n"
-                   "  on_stop = function(self) acrida.report{ name = 'stop' }\n"
-                   "    acrida.report{ name = 'stop' .. self.id } end,\n"
-                   "  tasks = { function() end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 5);
+    fx_run(&f,
+           "acrida.user { name = 'N', wait_time = acrida.constant(0.01),\n"
+           "  on_start = function(self) acrida.report{ name = 'start' } end,\n"
+           "  on_stop = function(self) acrida.report{ name = 'stop' }\n"
+           "    acrida.report{ name = 'stop' .. self.id } end,\n"
+           "  tasks = { function() end } }\n",
+           5);
     fx_wait_reqs(&f, "CUSTOM", "start", 5);
     acr_class_count_t want = {.name = "N", .count = 2};
     assert_int_equal(acr_rt_set_users(f.rt, &want, 1), 0);
@@ -528,13 +535,13 @@ static void test_self_stop(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "acrida.user { name = 'X', n = 0,\n"
-                   "  on_stop = function(self) acrida.report{ name = 'bye' } end,\n"
-                   "  tasks = { function(self) self.n = self.n + 1\n"
-                   "    acrida.report{ name = 'run' }\n"
-                   "    if self.n == 3 then self:stop() end end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 2);
+    fx_run(&f,
+           "acrida.user { name = 'X', n = 0,\n"
+           "  on_stop = function(self) acrida.report{ name = 'bye' } end,\n"
+           "  tasks = { function(self) self.n = self.n + 1\n"
+           "    acrida.report{ name = 'run' }\n"
+           "    if self.n == 3 then self:stop() end end } }\n",
+           2);
     fx_wait_gone(&f);
     assert_int_equal(reqs(&f, "CUSTOM", "run"), 6);
     assert_int_equal(reqs(&f, "CUSTOM", "bye"), 2);
@@ -545,12 +552,12 @@ static void test_report_fields(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "acrida.user { name = 'R', tasks = { function(self)\n"
-                   "  acrida.report{ request_type = 'ASYNC', name = 'job', response_time = 2.5,\n"
-                   "    response_length = 10, exception = 'took too long' }\n"
-                   "  self:stop() end } }\n");
-    acr_rt_set_class_users(f.rt, 0, 1);
+    fx_run(&f,
+           "acrida.user { name = 'R', tasks = { function(self)\n"
+           "  acrida.report{ request_type = 'ASYNC', name = 'job', response_time = 2.5,\n"
+           "    response_length = 10, exception = 'took too long' }\n"
+           "  self:stop() end } }\n",
+           1);
     fx_wait_gone(&f);
     acr_stats_entry_t *e = acr_stats_find(f.stats, "ASYNC", "job");
     assert_non_null(e);
@@ -783,21 +790,21 @@ static void test_sequence_order_and_interrupt(void **state)
 {
     (void)state;
     fx_t f;
-    fx_init(&f, false);
-    fx_load_ok(&f, "local log, entered = {}, 0\n"
-                   "local function L(s) log[#log + 1] = s end\n"
-                   "acrida.user { name = 'S', n = 0,\n"
-                   "  on_stop = function(self) L('ustop')\n"
-                   "    acrida.report{ name = table.concat(log, ' ') } end,\n"
-                   "  tasks = { acrida.sequence { name = 'seq',\n"
-                   "    on_start = function(self) entered = entered + 1; L('start')\n"
-                   "      if entered == 2 then self:stop() end end,\n"
-                   "    on_stop = function(self) L('stop:' .. self.taskset.name) end,\n"
-                   "    tasks = { function(self) L('a') end,\n"
-                   "      { weight = 2, fn = function(self) L('b') end },\n"
-                   "      function(self) L('c'); self.n = self.n + 1\n"
-                   "        if self.n == 2 then self:interrupt() end end } } } }\n");
-    acr_rt_set_class_users(f.rt, 0, 1);
+    fx_run(&f,
+           "local log, entered = {}, 0\n"
+           "local function L(s) log[#log + 1] = s end\n"
+           "acrida.user { name = 'S', n = 0,\n"
+           "  on_stop = function(self) L('ustop')\n"
+           "    acrida.report{ name = table.concat(log, ' ') } end,\n"
+           "  tasks = { acrida.sequence { name = 'seq',\n"
+           "    on_start = function(self) entered = entered + 1; L('start')\n"
+           "      if entered == 2 then self:stop() end end,\n"
+           "    on_stop = function(self) L('stop:' .. self.taskset.name) end,\n"
+           "    tasks = { function(self) L('a') end,\n"
+           "      { weight = 2, fn = function(self) L('b') end },\n"
+           "      function(self) L('c'); self.n = self.n + 1\n"
+           "        if self.n == 2 then self:interrupt() end end } } } }\n",
+           1);
     fx_wait_gone(&f);
     expect_no_exception(&f);
     assert_int_equal(reqs(&f, "CUSTOM", "start a b b c a b b c stop:seq start stop:seq ustop"), 1);
