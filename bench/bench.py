@@ -43,54 +43,23 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
+from benchlib import (HERE, ROOT, Nginx, loadavg, machine, measure_window, raise_nofile,
+                      start_pinned, status_kib, version)
+import listener_cost
+import master_flood
 import master_load
 import master_web_load
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def raise_nofile():
-    """Raises the soft fd limit to the hard one (this sandbox's hard limit is 20000)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total / TICK
+import pool_bench
 
 
 def rss_bytes(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return status_kib(pid, "VmRSS") * 1024
 
 
 def children(pid):
@@ -99,75 +68,6 @@ def children(pid):
             return [int(x) for x in f.read().split()]
     except FileNotFoundError:
         return []
-
-
-class Nginx:
-    def __init__(self, tmp, nports=1):
-        self.dir = os.path.join(tmp, "nginx")
-        www = os.path.join(self.dir, "www")
-        os.makedirs(www)
-        with open(os.path.join(www, "100b.txt"), "w") as f:
-            f.write("x" * 99 + "\n")
-        self.ports = [free_port() for _ in range(nports)]
-        listen = "\n".join("listen 127.0.0.1:%d backlog=65535;" % p for p in self.ports)
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""
-user root;
-worker_processes 1;
-worker_rlimit_nofile 400000;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log warn;
-daemon off;
-events { worker_connections 300000; use epoll; multi_accept on; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  keepalive_timeout 3600s;
-  server {
-    %(listen)s
-    root %(www)s;
-    location = /nginx_status { stub_status; }
-  }
-}
-""" % {"d": self.dir, "listen": listen, "www": www})
-        self.proc = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", conf, "-p", self.dir],
-                                     preexec_fn=raise_nofile, stderr=subprocess.DEVNULL)
-        self.url = "http://127.0.0.1:%d" % self.ports[0]
-        deadline = time.time() + 10
-        while True:
-            try:
-                self.requests()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def requests(self):
-        with urllib.request.urlopen(self.url + "/nginx_status", timeout=5) as r:
-            text = r.read().decode()
-        return int(text.splitlines()[2].split()[2])
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def measure_window(nginx, pids_fn, warm, window):
-    """Counts requests (nginx) and generator CPU over [warm, warm+window] seconds from now."""
-    time.sleep(warm)
-    pids = pids_fn()
-    r0, c0, t0 = nginx.requests(), cpu_seconds(pids), time.monotonic()
-    time.sleep(window)
-    r1, c1, t1 = nginx.requests(), cpu_seconds(pids), time.monotonic()
-    n = r1 - r0 - 1  # the second status request itself
-    return {"requests": n, "rps": n / (t1 - t0), "cpu_us_per_req": (c1 - c0) * 1e6 / max(n, 1),
-            "cpu_util": (c1 - c0) / (t1 - t0)}
 
 
 def parse_wrk_latency(text, pct):
@@ -191,20 +91,10 @@ def run_wrk(nginx, args, tmp):
 
 def run_acrida(nginx, args, tmp):
     dur = args.warm + args.window + args.tail
-    build = os.path.abspath(args.build)
-    pf = os.path.join(tmp, "acrida.ports")
-    if os.path.exists(pf):
-        os.unlink(pf)
-    master = subprocess.Popen(
-        ["taskset", "-c", "1", os.path.join(build, "acrida-master"), "-f",
-         os.path.join(HERE, "acrida_get.lua"), "-H", nginx.url, "-u", str(args.users), "-r",
-         str(args.users * 10), "-t", "%ds" % dur, "--headless", "--only-summary", "--json",
-         "--expect-workers", "1", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0",
-         "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp)
-    port = master_load.wait_port(pf, master)
-    worker = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "acrida-worker"),
-                               "--exit-on-quit", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                              stderr=subprocess.DEVNULL, cwd=tmp)
+    master, worker = start_pinned(os.path.abspath(args.build), tmp,
+                                  ["-f", os.path.join(HERE, "acrida_get.lua"), "-H", nginx.url,
+                                   "-u", str(args.users), "-r", str(args.users * 10), "-t",
+                                   "%ds" % dur])
     res = measure_window(nginx, lambda: [master.pid, worker.pid], args.warm, args.window)
     out = master.communicate(timeout=dur + 60)[0].decode()
     worker.wait(30)
@@ -369,14 +259,7 @@ def provenance(args):
     def git(*a):
         p = subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else "?"
-    version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
-                             capture_output=True, text=True).stdout.strip()
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    binaries = version(args.build)
     cmd = "bench/bench.py --rounds %d --users %d --warm %g --window %g --tail %g --tools %s " \
           "--idle %s --master-load %s --master-web-load %s --pool-bench %s --listener-cost %s " \
           "--master-flood %s --standalone %s" % (
@@ -384,10 +267,9 @@ def provenance(args):
               args.idle or "''", args.master_load or "''", args.master_web_load or "''",
               args.pool_bench or "''", args.listener_cost or "''", args.master_flood or "''",
               args.standalone or "''")
-    return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, %d CPUs, load average %s "
-            "at the start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               git("rev-parse", "--short", "HEAD"), version, model,
-                               os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()))]
+    return ["`%s`, %s, bench scripts at commit %s, binaries `%s`; %s, load average %s at the "
+            "start." % (cmd, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                        git("rev-parse", "--short", "HEAD"), binaries, machine(), loadavg())]
 
 
 def throughput(args, tools, tmp, out):
@@ -451,64 +333,59 @@ def memory(args, tmp, out):
     return res
 
 
-def master(args, out):
-    workers, entries, window = [int(x) for x in args.master_load.split(",")]
+def section(out, heading, run, table):
+    """Prints @heading, then the lines @table makes of what @run() returns; returns that."""
     out()
-    out("## Master under load (bench/master_load.py: %d simulated workers, %d entries per report "
-        "every 3 s, %d s window)" % (workers, entries, window))
+    out(heading)
     out()
-    r = master_load.run(os.path.abspath(args.build), workers, entries, window)
-    for line in master_load.table(r):
+    r = run()
+    for line in table(r):
         out(line)
     return r
+
+
+def master(args, out):
+    workers, entries, window = [int(x) for x in args.master_load.split(",")]
+    return section(out, "## Master under load (bench/master_load.py: %d simulated workers, %d "
+                   "entries per report every 3 s, %d s window)" % (workers, entries, window),
+                   lambda: master_load.run(os.path.abspath(args.build), workers, entries, window),
+                   master_load.table)
 
 
 def master_web(args, out):
     workers, entries, window = [int(x) for x in args.master_web_load.split(",")]
+    r = section(out, "## Master in web mode under load (bench/master_web_load.py: %d simulated "
+                "workers, %d entries per report every 3 s, a test running, %d s windows)" % (
+                    workers, entries, window),
+                lambda: master_web_load.run(os.path.abspath(args.build), workers, entries, window),
+                master_web_load.table)
     out()
-    out("## Master in web mode under load (bench/master_web_load.py: %d simulated workers, %d entries "
-        "per report every 3 s, a test running, %d s windows)" % (workers, entries, window))
-    out()
-    r = master_web_load.run(os.path.abspath(args.build), workers, entries, window)
-    for line in master_web_load.table(r):
-        out(line)
-    out()
-    out("Load average after this section: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
+    out("Load average after this section: %s." % loadavg())
     return r
 
 
 def pools(args, out):
-    import pool_bench  # it imports this module: loaded only when needed
     warm, window, queue_window = [float(x) for x in args.pool_bench.split(",")]
     users, workers = 100, 2
-    out()
-    out("## Pools: round trips to the master (bench/pool_bench.py: %d users, %d local workers, no "
-        "HTTP, no wait_time, %g s windows, %g s for the queue)" % (users, workers, window,
-                                                                   queue_window))
-    out()
-    r = pool_bench.run(args.build, users, workers, warm, window, queue_window, tail=2)
-    for line in pool_bench.table(r, users, workers, warm):
-        out(line)
-    return r
+    return section(out, "## Pools: round trips to the master (bench/pool_bench.py: %d users, %d "
+                   "local workers, no HTTP, no wait_time, %g s windows, %g s for the queue)" % (
+                       users, workers, window, queue_window),
+                   lambda: pool_bench.run(args.build, users, workers, warm, window, queue_window,
+                                          tail=2),
+                   lambda r: pool_bench.table(r, users, workers, warm))
 
 
 def listeners(args, out):
-    import listener_cost  # it imports this module: loaded only when needed
     rounds, warm, window = args.listener_cost.split(",")
     rounds, warm, window = int(rounds), float(warm), float(window)
-    out()
-    out("## Request listeners: the worker's CPU per request (bench/listener_cost.py: 1 user, no "
-        "wait_time, nginx on core 0, worker on core 1, %d rounds of %g s windows)" % (rounds,
-                                                                                      window))
-    out()
-    r = listener_cost.run(args.build, rounds, warm, window, tail=1)
-    for line in listener_cost.table(r):
-        out(line)
-    return r
+    return section(out, "## Request listeners: the worker's CPU per request "
+                   "(bench/listener_cost.py: 1 user, no wait_time, nginx on core 0, worker on core "
+                   "1, %d rounds of %g s windows)" % (rounds, window),
+                   lambda: listener_cost.run(args.build, rounds, warm, window, tail=1),
+                   listener_cost.table)
 
 
 def flood(args, out):
-    import master_flood
     duration, peers = [int(x) for x in args.master_flood.split(",")]
     out()
     lines = master_flood.table(master_flood.run(args.build, duration, peers), duration, peers)
@@ -659,7 +536,7 @@ def main():
             standalone(args, name, out)
         targets(rounds, mem, mres, wres, out)
         out()
-        out("Load average at the end: %s." % " ".join("%.2f" % x for x in os.getloadavg()))
+        out("Load average at the end: %s." % loadavg())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

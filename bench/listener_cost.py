@@ -25,17 +25,11 @@ the command, the machine and its load average at the start and the end.
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import tempfile
-import time
 
-from bench import Nginx, cpu_seconds, free_port, measure_window, raise_nofile
-import master_load
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from benchlib import (ROOT, Nginx, NginxProcess, free_port, measure_window, print_report,
+                      start_pinned)
 
 GET_TASK = 'tasks = { function(self) self.client:get("/100b.txt") end },'
 
@@ -67,17 +61,17 @@ def forwarder_scenario():
     return text
 
 
-class Sink:
+class Sink(NginxProcess):
     """A second nginx on core 0 that answers every request (the bulk POSTs) 200 with a small
     JSON body, as Elasticsearch's _bulk does without errors."""
 
     def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "sink")
-        os.makedirs(self.dir)
+        d = os.path.join(tmp, "sink")
+        os.makedirs(d)
         port = free_port()
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""
+        base = "http://127.0.0.1:%d" % port
+        self.url = base + "/_bulk"
+        super().__init__(d, """
 user root;
 worker_processes 1;
 pid %(d)s/nginx.pid;
@@ -95,29 +89,7 @@ http {
     location / { default_type application/json; return 200 '{"errors":false}'; }
   }
 }
-""" % {"d": self.dir, "port": port})
-        self.proc = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", conf, "-p", self.dir],
-                                     preexec_fn=raise_nofile, stderr=subprocess.DEVNULL)
-        self.base = "http://127.0.0.1:%d" % port
-        self.url = self.base + "/_bulk"
-        deadline = time.time() + 10
-        while True:
-            try:
-                self.requests()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def requests(self):
-        import urllib.request
-        with urllib.request.urlopen(self.base + "/nginx_status", timeout=5) as r:
-            return int(r.read().decode().splitlines()[2].split()[2])
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        self.proc.wait(10)
+""" % {"d": d, "port": port}, base)
 
 
 def run_variant(name, scenario, nginx, sink, args, tmp):
@@ -126,19 +98,9 @@ def run_variant(name, scenario, nginx, sink, args, tmp):
     path = os.path.join(tmp, name + ".lua")
     with open(path, "w") as f:
         f.write(scenario)
-    pf = os.path.join(tmp, "acrida.ports")
-    if os.path.exists(pf):
-        os.unlink(pf)
     env = dict(os.environ, FORWARD_URL=sink.url)
-    master = subprocess.Popen(
-        ["taskset", "-c", "1", os.path.join(build, "acrida-master"), "-f", path, "-H", nginx.url,
-         "-u", "1", "-r", "1", "-t", "%gs" % dur, "--headless", "--only-summary", "--json",
-         "--expect-workers", "1", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0",
-         "--port-file", pf], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp, env=env)
-    port = master_load.wait_port(pf, master)
-    worker = subprocess.Popen(["taskset", "-c", "1", os.path.join(build, "acrida-worker"),
-                               "--exit-on-quit", "--master-host", "127.0.0.1", "--master-port", str(port)],
-                              stderr=subprocess.DEVNULL, cwd=tmp, env=env)
+    master, worker = start_pinned(build, tmp, ["-f", path, "-H", nginx.url, "-u", "1", "-r", "1",
+                                               "-t", "%gs" % dur], env)
     s0 = sink.requests()
     res = measure_window(nginx, lambda: [worker.pid], args.warm, args.window)
     out = master.communicate(timeout=dur + 60)[0].decode()
@@ -150,20 +112,6 @@ def run_variant(name, scenario, nginx, sink, args, tmp):
     if names != {("GET", "/100b.txt")}:
         raise SystemExit("%s: unexpected statistics rows %s" % (name, sorted(map(str, names))))
     return res
-
-
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return "%s, %d CPUs" % (model, os.cpu_count())
-
-
-def loadavg():
-    return " ".join("%.2f" % x for x in os.getloadavg())
 
 
 def run(build, rounds=3, warm=3, window=6, tail=2):
@@ -208,21 +156,10 @@ def main():
     ap.add_argument("--tail", type=float, default=2)
     args = ap.parse_args()
 
-    version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
-                             capture_output=True, text=True).stdout.strip()
-    out = []
-    out.append("## Request listeners: the worker's CPU per request (1 user, no wait_time)")
-    out.append("")
-    out.append("`bench/listener_cost.py --rounds %d --warm %g --window %g`, %s, binaries `%s`; "
-               "%s, load average %s at the start." % (
-                   args.rounds, args.warm, args.window,
-                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), version, machine(),
-                   loadavg()))
-    out.append("")
-    out.extend(table(run(args.build, args.rounds, args.warm, args.window, args.tail)))
-    out.append("")
-    out.append("Load average at the end: %s." % loadavg())
-    print("\n".join(out))
+    print_report("## Request listeners: the worker's CPU per request (1 user, no wait_time)",
+                 "bench/listener_cost.py --rounds %d --warm %g --window %g" % (
+                     args.rounds, args.warm, args.window), args.build,
+                 lambda: table(run(args.build, args.rounds, args.warm, args.window, args.tail)))
 
 
 if __name__ == "__main__":

@@ -23,45 +23,19 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TICK = os.sysconf("SC_CLK_TCK")
+from benchlib import (ROOT, TICK, Daemons, raise_nofile, read_port, served, status_kib, wait_for,
+                      write_file)
 
 SCENARIO = """
 local acrida = require "acrida"
 acrida.user { name = "Real", wait_time = acrida.constant(0.01),
   tasks = { function(self) self.client:get("/") end } }
 """
-
-
-def wait_for(pred, timeout=120.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
-
-def read_port(path, key):
-    try:
-        with open(path) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                if k == key and v:
-                    return int(v)
-    except OSError:
-        pass
-    return None
 
 
 def cpu_s(pid):
@@ -73,20 +47,11 @@ def cpu_s(pid):
         return None
 
 
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            return int(f.read().split("VmRSS:")[1].split()[0])
-    except (OSError, IndexError):
-        return None
-
-
 def flood(port, peers, duration):
     """The fake peers (run in a child process: python3 master_flood.py --flood PORT PEERS S)."""
     import msgpack
     import zmq
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     ctx = zmq.Context(io_threads=1)
     ctx.max_sockets = peers + 64
     socks = []
@@ -139,28 +104,14 @@ def flood(port, peers, duration):
 def run_variant(build, variant, duration, peers, tmp):
     d = os.path.join(tmp, variant)
     os.makedirs(d)
-    sc = os.path.join(d, "scenario.lua")
-    with open(sc, "w") as f:
-        f.write(SCENARIO)
-    procs = []
-    logs = []
+    sc = write_file(os.path.join(d, "scenario.lua"), SCENARIO)
+    daemons = Daemons(d)
 
     def start(args, name):
-        log = open(os.path.join(d, name + ".log"), "wb")
-        out = open(os.path.join(d, name + ".out"), "wb")
-        logs.extend([log, out])
-        p = subprocess.Popen(args, stdout=out, stderr=log, cwd=d)
-        procs.append(p)
-        return p
-
-    def log_of(name):
-        with open(os.path.join(d, name + ".log"), errors="replace") as f:
-            return f.read()
+        return daemons.start(name, args, stdout=daemons.file(name + ".out"))
 
     try:
-        tpf = os.path.join(d, "target.port")
-        start([os.path.join(build, "acrida-target"), "--port", "0", "--port-file", tpf], "target")
-        tport = wait_for(lambda: read_port(tpf, "port"), what="the target's port")
+        target = daemons.target(build)
         key = []
         if variant == "keyed":
             kf = os.path.join(d, "cluster.key")
@@ -169,7 +120,7 @@ def run_variant(build, variant, duration, peers, tmp):
             key = ["--cluster-key", kf]
         pf = os.path.join(d, "master.ports")
         master = start([os.path.join(build, "acrida-master"), "-f", sc, "-H",
-                        "http://127.0.0.1:%d" % tport, "-u", "10", "-r", "100", "-t",
+                        target, "-u", "10", "-r", "100", "-t",
                         "%ds" % duration, "--headless", "--expect-workers", "2", "--json",
                         "--only-summary", "--master-bind-host", "127.0.0.1",
                         "--master-bind-port", "0", "--port-file", pf] + key, "master")
@@ -177,7 +128,7 @@ def run_variant(build, variant, duration, peers, tmp):
         for n in ("real1", "real2"):
             start([os.path.join(build, "acrida-worker"), "--master-port", str(port),
                    "--node-id", n, "--exit-on-quit"] + key, n)
-        wait_for(lambda: "Sending spawn jobs" in log_of("master"), what="the test's start")
+        wait_for(lambda: "Sending spawn jobs" in daemons.log("master"), what="the test's start")
         t0, c0 = time.monotonic(), cpu_s(master.pid)
         fl = None
         if variant != "none":
@@ -186,7 +137,7 @@ def run_variant(build, variant, duration, peers, tmp):
         peak = 0
         cpu_end = c0
         while master.poll() is None:
-            r = rss_kib(master.pid)
+            r = status_kib(master.pid, "VmRSS")
             c = cpu_s(master.pid)
             if r:
                 peak = max(peak, r)
@@ -198,33 +149,22 @@ def run_variant(build, variant, duration, peers, tmp):
                 raise RuntimeError("the master did not end its test within -t + 120 s")
         wall = time.monotonic() - t0
         fdoc = json.loads(fl.communicate(timeout=120)[0]) if fl else {"frames": 0, "names": 0}
-        with urllib.request.urlopen("http://127.0.0.1:%d/_count" % tport, timeout=60) as r:
-            served = json.load(r)["served"]
+        count = served(target)
         with open(os.path.join(d, "master.out")) as f:
             doc = json.load(f)
         rows = doc["stats"]
         real = sum(r["num_requests"] for r in rows if r["name"] == "/" and r["method"] == "GET")
         agg = sum(r["num_requests"] for r in rows if r["name"] == "Aggregated")
-        mlog = log_of("master")
+        mlog = daemons.log("master")
         missing = len(re.findall(r"Worker real\d failed to send heartbeat", mlog))
         return {"variant": variant, "rc": master.returncode, "wall_s": wall,
                 "cpu_s": cpu_end - c0, "peak_rss_kib": peak, "final_rss_kib": final,
-                "served": served, "master_real": real, "aggregated": agg, "rows": len(rows),
-                "real_missing": missing, "rps": served / wall, "fake_frames": fdoc["frames"],
+                "served": count, "master_real": real, "aggregated": agg, "rows": len(rows),
+                "real_missing": missing, "rps": count / wall, "fake_frames": fdoc["frames"],
                 "fake_names": fdoc["names"],
                 "dropped_registrations": len(re.findall(r"registration.*dropped", mlog))}
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for f in logs:
-            f.close()
+        daemons.stop()
 
 
 def run(build, duration=30, peers=2000, variants=("none", "keyless", "keyed")):

@@ -49,9 +49,9 @@ import time
 
 import msgpack
 
+from benchlib import start_web_master, wait_port
 import master_load
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 POLL_S = 2.0  # app.js POLL_MS
 LATENCY_PERIOD_S = 0.1
 DASHBOARDS = 20
@@ -421,17 +421,9 @@ def run(build, workers, entries, seconds):
 def run_in(tmp, build, workers, entries, seconds):
     rng = random.Random(20261130)
     templates = [master_load.report_template(rng, entries) for _ in range(master_load.TEMPLATES)]
-    sc = os.path.join(tmp, "s.lua")
-    with open(sc, "w") as f:
-        f.write('local acrida = require "acrida"\nacrida.user { name = "U", tasks = { function() end } }\n')
-    pf = os.path.join(tmp, "ports")
-    log_path = os.path.join(tmp, "master.log")
-    with open(log_path, "wb") as log:
-        master = subprocess.Popen([os.path.join(build, "acrida-master"), "-f", sc, "-H", "http://127.0.0.1:9",
-                                   "--web-host", "127.0.0.1", "--web-port", "0", "--master-bind-host",
-                                   "127.0.0.1", "--master-bind-port", "0", "--port-file", pf, "-L",
-                                   "WARNING", "--exit-code-on-error", "0"], stdout=subprocess.DEVNULL, stderr=log)
-    master_load.wait_port(pf, master)
+    master, pf, log_path = start_web_master(tmp, build, ["-H", "http://127.0.0.1:9",
+                                                         "--exit-code-on-error", "0"])
+    wait_port(pf, master)
     ports = dict(l.split("=") for l in open(pf).read().split())
     web_port = int(ports["web"])
     fleet = master_load.Fleet(int(ports["master"]), workers)

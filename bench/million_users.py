@@ -31,50 +31,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from benchlib import ROOT, Daemons, read_port, served, status_kib, wait_for, write_file
 
 SCENARIO = """
 local acrida = require "acrida"
 acrida.user { name = "Crowd", wait_time = acrida.between(1, 3),
   tasks = { function(self) self.client:get("/") end } }
 """
-
-
-def wait_for(pred, timeout=120.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
-
-def read_port(path, key):
-    try:
-        with open(path) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                if k == key and v:
-                    return int(v)
-    except OSError:
-        pass
-    return None
-
-
-def status_kib(pid, key):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def log_time(text, needle):
@@ -96,37 +60,22 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the finally below stops the daemons
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="million_users_")
-    procs = []
-
-    def start(name, argv):
-        log = open(os.path.join(tmp, name + ".log"), "wb")
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE if name == "master" else
-                             subprocess.DEVNULL, stderr=log, cwd=tmp)
-        procs.append(p)
-        return p
-
-    def log(name):
-        with open(os.path.join(tmp, name + ".log"), errors="replace") as f:
-            return f.read()
+    daemons = Daemons(tmp)
 
     try:
-        sc = os.path.join(tmp, "crowd.lua")
-        with open(sc, "w") as f:
-            f.write(SCENARIO)
-        tpf = os.path.join(tmp, "target.port")
-        start("target", [os.path.join(build, "acrida-target"), "--port", "0", "--port-file", tpf])
-        target = "http://127.0.0.1:%d" % wait_for(lambda: read_port(tpf, "port"), what="target")
+        sc = write_file(os.path.join(tmp, "crowd.lua"), SCENARIO)
+        target = daemons.target(build)
         mpf = os.path.join(tmp, "master.ports")
         prefix = os.path.join(tmp, "run")
-        master = start("master", [
+        master = daemons.start("master", [
             os.path.join(build, "acrida-master"), "-f", sc, "-H", target, "--headless",
             "-u", str(args.users), "-r", str(args.users), "-t", "%ds" % args.run_time,
             "--expect-workers", "1", "--json", "--only-summary", "--csv", prefix,
             "--csv-full-history", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0",
-            "--port-file", mpf])
+            "--port-file", mpf], stdout=subprocess.PIPE)
         mport = wait_for(lambda: read_port(mpf, "master"), what="master port")
-        worker = start("worker", [os.path.join(build, "acrida-worker"), "--master-port",
-                                  str(mport), "-f", sc, "--exit-on-quit"])
+        worker = daemons.start("worker", [os.path.join(build, "acrida-worker"), "--master-port",
+                                          str(mport), "-f", sc, "--exit-on-quit"])
         peak = {"hwm": 0, "rss": 0}
 
         def sample():
@@ -142,8 +91,8 @@ def main():
         worker.wait(120)
         sampler.join(5)
         doc = json.loads(out)
-        counts = json.loads(urllib.request.urlopen(target + "/_count", timeout=60).read())
-        mlog, wlog = log("master"), log("worker")
+        count = served(target)
+        mlog, wlog = daemons.log("master"), daemons.log("worker")
 
         started = log_time(mlog, "Run time limit set")
         ended = log_time(mlog, "Shutting down")
@@ -173,21 +122,14 @@ def main():
         print("counted: %d requests = %d successes + %d 'too many open files' + %d other "
               "failures; aborted at stop %d" % (agg["num_requests"], successes, nofile, other,
                                                  doc["aborted_at_stop"]))
-        print("target served: %d" % counts["served"])
-        ok = other == 0 and successes + doc["aborted_at_stop"] == counts["served"]
+        print("target served: %d" % count)
+        ok = other == 0 and successes + doc["aborted_at_stop"] == count
         print("successes + aborted at stop == served: %s" % ("yes" if ok else "NO"))
         if not ok or not first or length is None or length > args.run_time + 30:
             return 1
         return 0
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        daemons.stop()
 
 
 if __name__ == "__main__":

@@ -37,10 +37,8 @@ import tempfile
 import threading
 import time
 
-from bench import cpu_seconds
+from benchlib import HERE, ROOT, cpu_seconds, print_report
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 SCENARIO = os.path.join(HERE, "pool_bench.lua")
 
 # (label, mode, rows, short window)
@@ -135,20 +133,6 @@ def run_config(label, mode, rows, short, args, tmp):
     }
 
 
-def machine():
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return "%s, %d CPUs" % (model, os.cpu_count())
-
-
-def loadavg():
-    return " ".join("%.2f" % x for x in os.getloadavg())
-
-
 def run(build, users=100, workers=2, warm=5, window=20, queue_window=6, tail=3):
     """Runs the four configurations one after the other; returns their results (bench/bench.py
     calls this too)."""
@@ -192,24 +176,13 @@ def main():
     ap.add_argument("--tail", type=float, default=3)
     args = ap.parse_args()
 
-    version = subprocess.run([os.path.join(args.build, "acrida-master"), "--version"],
-                             capture_output=True, text=True).stdout.strip()
-    out = []
-    out.append("### Pools: round trips to the master (%d users, %d local workers, no HTTP, "
-               "no wait_time)" % (args.users, args.workers))
-    out.append("")
-    out.append("`bench/pool_bench.py --warm %g --window %g --queue-window %g`, %s, binaries `%s`; "
-               "%s, load average %s at the start." % (
-                   args.warm, args.window, args.queue_window,
-                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), version, machine(),
-                   loadavg()))
-    out.append("")
-    results = run(args.build, args.users, args.workers, args.warm, args.window, args.queue_window,
-                  args.tail)
-    out.extend(table(results, args.users, args.workers, args.warm))
-    out.append("")
-    out.append("Load average at the end: %s." % loadavg())
-    print("\n".join(out))
+    print_report("### Pools: round trips to the master (%d users, %d local workers, no HTTP, "
+                 "no wait_time)" % (args.users, args.workers),
+                 "bench/pool_bench.py --warm %g --window %g --queue-window %g" % (
+                     args.warm, args.window, args.queue_window), args.build,
+                 lambda: table(run(args.build, args.users, args.workers, args.warm, args.window,
+                                   args.queue_window, args.tail),
+                               args.users, args.workers, args.warm))
 
 
 if __name__ == "__main__":

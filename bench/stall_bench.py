@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import read_port, served
+
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ", re.M)
 
 SPIN = """
@@ -64,17 +66,6 @@ def wait_for(pred, timeout=120.0, what="condition"):
         time.sleep(0.02)
 
 
-def read_port(path, key):
-    try:
-        for line in open(path):
-            k, _, v = line.strip().partition("=")
-            if k == key and v:
-                return int(v)
-    except FileNotFoundError:
-        pass
-    return None
-
-
 class Target:
     def __init__(self, build, tmp):
         pf = os.path.join(tmp, "target.port")
@@ -84,9 +75,7 @@ class Target:
         self.url = "http://127.0.0.1:%d" % self.port
 
     def served(self):
-        import urllib.request
-        with urllib.request.urlopen(self.url + "/_count", timeout=60) as r:
-            return json.load(r)["served"]
+        return served(self.url)
 
     def stop(self):
         self.p.send_signal(signal.SIGTERM)

@@ -18,15 +18,12 @@ the count after test 2.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from benchlib import ROOT, Daemons, read_port, served, status_kib, wait_for, write_file
 
 SCENARIO = """
 local acrida = require "acrida"
@@ -35,42 +32,11 @@ acrida.user { name = "U", wait_time = acrida.constant(0.01),
 """
 
 
-def wait_for(pred, timeout=120.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
-
-def read_port(path, key):
-    try:
-        with open(path) as f:
-            for line in f:
-                k, _, v = line.strip().partition("=")
-                if k == key and v:
-                    return int(v)
-    except OSError:
-        pass
-    return None
-
-
 def http(url, method="GET", form=None):
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     with urllib.request.urlopen(req, timeout=60) as r:
         return r.read()
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def fds(pid):
@@ -85,46 +51,31 @@ def main():
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="worker_soak_")
-    procs = []
-
-    def start(name, argv):
-        log = open(os.path.join(tmp, name + ".log"), "wb")
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp)
-        procs.append(p)
-        return p
-
+    daemons = Daemons(tmp)
     status = 0
     try:
-        sc = os.path.join(tmp, "soak.lua")
-        with open(sc, "w") as f:
-            f.write(SCENARIO)
-        tpf = os.path.join(tmp, "target.port")
-        start("target", [os.path.join(build, "acrida-target"), "--port", "0", "--port-file", tpf])
-        tport = wait_for(lambda: read_port(tpf, "port"), what="the target's port")
-        target = "http://127.0.0.1:%d" % tport
+        sc = write_file(os.path.join(tmp, "soak.lua"), SCENARIO)
+        target = daemons.target(build)
         mpf = os.path.join(tmp, "master.ports")
-        start("master", [os.path.join(build, "acrida-master"), "-f", sc, "-H", target,
-                         "--web-port", "0", "--master-bind-host", "127.0.0.1",
-                         "--master-bind-port", "0", "--port-file", mpf])
+        daemons.start("master", [os.path.join(build, "acrida-master"), "-f", sc, "-H", target,
+                                 "--web-port", "0", "--master-bind-host", "127.0.0.1",
+                                 "--master-bind-port", "0", "--port-file", mpf])
         wait_for(lambda: read_port(mpf, "master") and read_port(mpf, "web"), what="master ports")
         web = "http://127.0.0.1:%d" % read_port(mpf, "web")
-        worker = start("worker", [os.path.join(build, "acrida-worker"), "--master-port",
-                                  str(read_port(mpf, "master")), "-f", sc])
+        worker = daemons.start("worker", [os.path.join(build, "acrida-worker"), "--master-port",
+                                          str(read_port(mpf, "master")), "-f", sc])
 
         def stats():
             return json.loads(http(web + "/stats/requests"))
-
-        def served():
-            return json.loads(http(target + "/_count"))["served"]
 
         wait_for(lambda: [w["state"] for w in stats()["workers"]] == ["ready"], what="the worker")
         pid = worker.pid
         rows = []
         print("test  rss_kib  fds  served")
         for i in range(1, args.tests + 1):
-            before = served()
+            before = served(target)
             http(web + "/swarm", "POST", {"user_count": args.users, "spawn_rate": args.users})
-            wait_for(lambda: stats()["state"] == "running" and served() > before + 50,
+            wait_for(lambda: stats()["state"] == "running" and served(target) > before + 50,
                      what="test %d running" % i)
             http(web + "/stop")
             wait_for(lambda: stats()["state"] == "stopped" and
@@ -133,7 +84,7 @@ def main():
             if worker.poll() is not None or worker.pid != pid:
                 print("the worker died (exit %s) after test %d" % (worker.returncode, i))
                 return 1
-            rows.append((i, rss_kib(pid), fds(pid), served()))
+            rows.append((i, status_kib(pid, "VmRSS"), fds(pid), served(target)))
             print("%4d  %7d  %3d  %d" % rows[-1], flush=True)
         half = rows[len(rows) // 2]
         last = rows[-1]
@@ -146,14 +97,7 @@ def main():
         if last[2] != rows[min(1, len(rows) - 1)][2]:
             status = 1
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        daemons.stop()
     return status
 
 
