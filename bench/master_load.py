@@ -34,6 +34,8 @@ import urllib.request
 import msgpack
 import zmq
 
+from benchlib import wait_port
+
 TICK = os.sysconf("SC_CLK_TCK")
 HIST_SUB_BITS = 6
 HIST_BUCKETS = (1 << HIST_SUB_BITS) * (36 - HIST_SUB_BITS + 1)
@@ -144,18 +146,6 @@ def cpu(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def wait_port(pf, master, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return int(dict(l.split("=") for l in open(pf).read().split())["master"])
-        except (FileNotFoundError, KeyError, ValueError):
-            if master.poll() is not None:
-                raise RuntimeError("acrida-master exited with %s before binding" % master.returncode)
-            time.sleep(0.05)
-    raise RuntimeError("acrida-master did not write its port file within %d s" % timeout)
 
 
 class Fleet:
