@@ -1,7 +1,8 @@
 /*
  * Load shapes (master/shape.h): acrida.shape / acrida.stages recorded in the master's Lua state,
  * the protected and bounded call of a shape function, and the runner that evaluates the shape
- * every second and re-targets the core.
+ * every second and re-targets the core, for a test it started or one adopted from the workers of
+ * a previous master (resumed at the run time their rejoins give).
  */
 #include "master/shape.h"
 
@@ -434,10 +435,21 @@ struct acr_shape {
     acr_shape_stage_t *stages; /* acrida.stages; NULL for a shape function */
     size_t nstages;
     uv_timer_t timer;
-    uint64_t t0;            /* uv_now at the test's start */
+    double t0;              /* run time 0 in s of uv_now (before the loop's start when resumed) */
     bool active;            /* a test driven by the shape is under way */
     acr_shape_target_t cur; /* the target applied last */
+    /* an adopted test (acr_shape_resume): */
+    bool reapply;         /* the next tick applies its target even when unchanged */
+    bool warned;          /* the adopted test has no start time: said once */
+    double origin;        /* the start (epoch s) the resumed run time counts from */
+    unsigned long joined; /* the adoption's rejoins seen (acr_core_adoption) */
 };
+
+/* uv_now in seconds. */
+static double now_s(const acr_shape_t *s)
+{
+    return (double)uv_now(s->loop) / 1000.0;
+}
 
 static void stages_free(acr_shape_stage_t *st, size_t n)
 {
@@ -485,31 +497,66 @@ static int read_stages(acr_shape_t *s, char *err, size_t errlen)
     return 0;
 }
 
-/* A test this shape did not start entered spawning: one adopted from the workers of a previous
- * master (proto/PROTOCOL.md, section 7). The shape does not drive it: the master cannot know how
- * far into the shape that test is, and guessing would move users the workers run. */
+/* An adopted test without a known start: the shape cannot drive it (the master cannot know how
+ * far into the shape it is, and guessing would move users the workers run). Said once per test;
+ * a start time a later rejoin brings still resumes it (adoption_changed). */
 static void warn_adopted(acr_shape_t *s, acr_core_t *c)
 {
     acr_core_snapshot_t snap;
+    s->warned = true;
     if (acr_core_snapshot(c, &snap) < 0) return;
-    if (snap.adopted)
-        ACR_WARN("load shape (%s): test %s was adopted from the workers of a previous master: the "
-                 "shape does not drive it (its users stay as the workers run them); stop it and "
-                 "start a new test to follow the shape",
-                 s->where, snap.test_id);
+    ACR_WARN("load shape (%s): test %s was adopted from the workers of a previous master without "
+             "its start time (workers older than this master): the shape does not drive it (its "
+             "users stay as the workers run them); stop it and start a new test to follow the "
+             "shape",
+             s->where, snap.test_id);
     acr_core_snapshot_free(&snap);
+}
+
+/* After a frame or a liveness tick: an adopted test (proto/PROTOCOL.md, section 7) resumes the
+ * shape at its run time once the rejoins gave its start; while it is resumed, a worker adopted
+ * into it later gets the target applied again at the next tick, and an earlier start moves the
+ * run time on. */
+static void adoption_changed(acr_shape_t *s, acr_core_t *c)
+{
+    acr_core_adoption_t a;
+    acr_core_adoption(c, &a);
+    if (!a.adopted) return;
+    if (s->active) {
+        if (s->origin <= 0) return; /* a test this shape started */
+        if (a.joined != s->joined) s->reapply = true;
+        s->joined = a.joined;
+        if (a.started_at > 0 && a.started_at < s->origin) {
+            s->t0 -= s->origin - a.started_at;
+            s->origin = a.started_at;
+        }
+        return;
+    }
+    if (a.started_at <= 0) {
+        if (!s->warned) warn_adopted(s, c);
+        return;
+    }
+    char err[1024];
+    s->origin = a.started_at;
+    s->joined = a.joined;
+    acr_shape_resume(s, acr_now() - a.started_at, err, sizeof err);
 }
 
 static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
 {
     acr_shape_t *s = ud;
-    if (ev->type == ACR_CORE_EV_STATE && ev->to == ACR_RUN_SPAWNING && !s->active &&
-        (ev->from == ACR_RUN_READY || ev->from == ACR_RUN_STOPPED))
-        warn_adopted(s, c);
-    if (ev->type != ACR_CORE_EV_STATE || ev->to == ACR_RUN_SPAWNING || ev->to == ACR_RUN_RUNNING)
+    if (ev->type == ACR_CORE_EV_WORKERS) {
+        adoption_changed(s, c);
         return;
+    }
+    if (ev->type != ACR_CORE_EV_STATE) return;
+    if (ev->to == ACR_RUN_SPAWNING && !s->active &&
+        (ev->from == ACR_RUN_READY || ev->from == ACR_RUN_STOPPED))
+        s->warned = false; /* a new test, maybe adopted: the next ACR_CORE_EV_WORKERS tells */
+    if (ev->to == ACR_RUN_SPAWNING || ev->to == ACR_RUN_RUNNING) return;
     uv_timer_stop(&s->timer); /* stopping, stopped: the shape's test is over */
     s->active = false;
+    s->origin = 0;
     acr_shape_target_clear(&s->cur);
 }
 
@@ -587,6 +634,7 @@ static void fail(acr_shape_t *s, const char *err, const char *tb)
     uv_timer_stop(&s->timer);
     bool was = s->active;
     s->active = false;
+    s->origin = 0;
     acr_shape_target_clear(&s->cur);
     if (was) acr_core_stop(s->core);
     if (s->on_error) s->on_error(s->ud);
@@ -629,27 +677,36 @@ static const char *classes_text(const acr_shape_target_t *t, char *buf, size_t l
     return buf;
 }
 
+/* The shape returned nil at run time @rt: the test stops as the shape says. */
+static void ended(acr_shape_t *s, double rt)
+{
+    ACR_INFO("load shape (%s): the shape ended at %.0f s: stopping the test", ACR_ESC(s->where),
+             rt);
+    uv_timer_stop(&s->timer);
+    s->active = false;
+    s->origin = 0;
+    acr_shape_target_clear(&s->cur);
+    acr_core_stop(s->core);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     acr_shape_t *s = acr_container_of(t, acr_shape_t, timer);
     char err[1024], tb[4096], names[256];
     acr_shape_target_t next;
     if (!s->active) return;
-    double rt = (double)(uv_now(s->loop) - s->t0) / 1000.0;
+    double rt = now_s(s) - s->t0;
     int rc = evaluate(s, rt, &next, err, sizeof err, tb, sizeof tb);
     if (rc < 0) {
         fail(s, err, tb);
         return;
     }
     if (rc == 0) {
-        ACR_INFO("load shape (%s): the shape ended at %.0f s: stopping the test", ACR_ESC(s->where),
-                 rt);
-        uv_timer_stop(&s->timer);
-        s->active = false;
-        acr_core_stop(s->core);
+        ended(s, rt);
         return;
     }
-    if (next.users == s->cur.users && next.rate == s->cur.rate && same_classes(&next, &s->cur)) {
+    if (!s->reapply && next.users == s->cur.users && next.rate == s->cur.rate &&
+        same_classes(&next, &s->cur)) {
         s->cur.stage = next.stage;
         acr_shape_target_clear(&next);
         return;
@@ -660,13 +717,14 @@ static void tick_cb(uv_timer_t *t)
         acr_shape_target_clear(&next);
         return;
     }
-    classes_text(&next, names, sizeof names);
+    s->reapply = false;
+    const char *cls = classes_text(&next, names, sizeof names); /* "every class" is not in names */
     if (next.stage >= 0)
         ACR_INFO("load shape: stage %ld: %ld users at %g users/s (%s)", next.stage + 1, next.users,
-                 next.rate, ACR_ESC_LONG(names));
+                 next.rate, ACR_ESC_LONG(cls));
     else
         ACR_INFO("load shape: %ld users at %g users/s (%s)", next.users, next.rate,
-                 ACR_ESC_LONG(names));
+                 ACR_ESC_LONG(cls));
     acr_shape_target_clear(&s->cur);
     s->cur = next; /* takes its classes */
 }
@@ -704,7 +762,42 @@ int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err
     acr_shape_target_clear(&s->cur);
     s->cur = first;
     s->active = true;
-    s->t0 = uv_now(s->loop);
+    s->reapply = false;
+    s->origin = 0;
+    s->t0 = now_s(s);
+    uv_timer_start(&s->timer, tick_cb, ACR_SHAPE_TICK_MS, ACR_SHAPE_TICK_MS);
+    return 0;
+}
+
+int acr_shape_resume(acr_shape_t *s, double run_time, char *err, size_t errlen)
+{
+    char tb[4096], names[256];
+    acr_shape_target_t now;
+    if (s->active) {
+        snprintf(err, errlen, "a test driven by the load shape is under way");
+        return -EBUSY;
+    }
+    if (!(run_time > 0)) run_time = 0; /* a start a little ahead of this clock: its beginning */
+    s->active = true;                  /* a failure or the end stops the adopted test */
+    s->t0 = now_s(s) - run_time;
+    int rc = evaluate(s, run_time, &now, err, errlen, tb, sizeof tb);
+    if (rc < 0) {
+        fail(s, err, tb);
+        return -EINVAL;
+    }
+    if (rc == 0) {
+        ended(s, run_time);
+        return 1;
+    }
+    char stage[32] = "";
+    if (now.stage >= 0) snprintf(stage, sizeof stage, "stage %ld: ", now.stage + 1);
+    ACR_INFO("load shape (%s) resumes the adopted test at run time %.1f s: %s%ld users at %g "
+             "users/s (%s), applied at the next tick",
+             ACR_ESC(s->where), run_time, stage, now.users, now.rate,
+             ACR_ESC_LONG(classes_text(&now, names, sizeof names)));
+    acr_shape_target_clear(&s->cur);
+    s->cur = now;      /* takes its classes */
+    s->reapply = true; /* what the workers run is not the shape's yet: applied at the next tick */
     uv_timer_start(&s->timer, tick_cb, ACR_SHAPE_TICK_MS, ACR_SHAPE_TICK_MS);
     return 0;
 }

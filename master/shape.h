@@ -13,6 +13,12 @@
  * blocks. nil stops the test; an error or a bad value stops it too, is logged and becomes an
  * exception row (node "master"), and the run's exit code is non-zero.
  *
+ * A test adopted from the workers of a previous master (proto/PROTOCOL.md, section 7) resumes the
+ * shape where it was: the runner learns of the adoption from the core's events and, when the
+ * rejoins gave the test's start (the earliest plausible `started_at`, acr_core_adoption), drives it
+ * from run time = now - that start (acr_shape_resume); without a start time it warns and leaves
+ * the workers' users as they are.
+ *
  * Error convention: 0 or a negative errno; the reason in a caller buffer.
  */
 #ifndef ACR_MASTER_SHAPE_H
@@ -114,6 +120,16 @@ const char *acr_shape_where(const acr_shape_t *s);
  * on_error callback) or the core's negative errno from acr_core_start.
  */
 int acr_shape_start(acr_shape_t *s, const char *host, double run_time, char *err, size_t errlen);
+/**
+ * Drives the test under way, adopted from the workers of a previous master, from @run_time seconds
+ * into the shape (< 0 counts as 0): evaluates the shape there and applies that target at the next
+ * tick (ACR_SHAPE_TICK_MS later, when the adoption's other workers have rejoined) whatever the
+ * workers run, then every tick as for a test it started. The runner calls it itself when the core
+ * adopts a test with a known start. Returns 0; 1 when the shape had ended at @run_time (the test
+ * is stopped); -EINVAL when it failed (as acr_shape_start: the test is stopped); -EBUSY when a
+ * test driven by the shape is under way already.
+ */
+int acr_shape_resume(acr_shape_t *s, double run_time, char *err, size_t errlen);
 /** Whether a test driven by the shape is under way (false for NULL). */
 bool acr_shape_active(const acr_shape_t *s);
 /** The target applied last while a test driven by the shape is under way: true and the values

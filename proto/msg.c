@@ -395,6 +395,26 @@ static int decode_rejoin(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m
     if ((r = get_tag_list(d, data, "", "exclude_tags", &m->exclude_tags)) < 0) return r;
     if ((r = acr__get_i64(d, data, "last_seq", ACR__REQ, &m->seq)) < 0) return r;
     if (m->seq < 0) return acr__dec_fail(d, "'last_seq' is negative");
+    if ((r = acr__get_num(d, data, "started_at", ACR__NIL_OK, &m->started_at)) < 0) return r;
+    if (r == 1 && !(m->started_at > 0)) /* NaN and the infinities are not numbers here */
+        return acr__dec_fail(d, "'started_at' is not an epoch time > 0");
+    return 0;
+}
+
+int acr_msg_check_started_at(double started_at, double now, char *err, size_t errlen)
+{
+    if (started_at > now + ACR_MSG_CLOCK_SKEW_S) {
+        snprintf(err, errlen,
+                 "'started_at' is %.0f s in the future of this host's clock (more than %.0f s: "
+                 "clock skew?)",
+                 started_at - now, ACR_MSG_CLOCK_SKEW_S);
+        return -ERANGE;
+    }
+    if (!(now - started_at <= ACR_MSG_MAX_TEST_AGE_S)) {
+        snprintf(err, errlen, "'started_at' is %.0f days old (more than %.0f)",
+                 (now - started_at) / 86400.0, ACR_MSG_MAX_TEST_AGE_S / 86400.0);
+        return -ERANGE;
+    }
     return 0;
 }
 

@@ -149,6 +149,9 @@ typedef struct acr_msg {
     /* acrida_rejoin: also state ("spawning" | "running" | "stopped"), classes, user_count, host,
      * stop_timeout, tags, exclude_tags and seq (last_seq: the last acrida_seq the worker sent) */
     char *scenario_sha256; /**< ACR_MSG_SHA256_HEX lowercase hex */
+    /** acrida_rejoin: epoch s of the test's first spawn on the worker (finite, > 0); 0 when
+     *  absent or nil (an older worker). Whether it is plausible is acr_msg_check_started_at's. */
+    double started_at;
     /* spawn */
     double timestamp;
     char *host;          /**< NULL when nil */
@@ -291,10 +294,24 @@ typedef struct acr_msg_rejoin {
     double stop_timeout;                           /**< < 0: nil */
     const char *const *tags, *const *exclude_tags; /**< NULL-terminated; NULL or empty: nil */
     int64_t last_seq;                              /**< >= 0: the last acrida_seq sent */
+    double started_at; /**< epoch s of the test's first spawn here; <= 0: nil (unknown) */
 } acr_msg_rejoin_t;
 
 /** acrida_rejoin: -EINVAL when a field is out of its range (as the decoder would refuse it). */
 int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *node_id);
+
+/** How far in the future (receiver's clock) a rejoin's started_at may be: the clocks of a master
+ *  and its workers may differ by this much. */
+#define ACR_MSG_CLOCK_SKEW_S 60.0
+/** How old a rejoin's started_at may be: a test older than this is not believed (400 days). */
+#define ACR_MSG_MAX_TEST_AGE_S (400.0 * 86400.0)
+
+/**
+ * Whether a decoded acrida_rejoin's @started_at (> 0) is plausible at @now (the receiver's epoch
+ * s): at most ACR_MSG_CLOCK_SKEW_S in the future and at most ACR_MSG_MAX_TEST_AGE_S old. Returns 0,
+ * or -ERANGE with the reason in @err ("'started_at' is 3600 s in the future (clock skew?)").
+ */
+int acr_msg_check_started_at(double started_at, double now, char *err, size_t errlen);
 
 /** Whether @s is exactly @n lowercase hex characters. */
 bool acr_msg_is_hex(const char *s, size_t n);

@@ -6,6 +6,7 @@
 #include "proto/msg_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -242,14 +243,15 @@ static bool rejoin_valid(const acr_msg_rejoin_t *r)
            (!strcmp(r->state, "spawning") || !strcmp(r->state, "running") ||
             !strcmp(r->state, "stopped")) &&
            r->user_count >= 0 && r->last_seq >= 0 &&
-           acr_msg_is_hex(r->scenario_sha256, ACR_MSG_SHA256_HEX);
+           acr_msg_is_hex(r->scenario_sha256, ACR_MSG_SHA256_HEX) &&
+           (r->started_at <= 0 || isfinite(r->started_at)); /* NaN and +inf are neither */
 }
 
 int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *node_id)
 {
     if (!rejoin_valid(r)) return -EINVAL;
     ENC_BEGIN("acrida_rejoin");
-    PACK_OR_FAIL(msgpack_pack_map(pk, 10));
+    PACK_OR_FAIL(msgpack_pack_map(pk, 11));
     PACK_OR_FAIL(acr__pack_str(pk, "test_id"));
     PACK_OR_FAIL(acr__pack_str(pk, r->test_id));
     PACK_OR_FAIL(acr__pack_str(pk, "state"));
@@ -271,6 +273,8 @@ int acr_msg_encode_rejoin(acr_buf_t *b, const acr_msg_rejoin_t *r, const char *n
     PACK_OR_FAIL(pack_tag_list(pk, r->exclude_tags));
     PACK_OR_FAIL(acr__pack_str(pk, "last_seq"));
     PACK_OR_FAIL(msgpack_pack_int64(pk, r->last_seq));
+    PACK_OR_FAIL(acr__pack_str(pk, "started_at"));
+    PACK_OR_FAIL(r->started_at > 0 ? msgpack_pack_double(pk, r->started_at) : msgpack_pack_nil(pk));
     ENC_END();
 }
 

@@ -106,7 +106,9 @@ typedef struct worker {
     acr_stats_t *cum;    /**< every delta of the active test, for a re-registration */
     bool rejoin_pending; /**< a new master acked while the users were stopping */
     bool quit_stop;      /**< the users stop because the master quit: final report anyway */
-    char test_id[ACR_MSG_ID_HEX + 1];  /**< the spawns' acrida_test_id ("" none) */
+    char test_id[ACR_MSG_ID_HEX + 1]; /**< the spawns' acrida_test_id ("" none) */
+    /** epoch s of the first spawn of test_id here (0: none), sent in a rejoin */
+    double test_started_at;
     char instance[ACR_MSG_ID_HEX + 1]; /**< the instance of the master last acked */
     unsigned ready_tries;
     uint64_t ready_delay_ms;
@@ -610,7 +612,8 @@ static void send_rejoin(worker_t *w, const char *state)
                           .stop_timeout = w->stop_timeout,
                           .tags = (const char *const *)w->tags,
                           .exclude_tags = (const char *const *)w->exclude_tags,
-                          .last_seq = w->seq};
+                          .last_seq = w->seq,
+                          .started_at = w->test_started_at};
     bool stopped = strcmp(state, "stopped") == 0;
     acr_buf_reset(&w->out);
     int rc = acr_msg_encode_rejoin(&w->out, &r, w->node_id);
@@ -1036,6 +1039,7 @@ static void start_test(worker_t *w, const char *test_id)
     acr_stats_clear(w->stats, acr_now());
     end_test(w);
     w->test_active = true;
+    w->test_started_at = acr_now(); /* a new master resumes a load shape from it (acrida_rejoin) */
     snprintf(w->test_id, sizeof w->test_id, "%s", test_id);
 }
 

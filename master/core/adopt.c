@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -181,13 +182,33 @@ static int seed(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
     return rc;
 }
 
-/* A spawning/running rejoin accepted: @w's users become part of the adopted test. */
+/* @msg's started_at when it is plausible on this master's clock (proto/msg.h), else 0: unknown
+ * (an implausible one is ignored with a warning, the test is adopted all the same). */
+static double start_time(const acr_mworker_t *w, const acr_msg_t *msg)
+{
+    char err[200];
+    if (msg->started_at <= 0) return 0;
+    if (acr_msg_check_started_at(msg->started_at, acr_now(), err, sizeof err) == 0)
+        return msg->started_at;
+    ACR_WARN("worker %s rejoined with test '%s': %s; its start time is ignored", ACR_ESC(w->id),
+             ACR_ESC(msg->test_id ? msg->test_id : ""), err);
+    return 0;
+}
+
+/* A spawning/running rejoin accepted: @w's users become part of the adopted test. The test's start
+ * is the earliest plausible started_at of its rejoins (a worker that joined the test late has a
+ * later first spawn). */
 static void adopt_worker(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg, bool first)
 {
     acr_run_t *r = &c->run;
-    if (first && acr__run_adopt_begin(c, msg->test_id, msg->host,
-                                      r->adopted && strcmp(r->test_id, msg->test_id) == 0) < 0)
+    double started = start_time(w, msg);
+    if (first &&
+        acr__run_adopt_begin(c, msg->test_id, msg->host,
+                             r->adopted && strcmp(r->test_id, msg->test_id) == 0, started) < 0)
         return;
+    if (started > 0 && (r->adopt_started_at <= 0 || started < r->adopt_started_at))
+        r->adopt_started_at = started;
+    r->adopt_joined++;
     if (seed(c, w, msg) < 0) {
         ACR_ERROR("out of memory adopting worker %s", ACR_ESC(w->id));
         return;
@@ -202,8 +223,11 @@ static void adopt_worker(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg, 
     w->cumulative_ok = true;
     w->gap_open = true; /* it owes reports until its final one */
     r->target_users = acr_dispatch_user_count(r->dispatch);
-    ACR_INFO("adopted test %s from %zu workers (%ld users)", ACR_ESC(r->test_id),
-             acr_dispatch_nworkers(r->dispatch), r->target_users);
+    char since[64] = "";
+    if (r->adopt_started_at > 0)
+        snprintf(since, sizeof since, ", started %.1f s ago", acr_now() - r->adopt_started_at);
+    ACR_INFO("adopted test %s from %zu workers (%ld users)%s", ACR_ESC(r->test_id),
+             acr_dispatch_nworkers(r->dispatch), r->target_users, since);
     if (!first) return;
     /* the other registered workers have no part in it yet: they join after the grace unless
      * their own rejoin comes first */
@@ -296,4 +320,13 @@ void acr__adopt_on_rejoin(acr_core_t *c, acr_mworker_t *w, const acr_msg_t *msg)
         return;
     }
     adopt_worker(c, w, msg, false);
+}
+
+void acr_core_adoption(const acr_core_t *c, acr_core_adoption_t *out)
+{
+    const acr_run_t *r = &c->run;
+    bool on = r->adopted && (r->state == ACR_RUN_SPAWNING || r->state == ACR_RUN_RUNNING);
+    *out = (acr_core_adoption_t){.adopted = on,
+                                 .started_at = on ? r->adopt_started_at : 0,
+                                 .joined = on ? r->adopt_joined : 0};
 }

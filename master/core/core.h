@@ -209,6 +209,15 @@ size_t acr_core_live_workers(const acr_core_t *c);
 /** How many workers reported that the scenario failed to load on them (acrida_scenario_loaded
  *  with an error) since the master started (registry.c). */
 size_t acr_core_load_failures(const acr_core_t *c);
+/** The adoption of the test under way (proto/PROTOCOL.md, "On acrida_rejoin"), without the copies
+ *  a snapshot makes: what a load shape needs to resume it (master/shape.h). */
+typedef struct acr_core_adoption {
+    bool adopted;      /**< a test adopted from rejoining workers is spawning or running */
+    double started_at; /**< its earliest plausible start its rejoins gave (epoch s); 0 = unknown */
+    unsigned long joined; /**< rejoins adopted into it so far (grows as workers join it) */
+} acr_core_adoption_t;
+/** Fills *@out; all zero when no adopted test is spawning or running (adopt.c). */
+void acr_core_adoption(const acr_core_t *c, acr_core_adoption_t *out);
 /** Fills *@out (see acr_core_snapshot_t). Returns 0, or -ENOMEM when the worker and lost lists
  *  could not be copied (they are then empty; the other fields are set). */
 int acr_core_snapshot(acr_core_t *c, acr_core_snapshot_t *out);

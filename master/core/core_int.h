@@ -112,6 +112,10 @@ typedef struct acr_run {
     double test_start_mono;
     char test_id[ACR_TEST_ID_LEN + 1]; /**< 32 hex, new at every start; "" before */
     bool adopted;                      /**< the test was adopted from rejoining workers */
+    /** an adopted test's start: the earliest plausible started_at (epoch s) of the rejoins
+     *  adopted into it, 0 = none said; and how many rejoins were adopted into it (adopt.c) */
+    double adopt_started_at;
+    unsigned long adopt_joined;
     bool quiet_ramp_done;   /**< the ramp is an adoption's: no acrida_spawning_complete */
     double no_worker_since; /**< monotonic s the ramp found no live worker; 0 = has */
     uv_timer_t ramp_timer, settle_timer, stop_timer, runtime_timer;
@@ -217,9 +221,12 @@ bool acr__run_active(const acr_core_t *c);
 int acr__run_start(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);
 /** Adoption: a test @test_id taken over from rejoining workers, with no users placed yet (seed them
  *  with acr_dispatch_adopt, then acr__run_check): spawning until their reports settle, the
- *  run-time limit from now. @keep_stats: the stats already shown are this test's. Returns 0,
- *  -EBUSY while a test is under way, -ENOMEM. */
-int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats);
+ *  run-time limit from now. @keep_stats: the stats already shown are this test's. @started_at:
+ *  the test's start as the first rejoin gave it (epoch s; 0 unknown), set before the state event
+ *  so that its subscribers (a load shape, master/shape.h) see it. Returns 0, -EBUSY while a test
+ *  is under way, -ENOMEM. */
+int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats,
+                         double started_at);
 /** A new ramp of the test under way, restricted to @classes (checked names; NULL or n 0: the
  *  classes of the ramp before): see acr_core_edit. */
 int acr__run_edit(acr_core_t *c, long users, double rate, const char *const *classes, size_t n);

@@ -179,6 +179,8 @@ static void ramp(acr_core_t *c, long users, double rate, bool fresh)
         r->test_start = acr_now();
         r->test_start_mono = acr_mono_s();
         r->adopted = false;
+        r->adopt_started_at = 0;
+        r->adopt_joined = 0;
         acr__random_hex_id(r->test_id);
         for (size_t i = 0; i < c->reg.nworkers; i++)
             c->reg.workers[i]->spawns_sent = c->reg.workers[i]->spawns_done = 0;
@@ -244,7 +246,8 @@ int acr__run_start(acr_core_t *c, long users, double rate, const char *const *cl
     return 0;
 }
 
-int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats)
+int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, bool keep_stats,
+                         double started_at)
 {
     acr_run_t *r = &c->run;
     if (acr__run_active(c)) return -EBUSY;
@@ -266,6 +269,8 @@ int acr__run_adopt_begin(acr_core_t *c, const char *test_id, const char *host, b
     r->test_start_mono = acr_mono_s();
     snprintf(r->test_id, sizeof r->test_id, "%s", test_id);
     r->adopted = true;
+    r->adopt_started_at = started_at > 0 ? started_at : 0;
+    r->adopt_joined = 0;
     r->target_users = 0;
     r->spawn_rate = c->cfg.adopt_rate > 0 ? c->cfg.adopt_rate : 1;
     for (size_t i = 0; i < c->reg.nworkers; i++)

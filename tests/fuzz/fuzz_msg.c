@@ -42,11 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               .stop_timeout = m.stop_timeout,
                               .tags = (const char *const *)m.tags,
                               .exclude_tags = (const char *const *)m.exclude_tags,
-                              .last_seq = m.seq};
+                              .last_seq = m.seq,
+                              .started_at = m.started_at};
         acr_buf_t b = {0};
         if (acr_msg_encode_rejoin(&b, &r, m.node_id) != 0) abort();
         acr_msg_t again;
         if (acr_msg_decode(b.data, b.len, &again, err, sizeof(err)) != 0) abort();
+        if (again.started_at != m.started_at) abort();
         acr_msg_free(&again);
         acr_buf_free(&b);
     }

@@ -3,6 +3,9 @@ peer that never registered are dropped and answered with `reconnect`; a worker t
 with a test it runs (acrida_rejoin + its cumulative report) is adopted without a spawn, the test
 shows running over the HTTP API, /stop stops it, and the totals are the workers' since the start.
 The fake worker is pyzmq + msgpack; the end-to-end tests run real workers and SIGKILL the master.
+A load shape (acrida.stages) resumes on the adopted test at the run time the workers' rejoins give
+(their `started_at`): the next stage comes and the test ends when the stages do, on the clock of
+the killed master's start.
 """
 import hashlib
 import os
@@ -251,6 +254,74 @@ def test_master_after_the_timeout_shows_the_stopped_test(tmp_path, target):
                                 aggregated(d)["num_requests"] == target.counts()["served"]
                                 else None)(m2.stats()), what="the stopped test with its stats")
         assert doc["test_id"] == first["test_id"] and doc["adopted"], doc
+    finally:
+        for w in workers:
+            w.stop()
+        if m2:
+            m2.stop()
+        _kill(m1)
+
+
+STAGES = SCENARIO + """
+acrida.stages {
+  { duration = 20, users = 2, spawn_rate = 100 },
+  { duration = 40, users = 4, spawn_rate = 100 },
+}
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
+                    reason="the worker side of the master restart is not in this build")
+def test_load_shape_resumes_after_master_sigkill(tmp_path, target):
+    sc = write_scenario(tmp_path, STAGES)
+    port = free_port()
+    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
+    workers = [Worker(tmp_path, port, "worker%d" % i) for i in range(2)]
+    m2 = None
+    try:
+        wait_for(lambda: sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2,
+                 what="2 workers")
+        assert m1.http("/swarm", {"host": target.url})[0] == 200
+        first = m1.wait_state("running")
+        wait_for(lambda: m1.stats()["user_count"] == 2, what="stage 1's 2 users")
+        t_start = log_time(m1.log(), "starts the test: stage 1: 2 users")
+        assert t_start is not None, m1.log()[-3000:]
+        _kill(m1)  # during stage 1 (the new master's log says at which run time)
+        assert "stage 2" not in m1.log(), m1.log()[-3000:]
+        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        resumed = re.compile(r"resumes the adopted test at run time ([0-9.]+) s: stage (\d+): "
+                             r"(\d+) users")
+        mt = wait_for(lambda: resumed.search(m2.log()) or (not m2.alive() and _died(m2)),
+                      what="the shape resumed on the adopted test")
+        assert "adopted test %s from" % first["test_id"] in m2.log(), m2.log()[-3000:]
+        run_time, stage, users = float(mt.group(1)), int(mt.group(2)), int(mt.group(3))
+        assert (stage, users) == (1, 2) and 0 < run_time < 20, mt.group(0)
+        t_resume = log_time(m2.log(), "resumes the adopted test")
+        # the run time it resumed at is the time since the test's start on m1 (the workers' first
+        # spawn came just after m1's log line)
+        assert -0.5 <= (t_resume - t_start) - run_time <= 1.5, (t_resume, t_start, run_time)
+        # stage 2 at run time 20 s of the original start, through the same re-targeting as a
+        # running shape test (its log line; the user count and /stats/requests' "shape")
+        def at_stage2():
+            d = m2.stats()
+            return d if d["user_count"] == 4 and d["shape"] == {"users": 4, "spawn_rate": 100,
+                                                                 "stage": 2} else None
+        doc = wait_for(lambda: at_stage2() or (not m2.alive() and _died(m2)), what="stage 2")
+        assert doc["test_id"] == first["test_id"] and doc["adopted"], doc
+        t_stage2 = log_time(m2.log(), "load shape: stage 2: 4 users")
+        assert t_stage2 is not None, m2.log()[-3000:]
+        # a tick is 1 s; the workers' first spawn came after m1's line
+        assert 19.5 <= t_stage2 - t_start <= 24.0, (t_stage2 - t_start, m2.log()[-3000:])
+        # the test stops when the stages end (at 40 s), as it would have on m1
+        doc = m2.wait_state("stopped")
+        assert doc["test_id"] == first["test_id"], doc
+        ended = re.search(r"the shape ended at (\d+) s: stopping the test", m2.log())
+        assert ended and 40 <= int(ended.group(1)) <= 42, m2.log()[-3000:]
+        t_end = log_time(m2.log(), "the shape ended at")
+        assert 39.5 <= t_end - t_start <= 44.0, (t_end - t_start, m2.log()[-3000:])
+        print("measured: resumed at run time %.1f s (%.2f s after m1's start line); stage 2 "
+              "applied %.2f s and the end %.2f s after it" % (run_time, t_resume - t_start,
+                                                              t_stage2 - t_start, t_end - t_start))
     finally:
         for w in workers:
             w.stop()

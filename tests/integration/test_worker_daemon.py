@@ -181,9 +181,9 @@ def test_killed_master_stops_the_load_and_the_next_master_gets_the_results(tmp_p
 
 def test_restarted_master_gets_the_running_test_without_double_counting(tmp_path, target):
     """A master (fake, instance A) starts a test and vanishes before the worker's timeout; the
-    next one (instance B) gets acrida_rejoin "running" and the cumulative report; the deltas
-    continue after it and the sum equals what the target served. A reconnect from the same
-    instance re-registers without a rejoin."""
+    next one (instance B) gets acrida_rejoin "running" (started_at: when the first spawn came)
+    and the cumulative report; the deltas continue after it and the sum equals what the target
+    served. A reconnect from the same instance re-registers without a rejoin."""
     sc = write_scenario(tmp_path, OK)
     port = free_port()
     fm = FakeMaster(port)
@@ -192,10 +192,12 @@ def test_restarted_master_gets_the_running_test_without_double_counting(tmp_path
     try:
         ident, _ = fm.recv("client_ready")
         fm.ack(ident, INSTANCE_A)
+        t_spawn = time.time()
         fm.send(ident, "spawn", {"timestamp": time.time(), "user_classes_count": {"U": 3},
                                  "host": target.url, "stop_timeout": None, "parsed_options": {},
                                  "acrida_test_id": TEST_ID})
         fm.recv("spawning_complete")
+        t_spawned = time.time()
         fm.recv("stats")
         # the same master asks for a reconnect: client_ready, ack, and no rejoin
         fm.send(ident, "reconnect", None)
@@ -217,6 +219,9 @@ def test_restarted_master_gets_the_running_test_without_double_counting(tmp_path
         r = rejoin[1]
         assert r["state"] == "running" and r["user_count"] == 3, r
         assert r["user_classes_count"] == {"U": 3} and r["test_id"] == TEST_ID, r
+        # when the test's first spawn came (a load shape resumes from it): between the spawn sent
+        # and its spawning_complete, on this host's clock
+        assert t_spawn <= r["started_at"] <= t_spawned, (t_spawn, r["started_at"], t_spawned)
         _, cum = fm.recv("stats")
         assert cum[1]["acrida_cumulative"] is True and cum[1]["acrida_final"] is False
         assert cum[1]["acrida_seq"] == r["last_seq"] + 1

@@ -5,8 +5,8 @@
  * silent worker goes missing and its users move, a worker joining a run gets its share after the
  * grace, and the rejoins of a restarted master's workers: adoption without moving a user, a
  * second worker joining the adopted test, the cumulative baseline, refusals (another test,
- * another scenario, the master's own test), a stopped test shown stopped, and /stop of an adopted
- * test.
+ * another scenario, the master's own test), a stopped test shown stopped, /stop of an adopted
+ * test, and the adopted test's start time (the earliest plausible started_at).
  */
 #include "master/core/core_int.h"
 
@@ -105,9 +105,11 @@ static int teardown(void **state)
 static const char *const TEST_A = "0123456789abcdef0123456789abcdef";
 static const char *const TEST_B = "fedcba9876543210fedcba9876543210";
 
-/* acrida_rejoin from @id: @readers + @writers users of @test in @state, last report @last_seq. */
-static void rejoin(fixture_t *f, const char *id, const char *test, const char *state, int readers,
-                   int writers, int64_t last_seq, const char *sha)
+/* acrida_rejoin from @id: @readers + @writers users of @test in @state, last report @last_seq,
+ * the test's first spawn there at @started_at (epoch s; 0: unknown, nil). */
+static void rejoin_at(fixture_t *f, const char *id, const char *test, const char *state,
+                      int readers, int writers, int64_t last_seq, const char *sha,
+                      double started_at)
 {
     acr_class_count_t cc[2] = {{(char *)"Reader", readers}, {(char *)"Writer", writers}};
     acr_msg_rejoin_t r = {
@@ -119,10 +121,17 @@ static void rejoin(fixture_t *f, const char *id, const char *test, const char *s
         .scenario_sha256 = sha ? sha : f->c->scenario_sha256,
         .stop_timeout = -1,
         .last_seq = last_seq,
+        .started_at = started_at,
     };
     acr_buf_reset(&f->b);
     assert_int_equal(acr_msg_encode_rejoin(&f->b, &r, id), 0);
     ucore_feed(f->c, &f->b, id);
+}
+
+static void rejoin(fixture_t *f, const char *id, const char *test, const char *state, int readers,
+                   int writers, int64_t last_seq, const char *sha)
+{
+    rejoin_at(f, id, test, state, readers, writers, last_seq, sha, 0);
 }
 
 /* A report of @requests GET / from @id: a delta, or the cumulative one after a rejoin. */
@@ -368,6 +377,39 @@ static void test_rejoin_stopped(void **state)
     assert_false(f->c->run.adopted);
 }
 
+/* The adopted test's start (what a load shape resumes from, master/shape.h): the earliest
+ * plausible started_at of its rejoins; one in the future beyond the skew is ignored (the worker
+ * is adopted all the same); none known is 0; a test the master starts has none. */
+static void test_adopt_start_time(void **state)
+{
+    fixture_t *f = *state;
+    acr_core_adoption_t a;
+    acr_core_adoption(f->c, &a);
+    assert_false(a.adopted);
+    const char *ids[] = {"h1_a", "h2_b", "h3_c", "h4_d"};
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(ids); i++) ucore_worker_ready(f->c, &f->b, ids[i]);
+    double now = acr_now();
+    rejoin_at(f, "h1_a", TEST_A, "running", 1, 0, 4, NULL, 0); /* an older worker: unknown */
+    acr_core_adoption(f->c, &a);
+    assert_true(a.adopted);
+    assert_true(a.started_at == 0);
+    assert_int_equal(a.joined, 1);
+    rejoin_at(f, "h2_b", TEST_A, "running", 1, 0, 4, NULL, now - 10);
+    acr_core_adoption(f->c, &a);
+    assert_true(a.started_at == now - 10);
+    rejoin_at(f, "h3_c", TEST_A, "running", 0, 1, 4, NULL, now - 30);   /* earlier: taken */
+    rejoin_at(f, "h4_d", TEST_A, "running", 0, 1, 4, NULL, now + 3600); /* skewed: ignored */
+    acr_core_adoption(f->c, &a);
+    assert_true(a.started_at == now - 30);
+    assert_int_equal(a.joined, 4);
+    assert_false(acr__registry_find(f->c, "h4_d")->refused);
+    assert_int_equal(acr_dispatch_user_count(f->c->run.dispatch), 4);
+    assert_int_equal(acr_core_stop(f->c), 0);
+    acr_core_adoption(f->c, &a); /* stopping: nothing to resume */
+    assert_false(a.adopted);
+    assert_true(a.started_at == 0);
+}
+
 static void test_cumulative_without_rejoin_dropped(void **state)
 {
     fixture_t *f = *state;
@@ -402,6 +444,7 @@ int main(void)
         CORE_TEST(test_rejoin_refused_during_own_test),
         CORE_TEST(test_rejoin_stopped),
         CORE_TEST(test_cumulative_without_rejoin_dropped),
+        CORE_TEST(test_adopt_start_time),
     };
     for (size_t i = 0; i < ACR_ARRAY_SIZE(core); i++) tests[n++] = core[i];
     return _cmocka_run_group_tests("test_core_adopt", tests, n, NULL, NULL);

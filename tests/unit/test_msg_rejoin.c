@@ -1,7 +1,8 @@
 /*
  * Unit tests of proto/msg's re-registration fields (#10, proto/PROTOCOL.md): the master instance
- * in ack.acrida, spawn's acrida_test_id, the acrida_rejoin message and the cumulative stats
- * report: round trips, what is optional, and hostile frames refused with a reason naming the field.
+ * in ack.acrida, spawn's acrida_test_id, the acrida_rejoin message (its started_at and the check of
+ * its plausibility included) and the cumulative stats report: round trips, what is optional, and
+ * hostile frames refused with a reason naming the field.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include "proto/msg.h"
 
 #include <errno.h>
+#include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,7 +190,8 @@ static void test_rejoin_roundtrip(void **state)
                           .stop_timeout = 2.5,
                           .tags = tags,
                           .exclude_tags = excl,
-                          .last_seq = 17};
+                          .last_seq = 17,
+                          .started_at = 1764547200.25};
     acr_buf_t b = {0};
     acr_msg_t m;
 
@@ -211,6 +214,7 @@ static void test_rejoin_roundtrip(void **state)
     assert_null(m.tags[1]);
     assert_string_equal(m.exclude_tags[1], "x");
     assert_int_equal(m.seq, 17);
+    assert_true(m.started_at == 1764547200.25);
     acr_msg_free(&m);
 
     /* the optional fields nil, an empty test id (a spawn without one), state stopped */
@@ -231,6 +235,7 @@ static void test_rejoin_roundtrip(void **state)
     assert_null(m.tags);
     assert_null(m.exclude_tags);
     assert_int_equal(m.seq, 0);
+    assert_true(m.started_at == 0); /* 0 is sent as nil: unknown */
     acr_msg_free(&m);
 
     /* the encoder refuses out-of-range fields */
@@ -243,15 +248,20 @@ static void test_rejoin_roundtrip(void **state)
     r2.scenario_sha256 = SHA;
     r2.last_seq = -1;
     assert_int_equal(acr_msg_encode_rejoin(&b, &r2, NODE), -EINVAL);
+    r2.last_seq = 0;
+    r2.started_at = NAN;
+    assert_int_equal(acr_msg_encode_rejoin(&b, &r2, NODE), -EINVAL);
+    r2.started_at = INFINITY;
+    assert_int_equal(acr_msg_encode_rejoin(&b, &r2, NODE), -EINVAL);
     assert_int_equal(b.len, 0);
     acr_buf_free(&b);
 }
 
-/* A rejoin frame whose field @bad_key is replaced by a str/int/nil value (or dropped). */
-enum { V_DROP, V_STR, V_INT, V_NIL };
+/* A rejoin frame whose field @bad_key is replaced by a str/int/nil/float value (or dropped). */
+enum { V_DROP, V_STR, V_INT, V_NIL, V_DBL };
 
 static void rejoin_frame(msgpack_sbuffer *sb, const char *bad_key, int kind, const char *s,
-                         int64_t i)
+                         int64_t i, double f)
 {
     static const char *const keys[] = {"test_id",    "state",           "user_classes_count",
                                        "user_count", "scenario_sha256", "last_seq"};
@@ -274,6 +284,8 @@ static void rejoin_frame(msgpack_sbuffer *sb, const char *bad_key, int kind, con
                 pack_s(&pk, s);
             else if (kind == V_INT)
                 msgpack_pack_int64(&pk, i);
+            else if (kind == V_DBL)
+                msgpack_pack_double(&pk, f);
             else
                 msgpack_pack_nil(&pk);
             continue;
@@ -324,7 +336,7 @@ static void test_rejoin_refused(void **state)
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         msgpack_sbuffer sb;
-        rejoin_frame(&sb, cases[c].key, cases[c].kind, cases[c].s, cases[c].i);
+        rejoin_frame(&sb, cases[c].key, cases[c].kind, cases[c].s, cases[c].i, 0);
         expect_refused(&sb, cases[c].reason);
         msgpack_sbuffer_destroy(&sb);
     }
@@ -332,7 +344,7 @@ static void test_rejoin_refused(void **state)
     msgpack_sbuffer sb;
     acr_msg_t m;
     char err[256];
-    rejoin_frame(&sb, "host", V_NIL, NULL, 0);
+    rejoin_frame(&sb, "host", V_NIL, NULL, 0, 0);
     assert_int_equal(acr_msg_decode(sb.data, sb.size, &m, err, sizeof err), 0);
     assert_null(m.host);
     acr_msg_free(&m);
@@ -347,6 +359,69 @@ static void test_rejoin_refused(void **state)
     pack_s(&pk, NODE);
     expect_refused(&sb2, "acrida_rejoin: data is not a map");
     msgpack_sbuffer_destroy(&sb2);
+}
+
+/* started_at (the test's first spawn on the worker, for a load shape to resume): optional, a
+ * finite epoch time > 0 or the frame is refused (a NaN or an infinity is "not a number"); its
+ * plausibility against the receiver's clock is acr_msg_check_started_at's (the master ignores an
+ * implausible one with a warning). */
+static void test_rejoin_started_at(void **state)
+{
+    (void)state;
+    static const struct {
+        int kind;
+        const char *s;
+        int64_t i;
+        double f;
+        double want; /* < 0: refused */
+        const char *reason;
+    } cases[] = {
+        {V_DROP, NULL, 0, 0, 0, NULL},                      /* an older worker: unknown */
+        {V_NIL, NULL, 0, 0, 0, NULL},                       /* nil: unknown */
+        {V_DBL, NULL, 0, 1764547200.5, 1764547200.5, NULL}, /* as acrida sends it */
+        {V_INT, NULL, 1764547200, 0, 1764547200, NULL},     /* an integer is a number too */
+        {V_DBL, NULL, 0, NAN, -1, "acrida_rejoin: 'started_at' is not a number"},
+        {V_DBL, NULL, 0, INFINITY, -1, "acrida_rejoin: 'started_at' is not a number"},
+        {V_DBL, NULL, 0, -INFINITY, -1, "acrida_rejoin: 'started_at' is not a number"},
+        {V_DBL, NULL, 0, -5.0, -1, "acrida_rejoin: 'started_at' is not an epoch time > 0"},
+        {V_DBL, NULL, 0, 0.0, -1, "acrida_rejoin: 'started_at' is not an epoch time > 0"},
+        {V_INT, NULL, 0, 0, -1, "acrida_rejoin: 'started_at' is not an epoch time > 0"},
+        {V_INT, NULL, -1, 0, -1, "acrida_rejoin: 'started_at' is not an epoch time > 0"},
+        {V_STR, "1764547200", 0, 0, -1, "acrida_rejoin: 'started_at' is not a number"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        msgpack_sbuffer sb;
+        acr_msg_t m;
+        char err[256] = "";
+        rejoin_frame(&sb, "started_at", cases[c].kind, cases[c].s, cases[c].i, cases[c].f);
+        if (cases[c].want < 0) {
+            expect_refused(&sb, cases[c].reason);
+        } else {
+            int r = acr_msg_decode(sb.data, sb.size, &m, err, sizeof err);
+            if (r != 0) fail_msg("case %zu: decode failed: %d (%s)", c, r, err);
+            if (m.started_at != cases[c].want)
+                fail_msg("case %zu: started_at %f, expected %f", c, m.started_at, cases[c].want);
+            acr_msg_free(&m);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+
+    /* plausible on the receiver's clock: up to the skew ahead, up to the age limit behind */
+    const double now = 1764547200.0;
+    char err[256];
+    assert_int_equal(acr_msg_check_started_at(now - 25, now, err, sizeof err), 0);
+    assert_int_equal(acr_msg_check_started_at(now, now, err, sizeof err), 0);
+    assert_int_equal(acr_msg_check_started_at(now + ACR_MSG_CLOCK_SKEW_S, now, err, sizeof err), 0);
+    assert_int_equal(acr_msg_check_started_at(now - 30 * 86400.0, now, err, sizeof err), 0);
+    assert_int_equal(acr_msg_check_started_at(now + 3600, now, err, sizeof err), -ERANGE);
+    assert_string_equal(err, "'started_at' is 3600 s in the future of this host's clock (more "
+                             "than 60 s: clock skew?)");
+    assert_int_equal(
+        acr_msg_check_started_at(now - ACR_MSG_MAX_TEST_AGE_S - 86400.0, now, err, sizeof err),
+        -ERANGE);
+    assert_string_equal(err, "'started_at' is 401 days old (more than 400)");
+    assert_int_equal(acr_msg_check_started_at(1.0, now, err, sizeof err), -ERANGE);
+    assert_non_null(strstr(err, "days old"));
 }
 
 /* ---- stats: acrida_cumulative ---- */
@@ -426,9 +501,9 @@ static void test_stats_cumulative(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ack_instance),     cmocka_unit_test(test_spawn_test_id),
-        cmocka_unit_test(test_rejoin_roundtrip), cmocka_unit_test(test_rejoin_refused),
-        cmocka_unit_test(test_stats_cumulative),
+        cmocka_unit_test(test_ack_instance),      cmocka_unit_test(test_spawn_test_id),
+        cmocka_unit_test(test_rejoin_roundtrip),  cmocka_unit_test(test_rejoin_refused),
+        cmocka_unit_test(test_rejoin_started_at), cmocka_unit_test(test_stats_cumulative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,9 @@
  * a second shape), the checks of a shape function's return values (nil, negative, fractional,
  * NaN, strings, a missing rate, unknown or duplicate classes), a raising shape (message and
  * traceback), a shape that loops forever (interrupted each time, also when JIT-compiled, and the
- * state still usable), acr_shape_new's check of the stages' classes, and the "shape" field of the
- * /stats/requests JSON.
+ * state still usable), acr_shape_new's check of the stages' classes, the "shape" field of the
+ * /stats/requests JSON, and a test adopted from a previous master's workers driven by the shape
+ * from the run time its rejoins give (a real core, fake workers: tests/unit/unit_core.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +25,8 @@
 #include <lua.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "unit_core.h"
 
 static char name_a[] = "A", name_b[] = "B";
 static const acr_user_class_t CLASSES[] = {{.name = name_a, .weight = 1},
@@ -270,13 +273,133 @@ static void test_json_shape(void **state)
     acr_stats_free(st);
 }
 
+/* ---- resuming an adopted test ---- */
+
+#define TEST_A "0123456789abcdef0123456789abcdef"
+
+typedef struct {
+    uv_loop_t loop;
+    acr_core_t *c;
+    lua_State *L;
+    acr_shape_t *s;
+    acr_buf_t b;
+} adopt_fx_t;
+
+/* A core with the two classes, the shape "2 users until 20 s, 4 until 40 s" and worker h1_a. */
+static void adopt_open(adopt_fx_t *f)
+{
+    char err[1024] = "";
+    int rc;
+    memset(f, 0, sizeof(*f));
+    f->L = load("acrida.stages{ {duration = 20, users = 2, spawn_rate = 10},\n"
+                "  {duration = 40, users = 4, spawn_rate = 10} }",
+                &rc, err, sizeof err);
+    assert_int_equal(rc, 0);
+    acr_core_config_t cc = {.classes = CLASSES,
+                            .nclasses = 2,
+                            .stop_timeout = -1,
+                            .scenario_name = "s.lua",
+                            .scenario_src = "-- s",
+                            .scenario_len = 4};
+    ucore_open(&f->loop, &cc, &f->c);
+    acr_shape_config_t sc = {
+        .loop = &f->loop, .core = f->c, .L = f->L, .classes = CLASSES, .nclasses = 2};
+    assert_int_equal(acr_shape_new(&sc, &f->s, err, sizeof err), 0);
+    assert_non_null(f->s);
+    ucore_worker_ready(f->c, &f->b, "h1_a");
+}
+
+static void adopt_close(adopt_fx_t *f)
+{
+    acr_core_close(f->c); /* as the master shuts down: the core, the shape, then the loop */
+    acr_shape_close(f->s);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    acr_core_free(f->c);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    acr_shape_free(f->s);
+    lua_close(f->L);
+    acr_buf_free(&f->b);
+}
+
+/* h1_a rejoins running test A with one user of each class, first spawned at @started_at. */
+static void adopt_rejoin(adopt_fx_t *f, double started_at)
+{
+    acr_class_count_t cc[2] = {{name_a, 1}, {name_b, 1}};
+    acr_msg_rejoin_t r = {.test_id = TEST_A,
+                          .state = "running",
+                          .classes = cc,
+                          .nclasses = 2,
+                          .user_count = 2,
+                          .scenario_sha256 = f->c->scenario_sha256,
+                          .stop_timeout = -1,
+                          .last_seq = 3,
+                          .started_at = started_at};
+    acr_buf_reset(&f->b);
+    assert_int_equal(acr_msg_encode_rejoin(&f->b, &r, "h1_a"), 0);
+    ucore_feed(f->c, &f->b, "h1_a");
+    assert_true(f->c->run.adopted);
+}
+
+static void test_resume_adopted(void **state)
+{
+    (void)state;
+    adopt_fx_t f;
+    adopt_open(&f);
+    adopt_rejoin(&f, acr_now() - 25); /* 25 s into the shape: stage 2 */
+    long users = 0, stage = -9;
+    double rate = 0;
+    assert_true(acr_shape_active(f.s));
+    assert_true(acr_shape_current(f.s, &users, &rate, &stage));
+    assert_int_equal(users, 4);
+    assert_int_equal(stage, 1);
+    assert_int_equal(f.c->run.target_users, 2); /* nothing moved before the next tick */
+    double deadline = acr_mono_s() + 60;
+    while (f.c->run.target_users != 4 && acr_mono_s() < deadline) uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(f.c->run.target_users, 4);
+    assert_true(f.c->run.adopted);
+    assert_string_equal(f.c->run.test_id, TEST_A);
+    adopt_close(&f);
+}
+
+static void test_resume_after_the_end_stops(void **state)
+{
+    (void)state;
+    adopt_fx_t f;
+    adopt_open(&f);
+    adopt_rejoin(&f, acr_now() - 45); /* the shape ended at 40 s */
+    assert_false(acr_shape_active(f.s));
+    assert_int_equal(f.c->run.state, ACR_RUN_STOPPING);
+    adopt_close(&f);
+}
+
+static void test_adopted_without_start_not_driven(void **state)
+{
+    (void)state;
+    static const double starts[] = {0, 1.0 /* 1970: ignored */};
+    for (size_t i = 0; i < ACR_ARRAY_SIZE(starts); i++) {
+        adopt_fx_t f;
+        adopt_open(&f);
+        adopt_rejoin(&f, starts[i]);
+        assert_false(acr_shape_active(f.s));
+        assert_int_equal(f.c->run.state, ACR_RUN_RUNNING); /* settled: every worker answered */
+        assert_int_equal(f.c->run.target_users, 2);
+        adopt_close(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stage_at),   cmocka_unit_test(test_declarations),
-        cmocka_unit_test(test_results),    cmocka_unit_test(test_raise),
-        cmocka_unit_test(test_interrupt),  cmocka_unit_test(test_new_checks_stage_classes),
+        cmocka_unit_test(test_stage_at),
+        cmocka_unit_test(test_declarations),
+        cmocka_unit_test(test_results),
+        cmocka_unit_test(test_raise),
+        cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_new_checks_stage_classes),
         cmocka_unit_test(test_json_shape),
+        cmocka_unit_test(test_resume_adopted),
+        cmocka_unit_test(test_resume_after_the_end_stops),
+        cmocka_unit_test(test_adopted_without_start_not_driven),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
