@@ -14,12 +14,32 @@
 
 #define LAST_BUCKET (ACR_HIST_BUCKETS - 1u)
 
-void acr_hist_reset(acr_hist_t *h)
+static void set_empty(acr_hist_t *h)
 {
-    memset(h->counts, 0, sizeof(h->counts));
     h->count = 0;
     h->min_us = UINT64_MAX;
     h->max_us = 0;
+    h->lo = ACR_HIST_BUCKETS;
+    h->hi = 0;
+}
+
+void acr_hist_reset(acr_hist_t *h)
+{
+    memset(h->counts, 0, sizeof(h->counts));
+    set_empty(h);
+}
+
+void acr_hist_clear(acr_hist_t *h)
+{
+    if (h->lo <= h->hi) memset(h->counts + h->lo, 0, (h->hi - h->lo + 1) * sizeof(h->counts[0]));
+    set_empty(h);
+}
+
+/* Widens the range of non-zero buckets to hold @idx. */
+static inline void cover(acr_hist_t *h, unsigned idx)
+{
+    if (idx < h->lo) h->lo = idx;
+    if (idx > h->hi) h->hi = idx;
 }
 
 unsigned acr_hist_index(uint64_t us)
@@ -55,7 +75,9 @@ uint64_t acr_hist_bucket_value(unsigned idx)
 void acr_hist_record_n(acr_hist_t *h, uint64_t us, uint64_t n)
 {
     if (n == 0) return;
-    h->counts[acr_hist_index(us)] += n;
+    unsigned idx = acr_hist_index(us);
+    h->counts[idx] += n;
+    cover(h, idx);
     h->count += n;
     if (us < h->min_us) h->min_us = us;
     if (us > h->max_us) h->max_us = us;
@@ -64,15 +86,21 @@ void acr_hist_record_n(acr_hist_t *h, uint64_t us, uint64_t n)
 bool acr_hist_add_bucket(acr_hist_t *h, unsigned idx, uint64_t n)
 {
     if (idx >= ACR_HIST_BUCKETS) return false;
+    if (n == 0) return true;
     h->counts[idx] += n;
+    cover(h, idx);
     h->count += n;
     return true;
 }
 
 void acr_hist_merge(acr_hist_t *dst, const acr_hist_t *src)
 {
+    if (src->lo <= src->hi) {
+        for (unsigned i = src->lo; i <= src->hi; i++) dst->counts[i] += src->counts[i];
+        cover(dst, src->lo);
+        cover(dst, src->hi);
+    }
     if (src->count == 0) return;
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) dst->counts[i] += src->counts[i];
     dst->count += src->count;
     if (src->min_us < dst->min_us) dst->min_us = src->min_us;
     if (src->max_us > dst->max_us) dst->max_us = src->max_us;
@@ -92,13 +120,13 @@ uint64_t acr_hist_percentile(const acr_hist_t *h, double p)
     if (rank > h->count) rank = h->count;
 
     uint64_t cum = 0;
-    unsigned idx = 0;
-    for (; idx < ACR_HIST_BUCKETS; idx++) {
+    unsigned idx = h->lo;
+    for (; idx <= h->hi; idx++) {
         cum += h->counts[idx];
         if (cum >= rank) break;
     }
     /* Buckets added through acr_hist_add_bucket() may disagree with count; fall back to max. */
-    if (idx == ACR_HIST_BUCKETS) return h->max_us;
+    if (idx > h->hi) return h->max_us;
     uint64_t v = acr_hist_bucket_value(idx);
     if (v < h->min_us) v = h->min_us;
     if (v > h->max_us) v = h->max_us;
@@ -107,6 +135,6 @@ uint64_t acr_hist_percentile(const acr_hist_t *h, double p)
 
 void acr_hist_foreach(const acr_hist_t *h, void (*fn)(unsigned idx, uint64_t n, void *ud), void *ud)
 {
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++)
+    for (unsigned i = h->lo; i <= h->hi; i++)
         if (h->counts[i]) fn(i, h->counts[i], ud);
 }

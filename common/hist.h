@@ -4,7 +4,10 @@
  * Values 0..63 µs have exact buckets; above that every power of two is split into 64 linear
  * sub-buckets, so a bucket's midpoint is within 1/128 (< 0.8 %) of any value in it. The range
  * covers 1 µs to 2^36 µs (about 19 hours); larger values land in the last bucket. Memory is fixed
- * (ACR_HIST_BUCKETS counters), merging is bucket-wise addition and therefore lossless.
+ * (ACR_HIST_BUCKETS counters), merging is bucket-wise addition and therefore lossless. The
+ * histogram remembers the index range its non-zero buckets lie in, so that clearing, merging and
+ * walking touch only that range: a report's entry spans a few hundred of the 1,984 buckets, and
+ * the master merges hundreds of thousands of them a minute (bench/master_load.py).
  *
  * Error convention: none of these functions fail.
  */
@@ -25,11 +28,18 @@ typedef struct acr_hist {
     uint64_t count;  /**< number of recorded values */
     uint64_t min_us; /**< smallest recorded value (UINT64_MAX when empty) */
     uint64_t max_us; /**< largest recorded value (0 when empty) */
+    /** Every bucket outside [lo, hi] is zero; lo > hi when none was ever added since the last
+     *  clear. A zeroed struct (calloc) is a valid empty histogram with the range [0, 0]. */
+    uint32_t lo, hi;
     uint64_t counts[ACR_HIST_BUCKETS];
 } acr_hist_t;
 
-/** Empties @h. */
+/** Empties @h, whatever its memory held before (every counter is written). */
 void acr_hist_reset(acr_hist_t *h);
+
+/** Empties @h, which must be a histogram already (reset, cleared or zeroed): only its range of
+ *  non-zero buckets is written. */
+void acr_hist_clear(acr_hist_t *h);
 
 /** Index of the bucket holding @us (clamped to the last bucket). */
 unsigned acr_hist_index(uint64_t us);

@@ -172,7 +172,7 @@ void acr_stats_entry_zero(acr_stats_entry_t *e, double now)
     e->start_time = now;
     e->last_request_ts = 0;
     acr_persec_reset(&e->persec);
-    acr_hist_reset(&e->hist);
+    acr_hist_clear(&e->hist); /* entries are calloc'd: a zeroed histogram is one */
 }
 
 static void ent_free(hnode_t *x)

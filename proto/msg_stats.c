@@ -153,7 +153,7 @@ static int decode_entry(acr__dec_t *d, const msgpack_object *o, acr_stats_t *s, 
     e->num_aborted = 0;
     if ((r = acr__get_u64(d, o, "acrida_aborted", ACR__NIL_OK, &e->num_aborted)) < 0) goto out;
 
-    acr_hist_reset(&e->hist);
+    acr_hist_clear(&e->hist);
     const msgpack_object *ah = acr__map_get(o, "acrida_hist");
     if (ah && ah->type == MSGPACK_OBJECT_NIL) ah = NULL;
     if ((r = decode_response_times(d, o, &e->hist, ah == NULL))) goto out;
@@ -308,7 +308,7 @@ static int pack_response_times(msgpack_packer *pk, const acr_hist_t *h)
     /* Rounding is monotonic, so equal Locust keys come from adjacent buckets. */
     uint32_t n = 0;
     int64_t prev = -1;
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) {
+    for (unsigned i = h->lo; i <= h->hi; i++) {
         if (!h->counts[i]) continue;
         int64_t k = acr__locust_bucket_ms(acr_hist_bucket_value(i));
         if (k != prev) n++;
@@ -317,7 +317,7 @@ static int pack_response_times(msgpack_packer *pk, const acr_hist_t *h)
     PACK_OR_ENOMEM(msgpack_pack_map(pk, n));
     prev = -1;
     uint64_t acc = 0;
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) {
+    for (unsigned i = h->lo; i <= h->hi; i++) {
         if (!h->counts[i]) continue;
         int64_t k = acr__locust_bucket_ms(acr_hist_bucket_value(i));
         if (k != prev && prev >= 0) {
@@ -387,9 +387,9 @@ static int pack_entry(msgpack_packer *pk, const acr_stats_entry_t *e)
     PACK_OR_ENOMEM(pack_persec(pk, &e->persec, true));
     PACK_OR_ENOMEM(pack_key(pk, "acrida_hist"));
     uint32_t nb = 0;
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) nb += h->counts[i] != 0;
+    for (unsigned i = h->lo; i <= h->hi; i++) nb += h->counts[i] != 0;
     PACK_OR_ENOMEM(msgpack_pack_array(pk, nb * 2));
-    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++) {
+    for (unsigned i = h->lo; i <= h->hi; i++) {
         if (!h->counts[i]) continue;
         PACK_OR_ENOMEM(msgpack_pack_uint32(pk, i));
         PACK_OR_ENOMEM(msgpack_pack_uint64(pk, h->counts[i]));

@@ -38,12 +38,13 @@ static void window_add(acr_core_t *c, const acr_stats_t *delta)
             c->agg.window[i].sec = INT64_MIN;
             acr_hist_reset(&c->agg.window[i].hist);
         }
+        acr_hist_reset(c->agg.window_sum);
     }
     int64_t sec = (int64_t)acr_now();
     struct acr_agg_slot *slot = &c->agg.window[(uint64_t)sec % WINDOW_SLOTS];
     if (slot->sec != sec) {
         slot->sec = sec;
-        acr_hist_reset(&slot->hist);
+        acr_hist_clear(&slot->hist);
     }
     acr_hist_merge(&slot->hist, &acr_stats_total((acr_stats_t *)delta)->hist);
 }
@@ -52,7 +53,7 @@ const acr_hist_t *acr__agg_current(acr_core_t *c)
 {
     if (!c->agg.window) return NULL;
     int64_t now = (int64_t)acr_now();
-    acr_hist_reset(c->agg.window_sum);
+    acr_hist_clear(c->agg.window_sum);
     for (size_t i = 0; i < WINDOW_SLOTS; i++)
         if (c->agg.window[i].sec > now - WINDOW_SECONDS && c->agg.window[i].sec <= now)
             acr_hist_merge(c->agg.window_sum, &c->agg.window[i].hist);

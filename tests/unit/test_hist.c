@@ -317,6 +317,56 @@ static void test_foreach_and_add_bucket(void **state)
     assert_int_equal(acr_hist_percentile(&g, 0.5), acr_hist_bucket_value(acr_hist_index(5000)));
 }
 
+static void assert_all_zero(const acr_hist_t *h)
+{
+    for (unsigned i = 0; i < ACR_HIST_BUCKETS; i++)
+        if (h->counts[i]) fail_msg("bucket %u holds %llu", i, (unsigned long long)h->counts[i]);
+}
+
+/* The range of non-zero buckets: clearing writes only that range, merging and walking read only
+ * the source's, so a range that missed a bucket would leave counts behind or lose them. */
+static void test_clear_and_range(void **state)
+{
+    (void)state;
+    acr_hist_t *h = calloc(1, sizeof(*h)), *g = calloc(1, sizeof(*g));
+    assert_non_null(h);
+    assert_non_null(g);
+    acr_hist_clear(h); /* a zeroed struct is an empty histogram */
+    assert_true(h->lo > h->hi);
+    assert_int_equal(acr_hist_percentile(h, 0.5), 0);
+
+    acr_hist_record_n(h, 300, 2);
+    acr_hist_record_n(h, 90000, 1);
+    assert_true(acr_hist_add_bucket(h, 0, 0)); /* nothing added: the range stays */
+    assert_int_equal(h->lo, acr_hist_index(300));
+    assert_int_equal(h->hi, acr_hist_index(90000));
+    acr_hist_clear(h);
+    assert_all_zero(h);
+    assert_int_equal(h->count, 0);
+    assert_int_equal(acr_hist_percentile(h, 1.0), 0);
+
+    /* disjoint ranges on either side of the destination's (a zeroed struct's range is [0, 0]) */
+    acr_hist_clear(g);
+    acr_hist_record_n(h, 5000, 4);
+    acr_hist_record_n(g, 7, 1);
+    acr_hist_record_n(g, 1 * 1000 * 1000 * 1000, 1);
+    acr_hist_merge(h, g);
+    assert_int_equal(h->lo, 7);
+    assert_int_equal(h->hi, acr_hist_index(1000 * 1000 * 1000));
+    assert_int_equal(h->count, 6);
+    assert_int_equal(acr_hist_percentile(h, 0.1), 7);
+    assert_int_equal(acr_hist_percentile(h, 0.5), acr_hist_bucket_value(acr_hist_index(5000)));
+    assert_int_equal(acr_hist_percentile(h, 1.0), 1000 * 1000 * 1000);
+    struct walk w = {0, 0, 0};
+    acr_hist_foreach(h, walk_fn, &w);
+    assert_int_equal(w.calls, 3);
+    assert_int_equal(w.total, 6);
+    acr_hist_clear(h);
+    assert_all_zero(h);
+    free(h);
+    free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_accuracy_pareto),
         cmocka_unit_test(test_merge_equals_union),
         cmocka_unit_test(test_foreach_and_add_bucket),
+        cmocka_unit_test(test_clear_and_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
