@@ -345,10 +345,12 @@ def section(out, heading, run, table):
 
 
 def master(args, out):
-    workers, entries, window = [int(x) for x in args.master_load.split(",")]
+    workers, entries, window, warmup = ([int(x) for x in args.master_load.split(",")] + [5])[:4]
     return section(out, "## Master under load (bench/master_load.py: %d simulated workers, %d "
-                   "entries per report every 3 s, %d s window)" % (workers, entries, window),
-                   lambda: master_load.run(os.path.abspath(args.build), workers, entries, window),
+                   "entries per report every 3 s, %d s window after %d s of warm-up)" % (
+                       workers, entries, window, warmup),
+                   lambda: master_load.run(os.path.abspath(args.build), workers, entries, window,
+                                           warmup),
                    master_load.table)
 
 
@@ -489,8 +491,9 @@ def main():
     ap.add_argument("--tail", type=float, default=2)
     ap.add_argument("--tools", default="wrk,acrida,fast,http")
     ap.add_argument("--idle", default="10000,100000", help="idle user counts ('' to skip)")
-    ap.add_argument("--master-load", default="1000,100,600",
-                    help="simulated workers,entries,window s for bench/master_load.py ('' to skip)")
+    ap.add_argument("--master-load", default="1000,100,600,540",
+                    help="simulated workers,entries,window s[,warm-up s, default 5] for "
+                         "bench/master_load.py ('' to skip)")
     ap.add_argument("--master-web-load", default="500,100,30",
                     help="simulated workers,entries,window s for bench/master_web_load.py ('' to skip)")
     ap.add_argument("--pool-bench", default="3,8,3",

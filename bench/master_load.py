@@ -5,7 +5,16 @@ The master runs in web mode and nobody starts a test (POST /swarm is never sent)
 registration, liveness and stats merging alone. (It ran headless with --expect-workers N+1 and
 --json before; a headless master stopped while it waits for workers now exits 1 without a
 document, so the web API gives the counts instead; nothing polls it during the window.) Its CPU
-is read from /proc over a steady window after a 5 s warm-up.
+is read from /proc over a steady window after a warm-up, and its RSS every 10 s from the end of
+registration to the end of the window.
+
+The warm-up (--warmup, 540 s in `make bench`) lets the master's ZeroMQ pipes reach their steady
+size before the window starts. libzmq queues the messages of each connection in chunks of 256
+messages (16.4 KiB) per direction, keeps one spare chunk per queue, and a chunk's pages become
+resident as messages first pass through them: each pipe's memory grows until it has carried 512
+messages, which the master-to-worker direction (one heartbeat a second) reaches after 512 s.
+That is about 64 KiB per worker, bounded, and over before the window: growth inside the window
+is the master's own.
 
 Every report is shaped like an acrida worker's delta, with synthetic but self-consistent content:
 the worker's own sequence number (1, 2, 3, ... per worker), entries with their own request and
@@ -17,6 +26,7 @@ that worker sent before; then the master's /stats/requests says how many reports
 what they added up to, and the master is stopped.
 
 usage: bench/master_load.py [--build build] [--workers 1000] [--entries 100] [--window 600]
+                            [--warmup 540]
 """
 import argparse
 import hashlib
@@ -198,9 +208,10 @@ def rss_kib(pid):
         return int(f.read().split("VmRSS:")[1].split()[0])
 
 
-def drive(fleet, master, templates, window):
-    """Heartbeats and reports until the measuring window ends; returns what was sent, the
-    master's CPU over the window and its RSS sampled every 10 s of the window."""
+def drive(fleet, master, templates, window, warmup):
+    """Heartbeats and reports until the measuring window, which starts @warmup s after the first
+    report, ends; returns what was sent, the master's CPU over the window, and its RSS sampled
+    every 10 s from the start, with the index of the sample taken at the window's start."""
     n = len(fleet.socks)
     rss = []
     seq = [0] * n
@@ -209,15 +220,18 @@ def drive(fleet, master, templates, window):
     next_stats = [start + 3 * i / n for i in range(n)]
     next_hb = start
     c0 = t0 = None
+    first = 0
     while True:
         now = time.monotonic()
-        if c0 is None and now - start > 5:
-            c0, t0, sent["in_window"] = cpu(master.pid), now, 0
-        if c0 is not None and now - t0 >= 10 * len(rss):
+        if now - start >= 10 * len(rss):
             rss.append(rss_kib(master.pid))
+        if c0 is None and now - start > warmup:
+            c0, t0, sent["in_window"] = cpu(master.pid), now, 0
+            rss.append(rss_kib(master.pid))
+            first = len(rss) - 1
         if c0 is not None and now - t0 > window:
             rss.append(rss_kib(master.pid))
-            return sent, (cpu(master.pid) - c0) / (now - t0), now - t0, rss
+            return sent, (cpu(master.pid) - c0) / (now - t0), now - t0, (rss, first)
         if now >= next_hb:
             for s, node in fleet.socks:
                 s.send(msgpack.packb(["heartbeat", {"state": "ready", "current_cpu_usage": 1.0,
@@ -241,15 +255,15 @@ def drain(fleet, timeout=120):
     return len(fleet.register_all(timeout))
 
 
-def run(build, workers, entries, window):
+def run(build, workers, entries, window, warmup=5):
     tmp = tempfile.mkdtemp(prefix="acrida-master-load-")
     try:
-        return run_in(tmp, build, workers, entries, window)
+        return run_in(tmp, build, workers, entries, window, warmup)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_in(tmp, build, workers, entries, window):
+def run_in(tmp, build, workers, entries, window, warmup):
     rng = random.Random(20261130)
     templates = [report_template(rng, entries) for _ in range(TEMPLATES)]
     sc = os.path.join(tmp, "s.lua")
@@ -267,7 +281,7 @@ def run_in(tmp, build, workers, entries, window):
         registered = len(fleet.register_all())
         if registered != workers:
             raise RuntimeError("only %d of %d simulated workers registered" % (registered, workers))
-        sent, cpu_share, span, rss = drive(fleet, master, templates, window)
+        sent, cpu_share, span, rss = drive(fleet, master, templates, window, warmup)
         acked = drain(fleet)
         web = dict(l.split("=") for l in open(pf).read().split())["web"]
         with urllib.request.urlopen("http://127.0.0.1:%s/stats/requests" % web, timeout=60) as r:
@@ -283,7 +297,8 @@ def run_in(tmp, build, workers, entries, window):
         master.wait()
     log = open(log_path, errors="replace").read()
     agg = [r for r in doc["stats"] if r["name"] == "Aggregated"][0]
-    return {"workers": workers, "entries": entries, "window": span, "sent": sent, "acked": acked,
+    return {"workers": workers, "entries": entries, "window": span, "warmup": warmup,
+            "sent": sent, "acked": acked,
             "merged_reports": doc["reports_merged"], "merged_requests": agg["num_requests"],
             "cpu": cpu_share, "rss_kib": rss, "malformed": log.count("malformed"),
             "seq_warnings": log.count("out of order") + log.count("missing (lost interval)")}
@@ -292,18 +307,23 @@ def run_in(tmp, build, workers, entries, window):
 def table(r):
     """The result as printed by `make bench` (bench/bench.py) and by this script."""
     s = r["sent"]
-    rss = r["rss_kib"]
-    half = rss[len(rss) // 2:]
+    series, first = r["rss_kib"]
+    rss = series[first:]
+    mid = rss[len(rss) // 2]
     return [
-        "| workers | entries per report | window | reports/s sent in the window | master CPU | "
-        "master RSS at the window's start, middle, end (max) |",
-        "|---|---|---|---|---|---|",
-        "| %d | %d | %.0f s | %.0f | %.1f %% of one core | %.1f, %.1f, %.1f (%.1f) MiB |" % (
-            r["workers"], r["entries"], r["window"], s["in_window"] / r["window"], 100 * r["cpu"],
-            rss[0] / 1024, rss[len(rss) // 2] / 1024, rss[-1] / 1024, max(rss) / 1024),
+        "| workers | entries per report | warm-up | window | reports/s sent in the window | "
+        "master CPU | master RSS at the window's start, middle, end (max) |",
+        "|---|---|---|---|---|---|---|",
+        "| %d | %d | %.0f s | %.0f s | %.0f | %.1f %% of one core | %.1f, %.1f, %.1f (%.1f) MiB |" % (
+            r["workers"], r["entries"], r["warmup"], r["window"], s["in_window"] / r["window"],
+            100 * r["cpu"], rss[0] / 1024, mid / 1024, rss[-1] / 1024, max(rss) / 1024),
         "",
-        "RSS growth over the second half of the window: %+.1f MiB (%d samples, one every 10 s)." % (
-            (half[-1] - half[0]) / 1024, len(rss)),
+        "RSS growth over the window: %+.1f MiB, over its second half: %+.1f MiB (%d samples, one "
+        "every 10 s)." % ((rss[-1] - rss[0]) / 1024, (rss[-1] - mid) / 1024, len(rss)),
+        "",
+        "RSS about every 60 s from the end of registration to the end of the window (MiB; the "
+        "window starts at %.0f s): %s." % (r["warmup"], ", ".join(
+            "%.1f" % (k / 1024) for k in series[::6] + ([series[-1]] if len(series) % 6 != 1 else []))),
         "",
         "| | sent | merged by the master |",
         "|---|---|---|",
@@ -322,12 +342,15 @@ def main():
     ap.add_argument("--workers", type=int, default=1000)
     ap.add_argument("--entries", type=int, default=100)
     ap.add_argument("--window", type=float, default=600)
+    ap.add_argument("--warmup", type=float, default=540,
+                    help="seconds of load before the window starts (see the docstring)")
     a = ap.parse_args()
     # one DEALER per simulated worker, and the master inherits the limit: its default soft
     # limit (1024) is below 1000 workers' connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print("\n".join(table(run(os.path.abspath(a.build), a.workers, a.entries, a.window))))
+    print("\n".join(table(run(os.path.abspath(a.build), a.workers, a.entries, a.window,
+                                a.warmup))))
 
 
 if __name__ == "__main__":
