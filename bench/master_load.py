@@ -36,7 +36,6 @@ import random
 import resource
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -44,7 +43,7 @@ import urllib.request
 import msgpack
 import zmq
 
-from benchlib import wait_port
+from benchlib import start_web_master, wait_port
 
 TICK = os.sysconf("SC_CLK_TCK")
 HIST_SUB_BITS = 6
@@ -266,16 +265,7 @@ def run(build, workers, entries, window, warmup=5):
 def run_in(tmp, build, workers, entries, window, warmup):
     rng = random.Random(20261130)
     templates = [report_template(rng, entries) for _ in range(TEMPLATES)]
-    sc = os.path.join(tmp, "s.lua")
-    with open(sc, "w") as f:
-        f.write('local acrida = require "acrida"\nacrida.user { name = "U", tasks = { function() end } }\n')
-    pf = os.path.join(tmp, "ports")
-    log_path = os.path.join(tmp, "master.log")
-    with open(log_path, "wb") as log:
-        master = subprocess.Popen([os.path.join(build, "acrida-master"), "-f", sc, "--web-host",
-                                   "127.0.0.1", "--web-port", "0", "--master-bind-host",
-                                   "127.0.0.1", "--master-bind-port", "0", "--port-file", pf,
-                                   "-L", "WARNING"], stdout=subprocess.DEVNULL, stderr=log)
+    master, pf, log_path = start_web_master(tmp, build)
     fleet = Fleet(wait_port(pf, master), workers)
     try:
         registered = len(fleet.register_all())

@@ -11,7 +11,10 @@
    worker's `received SIGTERM` line to its last line.
 3. The cost of the watchdog (its thread, and LuaJIT's profiler that makes compiled loops
    interruptible): 50 users without wait_time, GET / against acrida-target, 1 local worker,
-   --stall-timeout 10 against 0, N rounds alternated; requests per second from --json.
+   --stall-timeout 10 against 0, N rounds alternated; requests per second from --json, and the
+   CPU per request of the master and its worker (the master's rusage, which includes the local
+   worker it waited for; the target is not counted): requests per second on two shared cores
+   move with whatever else runs, the CPU per request much less.
 
     bench/stall_bench.py --build build [--rounds 3 --seconds 10]
 """
@@ -20,6 +23,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -146,26 +150,39 @@ def sigterm(build, tmp, extra):
              (stamp(last) - t0).total_seconds(), last[24:110]))
 
 
+def children_cpu():
+    """CPU seconds of the children waited for so far: a headless master's is its own plus that of
+    its local workers, which it waits for."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def throughput(build, tmp, rounds, secs):
     t = Target(build, tmp)
     scen = os.path.join(tmp, "fast.lua")
     open(scen, "w").write(FAST)
     rates = {"10": [], "0": []}
+    costs = {"10": [], "0": []}
     try:
         for _ in range(rounds):
             for st in ("10", "0"):
+                c0 = children_cpu()
                 rc, out, err = master(build, tmp, scen, t.url, 50, secs, 1,
                                       extra=["--stall-timeout", st])
+                cpu = children_cpu() - c0
                 doc = json.loads(out)
                 agg = [r for r in doc["stats"] if r["name"] == "Aggregated"][0]
                 rates[st].append(agg["num_requests"] / doc["run_time"] if doc.get("run_time")
                                  else agg["num_requests"] / secs)
+                costs[st].append(cpu * 1e6 / max(agg["num_requests"], 1))
     finally:
         t.stop()
     for st, label in (("10", "watchdog on"), ("0", "--stall-timeout 0")):
-        v = sorted(rates[st])
-        print("50 users, no wait, 1 worker, %s: median %.0f req/s (%s)"
-              % (label, v[len(v) // 2], ", ".join("%.0f" % x for x in v)))
+        v, c = sorted(rates[st]), sorted(costs[st])
+        print("50 users, no wait, 1 worker, %s: median %.0f req/s (%s); CPU of the master and its "
+              "worker per request, whole run: median %.2f µs (%s)"
+              % (label, v[len(v) // 2], ", ".join("%.0f" % x for x in v), c[len(c) // 2],
+                 ", ".join("%.2f" % x for x in c)))
 
 
 def main():
