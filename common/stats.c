@@ -6,6 +6,12 @@
  * while the table grows. The sorted views are arrays of pointers into the nodes, rebuilt lazily
  * when a table changed (the *_dirty flags). Past max_names distinct names a new (method, name)
  * is folded into the (method, ACR_STATS_OTHER) entry, its failures with it.
+ *
+ * An entry node holds a whole histogram (about 16 KiB). acr_stats_clear keeps up to SPARE_NODES
+ * of the nodes it removes and acr_stats_get takes them back before allocating: the master decodes
+ * every report into one recycled table (master/core/registry.c), so a report of 100 entries,
+ * hundreds of times a second, allocates no histogram and gives no memory back to the system
+ * only to fault it in again.
  */
 #include "common/stats.h"
 
@@ -14,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define SPARE_NODES 256 /* about 4 MiB of histograms kept by a cleared table at most */
 
 /* ---- a small chained hash table of nodes that start with an hnode_t ---- */
 
@@ -51,6 +59,8 @@ struct acr_stats {
     size_t nother;      /* entries named ACR_STATS_OTHER (not counted against the cap) */
     char *first_folded; /* "METHOD name" of the first name folded since the last clear */
     bool fold_noticed;  /* acr_stats_fold_notice() returned it */
+    hnode_t *spare;     /* entry nodes kept by acr_stats_clear, chained by next */
+    size_t nspare;
 
     acr_stats_entry_t **sorted_entries;
     acr_stats_error_t **sorted_errors;
@@ -201,6 +211,35 @@ static void exc_free(hnode_t *x)
     free(en);
 }
 
+/* An entry node for acr_stats_get: a spare one (its histogram is one already, so clearing its
+ * range is enough) or a zeroed new one. */
+static ent_node_t *ent_alloc(acr_stats_t *s)
+{
+    if (!s->spare) return calloc(1, sizeof(ent_node_t));
+    ent_node_t *en = (ent_node_t *)s->spare;
+    s->spare = en->h.next;
+    s->nspare--;
+    en->h.next = NULL;
+    return en;
+}
+
+/* htab_drain's callback of acr_stats_clear: the node's names go, the node is kept while there is
+ * room. */
+static void ent_recycle(acr_stats_t *s, hnode_t *x)
+{
+    ent_node_t *en = (ent_node_t *)x;
+    if (s->nspare >= SPARE_NODES) {
+        ent_free(x);
+        return;
+    }
+    free(en->e.method);
+    free(en->e.name);
+    en->e.method = en->e.name = NULL;
+    en->h.next = s->spare;
+    s->spare = x;
+    s->nspare++;
+}
+
 acr_stats_t *acr_stats_new(double now)
 {
     acr_stats_t *s = calloc(1, sizeof(*s));
@@ -224,6 +263,11 @@ void acr_stats_free(acr_stats_t *s)
 {
     if (!s) return;
     htab_drain(&s->entries, ent_free);
+    while (s->spare) {
+        hnode_t *next = s->spare->next;
+        free(s->spare);
+        s->spare = next;
+    }
     htab_drain(&s->errors, err_free);
     htab_drain(&s->exceptions, exc_free);
     free(s->entries.b);
@@ -307,7 +351,7 @@ acr_stats_entry_t *acr_stats_get(acr_stats_t *s, const char *method, const char 
     if (fold_target(s, method, name, &fold_method))
         return acr_stats_get(s, fold_method, ACR_STATS_OTHER);
 
-    en = calloc(1, sizeof(*en));
+    en = ent_alloc(s);
     if (!en) return NULL;
     en->h.hash = hash;
     en->e.method = strdup(method);
@@ -544,7 +588,14 @@ void acr_stats_reset(acr_stats_t *s, double now)
 void acr_stats_clear(acr_stats_t *s, double now)
 {
     acr_stats_reset(s, now);
-    htab_drain(&s->entries, ent_free);
+    for (size_t i = 0; i < s->entries.nb; i++) {
+        for (hnode_t *x = s->entries.b[i], *next; x; x = next) {
+            next = x->next;
+            ent_recycle(s, x);
+        }
+        s->entries.b[i] = NULL;
+    }
+    s->entries.n = 0;
     s->nother = 0;
     free(s->first_folded);
     s->first_folded = NULL;

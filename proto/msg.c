@@ -526,7 +526,13 @@ static int decode_data(acr__dec_t *d, const msgpack_object *data, acr_msg_t *m)
 
 int acr_msg_decode(const void *buf, size_t len, acr_msg_t *out, char *err, size_t errlen)
 {
-    acr__dec_t d = {.err = err, .errlen = errlen, .prefix = ""};
+    return acr_msg_decode_reuse(buf, len, out, NULL, err, errlen);
+}
+
+int acr_msg_decode_reuse(const void *buf, size_t len, acr_msg_t *out, acr_stats_t **spare,
+                         char *err, size_t errlen)
+{
+    acr__dec_t d = {.err = err, .errlen = errlen, .prefix = "", .spare = spare};
     msgpack_unpacked res;
     size_t off = 0;
     int r;

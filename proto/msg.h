@@ -199,6 +199,14 @@ typedef struct acr_msg {
  * "heartbeat: 'state' missing or not a string". On failure @out holds nothing to free.
  */
 int acr_msg_decode(const void *buf, size_t len, acr_msg_t *out, char *err, size_t errlen);
+/**
+ * acr_msg_decode, where a stats report is decoded into *@spare (a table emptied with
+ * acr_stats_clear; *@spare then becomes NULL: the message owns it) when it is not NULL, instead of
+ * a new table. A receiver of many reports hands each message's table back as the next spare, so
+ * that its entries' nodes are reused (common/stats.c).
+ */
+int acr_msg_decode_reuse(const void *buf, size_t len, acr_msg_t *out, acr_stats_t **spare,
+                         char *err, size_t errlen);
 void acr_msg_free(acr_msg_t *m);
 
 /* ---- encoders: each appends one complete payload to @b (which the caller resets) ---- */

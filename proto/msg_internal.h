@@ -22,6 +22,7 @@ typedef struct acr__dec {
     char *err;
     size_t errlen;
     char prefix[128];
+    acr_stats_t **spare; /**< acr_msg_decode_reuse's table for a report, or NULL */
 } acr__dec_t;
 
 /** Writes prefix + formatted reason into d->err and returns -EPROTO. */

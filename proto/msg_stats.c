@@ -277,7 +277,12 @@ int acr__msg_decode_stats(acr__dec_t *d, const msgpack_object *data, acr_msg_t *
         m->cumulative = cum->via.boolean;
     }
 
-    m->stats = acr_stats_new(0);
+    if (d->spare && *d->spare) {
+        m->stats = *d->spare; /* emptied by acr_stats_clear: its nodes are reused */
+        *d->spare = NULL;
+    } else {
+        m->stats = acr_stats_new(0);
+    }
     if (!m->stats) return -ENOMEM;
     /* a report holds at most ACR_MSG_MAX_ENTRIES: the receiver's own table folds, not this one */
     acr_stats_set_max_names(m->stats, 0);

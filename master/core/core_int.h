@@ -95,6 +95,9 @@ typedef struct acr_registry {
     /** registration bounds (registry.c): the client_ready token bucket and the drops */
     double reg_tokens, reg_refill_at, reg_warned_at;
     uint64_t reg_dropped, reg_dropped_logged;
+    /** The table the next report is decoded into: the last report's, emptied (proto/msg.h,
+     *  acr_msg_decode_reuse). NULL until a report was handled. */
+    acr_stats_t *spare_stats;
 } acr_registry_t;
 
 /** run.c: the one run state machine and what drives it. */

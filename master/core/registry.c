@@ -708,7 +708,7 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
                  ACR_ESCN(peer ? peer : "", peer ? peer_len : 0));
         return;
     }
-    int rc = acr_msg_decode(data, len, &msg, err, sizeof err);
+    int rc = acr_msg_decode_reuse(data, len, &msg, &c->reg.spare_stats, err, sizeof err);
     if (rc < 0) {
         c->reg.malformed++;
         ACR_WARN("dropped malformed frame from %s: %s", ACR_ESCN(peer, peer_len),
@@ -716,6 +716,12 @@ void acr__registry_on_frame(acr_zchan_t *ch, const char *peer, size_t peer_len, 
         return;
     }
     handle(c, peer, peer_len, &msg);
+    if (msg.stats) { /* merged (or dropped): the next report's table */
+        acr_stats_clear(msg.stats, 0);
+        acr_stats_free(c->reg.spare_stats);
+        c->reg.spare_stats = msg.stats;
+        msg.stats = NULL;
+    }
     acr_msg_free(&msg);
     acr__core_after_input(c);
 }
@@ -775,4 +781,6 @@ void acr__registry_free(acr_core_t *c)
     free(c->reg.indexes);
     c->reg.indexes = NULL;
     c->reg.nindexes = c->reg.capindexes = 0;
+    acr_stats_free(c->reg.spare_stats);
+    c->reg.spare_stats = NULL;
 }

@@ -614,6 +614,61 @@ static void test_stats_roundtrip_lossless(void **state)
     acr_stats_free(s);
 }
 
+/* acr_msg_decode_reuse: a report decoded into the previous report's emptied table holds exactly
+ * what the second frame carries, and the table is the same one (its nodes reused). */
+static void test_stats_decode_reuse(void **state)
+{
+    (void)state;
+    acr_stats_t *a = acr_stats_new(T0), *b = acr_stats_new(T0);
+    assert_non_null(a);
+    assert_non_null(b);
+    acr_stats_entry_t *ea = acr_stats_get(a, "GET", "/first");
+    for (unsigned i = 0; i < 500; i++)
+        acr_stats_log(a, ea, true, 100 + i * 997, 10, i % 5 ? NULL : "E", T0 + 1);
+    acr_stats_entry_t *eb = acr_stats_get(b, "POST", "/second");
+    acr_stats_log(b, eb, true, 5000000, 3, "F", T0 + 2);
+    acr_buf_t fa = {0}, fb = {0};
+    assert_int_equal(acr_msg_encode_stats(&fa, a, NULL, 0, 1, 1, false, NODE), 0);
+    assert_int_equal(acr_msg_encode_stats(&fb, b, NULL, 0, 1, 2, false, NODE), 0);
+
+    acr_stats_t *spare = NULL;
+    acr_msg_t m;
+    char err[256];
+    assert_int_equal(acr_msg_decode_reuse(fa.data, fa.len, &m, &spare, err, sizeof err), 0);
+    acr_stats_t *table = m.stats;
+    acr_stats_clear(m.stats, 0);
+    spare = m.stats;
+    m.stats = NULL;
+    acr_msg_free(&m);
+
+    assert_int_equal(acr_msg_decode_reuse(fb.data, fb.len, &m, &spare, err, sizeof err), 0);
+    assert_null(spare);
+    assert_ptr_equal(m.stats, table);
+    assert_int_equal(acr_stats_count(m.stats), 1);
+    assert_null(acr_stats_find(m.stats, "GET", "/first"));
+    acr_stats_t *merged = acr_stats_new(T0);
+    assert_int_equal(acr_stats_merge(merged, m.stats), 0);
+    assert_entries_equal(eb, acr_stats_find(merged, "POST", "/second"));
+    assert_entries_equal(acr_stats_total(b), acr_stats_total(merged));
+    size_t n = 0;
+    acr_stats_error_t *const *errs = acr_stats_errors(merged, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(errs[0]->error, "F");
+    acr_msg_free(&m);
+
+    /* a frame that fails to decode takes the spare with it: nothing leaks, nothing is left */
+    acr_stats_t *again = acr_stats_new(0);
+    spare = again;
+    assert_int_equal(acr_msg_decode_reuse(fb.data, fb.len - 1, &m, &spare, err, sizeof err),
+                     -EPROTO);
+    acr_stats_free(spare);
+    acr_stats_free(merged);
+    acr_buf_free(&fa);
+    acr_buf_free(&fb);
+    acr_stats_free(a);
+    acr_stats_free(b);
+}
+
 static void test_locust_worker_stats_frame(void **state)
 {
     (void)state;
@@ -1279,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_scenario_and_custom),
         cmocka_unit_test(test_locust_bucket_rounding),
         cmocka_unit_test(test_stats_roundtrip_lossless),
+        cmocka_unit_test(test_stats_decode_reuse),
         cmocka_unit_test(test_locust_worker_stats_frame),
         cmocka_unit_test(test_error_key),
         cmocka_unit_test(test_malformed_frames),

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "common/stats.h"
+#include "tests/unit/unit_alloc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -406,6 +407,57 @@ static void test_reset_and_clear(void **state)
     acr_stats_free(s);
 }
 
+/* A cleared table keeps up to 256 entry nodes (each holds a whole histogram) and hands them out
+ * again as new entries: the first 256 new entries allocate only their names, the next ones whole
+ * nodes; every field of a reused entry starts empty, whatever the old one held. */
+static void test_clear_reuses_nodes(void **state)
+{
+    (void)state;
+    enum { N = 300, KEPT = 256 };
+    acr_stats_t *s = acr_stats_new(T0);
+    assert_non_null(s);
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "/old/%d", i);
+        acr_stats_entry_t *e = acr_stats_get(s, "GET", name);
+        assert_non_null(e);
+        acr_stats_log(s, e, true, 10 + (uint64_t)i * 1000, 5, i % 2 ? "boom" : NULL, T0 + 1);
+        acr_stats_log(s, e, false, 0, 0, NULL, T0 + 2);
+        acr_stats_log_aborted(s, e, T0 + 3);
+    }
+    acr_stats_clear(s, T0 + 10);
+    unit_alloc_snap_t a0 = unit_alloc_snap(), a1 = a0;
+    for (int i = 0; i < N; i++) {
+        if (i == KEPT) a1 = unit_alloc_snap();
+        snprintf(name, sizeof name, "/new/%d", i);
+        acr_stats_entry_t *e = acr_stats_get(s, "POST", name);
+        assert_non_null(e);
+        assert_string_equal(e->method, "POST");
+        assert_string_equal(e->name, name);
+        assert_int_equal(e->num_requests + e->num_none_requests + e->num_failures, 0);
+        assert_int_equal(e->num_aborted + e->total_rt_us + e->total_content_length, 0);
+        assert_double_eq(e->start_time, T0 + 10);
+        assert_double_eq(e->last_request_ts, 0);
+        assert_false(acr_persec_get(&e->persec, (int64_t)T0 + 1, NULL, NULL));
+        assert_int_equal(e->hist.count, 0);
+        for (unsigned b = 0; b < ACR_HIST_BUCKETS; b++)
+            if (e->hist.counts[b]) fail_msg("%s: bucket %u left from the old entry", name, b);
+        acr_stats_log(s, e, true, 777, 1, NULL, T0 + 11);
+        assert_int_equal(acr_stats_percentile_ms(e, 1.0) * 1000, 777);
+    }
+    unit_alloc_snap_t a2 = unit_alloc_snap();
+    /* names and the table's growth: far less than one histogram per reused entry */
+    int64_t reused = a1.live - a0.live, fresh = a2.live - a1.live;
+    if (reused >= KEPT * (int64_t)sizeof(acr_hist_t) / 4)
+        fail_msg("%d entries after a clear took %lld bytes: their nodes were not reused", KEPT,
+                 (long long)reused);
+    assert_true(fresh >= (N - KEPT) * (int64_t)sizeof(acr_hist_t));
+    assert_int_equal(acr_stats_count(s), N);
+    assert_int_equal(acr_stats_total(s)->num_requests, N);
+    acr_stats_clear(s, T0 + 20); /* freed with the table, spares included (ASan: no leak) */
+    acr_stats_free(s);
+}
+
 static void test_names_past_the_cap_fold(void **state)
 {
     (void)state;
@@ -499,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_persec_ring),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_reset_and_clear),
+        cmocka_unit_test(test_clear_reuses_nodes),
         cmocka_unit_test(test_names_past_the_cap_fold),
         cmocka_unit_test(test_other_methods_are_bounded),
     };
