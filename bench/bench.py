@@ -472,6 +472,12 @@ def targets(rounds, mem, mres, wres, out):
             "%d of %d reports merged | %s |" % (
                 mres["workers"], mres["entries"], 100 * mres["cpu"], mres["merged_reports"],
                 mres["sent"]["reports"], "met" if mres["cpu"] <= 0.5 else "missed"))
+        series, first = mres["rss_kib"]
+        a, b = series[first], series[-1]
+        out("| master: the same load, flat RSS over the %.0f s window (end within 2 %% of start) | "
+            "**%+.1f MiB** | %.1f -> %.1f MiB after %.0f s of warm-up | %s |" % (
+                mres["window"], (b - a) / 1024, a / 1024, b / 1024, mres["warmup"],
+                "met" if abs(b - a) <= 0.02 * a else "missed"))
     if wres:
         cpu = wres["dash"]["cpu"]
         errors = sum(x["errors"] for x in wres["dash"]["client"].values())
