@@ -309,8 +309,32 @@ static void profile_cb(void *data, lua_State *L, int samples, int vmstate)
     (void)vmstate;
 }
 
+/* SIGPROF while LuaJIT's profiler is off: nothing to do. */
+static void stray_sigprof(int signum)
+{
+    (void)signum;
+}
+
+/* LuaJIT's profiler puts SIGPROF's previous action back when it stops, but its timer is
+ * process-wide and a tick generated just before can still be delivered afterwards (valgrind
+ * delivers it late enough to see it): with the default action that kills the worker. A handler
+ * that does nothing stays after the profiler stops and, unlike SIG_IGN, is not inherited by the
+ * programs a scenario runs. */
+static void keep_stray_sigprof(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGPROF, NULL, &old) < 0 || old.sa_handler != SIG_DFL) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stray_sigprof;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, NULL);
+}
+
 void acr_watchdog_set_lua(acr_watchdog_t *wd, lua_State *L, lua_Hook hook)
 {
+    keep_stray_sigprof();
     pthread_mutex_lock(&wd->mu);
     if (wd->L && wd->L != L) luaJIT_profile_stop(wd->L); /* one profiled state per process */
     wd->L = L;

@@ -15,6 +15,7 @@
 #include "worker/runtime.h"
 #include "worker/watchdog.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,22 @@ static void test_slow_c_work_leaves_no_hook(void **state)
     fx_free(&f);
 }
 
+/* A SIGPROF tick that arrives after the profiler stopped (its timer is process-wide) does not
+ * kill the worker. */
+static void test_late_profiler_tick_is_harmless(void **state)
+{
+    (void)state;
+    fx_t f;
+    fx_init(&f);
+    char err[512];
+    if (fx_load(&f, "acrida.user { name = 'U', tasks = { function(self) end } }\n", err,
+                sizeof err) != 0)
+        fail_msg("load: %s", err);
+    fx_free(&f); /* closes the Lua state: the profiler stops */
+    raise(SIGPROF);
+    raise(SIGPROF);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_spinning_spawned_task_is_ended),
         cmocka_unit_test(test_spinning_main_chunk_fails_to_load),
         cmocka_unit_test(test_slow_c_work_leaves_no_hook),
+        cmocka_unit_test(test_late_profiler_tick_is_harmless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
