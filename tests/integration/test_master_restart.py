@@ -190,23 +190,47 @@ def _kill(d):
         d.proc.wait()
 
 
+class Fleet:
+    """A web master on a fixed port with 2 real workers registered and ready (m1), and the master
+    that replaces it on the same port (restart() -> m2); leaving the block stops them all."""
+
+    def __init__(self, tmp_path, target, scenario, worker_args=()):
+        self.tmp_path = tmp_path
+        self.args = ["-f", write_scenario(tmp_path, scenario), "-H", target.url]
+        self.port = free_port()
+        self.m1 = WebMaster(tmp_path, self.args, self.port, name="master1")
+        self.workers = [Worker(tmp_path, self.port, "worker%d" % i, list(worker_args))
+                        for i in range(2)]
+        self.m2 = None
+
+    def __enter__(self):
+        wait_for(lambda: sum(w["state"] == "ready" for w in self.m1.stats()["workers"]) == 2,
+                 what="2 workers")
+        return self
+
+    def restart(self):
+        self.m2 = WebMaster(self.tmp_path, self.args, self.port, name="master2")
+        return self.m2
+
+    def __exit__(self, *exc):
+        for w in self.workers:
+            w.stop()
+        if self.m2:
+            self.m2.stop()
+        _kill(self.m1)
+
+
 @pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
                     reason="the worker side of the master restart is not in this build")
 def test_real_workers_adopted_after_master_sigkill(tmp_path, target):
-    sc = write_scenario(tmp_path, SCENARIO)
-    port = free_port()
-    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
-    workers = [Worker(tmp_path, port, "worker%d" % i) for i in range(2)]
-    m2 = None
-    try:
-        wait_for(lambda: m1.stats()["workers"] and
-                 sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2, what="2 workers")
+    with Fleet(tmp_path, target, SCENARIO) as f:
+        m1 = f.m1
         assert m1.http("/swarm", {"user_count": 6, "spawn_rate": 100})[0] == 200
         first = m1.wait_state("running")
         wait_for(lambda: m1.stats()["user_count"] == 6, what="6 users")
         wait_for(lambda: target.counts()["served"] > 200, what="load")
         _kill(m1)
-        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        m2 = f.restart()
         doc = wait_for(lambda: (lambda d: d if d["state"] == "running" and d["user_count"] == 6
                                 and "adopted test %s from 2 workers" % first["test_id"] in m2.log()
                                 else None)(m2.stats()), what="the adopted test running")
@@ -221,26 +245,13 @@ def test_real_workers_adopted_after_master_sigkill(tmp_path, target):
         total = aggregated(doc)["num_requests"]
         assert total == served or (doc["lost_reports"] > 0 and total <= served), \
             (total, served, doc["lost_reports"], m2.log()[-3000:])
-    finally:
-        for w in workers:
-            w.stop()
-        if m2:
-            m2.stop()
-        _kill(m1)
 
 
 @pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
                     reason="the worker side of the master restart is not in this build")
 def test_master_after_the_timeout_shows_the_stopped_test(tmp_path, target):
-    sc = write_scenario(tmp_path, SCENARIO)
-    port = free_port()
-    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
-    workers = [Worker(tmp_path, port, "worker%d" % i, ["--master-timeout", "3"])
-               for i in range(2)]
-    m2 = None
-    try:
-        wait_for(lambda: sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2,
-                 what="2 workers")
+    with Fleet(tmp_path, target, SCENARIO, ["--master-timeout", "3"]) as f:
+        m1, workers = f.m1, f.workers
         assert m1.http("/swarm", {"user_count": 4, "spawn_rate": 100})[0] == 200
         first = m1.wait_state("running")
         wait_for(lambda: target.counts()["served"] > 100, what="load")
@@ -249,17 +260,11 @@ def test_master_after_the_timeout_shows_the_stopped_test(tmp_path, target):
         # in-flight requests completed): the target's count is final
         wait_for(lambda: all("users stopped" in w.log() for w in workers), timeout=120,
                  what="the workers stopping their users after the master loss")
-        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        m2 = f.restart()
         doc = wait_for(lambda: (lambda d: d if d["state"] == "stopped" and
                                 aggregated(d)["num_requests"] == target.counts()["served"]
                                 else None)(m2.stats()), what="the stopped test with its stats")
         assert doc["test_id"] == first["test_id"] and doc["adopted"], doc
-    finally:
-        for w in workers:
-            w.stop()
-        if m2:
-            m2.stop()
-        _kill(m1)
 
 
 STAGES = SCENARIO + """
@@ -273,14 +278,8 @@ acrida.stages {
 @pytest.mark.skipif(not os.path.exists(binary("acrida-worker")) or not worker_supports_rejoin(),
                     reason="the worker side of the master restart is not in this build")
 def test_load_shape_resumes_after_master_sigkill(tmp_path, target):
-    sc = write_scenario(tmp_path, STAGES)
-    port = free_port()
-    m1 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master1")
-    workers = [Worker(tmp_path, port, "worker%d" % i) for i in range(2)]
-    m2 = None
-    try:
-        wait_for(lambda: sum(w["state"] == "ready" for w in m1.stats()["workers"]) == 2,
-                 what="2 workers")
+    with Fleet(tmp_path, target, STAGES) as f:
+        m1 = f.m1
         assert m1.http("/swarm", {"host": target.url})[0] == 200
         first = m1.wait_state("running")
         wait_for(lambda: m1.stats()["user_count"] == 2, what="stage 1's 2 users")
@@ -288,7 +287,7 @@ def test_load_shape_resumes_after_master_sigkill(tmp_path, target):
         assert t_start is not None, m1.log()[-3000:]
         _kill(m1)  # during stage 1 (the new master's log says at which run time)
         assert "stage 2" not in m1.log(), m1.log()[-3000:]
-        m2 = WebMaster(tmp_path, ["-f", sc, "-H", target.url], port, name="master2")
+        m2 = f.restart()
         resumed = re.compile(r"resumes the adopted test at run time ([0-9.]+) s: stage (\d+): "
                              r"(\d+) users")
         mt = wait_for(lambda: resumed.search(m2.log()) or (not m2.alive() and _died(m2)),
@@ -322,9 +321,3 @@ def test_load_shape_resumes_after_master_sigkill(tmp_path, target):
         print("measured: resumed at run time %.1f s (%.2f s after m1's start line); stage 2 "
               "applied %.2f s and the end %.2f s after it" % (run_time, t_resume - t_start,
                                                               t_stage2 - t_start, t_end - t_start))
-    finally:
-        for w in workers:
-            w.stop()
-        if m2:
-            m2.stop()
-        _kill(m1)
