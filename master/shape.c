@@ -513,6 +513,18 @@ static void warn_adopted(acr_shape_t *s, acr_core_t *c)
     acr_core_snapshot_free(&snap);
 }
 
+/* The shape no longer drives a test: its timer stops and its target is forgotten. Returns whether
+ * it was driving one. */
+static bool deactivate(acr_shape_t *s)
+{
+    bool was = s->active;
+    uv_timer_stop(&s->timer);
+    s->active = false;
+    s->origin = 0;
+    acr_shape_target_clear(&s->cur);
+    return was;
+}
+
 /* After a frame or a liveness tick: an adopted test (proto/PROTOCOL.md, section 7) resumes the
  * shape at its run time once the rejoins gave its start; while it is resumed, a worker adopted
  * into it later gets the target applied again at the next tick, and an earlier start moves the
@@ -554,10 +566,7 @@ static void on_core_event(acr_core_t *c, const acr_core_event_t *ev, void *ud)
         (ev->from == ACR_RUN_READY || ev->from == ACR_RUN_STOPPED))
         s->warned = false; /* a new test, maybe adopted: the next ACR_CORE_EV_WORKERS tells */
     if (ev->to == ACR_RUN_SPAWNING || ev->to == ACR_RUN_RUNNING) return;
-    uv_timer_stop(&s->timer); /* stopping, stopped: the shape's test is over */
-    s->active = false;
-    s->origin = 0;
-    acr_shape_target_clear(&s->cur);
+    deactivate(s); /* stopping, stopped: the shape's test is over */
 }
 
 int acr_shape_new(const acr_shape_config_t *cfg, acr_shape_t **out, char *err, size_t errlen)
@@ -631,11 +640,7 @@ static void fail(acr_shape_t *s, const char *err, const char *tb)
     ACR_ERROR("load shape (%s): %s: stopping the test", ACR_ESC(s->where), ACR_ESC_LONG(err));
     if (acr_core_add_exception(s->core, err, tb ? tb : "", "master") < 0)
         ACR_ERROR("out of memory recording an exception");
-    uv_timer_stop(&s->timer);
-    bool was = s->active;
-    s->active = false;
-    s->origin = 0;
-    acr_shape_target_clear(&s->cur);
+    bool was = deactivate(s);
     if (was) acr_core_stop(s->core);
     if (s->on_error) s->on_error(s->ud);
 }
@@ -682,10 +687,7 @@ static void ended(acr_shape_t *s, double rt)
 {
     ACR_INFO("load shape (%s): the shape ended at %.0f s: stopping the test", ACR_ESC(s->where),
              rt);
-    uv_timer_stop(&s->timer);
-    s->active = false;
-    s->origin = 0;
-    acr_shape_target_clear(&s->cur);
+    deactivate(s);
     acr_core_stop(s->core);
 }
 
